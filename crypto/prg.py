@@ -1,0 +1,72 @@
+"""A cryptographic pseudo-random generator of ring elements.
+
+Assumes: 32-byte seeds or keys drawn from ``secrets``; a label is never reused for two
+different purposes under one seed (callers build labels from job, step and counter).
+Each (seed, label) pair is turned into an AES-256 key with HKDF-SHA256, and the
+AES-CTR keystream over a zero nonce is read as little-endian ``uint64`` words. numpy's
+own generators are not used for masks: they are not cryptographic.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from crypto.ring import Ring
+
+SEED_BYTES = 32
+_NONCE = bytes(16)
+
+
+def new_seed() -> bytes:
+    """A fresh 32-byte seed from the operating system's CSPRNG."""
+    return secrets.token_bytes(SEED_BYTES)
+
+
+def derive_key(seed: bytes, label: str) -> bytes:
+    """HKDF-SHA256(seed, info=label) -> 32 bytes; a different label gives an independent key."""
+    if len(seed) < 16:
+        raise ValueError(f"seed must be at least 16 bytes, got {len(seed)}")
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"gridcredit/prg/v1", info=label.encode())
+    return hkdf.derive(seed)
+
+
+def keystream(key: bytes, n_bytes: int) -> bytes:
+    """The first ``n_bytes`` of the AES-256-CTR keystream under ``key``."""
+    enc = Cipher(algorithms.AES(key), modes.CTR(_NONCE)).encryptor()
+    return enc.update(bytes(n_bytes)) + enc.finalize()
+
+
+def expand(seed: bytes, label: str, shape: int | tuple[int, ...]) -> Ring:
+    """Uniform ring elements of the given shape, determined by (seed, label).
+
+    1. key = HKDF(seed, label).
+    2. Read prod(shape) * 8 bytes of AES-CTR keystream as little-endian uint64.
+    """
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    count = int(np.prod(dims, dtype=np.int64))
+    words = np.frombuffer(keystream(derive_key(seed, label), 8 * count), dtype="<u8")
+    return words.astype(np.uint64, copy=False).reshape(dims)
+
+
+class RingRng:
+    """A stream of independent uniform ring arrays under one seed (a counter per draw)."""
+
+    __slots__ = ("_seed", "_prefix", "_counter")
+
+    def __init__(self, seed: bytes | None = None, prefix: str = "rng") -> None:
+        self._seed = new_seed() if seed is None else seed
+        self._prefix = prefix
+        self._counter = 0
+
+    def random(self, shape: int | tuple[int, ...]) -> Ring:
+        """The next uniform ring array of ``shape``."""
+        self._counter += 1
+        return expand(self._seed, f"{self._prefix}/{self._counter}", shape)
+
+    def __bool__(self) -> bool:
+        raise TypeError("a RingRng has no truth value")

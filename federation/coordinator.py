@@ -1,0 +1,288 @@
+"""The coordinator: the job's state machine, its round barriers and the dealer.
+
+It registers the two parties, hands each its dealer seed and its peer's address, waits
+at each barrier until both parties arrive, sums the masked scalar loss shares once per
+epoch, decides continue / stop, and deals correction vectors. It sees counts, shapes,
+the epoch loss and weight-change norms; never a feature, label, share or masked value.
+Assumes: the transport authenticated each caller's role (mutual TLS).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum, auto
+
+import numpy as np
+
+from crypto.prg import new_seed
+from crypto.ring import decode
+from federation.dealer import Dealer
+from federation.errors import ProtocolAbort, StageError
+from federation.messages import (
+    PARTY_ROLES,
+    DealReply,
+    DealRequest,
+    Decision,
+    FailRequest,
+    JobPlan,
+    JoinRequest,
+    Role,
+    SyncReply,
+    SyncRequest,
+    Task,
+    TrainSettings,
+)
+from federation.schedule import Schedule
+
+log = logging.getLogger(__name__)
+Event = Callable[[dict[str, object]], None]
+
+
+class JobStage(StrEnum):
+    REGISTER = auto()
+    ALIGN = auto()
+    FIT = auto()
+    EVALUATE = auto()
+    SCORE = auto()
+    DONE = auto()
+    FAILED = auto()
+
+
+ALLOWED: dict[JobStage, frozenset[JobStage]] = {
+    JobStage.REGISTER: frozenset({JobStage.ALIGN, JobStage.FAILED}),
+    JobStage.ALIGN: frozenset({JobStage.FIT, JobStage.SCORE, JobStage.FAILED}),
+    JobStage.FIT: frozenset({JobStage.EVALUATE, JobStage.FAILED}),
+    JobStage.EVALUATE: frozenset({JobStage.DONE, JobStage.FAILED}),
+    JobStage.SCORE: frozenset({JobStage.DONE, JobStage.FAILED}),
+    JobStage.DONE: frozenset(),
+    JobStage.FAILED: frozenset(),
+}
+
+# Barrier steps the parties call, in order; each names the stage it closes.
+STEP_ALIGNED = "aligned"
+STEP_EPOCH = "epoch"
+STEP_EVALUATED = "evaluated"
+STEP_SCORED = "scored"
+
+
+def min_batch_size(n_columns: dict[Role, int]) -> int:
+    """DESIGN.md: a batch must be at least 4x the larger party's column count."""
+    return 4 * max(n_columns.values())
+
+
+@dataclass
+class _Barrier:
+    arrived: dict[Role, SyncRequest] = field(default_factory=dict)
+    reply: SyncReply | None = None
+
+
+class Coordinator:
+    """Thread-safe job logic; the gRPC servicer and in-process tests call it directly."""
+
+    def __init__(self, job_id: str, settings: TrainSettings, *, barrier_timeout: float = 60.0,
+                 on_event: Event | None = None) -> None:
+        self.job_id = job_id
+        self.settings = settings
+        self.stage = JobStage.REGISTER
+        self.failure: str | None = None
+        self.losses: list[float] = []
+        self.delta_norms: list[float] = []
+        self.intersection_size: int | None = None
+        self.stage_seconds: dict[str, float] = {}
+        self._barrier_timeout = barrier_timeout
+        self._on_event = on_event or (lambda event: None)
+        self._cond = threading.Condition()
+        self._joined: dict[Role, JoinRequest] = {}
+        self._seeds = {role: new_seed() for role in PARTY_ROLES}
+        self._barriers: dict[tuple[int, str], _Barrier] = {}
+        self._dealer: Dealer | None = None
+        self._deal_lock = threading.Lock()
+        self._schedule: Schedule | None = None
+        self._stage_started = time.monotonic()
+
+    # -- state machine ---------------------------------------------------------------
+    def _advance(self, to: JobStage) -> None:
+        if to not in ALLOWED[self.stage]:
+            raise StageError(f"job {self.job_id}: expected one of "
+                             f"{sorted(ALLOWED[self.stage])}, got {to!r}")
+        now = time.monotonic()
+        self.stage_seconds[self.stage.value] = now - self._stage_started
+        self._stage_started = now
+        log.info("job %s: %s -> %s", self.job_id, self.stage, to)
+        self.stage = to
+        self._on_event({"event": "stage", "stage": to.value})
+
+    def fail(self, req: FailRequest) -> None:
+        """A party (or a timeout) failed the job: wake everyone with the reason."""
+        with self._cond:
+            self._fail_locked(f"{req.role} failed: {req.reason}")
+
+    def _fail_locked(self, reason: str) -> None:
+        if self.stage in (JobStage.DONE, JobStage.FAILED):
+            return
+        self.failure = reason
+        self.stage = JobStage.FAILED
+        log.error("job %s failed: %s", self.job_id, reason)
+        self._on_event({"event": "failed", "reason": reason})
+        self._cond.notify_all()
+
+    def _check_job(self, job_id: str, role: Role) -> None:
+        if job_id != self.job_id:
+            raise ProtocolAbort(f"{role} asked for job {job_id!r}; this coordinator runs "
+                                f"{self.job_id!r}")
+        if self.stage is JobStage.FAILED:
+            raise ProtocolAbort(f"job {self.job_id} already failed: {self.failure}")
+
+    def _wait(self, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + self._barrier_timeout
+        while not ready():
+            if self.stage is JobStage.FAILED:
+                raise ProtocolAbort(f"job {self.job_id} failed: {self.failure}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._fail_locked(f"timed out after {self._barrier_timeout:g} s waiting for {what}")
+                raise ProtocolAbort(f"job {self.job_id} failed: {self.failure}")
+            self._cond.wait(min(left, 1.0))
+
+    # -- RPC handlers ----------------------------------------------------------------
+    def join(self, req: JoinRequest) -> JobPlan:
+        """Register one party; returns once both have joined."""
+        with self._cond:
+            self._check_job(req.job_id, req.role)
+            if req.role in self._joined:
+                raise ProtocolAbort(f"{req.role} joined job {self.job_id} twice")
+            self._joined[req.role] = req
+            self._on_event({"event": "joined", "role": req.role.value})
+            if len(self._joined) == len(PARTY_ROLES):
+                self._start_alignment()
+            self._cond.notify_all()
+            self._wait(lambda: len(self._joined) == len(PARTY_ROLES),
+                       f"both parties to join (have {sorted(self._joined)})")
+            self._check_job(req.job_id, req.role)
+            peer = Role.BANK if req.role is Role.GRID else Role.GRID
+            return JobPlan(self.job_id, self._joined[peer].address, self._seeds[req.role],
+                           self.settings)
+
+    def _start_alignment(self) -> None:
+        columns = {role: r.n_columns for role, r in self._joined.items()}
+        if self.settings.task is Task.TRAIN:
+            need = min_batch_size(columns)
+            if self.settings.batch_size < need:
+                self._fail_locked(
+                    f"batch size {self.settings.batch_size} is below 4x the larger party's "
+                    f"column count ({need}); per-batch gradients could reveal labels")
+                return
+        self._advance(JobStage.ALIGN)
+
+    def sync(self, req: SyncRequest) -> SyncReply:
+        """Barrier: wait for both parties at (round, step), then decide once for both."""
+        with self._cond:
+            self._check_job(req.job_id, req.role)
+            barrier = self._barriers.setdefault((req.round, req.step), _Barrier())
+            if req.role in barrier.arrived:
+                raise ProtocolAbort(f"{req.role} reached round {req.round}, step {req.step!r} "
+                                    "twice")
+            barrier.arrived[req.role] = req
+            if len(barrier.arrived) == len(PARTY_ROLES):
+                barrier.reply = self._decide(req.round, req.step, barrier.arrived)
+                self._cond.notify_all()
+            self._wait(lambda: barrier.reply is not None,
+                       f"both parties at round {req.round}, step {req.step!r} "
+                       f"(arrived: {sorted(barrier.arrived)})")
+            reply = barrier.reply
+            if reply is None:  # pragma: no cover - _wait returns only when set
+                raise ProtocolAbort("barrier released without a decision")
+            return reply
+
+    def _decide(self, round_: int, step: str, arrived: dict[Role, SyncRequest]) -> SyncReply:
+        handlers: dict[str, Callable[[int, dict[Role, SyncRequest]], SyncReply]] = {
+            STEP_ALIGNED: self._on_aligned,
+            STEP_EPOCH: self._on_epoch,
+            STEP_EVALUATED: self._on_finished,
+            STEP_SCORED: self._on_finished,
+        }
+        handler = handlers.get(step)
+        if handler is None:
+            self._fail_locked(f"unknown barrier step {step!r}")
+            return SyncReply(Decision.ABORT, reason=self.failure or "")
+        try:
+            return handler(round_, arrived)
+        except (StageError, ValueError) as exc:
+            self._fail_locked(str(exc))
+            return SyncReply(Decision.ABORT, reason=str(exc))
+
+    def _on_aligned(self, _round: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
+        counts = {role: int(r.values["intersection"]) for role, r in arrived.items()}
+        if len(set(counts.values())) != 1:
+            raise ValueError(f"parties disagree on the intersection size: {counts}")
+        n = counts[Role.GRID]
+        self.intersection_size = n
+        self._on_event({"event": "aligned", "intersection_size": n})
+        if self.settings.task is Task.SCORE:
+            self._advance(JobStage.SCORE)
+            return SyncReply(Decision.CONTINUE, {"intersection": n})
+        if n == 0:
+            raise ValueError("the parties share no enterprise IDs: nothing to train on")
+        s = self.settings
+        self._schedule = Schedule(n, s.validation_fraction, s.batch_size, s.seed)
+        columns = {role: r.n_columns for role, r in self._joined.items()}
+        self._dealer = Dealer(self._seeds, self._schedule, columns)
+        self._advance(JobStage.FIT)
+        return SyncReply(Decision.CONTINUE, {"intersection": n})
+
+    def _on_epoch(self, epoch: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
+        if self.stage is not JobStage.FIT or self._schedule is None:
+            raise StageError(f"epoch report in stage {self.stage}")
+        if epoch != len(self.losses) + 1:
+            raise ValueError(f"epoch report for epoch {epoch}, expected {len(self.losses) + 1}")
+        # The two loss shares carry a pairwise zero-sum mask: only their sum means anything.
+        total = np.array([sum(r.ring_values["loss"] for r in arrived.values()) % 2**64],
+                         dtype=np.uint64)
+        loss = float(decode(total, 2 * self.settings.frac_bits)[0]) / self._schedule.n_train
+        delta = math.sqrt(sum(r.values["delta_sq"] for r in arrived.values()))
+        previous = self.losses[-1] if self.losses else math.inf
+        self.losses.append(loss)
+        self.delta_norms.append(delta)
+        converged = abs(previous - loss) < self.settings.tolerance
+        last = epoch >= self.settings.epochs
+        decision = Decision.STOP if (converged or last) else Decision.CONTINUE
+        self._on_event({"event": "epoch", "epoch": epoch, "epochs": self.settings.epochs,
+                        "loss": loss, "delta_norm": delta, "stop": decision is Decision.STOP})
+        if decision is Decision.STOP:
+            self._advance(JobStage.EVALUATE)
+        return SyncReply(decision, {"loss": loss, "delta_norm": delta})
+
+    def _on_finished(self, _round: int, _arrived: dict[Role, SyncRequest]) -> SyncReply:
+        self._advance(JobStage.DONE)
+        return SyncReply(Decision.STOP)
+
+    def deal(self, req: DealRequest) -> DealReply:
+        with self._cond:
+            self._check_job(req.job_id, req.role)
+            if self.stage is not JobStage.FIT or self._dealer is None:
+                raise StageError(f"{req.role} asked for corrections in stage {self.stage}")
+            if not 1 <= req.epoch <= self.settings.epochs:
+                raise ProtocolAbort(f"{req.role} asked for corrections of epoch {req.epoch}; "
+                                    f"the job has {self.settings.epochs}")
+            dealer = self._dealer
+        try:
+            with self._deal_lock:
+                return DealReply(dealer.corrections(req.role, req.epoch))
+        except ValueError as exc:
+            raise ProtocolAbort(str(exc)) from exc
+
+    def wait_finished(self, timeout: float) -> JobStage:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.stage not in (JobStage.DONE, JobStage.FAILED):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._fail_locked(f"job did not finish within {timeout:g} s")
+                    break
+                self._cond.wait(min(left, 1.0))
+            return self.stage

@@ -1,0 +1,159 @@
+"""Messages between nodes, as plain frozen dataclasses (no protobuf type leaves the edge).
+
+A party-to-party ``Envelope`` carries named numpy tensors under a ``Tag``; the receiver
+matches by tag, never by arrival order. Coordinator requests and replies are small
+dataclasses of scalars and seeds: the coordinator never receives a tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Role(StrEnum):
+    GRID = "grid"
+    BANK = "bank"
+    COORDINATOR = "coordinator"
+
+
+PARTY_ROLES = (Role.GRID, Role.BANK)
+
+
+def peer_of(role: Role) -> Role:
+    """The other party."""
+    if role is Role.GRID:
+        return Role.BANK
+    if role is Role.BANK:
+        return Role.GRID
+    raise ValueError(f"{role} has no peer party")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Tag:
+    """Which message of a job this is: (round, step)."""
+
+    round: int
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One party-to-party message: job, tag, sender and named tensors."""
+
+    job_id: str
+    tag: Tag
+    sender: Role
+    tensors: dict[str, npt.NDArray[np.generic]] = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        return sum(int(t.nbytes) for t in self.tensors.values())
+
+
+class Decision(IntEnum):
+    """The coordinator's answer at a barrier."""
+
+    CONTINUE = 0
+    STOP = 1
+    ABORT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    job_id: str
+    role: Role
+    address: str
+    n_rows: int
+    n_columns: int  # columns of the matrix the party multiplies (bank: features + intercept)
+
+
+class Mode(StrEnum):
+    LOCAL = "local"
+    SHARED = "shared"
+
+
+class Optimizer(StrEnum):
+    SGD = "sgd"
+    MOMENTUM = "momentum"
+    ADAM = "adam"
+
+
+class Task(StrEnum):
+    TRAIN = "train"
+    SCORE = "score"
+
+
+@dataclass(frozen=True, slots=True)
+class TrainSettings:
+    """The job's training parameters, decided by the coordinator's config, same for both."""
+
+    mode: Mode = Mode.LOCAL
+    epochs: int = 5
+    batch_size: int = 256
+    learning_rate: float = 0.15
+    optimizer: Optimizer = Optimizer.SGD
+    l2: float = 0.001
+    l1: float = 0.0
+    momentum: float = 0.9
+    tolerance: float = 1e-5
+    seed: int = 42
+    validation_fraction: float = 0.2
+    frac_bits: int = 16
+    task: Task = Task.TRAIN
+    deadline_seconds: float = 30.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class JobPlan:
+    """What the coordinator hands each party on joining: the job, its peer and its seed."""
+
+    job_id: str
+    peer_address: str
+    dealer_seed: bytes
+    settings: TrainSettings
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """A party reached ``step`` of ``round``; ``values`` are the scalars DESIGN.md allows."""
+
+    job_id: str
+    role: Role
+    round: int
+    step: str
+    values: dict[str, float] = field(default_factory=dict)
+    ring_values: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReply:
+    decision: Decision
+    values: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DealRequest:
+    job_id: str
+    role: Role
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class DealReply:
+    """Correction vectors c_1 for one epoch, by product name."""
+
+    corrections: dict[str, npt.NDArray[np.uint64]]
+
+
+@dataclass(frozen=True, slots=True)
+class FailRequest:
+    job_id: str
+    role: Role
+    reason: str

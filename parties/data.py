@@ -1,0 +1,132 @@
+"""Loading, checking and standardizing one party's CSV.
+
+Every problem ends in one ``InputDataError`` naming the file, the row (as the line
+number a text editor shows, header = line 1) and the column. Rows are never dropped
+silently. Standardization is z = (s - mu) / sigma on the aligned training rows
+(the source patent's formula); mu and sigma are kept with the model for scoring.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from federation.errors import InputDataError
+
+Float = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class PartyData:
+    """One party's rows: IDs, feature names, a float matrix and (bank only) labels."""
+
+    path: str
+    ids: list[str]
+    features: list[str]
+    x: Float
+    y: Float | None
+
+    def take(self, rows: npt.NDArray[np.int64]) -> PartyData:
+        return PartyData(self.path, [self.ids[i] for i in rows], self.features, self.x[rows],
+                         None if self.y is None else self.y[rows])
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputDataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputDataError(f"{path}: file is empty (expected a header row and data rows)")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.ParserError as exc:
+        raise InputDataError(f"{path}: malformed CSV: {str(exc).strip().splitlines()[-1]}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise InputDataError(f"{path}: malformed CSV: {exc}") from exc
+    if frame.empty:
+        raise InputDataError(f"{path}: no data rows below the header")
+    return frame
+
+
+def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
+    if column not in frame.columns:
+        found = ", ".join(list(frame.columns)[:8])
+        raise InputDataError(f"{path}: missing {what} column {column!r} (found: {found})")
+
+
+def _numeric(frame: pd.DataFrame, path: Path, column: str) -> Float:
+    raw = frame[column].str.strip()
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        row = int(bad[0])
+        cell = raw.iloc[row]
+        what = "missing value" if cell == "" else f"non-numeric value {cell!r}"
+        raise InputDataError(f"{path}: row {row + 2}, column {column!r}: {what} "
+                             f"({bad.size} bad cell(s) in this column)")
+    return values
+
+
+def load_party_csv(path: str | Path, id_column: str = "id",
+                   label_column: str | None = None) -> PartyData:
+    """Read and validate one party's table.
+
+    Parameters
+    ----------
+    path
+        CSV with a header row.
+    id_column
+        The enterprise ID column (matched by PSI); must be unique and non-empty.
+    label_column
+        The 0/1 label column (bank only); None for the grid.
+    """
+    p = Path(path)
+    frame = _read(p)
+    _require(frame, p, id_column, "ID")
+    if label_column is not None:
+        _require(frame, p, label_column, "label")
+    ids = frame[id_column].str.strip()
+    empty = np.flatnonzero((ids == "").to_numpy())
+    if empty.size:
+        raise InputDataError(f"{p}: row {int(empty[0]) + 2}, column {id_column!r}: empty ID")
+    dup = ids.duplicated(keep="first").to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero((ids == ids.iloc[row]).to_numpy())[0])
+        raise InputDataError(f"{p}: row {row + 2}, column {id_column!r}: duplicate ID "
+                             f"(first seen on row {first + 2})")
+    y = None
+    if label_column is not None:
+        y = _numeric(frame, p, label_column)
+        bad = np.flatnonzero((y != 0) & (y != 1))
+        if bad.size:
+            row = int(bad[0])
+            raise InputDataError(f"{p}: row {row + 2}, column {label_column!r}: label must be "
+                                 f"0 or 1, got {frame[label_column].iloc[row]!r}")
+    features = [c for c in frame.columns if c not in (id_column, label_column)]
+    if not features:
+        raise InputDataError(f"{p}: no feature columns besides {id_column!r}")
+    x = np.column_stack([_numeric(frame, p, c) for c in features])
+    return PartyData(str(p), ids.tolist(), features, x, y)
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    mean: Float
+    std: Float
+
+    @staticmethod
+    def fit(x: Float) -> Standardizer:
+        """mu and sigma of the training rows; a constant column keeps sigma = 1."""
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        return Standardizer(mean, np.where(std > 0, std, 1.0))
+
+    def apply(self, x: Float) -> Float:
+        return (x - self.mean) / self.std
