@@ -101,20 +101,25 @@ class PsiError(ValueError):
 
     Parameters
     ----------
-    message : str
-        What is wrong; names the row index, never an ID value.
+    reason : str
+        What is wrong; never contains an ID value.
     index : int or None
-        Row index of the first offending element, if there is one.
+        Row index of the first offending element, if there is one; the message ends
+        with "at index N".
     """
 
-    def __init__(self, message: str, index: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, reason: str, index: int | None = None) -> None:
+        super().__init__(reason if index is None else f"{reason} at index {index}")
+        self.reason = reason
         self.index = index
+
+    def shifted(self, offset: int) -> PsiError:
+        """The same error with its index moved by ``offset`` (for an error in a chunk)."""
+        return PsiError(self.reason, None if self.index is None else self.index + offset)
 
     def __reduce__(self) -> tuple[type[PsiError], tuple[str, int | None]]:
         # Keep ``index`` when the error crosses a process boundary (psi_pool workers).
-        return (type(self), (self.message, self.index))
+        return (type(self), (self.reason, self.index))
 
 
 def new_key() -> bytes:
@@ -129,14 +134,20 @@ def new_key() -> bytes:
     return secrets.token_bytes(KEY_BYTES)
 
 
-def _check_key(key: bytes) -> None:
+def check_key(key: bytes) -> None:
+    """Raise ``PsiError`` unless ``key`` is 32 bytes."""
     if not isinstance(key, bytes) or len(key) != KEY_BYTES:
         raise PsiError(f"expected a {KEY_BYTES}-byte key, got {type(key).__name__}")
 
 
-def _domain_prefix(domain: bytes) -> bytes:
+def check_domain(domain: bytes) -> None:
+    """Raise ``PsiError`` unless ``domain`` is 1 to 65535 bytes."""
     if not isinstance(domain, bytes) or not 0 < len(domain) < 2**16:
         raise PsiError("expected a non-empty domain of < 65536 bytes naming the job")
+
+
+def _domain_prefix(domain: bytes) -> bytes:
+    check_domain(domain)
     return _TAG + len(domain).to_bytes(2, "big") + domain
 
 
@@ -211,7 +222,7 @@ def hash_to_points(ids: Sequence[str], domain: bytes) -> Points:
     prefix = hashlib.sha512(_domain_prefix(domain))
     dup = first_duplicate(ids)
     if dup is not None:
-        raise PsiError(f"duplicate ID at index {dup}: IDs must be unique", dup)
+        raise PsiError("duplicate ID (IDs must be unique)", dup)
     n = len(ids)
     e1 = ffi.new("unsigned char[32]")
     e2 = ffi.new("unsigned char[32]")
@@ -220,14 +231,14 @@ def hash_to_points(ids: Sequence[str], domain: bytes) -> Points:
     add = lib.crypto_core_ed25519_add
     for i, x in enumerate(ids):
         if not isinstance(x, str):
-            raise PsiError(f"ID at index {i} is {type(x).__name__}, expected str", i)
+            raise PsiError(f"expected str IDs, got {type(x).__name__}", i)
         h = prefix.copy()
         h.update(x.encode("utf-8"))
         d = h.digest()
         from_uniform(e1, d)  # reads d[:32]
         from_uniform(e2, d[32:])
         if add(ed + POINT_BYTES * i, e1, e2) != 0:
-            raise PsiError(f"hash to curve failed at index {i}", i)  # libsodium contract
+            raise PsiError("hash to curve failed", i)  # libsodium contract
     raw = ffi.buffer(ed)[:]
     ys = [
         int.from_bytes(raw[j : j + POINT_BYTES], "little") & _MASK255
@@ -236,7 +247,7 @@ def hash_to_points(ids: Sequence[str], domain: bytes) -> Points:
     dens = [(1 - y) % _P for y in ys]
     for i, den in enumerate(dens):
         if den == 0:
-            raise PsiError(f"ID at index {i} hashes to the neutral element", i)
+            raise PsiError("ID hashes to the neutral element", i)
     return _ints_to_points([(1 + y) * inv % _P for y, inv in zip(ys, _batch_inverse(dens))])
 
 
@@ -319,15 +330,15 @@ def reblind(points: npt.ArrayLike, key: bytes, *, strict: bool = False) -> Point
     PsiError
         Bad key, bad shape, or an invalid point; ``index`` is the first bad row.
     """
-    _check_key(key)
+    check_key(key)
     pts = as_points(points)
     bad = first_noncanonical(pts)
     if bad is not None:
-        raise PsiError(f"invalid point at index {bad}: not a canonical u-coordinate", bad)
+        raise PsiError("invalid point (not a canonical u-coordinate)", bad)
     if strict:
         bad = first_off_curve(pts)
         if bad is not None:
-            raise PsiError(f"invalid point at index {bad}: not on Curve25519", bad)
+            raise PsiError("invalid point (not on Curve25519)", bad)
     exchange = X25519PrivateKey.from_private_bytes(key).exchange
     from_public = X25519PublicKey.from_public_bytes
     out: list[bytes] = []
@@ -336,7 +347,7 @@ def reblind(points: npt.ArrayLike, key: bytes, *, strict: bool = False) -> Point
         try:
             append(exchange(from_public(row)))
         except ValueError:
-            raise PsiError(f"invalid point at index {i}: small order", i) from None
+            raise PsiError("invalid point (small order)", i) from None
     return np.frombuffer(b"".join(out), dtype=np.uint8).reshape(len(out), POINT_BYTES).copy()
 
 
@@ -362,7 +373,7 @@ def blind(ids: Sequence[str], key: bytes, domain: bytes) -> Points:
     PsiError
         As ``hash_to_points`` and ``reblind``.
     """
-    _check_key(key)
+    check_key(key)
     return reblind(hash_to_points(ids, domain), key)
 
 
@@ -478,7 +489,7 @@ def intersect(
     for name, pts in (("own", own), ("peer", peer)):
         rep = _first_repeat(pts.view(f"V{POINT_BYTES}").ravel())
         if rep is not None:
-            raise PsiError(f"repeated {name} doubly-blinded point at index {rep}", rep)
+            raise PsiError(f"repeated {name} doubly-blinded point", rep)
     keys = np.concatenate([own, peer]).view(f"V{POINT_BYTES}").ravel()
     order = np.argsort(keys, kind="stable")
     hit = np.flatnonzero(keys[order[1:]] == keys[order[:-1]])
