@@ -31,6 +31,11 @@ class PartyData:
     x: Float
     y: Float | None
 
+    def select(self, features: list[str]) -> PartyData:
+        """The same rows with only ``features``, in that order."""
+        cols = [self.features.index(f) for f in features]
+        return PartyData(self.path, self.ids, list(features), self.x[:, cols], self.y)
+
     def take(self, rows: npt.NDArray[np.int64]) -> PartyData:
         return PartyData(self.path, [self.ids[i] for i in rows], self.features, self.x[rows],
                          None if self.y is None else self.y[rows])

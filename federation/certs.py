@@ -1,0 +1,137 @@
+"""A federation CA and node certificates (the ``cryptography`` package).
+
+Every node's certificate is signed by the federation CA and names its role twice: as
+the subject common name (which a server reads from the client's certificate) and as a
+DNS subject-alternative name (which a client checks as the server's host name). The
+SANs also carry ``localhost`` and 127.0.0.1 for loopback simulations. Keys are ECDSA
+P-256, which gRPC's TLS stack accepts everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from federation.errors import ConfigError
+from federation.messages import Role
+
+ROLES = (Role.COORDINATOR, Role.GRID, Role.BANK)
+
+
+@dataclass(frozen=True)
+class NodeCerts:
+    """Paths of one node's TLS material."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @staticmethod
+    def in_dir(directory: Path, role: Role) -> NodeCerts:
+        return NodeCerts(directory / "ca.pem", directory / f"{role.value}.pem",
+                         directory / f"{role.value}.key")
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        """(ca, cert, key) PEM bytes; a missing file is a ConfigError naming it."""
+        out = []
+        for path in (self.ca, self.cert, self.key):
+            try:
+                out.append(path.read_bytes())
+            except OSError as exc:
+                raise ConfigError(f"TLS file {path}: {exc.strerror}") from exc
+        return out[0], out[1], out[2]
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gridcredit federation"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def make_ca(days: int = 365, name: str = "gridcredit federation CA"
+            ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                         False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
+def make_node_cert(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, role: str,
+                   *, days: int = 30, valid_from: dt.datetime | None = None
+                   ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate naming ``role``, signed by the CA (``valid_from`` lets tests expire one)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = valid_from or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    sans: list[x509.GeneralName] = [x509.DNSName(role), x509.DNSName("localhost"),
+                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (x509.CertificateBuilder().subject_name(_name(role)).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  x509.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert, key
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    if private:
+        os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def write_federation(directory: Path, roles: tuple[Role, ...] = ROLES, days: int = 30) -> None:
+    """Write ca.pem, ca.key and <role>.pem / <role>.key for each role into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_cert, ca_key = make_ca(days=max(days, 1) * 2)
+    _write(directory / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
+    _write(directory / "ca.key", _pem_key(ca_key), private=True)
+    for role in roles:
+        cert, key = make_node_cert(ca_cert, ca_key, role.value, days=days)
+        _write(directory / f"{role.value}.pem", cert.public_bytes(serialization.Encoding.PEM))
+        _write(directory / f"{role.value}.key", _pem_key(key), private=True)
+
+
+def check_own_certificate(certs: NodeCerts, role: Role) -> None:
+    """Fail early, with a readable line, if this node's own certificate cannot work."""
+    ca_pem, cert_pem, _ = certs.read()
+    try:
+        ca = x509.load_pem_x509_certificate(ca_pem)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise ConfigError(f"TLS: cannot parse {certs.ca} or {certs.cert}: {exc}") from exc
+    now = dt.datetime.now(dt.UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise ConfigError(f"TLS: certificate {certs.cert} is not valid now (valid "
+                          f"{cert.not_valid_before_utc:%Y-%m-%d} to "
+                          f"{cert.not_valid_after_utc:%Y-%m-%d})")
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names or names[0].value != role.value:
+        got = names[0].value if names else "none"
+        raise ConfigError(f"TLS: certificate {certs.cert} names role {got!r}, this node is "
+                          f"{role.value!r}")
+    if cert.issuer != ca.subject:
+        raise ConfigError(f"TLS: certificate {certs.cert} was not issued by the CA in {certs.ca}")

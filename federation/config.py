@@ -1,0 +1,108 @@
+"""Node configuration: TOML files, overridden by flags, frozen into dataclasses.
+
+A TOML file has the sections ``[node]`` (role, job_id, listen, advertise, coordinator,
+out), ``[tls]`` (dir, or ca/cert/key), ``[data]`` (path, id_column, label_column,
+model) and, for the coordinator, ``[training]`` (the ``TrainSettings`` fields) and
+``[job]`` (barrier_timeout, job_timeout). Paths in a file are relative to the file.
+Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from federation.certs import NodeCerts
+from federation.errors import ConfigError
+from federation.messages import Mode, Optimizer, Role, Task, TrainSettings
+
+SECTIONS = {"node", "tls", "data", "training", "job"}
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    role: Role
+    job_id: str
+    listen: str
+    out: Path
+    certs: NodeCerts
+    coordinator: str = ""
+    advertise: str = ""
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    network: NetworkConfig
+    settings: TrainSettings
+    barrier_timeout: float = 120.0
+    job_timeout: float = 3600.0
+
+
+def load_toml(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path}: invalid TOML: {exc}") from exc
+    unknown = set(raw) - SECTIONS
+    if unknown:
+        raise ConfigError(f"config {path}: unknown section(s) {sorted(unknown)}; "
+                          f"expected {sorted(SECTIONS)}")
+    base = path.parent
+    for section in ("tls", "data", "node"):
+        for key in ("dir", "ca", "cert", "key", "path", "model", "out"):
+            value = raw.get(section, {}).get(key)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                raw[section][key] = str(base / value)
+    return raw
+
+
+def tls_from(section: dict[str, Any], role: Role) -> NodeCerts:
+    if "dir" in section:
+        return NodeCerts.in_dir(Path(section["dir"]), role)
+    missing = [k for k in ("ca", "cert", "key") if k not in section]
+    if missing:
+        raise ConfigError(f"[tls] needs dir, or ca, cert and key (missing {missing})")
+    return NodeCerts(Path(section["ca"]), Path(section["cert"]), Path(section["key"]))
+
+
+_CONVERT = {"mode": Mode, "optimizer": Optimizer, "task": Task}
+
+
+def settings_from(section: dict[str, Any], base: TrainSettings | None = None) -> TrainSettings:
+    """TrainSettings from a [training] table (and flag overrides), checked."""
+    known = {f.name: f for f in fields(TrainSettings)}
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in known:
+            raise ConfigError(f"[training]: unknown key {key!r}; known: {sorted(known)}")
+        if value is None:
+            continue
+        try:
+            values[key] = _CONVERT[key](value) if key in _CONVERT else type(
+                getattr(TrainSettings(), key))(value)
+        except ValueError as exc:
+            raise ConfigError(f"[training] {key} = {value!r}: {exc}") from exc
+    settings = replace(base or TrainSettings(), **values)
+    check_settings(settings)
+    return settings
+
+
+def check_settings(s: TrainSettings) -> None:
+    checks = [
+        (s.epochs >= 1, f"epochs must be >= 1, got {s.epochs}"),
+        (s.batch_size >= 1, f"batch size must be >= 1, got {s.batch_size}"),
+        (s.learning_rate > 0, f"learning rate must be > 0, got {s.learning_rate}"),
+        (s.l2 >= 0 and s.l1 >= 0, "l1 and l2 must be >= 0"),
+        (0 <= s.validation_fraction < 1,
+         f"validation fraction must be in [0, 1), got {s.validation_fraction}"),
+        (8 <= s.frac_bits <= 24, f"frac bits must be in [8, 24], got {s.frac_bits}"),
+        (s.deadline_seconds > 0, "deadline must be > 0"),
+        (s.mode is Mode.LOCAL, f"mode {s.mode.value!r} is not available yet; use 'local'"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)

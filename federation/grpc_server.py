@@ -1,0 +1,185 @@
+"""gRPC servers of the coordinator and of a party node (the edge: decode, call, encode).
+
+Every server requires mutual TLS with the federation CA, answers the standard health
+and reflection services, and checks in each handler that the caller's certificate
+names a role allowed to call it. Our exceptions become status codes here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from federation import wire
+from federation.audit import AuditLog
+from federation.certs import NodeCerts
+from federation.channel import Inbox
+from federation.coordinator import Coordinator
+from federation.errors import PeerUnavailable, ProtocolAbort, StageError, VflError
+from federation.messages import Role
+from federation.proto import vfl_pb2, vfl_pb2_grpc
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def caller_role(context: grpc.ServicerContext) -> str:
+    """The role named by the caller's TLS certificate (its common name)."""
+    names = context.auth_context().get("x509_common_name", [])
+    return names[0].decode() if names else ""
+
+
+def require_role(context: grpc.ServicerContext, allowed: tuple[Role, ...]) -> Role:
+    got = caller_role(context)
+    if got not in {r.value for r in allowed}:
+        context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                      f"certificate names role {got!r}; this service accepts "
+                      f"{', '.join(r.value for r in allowed)}")
+    return Role(got)
+
+
+def _guard(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (StageError, ProtocolAbort) as exc:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+    except PeerUnavailable as exc:
+        context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+    except VflError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    raise AssertionError("unreachable")  # context.abort always raises
+
+
+class PartyServicer(vfl_pb2_grpc.PartyServicer):
+    """Receives the peer party's messages into this node's inbox."""
+
+    def __init__(self, inbox: Inbox, audit: AuditLog) -> None:
+        self._inbox = inbox
+        self._audit = audit
+
+    def Deliver(self, request_iterator: Iterator[vfl_pb2.DeliverRequest],
+                context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
+        role = require_role(context, (self._inbox.peer,))
+        data = b"".join(piece.chunk for piece in request_iterator)
+
+        def accept() -> vfl_pb2.DeliverReply:
+            env = wire.envelope_from_bytes(data)
+            if env.sender is not role:
+                raise ProtocolAbort(f"message claims sender {env.sender} but the certificate "
+                                    f"names {role}")
+            self._audit.record(direction="received", peer=role.value, job=env.job_id,
+                               round_=env.tag.round, step=env.tag.step, payload=data,
+                               tensors=describe(env.tensors))
+            self._inbox.put(env)
+            return vfl_pb2.DeliverReply(bytes_received=len(data))
+
+        return _guard(context, accept)
+
+
+def describe(tensors: dict[str, object]) -> list[dict[str, object]]:
+    """Names, dtypes and shapes of tensors for the audit log (never values)."""
+    out = []
+    for name, arr in tensors.items():
+        dtype = getattr(arr, "dtype", None)
+        out.append({"name": name, "dtype": str(dtype), "shape": list(getattr(arr, "shape", ()))})
+    return out
+
+
+class CoordinatorServicer(vfl_pb2_grpc.CoordinatorServicer):
+    """The coordinator's RPCs; only the grid and the bank may call them, each as itself."""
+
+    def __init__(self, coordinator: Coordinator, audit: AuditLog) -> None:
+        self._c = coordinator
+        self._audit = audit
+
+    def _log(self, direction: str, role: Role, step: str, round_: int,
+             msg: object) -> None:
+        payload = msg.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
+        self._audit.record(direction=direction, peer=role.value, job=self._c.job_id,
+                           round_=round_, step=step, payload=payload)
+
+    def _caller(self, context: grpc.ServicerContext, claimed: str) -> Role:
+        role = require_role(context, (Role.GRID, Role.BANK))
+        if claimed != role.value:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"request claims role {claimed!r} but the certificate names {role}")
+        return role
+
+    def Join(self, request: vfl_pb2.JoinRequest,
+             context: grpc.ServicerContext) -> vfl_pb2.JoinReply:
+        role = self._caller(context, request.role)
+        self._log("received", role, "join", 0, request)
+        reply = _guard(context, lambda: wire.plan_to_proto(
+            self._c.join(wire.join_request_from_proto(request))))
+        self._log("sent", role, "join", 0, reply)
+        return reply
+
+    def Sync(self, request: vfl_pb2.SyncRequest,
+             context: grpc.ServicerContext) -> vfl_pb2.SyncReply:
+        role = self._caller(context, request.role)
+        step = f"sync/{request.step}"
+        self._log("received", role, step, request.round, request)
+        reply = _guard(context, lambda: wire.sync_reply_to_proto(
+            self._c.sync(wire.sync_request_from_proto(request))))
+        self._log("sent", role, step, request.round, reply)
+        return reply
+
+    def Deal(self, request: vfl_pb2.DealRequest,
+             context: grpc.ServicerContext) -> vfl_pb2.DealReply:
+        role = self._caller(context, request.role)
+        self._log("received", role, "deal", request.epoch, request)
+        reply = _guard(context, lambda: wire.deal_reply_to_proto(
+            self._c.deal(wire.deal_request_from_proto(request))))
+        self._log("sent", role, "deal", request.epoch, reply)
+        return reply
+
+    def Fail(self, request: vfl_pb2.FailRequest,
+             context: grpc.ServicerContext) -> vfl_pb2.FailReply:
+        role = self._caller(context, request.role)
+        self._log("received", role, "fail", 0, request)
+        self._c.fail(wire.fail_request_from_proto(request))
+        return vfl_pb2.FailReply()
+
+
+def start_server(certs: NodeCerts, listen: str,
+                 add: Callable[[grpc.Server], list[str]]) -> tuple[grpc.Server, int]:
+    """Start a mutual-TLS server with health and reflection; returns (server, port)."""
+    ca, cert, key = certs.read()
+    creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                        require_client_auth=True)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
+                         options=[("grpc.so_reuseport", 0)])
+    services = add(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in [*services, ""]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_secure_port(listen, creds)
+    if port == 0:
+        raise PeerUnavailable(f"cannot listen on {listen}")
+    server.start()
+    return server, port
+
+
+def add_party(inbox: Inbox, audit: AuditLog) -> Callable[[grpc.Server], list[str]]:
+    def add(server: grpc.Server) -> list[str]:
+        vfl_pb2_grpc.add_PartyServicer_to_server(PartyServicer(inbox, audit), server)
+        return [vfl_pb2.DESCRIPTOR.services_by_name["Party"].full_name]
+    return add
+
+
+def add_coordinator(coordinator: Coordinator,
+                    audit: AuditLog) -> Callable[[grpc.Server], list[str]]:
+    def add(server: grpc.Server) -> list[str]:
+        vfl_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(coordinator, audit),
+                                                       server)
+        return [vfl_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name]
+    return add

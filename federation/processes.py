@@ -1,0 +1,140 @@
+"""Starting and watching node processes on this machine (simulate, score, tests).
+
+A ``NodeProcess`` is one ``gridcredit`` node started with ``sys.executable -m
+federation.cli``; its stdout is read line by line on a thread (``LISTENING`` and
+``EVENT`` lines), its stderr goes to ``<out>/node.log``. ``Federation`` starts the
+three nodes in order, waits with deadlines, and on any node's failure stops every
+process and raises one error naming the node and its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from federation.errors import VflError
+
+Event = dict[str, object]
+
+
+class NodeFailed(VflError):
+    """A node process exited non-zero or did not start."""
+
+
+@dataclass
+class NodeProcess:
+    name: str
+    args: list[str]
+    out: Path
+    proc: subprocess.Popen[str] | None = None
+    address: str = ""
+    events: queue.Queue[Event] = field(default_factory=queue.Queue)
+    _listening: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        log = (self.out / "node.log").open("w", encoding="utf-8")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "federation.cli", *self.args],
+                                     stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+                                     start_new_session=True)
+        log.close()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        if self.proc is None or self.proc.stdout is None:
+            return
+        for line in self.proc.stdout:
+            if line.startswith("LISTENING "):
+                self.address = line.split(None, 1)[1].strip()
+                self._listening.set()
+            elif line.startswith("EVENT "):
+                self.events.put(json.loads(line[6:]))
+
+    def wait_listening(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while not self._listening.wait(0.05):
+            if self.proc is not None and self.proc.poll() is not None:
+                raise NodeFailed(f"{self.name} exited before listening: {self.reason()}")
+            if time.monotonic() > deadline:
+                raise NodeFailed(f"{self.name} did not start listening within {timeout:g} s")
+        return self.address
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else -1
+
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def reason(self) -> str:
+        """The node's own last error line from its log."""
+        try:
+            lines = (self.out / "node.log").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return "no log"
+        errors = [line for line in lines if line.startswith("error:")]
+        if errors:
+            return errors[-1][len("error:"):].strip()
+        return lines[-1].strip() if lines else f"exit code {self.returncode()}"
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(5)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(5)
+
+
+def supervise(nodes: list[NodeProcess], timeout: float,
+              on_event: Callable[[Event], None], events_from: NodeProcess) -> None:
+    """Wait for every node to exit 0; on the first failure stop all and raise."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                while True:
+                    on_event(events_from.events.get_nowait())
+            except queue.Empty:
+                pass
+            codes = {n.name: n.returncode() for n in nodes}
+            failed = [n for n in nodes if codes[n.name] not in (None, 0)]
+            if failed:
+                first = _root_cause(failed)
+                raise NodeFailed(f"{first.name} failed (exit {codes[first.name]}): "
+                                 f"{first.reason()}")
+            if all(code == 0 for code in codes.values()):
+                return
+            if time.monotonic() > deadline:
+                raise NodeFailed(f"the job did not finish within {timeout:g} s "
+                                 f"(still running: {[k for k, v in codes.items() if v is None]})")
+            time.sleep(0.05)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def _root_cause(failed: list[NodeProcess]) -> NodeProcess:
+    """Prefer a party that failed on its own over nodes that only saw it fail."""
+    time.sleep(0.3)  # let the other nodes write their last line
+    for node in failed:
+        reason = node.reason()
+        if "aborted the job" not in reason and "stopped the job" not in reason \
+                and "failed:" not in reason:
+            return node
+    return failed[0]

@@ -1,0 +1,166 @@
+"""The run folder's report: federated, bank-only and centralized models side by side.
+
+The centralized model is the honest yardstick: scikit-learn's exact logistic regression
+on the joined rows of both files, with the same aligned rows, the same train/validation
+split and the same per-row L2 penalty. It exists only in a simulation, where one
+process may read both parties' files; no deployed node ever does this.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from federation.messages import TrainSettings
+from parties import metrics, plots
+from parties.data import Standardizer, load_party_csv
+from parties.model import atomic_write_text
+from parties.reference import centralized_lr
+
+NODES = ("coordinator", "grid", "bank")
+
+
+def _json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    ids = [r["id"] for r in rows]
+    split = np.array([r["split"] for r in rows])
+    y = np.array([float(r["y"]) for r in rows]) if rows and "y" in rows[0] else np.zeros(0)
+    p = np.array([float(r["probability"]) for r in rows])
+    return ids, split, y, p
+
+
+def bytes_sent(audit: Path) -> int:
+    """Bytes this node sent, summed from its audit log."""
+    total = 0
+    with audit.open(encoding="utf-8") as handle:
+        for line in handle:
+            entry = json.loads(line)
+            if entry["direction"] == "sent":
+                total += int(entry["bytes"])
+    return total
+
+
+def _centralized(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, ids: list[str],
+                 split: np.ndarray, l2: float, seed: int) -> tuple[dict[str, Any], np.ndarray]:
+    grid = load_party_csv(grid_csv, id_col)
+    bank = load_party_csv(bank_csv, id_col, label_col)
+    g_index = {v: i for i, v in enumerate(grid.ids)}
+    b_index = {v: i for i, v in enumerate(bank.ids)}
+    rows_g = np.array([g_index[i] for i in ids], dtype=np.int64)
+    rows_b = np.array([b_index[i] for i in ids], dtype=np.int64)
+    x = np.hstack([grid.x[rows_g], bank.x[rows_b]])
+    y = bank.y[rows_b] if bank.y is not None else np.zeros(len(ids))
+    train, valid = split == "train", split == "validation"
+    z = Standardizer.fit(x[train]).apply(x)
+    start = time.perf_counter()
+    model = centralized_lr(z[train], y[train], l2, seed)
+    seconds = time.perf_counter() - start
+    p = model.predict_proba(z)[:, 1]
+    out = {"train": metrics.evaluate(y[train], p[train]),
+           "validation": metrics.evaluate(y[valid], p[valid]) if valid.any() else {},
+           "fit_seconds": seconds, "model": "scikit-learn LogisticRegression (L-BFGS), "
+           "same rows, split and per-row L2"}
+    return out, p
+
+
+def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str, int],
+                 grid_csv: Path, bank_csv: Path, id_col: str, label_col: str) -> dict[str, Any]:
+    bank_metrics = _json(out / "bank" / "metrics.json")
+    stats = {n: _json(out / n / "stats.json") for n in ("grid", "bank")}
+    job = _json(out / "coordinator" / "job.json")
+    ids, split, y, p = _read_predictions(out / "bank" / "predictions.csv")
+    _, _, _, p_bank = _read_predictions(out / "bank" / "bank_only_predictions.csv")
+    central, p_central = _centralized(grid_csv, bank_csv, id_col, label_col, ids, split,
+                                      settings.l2, settings.seed)
+    report: dict[str, Any] = {
+        "job_id": job_id,
+        "intersection_size": job["intersection_size"],
+        "rows": {"grid": stats["grid"]["rows"], "bank": stats["bank"]["rows"]},
+        "config": {k: (v.value if hasattr(v, "value") else v)
+                   for k, v in settings.as_dict().items()},
+        "validation": bank_metrics["validation"], "train": bank_metrics["train"],
+        "bank_only": bank_metrics["bank_only"], "centralized": central,
+        "fit_seconds": max(stats["grid"]["fit_seconds"], stats["bank"]["fit_seconds"]),
+        "psi_seconds": max(stats["grid"]["psi_seconds"], stats["bank"]["psi_seconds"]),
+        "epochs_run": stats["bank"]["epochs_run"], "losses": job["losses"],
+        "bytes_sent": {n: bytes_sent(out / n / "audit.jsonl") for n in NODES},
+        "nodes": {n: {"pid": pids[n], "audit_log": str(out / n / "audit.jsonl")} for n in NODES},
+        "data": {"grid": str(grid_csv), "bank": str(bank_csv)},
+    }
+    valid = split == "validation"
+    if valid.any():
+        v = report["validation"]
+        report["lift"] = {
+            "auc_over_bank_only": v["auc"] - report["bank_only"]["validation"]["auc"],
+            "auc_minus_centralized": v["auc"] - central["validation"]["auc"]}
+        report["plots"] = _plots(out, y[valid], p[valid], p_bank[valid], p_central[valid],
+                                 job["losses"])
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "summary.md", summary_markdown(report))
+    return report
+
+
+def _plots(out: Path, y: np.ndarray, p: np.ndarray, p_bank: np.ndarray, p_central: np.ndarray,
+           losses: list[float]) -> list[str]:
+    folder = out / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [
+        plots.plot_roc({"federated": (y, p), "bank only": (y, p_bank),
+                        "centralized": (y, p_central)}, folder / "roc.png"),
+        plots.plot_ks(y, p, folder / "ks.png"),
+        plots.plot_calibration(y, p, folder / "calibration.png"),
+        plots.plot_score_distribution(y, p, folder / "score_distribution.png"),
+    ]
+    if losses:
+        made.append(plots.plot_loss(losses, folder / "loss.png"))
+    return [str(path.relative_to(out)) for path in made]
+
+
+def _row(name: str, m: dict[str, Any]) -> str:
+    keys = ("auc", "ks", "accuracy", "precision", "recall", "log_loss", "brier")
+    cells = [f"{m[k]:.4f}" if isinstance(m.get(k), (int, float)) else "-" for k in keys]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def summary_markdown(r: dict[str, Any]) -> str:
+    c = r["config"]
+    lines = [
+        f"# gridcredit run {r['job_id']}", "",
+        f"Grid rows {r['rows']['grid']}, bank rows {r['rows']['bank']}, "
+        f"aligned by PSI: **{r['intersection_size']}** enterprises "
+        f"({r['psi_seconds']:.2f} s).", "",
+        f"Training: mode `{c['mode']}`, {r['epochs_run']} of {c['epochs']} epochs, batch "
+        f"{c['batch_size']}, {c['optimizer']} at learning rate {c['learning_rate']}, L2 "
+        f"{c['l2']}, seed {c['seed']}; federated fit {r['fit_seconds']:.2f} s vs centralized "
+        f"{r['centralized']['fit_seconds']:.2f} s.", "",
+        "## Validation", "",
+        "| model | AUC | KS | accuracy | precision | recall | log-loss | Brier |",
+        "|---|---|---|---|---|---|---|---|",
+        _row("federated (grid + bank)", r["validation"]),
+        _row("bank only", r["bank_only"]["validation"]),
+        _row("centralized (joined data, not deployable)", r["centralized"]["validation"]), "",
+    ]
+    if "lift" in r:
+        lines += [f"Power data adds **{r['lift']['auc_over_bank_only']:+.4f}** AUC over the "
+                  f"bank's own model; the federated model is "
+                  f"{r['lift']['auc_minus_centralized']:+.4f} AUC from the centralized one.", ""]
+    lines += ["## Traffic", "", "| node | bytes sent |", "|---|---|"]
+    lines += [f"| {n} | {b:,} |" for n, b in r["bytes_sent"].items()]
+    lines += ["", "Epoch losses (Taylor, mean per row): "
+              + ", ".join(f"{x:.4f}" for x in r["losses"]), ""]
+    if r.get("plots"):
+        lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in r["plots"]] + [""]
+    lines += ["Each node's audit log (one line per message, digests only) is in "
+              "`<node>/audit.jsonl`; models in `grid/model.json` and `bank/model.json`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""Conversions between our dataclasses and protobuf messages (the only place that does).
+
+Arrays travel as dtype string + shape + raw little-endian bytes. Only plain numeric and
+fixed-width text dtypes are accepted from the wire; anything else is a protocol error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from federation.errors import ProtocolAbort
+from federation.messages import (
+    DealReply,
+    DealRequest,
+    Decision,
+    Envelope,
+    FailRequest,
+    JobPlan,
+    JoinRequest,
+    Mode,
+    Optimizer,
+    Role,
+    SyncReply,
+    SyncRequest,
+    Tag,
+    Task,
+    TrainSettings,
+)
+from federation.proto import vfl_pb2
+
+_ALLOWED_KINDS = "uifU"
+MAX_DIMS = 4
+
+
+def tensor_to_proto(name: str, arr: npt.NDArray[np.generic]) -> vfl_pb2.Tensor:
+    a = np.ascontiguousarray(arr)
+    if a.dtype.kind not in _ALLOWED_KINDS:
+        raise TypeError(f"tensor {name!r}: dtype {a.dtype} cannot be sent")
+    little = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return vfl_pb2.Tensor(name=name, dtype=little.dtype.str, shape=list(a.shape),
+                          data=little.tobytes())
+
+
+def tensor_from_proto(t: vfl_pb2.Tensor) -> npt.NDArray[np.generic]:
+    try:
+        dtype = np.dtype(t.dtype)
+    except TypeError as exc:
+        raise ProtocolAbort(f"tensor {t.name!r}: unknown dtype {t.dtype!r}") from exc
+    shape = tuple(int(s) for s in t.shape)
+    if dtype.kind not in _ALLOWED_KINDS or len(shape) > MAX_DIMS or any(s < 0 for s in shape):
+        raise ProtocolAbort(f"tensor {t.name!r}: refused dtype {t.dtype!r} / shape {shape}")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if expected != len(t.data):
+        raise ProtocolAbort(f"tensor {t.name!r}: {len(t.data)} bytes for {t.dtype} {shape} "
+                            f"(expected {expected})")
+    return np.frombuffer(t.data, dtype=dtype).reshape(shape)
+
+
+def envelope_to_bytes(env: Envelope) -> bytes:
+    msg = vfl_pb2.Envelope(job_id=env.job_id, round=env.tag.round, step=env.tag.step,
+                           sender=env.sender.value,
+                           tensors=[tensor_to_proto(k, v) for k, v in env.tensors.items()])
+    return msg.SerializeToString()
+
+
+def envelope_from_bytes(data: bytes) -> Envelope:
+    msg = vfl_pb2.Envelope()
+    try:
+        msg.ParseFromString(data)
+        sender = Role(msg.sender)
+    except Exception as exc:  # protobuf raises DecodeError; Role raises ValueError
+        raise ProtocolAbort(f"malformed message ({len(data)} bytes): {exc}") from exc
+    return Envelope(msg.job_id, Tag(int(msg.round), msg.step), sender,
+                    {t.name: tensor_from_proto(t) for t in msg.tensors})
+
+
+def settings_to_proto(s: TrainSettings) -> vfl_pb2.TrainSettings:
+    return vfl_pb2.TrainSettings(
+        mode=s.mode.value, epochs=s.epochs, batch_size=s.batch_size,
+        learning_rate=s.learning_rate, optimizer=s.optimizer.value, l2=s.l2, l1=s.l1,
+        momentum=s.momentum, tolerance=s.tolerance, seed=s.seed,
+        validation_fraction=s.validation_fraction, frac_bits=s.frac_bits, task=s.task.value,
+        deadline_seconds=s.deadline_seconds)
+
+
+def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
+    return TrainSettings(
+        mode=Mode(p.mode), epochs=p.epochs, batch_size=p.batch_size,
+        learning_rate=p.learning_rate, optimizer=Optimizer(p.optimizer), l2=p.l2, l1=p.l1,
+        momentum=p.momentum, tolerance=p.tolerance, seed=p.seed,
+        validation_fraction=p.validation_fraction, frac_bits=p.frac_bits, task=Task(p.task),
+        deadline_seconds=p.deadline_seconds)
+
+
+def join_request_to_proto(r: JoinRequest) -> vfl_pb2.JoinRequest:
+    return vfl_pb2.JoinRequest(job_id=r.job_id, role=r.role.value, address=r.address,
+                               n_rows=r.n_rows, n_columns=r.n_columns)
+
+
+def join_request_from_proto(p: vfl_pb2.JoinRequest) -> JoinRequest:
+    return JoinRequest(p.job_id, Role(p.role), p.address, p.n_rows, p.n_columns)
+
+
+def plan_to_proto(plan: JobPlan) -> vfl_pb2.JoinReply:
+    return vfl_pb2.JoinReply(job_id=plan.job_id, peer_address=plan.peer_address,
+                             dealer_seed=plan.dealer_seed,
+                             settings=settings_to_proto(plan.settings))
+
+
+def plan_from_proto(p: vfl_pb2.JoinReply) -> JobPlan:
+    return JobPlan(p.job_id, p.peer_address, p.dealer_seed, settings_from_proto(p.settings))
+
+
+def sync_request_to_proto(r: SyncRequest) -> vfl_pb2.SyncRequest:
+    return vfl_pb2.SyncRequest(job_id=r.job_id, role=r.role.value, round=r.round, step=r.step,
+                               values=r.values, ring_values=r.ring_values)
+
+
+def sync_request_from_proto(p: vfl_pb2.SyncRequest) -> SyncRequest:
+    return SyncRequest(p.job_id, Role(p.role), p.round, p.step, dict(p.values),
+                       dict(p.ring_values))
+
+
+def sync_reply_to_proto(r: SyncReply) -> vfl_pb2.SyncReply:
+    return vfl_pb2.SyncReply(decision=int(r.decision), values=r.values, reason=r.reason)
+
+
+def sync_reply_from_proto(p: vfl_pb2.SyncReply) -> SyncReply:
+    return SyncReply(Decision(p.decision), dict(p.values), p.reason)
+
+
+def deal_request_to_proto(r: DealRequest) -> vfl_pb2.DealRequest:
+    return vfl_pb2.DealRequest(job_id=r.job_id, role=r.role.value, epoch=r.epoch)
+
+
+def deal_request_from_proto(p: vfl_pb2.DealRequest) -> DealRequest:
+    return DealRequest(p.job_id, Role(p.role), p.epoch)
+
+
+def deal_reply_to_proto(r: DealReply) -> vfl_pb2.DealReply:
+    return vfl_pb2.DealReply(corrections=[tensor_to_proto(k, v) for k, v in r.corrections.items()])
+
+
+def deal_reply_from_proto(p: vfl_pb2.DealReply) -> DealReply:
+    return DealReply({t.name: np.asarray(tensor_from_proto(t), dtype=np.uint64)
+                      for t in p.corrections})
+
+
+def fail_request_to_proto(r: FailRequest) -> vfl_pb2.FailRequest:
+    return vfl_pb2.FailRequest(job_id=r.job_id, role=r.role.value, reason=r.reason)
+
+
+def fail_request_from_proto(p: vfl_pb2.FailRequest) -> FailRequest:
+    return FailRequest(p.job_id, Role(p.role), p.reason)

@@ -1,0 +1,68 @@
+"""One party's own model file: its features, mu, sigma and weights (bank: intercept).
+
+Written atomically (temp file + rename), so a failed job never leaves half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from federation.errors import InputDataError
+from federation.messages import Role
+from parties.data import Standardizer
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see either nothing or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class PartyModel:
+    role: str
+    job_id: str
+    mode: str
+    features: list[str]
+    mean: list[float]
+    std: list[float]
+    weights: list[float]
+    intercept: float | None = None
+
+    def standardizer(self) -> Standardizer:
+        return Standardizer(np.array(self.mean), np.array(self.std))
+
+    def partial_logit(self, x: np.ndarray) -> np.ndarray:
+        """u_own = z(x) . w (+ intercept for the bank)."""
+        u = self.standardizer().apply(x) @ np.array(self.weights)
+        return u + (self.intercept or 0.0)
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+
+    @staticmethod
+    def load(path: Path, role: Role) -> PartyModel:
+        try:
+            raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            model = PartyModel(**raw)
+        except (OSError, ValueError, TypeError) as exc:
+            raise InputDataError(f"{path}: not a gridcredit model file ({exc})") from exc
+        if model.role != role.value:
+            raise InputDataError(f"{path}: model of the {model.role}, this node is the {role}")
+        return model

@@ -1,0 +1,259 @@
+"""One party node's job, from its CSV to its model, predictions and statistics.
+
+The node loads and checks its data before touching the network, joins the
+coordinator, aligns by PSI with its peer, then trains (mode ``local``) and evaluates,
+or scores with a saved model. Every failure becomes one ``VflError`` line; before
+re-raising it the node tells its peer and the coordinator, so nobody waits for a dead
+job, and it writes no model, prediction or statistics file (audit logs stay: they are
+valid prefixes).
+Assumes: the caller built the transport (``connect`` and ``coordinator``) with mutual TLS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from crypto.sigmoid import sigmoid
+from federation.channel import Channel, CoordinatorLink
+from federation.errors import ConfigError, InputDataError, ProtocolAbort, VflError
+from federation.messages import (
+    Decision,
+    Envelope,
+    FailRequest,
+    JobPlan,
+    JoinRequest,
+    Role,
+    SyncRequest,
+    Tag,
+    Task,
+    TrainSettings,
+)
+from federation.schedule import Schedule
+from parties import metrics
+from parties.alignment import align
+from parties.data import PartyData, Standardizer, load_party_csv
+from parties.local_fit import LocalFit, with_intercept
+from parties.model import PartyModel, atomic_write_text
+from parties.reference import centralized_lr
+from parties.scorecard import Scorecard
+from parties.state import PartyState, Stage
+
+log = logging.getLogger(__name__)
+Float = npt.NDArray[np.float64]
+STEP_EVALUATE = "evaluate"
+STEP_SCORE = "score"
+NO_GRID_RECORD = "no grid record"
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    """Everything one party node needs, parsed once from TOML and flags."""
+
+    role: Role
+    job_id: str
+    data: Path
+    out: Path
+    id_column: str = "id"
+    label_column: str = "y"
+    model: Path | None = None
+    psi_workers: int | None = None
+    deadline_seconds: float = 30.0
+
+
+Connect = Callable[[str], Channel]
+
+
+class PartyNode:
+    def __init__(self, config: PartyConfig, coordinator: CoordinatorLink, connect: Connect,
+                 address: str, on_epoch: Callable[[int, float], None] | None = None) -> None:
+        self.config = config
+        self.role = config.role
+        self.state = PartyState(config.role)
+        self._coordinator = coordinator
+        self._connect = connect
+        self._address = address
+        self._on_epoch = on_epoch
+        self._channel: Channel | None = None
+        self.stats: dict[str, Any] = {"role": self.role.value, "pid": os.getpid()}
+
+    def run(self) -> dict[str, Any]:
+        """Run the job; returns the statistics also written to ``out/stats.json``."""
+        try:
+            self._run()
+        except VflError as exc:
+            self._abort(str(exc))
+            raise
+        return self.stats
+
+    def _abort(self, reason: str) -> None:
+        if self.state.stage not in (Stage.DONE, Stage.ABORTED):
+            self.state.advance(Stage.ABORTED)
+        if self._channel is not None:
+            self._channel.abort(f"{self.role} failed: {reason}")
+        self._coordinator.fail(FailRequest(self.config.job_id, self.role, reason))
+
+    def _run(self) -> None:
+        cfg = self.config
+        is_bank = self.role is Role.BANK
+        # A node given a model scores: its file needs no label, and extra columns are ignored.
+        labelled = is_bank and cfg.model is None
+        data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None)
+        self.stats["rows"] = len(data.ids)
+        plan = self._coordinator.join(JoinRequest(
+            cfg.job_id, self.role, self._address, len(data.ids),
+            data.x.shape[1] + (1 if is_bank else 0)))
+        self.state.advance(Stage.JOINED)
+        settings = plan.settings
+        model = None
+        if settings.task is Task.SCORE:
+            model = self._scoring_model(data)
+            data = data.select(model.features)
+        elif is_bank and data.y is None:
+            raise ConfigError("bank: a training job needs labels, but this node was given a "
+                              "model to score with")
+        self._channel = self._connect(plan.peer_address)
+        self.state.advance(Stage.PSI)
+        started = time.perf_counter()
+        rows = align(data.ids, self._channel, self.role, cfg.job_id, settings.deadline_seconds,
+                     cfg.psi_workers)
+        self.stats["psi_seconds"] = time.perf_counter() - started
+        self.stats["intersection_size"] = len(rows)
+        self._sync(0, "aligned", {"intersection": float(len(rows))})
+        self.state.advance(Stage.ALIGNED)
+        if model is None:
+            self._train(plan, data, rows)
+        else:
+            self._score(settings, data, rows, model)
+        self.state.advance(Stage.DONE)
+        self.stats["bytes_sent"] = self._channel.bytes_sent
+        atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
+
+    def _sync(self, round_: int, step: str, values: dict[str, float]) -> None:
+        reply = self._coordinator.sync(SyncRequest(self.config.job_id, self.role, round_, step,
+                                                   values))
+        if reply.decision is Decision.ABORT:
+            raise ProtocolAbort(f"coordinator stopped the job: {reply.reason}")
+
+    # -- training --------------------------------------------------------------------
+    def _train(self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp]) -> None:
+        settings, channel = plan.settings, self._require_channel()
+        aligned = data.take(rows.astype(np.int64))
+        schedule = Schedule(len(rows), settings.validation_fraction, settings.batch_size,
+                            settings.seed)
+        standardizer = Standardizer.fit(aligned.x[schedule.train_rows])
+        z = standardizer.apply(aligned.x)
+        x = with_intercept(z) if self.role is Role.BANK else z
+        self.state.advance(Stage.TRAINING)
+        fit = LocalFit(self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
+                       aligned.y, channel, self._coordinator, self._on_epoch).run()
+        self.stats.update(fit_seconds=fit.seconds, epochs_run=fit.epochs_run, losses=fit.losses)
+        self.state.advance(Stage.EVALUATING)
+        tag = Tag(fit.last_round + 1, STEP_EVALUATE)
+        u_own = x @ fit.theta
+        if self.role is Role.GRID:
+            channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
+        else:
+            u_grid = self._partial_logits(channel.recv(tag, settings.deadline_seconds), len(rows))
+            self._evaluate_bank(aligned, schedule, sigmoid(u_own + u_grid), z, settings)
+        weights = fit.theta[:-1] if self.role is Role.BANK else fit.theta
+        PartyModel(self.role.value, self.config.job_id, settings.mode.value, data.features,
+                   standardizer.mean.tolist(), standardizer.std.tolist(), weights.tolist(),
+                   float(fit.theta[-1]) if self.role is Role.BANK else None
+                   ).save(self.config.out / "model.json")
+        self._sync(fit.epochs_run + 1, "evaluated", {})
+
+    def _partial_logits(self, env: Envelope, n: int) -> Float:
+        u = env.tensors.get("u")
+        if u is None or u.dtype != np.float64 or u.shape != (n,):
+            what = "nothing" if u is None else f"{u.dtype} {u.shape}"
+            raise ProtocolAbort(f"grid sent {what} at {env.tag.step!r}; expected float64 ({n},)")
+        return np.asarray(u, dtype=np.float64)
+
+    def _evaluate_bank(self, aligned: PartyData, schedule: Schedule, p: Float, z: Float,
+                       settings: TrainSettings) -> None:
+        if aligned.y is None:
+            raise ProtocolAbort("the bank has no labels")
+        y = aligned.y
+        split = np.full(len(y), "train", dtype=object)
+        split[schedule.validation_rows] = "validation"
+        lines = ["id,split,y,probability"] + [
+            f"{i},{s},{int(t)},{q:.10g}" for i, s, t, q in zip(aligned.ids, split, y, p)]
+        atomic_write_text(self.config.out / "predictions.csv", "\n".join(lines) + "\n")
+        train, valid = schedule.train_rows, schedule.validation_rows
+        # The bank's own model on its own features: the baseline that grid data must beat.
+        p_bank = centralized_lr(z[train], y[train], settings.l2, settings.seed).predict_proba(z)[:, 1]
+        atomic_write_text(self.config.out / "bank_only_predictions.csv", "\n".join(
+            ["id,split,probability"] + [f"{i},{s},{q:.10g}"
+                                        for i, s, q in zip(aligned.ids, split, p_bank)]) + "\n")
+        report: dict[str, Any] = {
+            "train": _metrics_or_reason(y[train], p[train]),
+            "validation": _metrics_or_reason(y[valid], p[valid]),
+            "bank_only": {"train": _metrics_or_reason(y[train], p_bank[train]),
+                          "validation": _metrics_or_reason(y[valid], p_bank[valid])},
+        }
+        atomic_write_text(self.config.out / "metrics.json", json.dumps(report, indent=2) + "\n")
+
+    # -- scoring ---------------------------------------------------------------------
+    def _scoring_model(self, data: PartyData) -> PartyModel:
+        if self.config.model is None:
+            raise ConfigError(f"{self.role}: a scoring job needs --model PATH")
+        model = PartyModel.load(self.config.model, self.role)
+        missing = [f for f in model.features if f not in data.features]
+        if missing:
+            raise InputDataError(f"{self.config.data}: missing column(s) {missing} that the "
+                                 f"model {self.config.model} needs")
+        return model
+
+    def _score(self, settings: TrainSettings, data: PartyData, rows: npt.NDArray[np.intp],
+               model: PartyModel) -> None:
+        channel = self._require_channel()
+        self.state.advance(Stage.SCORING)
+        aligned = data.take(rows.astype(np.int64))
+        u_own = model.partial_logit(aligned.x)
+        tag = Tag(1, STEP_SCORE)
+        if self.role is Role.GRID:
+            channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
+        else:
+            u_grid = self._partial_logits(channel.recv(tag, settings.deadline_seconds), len(rows))
+            self._write_scores(data, rows, sigmoid(u_own + u_grid))
+        self._sync(1, "scored", {})
+
+    def _write_scores(self, data: PartyData, rows: npt.NDArray[np.intp], p: Float) -> None:
+        card = Scorecard()
+        points = card.points(p)
+        scored = {int(r): (float(q), float(s)) for r, q, s in zip(rows, p, points)}
+        lines = ["id,status,probability,points"]
+        for i, ent in enumerate(data.ids):
+            if i in scored:
+                q, s = scored[i]
+                lines.append(f"{ent},scored,{q:.10g},{s:.1f}")
+            else:
+                lines.append(f"{ent},{NO_GRID_RECORD},,")
+        atomic_write_text(self.config.out / "scores.csv", "\n".join(lines) + "\n")
+        self.stats["scored"] = len(rows)
+        self.stats["no_grid_record"] = len(data.ids) - len(rows)
+
+    def _require_channel(self) -> Channel:
+        if self._channel is None:
+            raise ProtocolAbort(f"{self.role}: no channel to the peer")
+        return self._channel
+
+
+def _metrics_or_reason(y: Float, p: Float) -> dict[str, Any]:
+    """The metric set, or why it is undefined (e.g. one class only in a tiny split)."""
+    if len(y) == 0:
+        return {"n": 0, "undefined": "empty split"}
+    try:
+        return dict(metrics.evaluate(y, p))
+    except ValueError as exc:
+        return {"n": len(y), "undefined": str(exc)}

@@ -1,0 +1,47 @@
+"""The party node's state machine: one stage at a time, transitions checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum, auto
+
+from federation.errors import StageError
+from federation.messages import Role
+
+
+class Stage(StrEnum):
+    IDLE = auto()
+    JOINED = auto()
+    PSI = auto()
+    ALIGNED = auto()
+    TRAINING = auto()
+    EVALUATING = auto()
+    SCORING = auto()
+    DONE = auto()
+    ABORTED = auto()
+
+
+ALLOWED: dict[Stage, frozenset[Stage]] = {
+    Stage.IDLE: frozenset({Stage.JOINED, Stage.ABORTED}),
+    Stage.JOINED: frozenset({Stage.PSI, Stage.ABORTED}),
+    Stage.PSI: frozenset({Stage.ALIGNED, Stage.ABORTED}),
+    Stage.ALIGNED: frozenset({Stage.TRAINING, Stage.SCORING, Stage.ABORTED}),
+    Stage.TRAINING: frozenset({Stage.EVALUATING, Stage.ABORTED}),
+    Stage.EVALUATING: frozenset({Stage.DONE, Stage.ABORTED}),
+    Stage.SCORING: frozenset({Stage.DONE, Stage.ABORTED}),
+    Stage.DONE: frozenset(),
+    Stage.ABORTED: frozenset(),
+}
+
+
+@dataclass
+class PartyState:
+    role: Role
+    stage: Stage = Stage.IDLE
+    round: int = 0
+
+    def advance(self, to: Stage) -> None:
+        if to not in ALLOWED[self.stage]:
+            raise StageError(f"{self.role}: expected one of {sorted(ALLOWED[self.stage])} after "
+                             f"{self.stage}, got {to!r} (round {self.round})")
+        self.stage = to
