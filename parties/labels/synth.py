@@ -1,0 +1,107 @@
+"""Synthetic raw records for both parties that behave like the real thing.
+
+What it does: :func:`synthesize` draws a universe (:mod:`parties.labels.synth_universe`) and
+the tables each side would hold (:mod:`parties.labels.synth_tables`); :func:`write_synth`
+writes the grid's ``enterprises``, ``monthly_usage``, ``bills``, ``events`` to ``DIR/grid/``,
+the bank's ``loans``, ``repayments``, ``taxes`` to ``DIR/bank/``, ``DIR/manifest.json`` (with
+the ``as_of`` month to build features at) and the hidden truth ``DIR/truth/enterprises.csv``
+(shell flag, health, regime), which neither party has and only research code and tests read.
+
+What it assumes: the same seed and arguments give byte-identical files; the as-of month
+leaves a 6-month label window at the end of the simulated months.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from parties.labels.output import write_csv, write_json
+from parties.labels.schema import BankRaw, GridRaw, InputError, format_month
+from parties.labels.synth_tables import bank_tables, grid_tables, to_csv_frames
+from parties.labels.synth_universe import (
+    HORIZON_MONTHS,
+    START_MONTH,
+    Regime,
+    Universe,
+    draw_universe,
+)
+
+OVERDUE_DAYS = 30
+MIN_MONTHS = 24 + HORIZON_MONTHS  # 24 months of history before the label window
+
+
+@dataclass(frozen=True, slots=True)
+class SynthData:
+    """Everything :func:`synthesize` produces, in memory."""
+
+    universe: Universe
+    grid: GridRaw
+    bank: BankRaw
+    manifest: dict[str, object]
+
+
+def synthesize(enterprises: int, months: int = 36, seed: int = 7,
+               shell_share: float = 0.05) -> SynthData:
+    """Draw a universe and both parties' raw tables, deterministically per ``seed``.
+
+    Parameters
+    ----------
+    enterprises
+        Size of the universe (both sides together).
+    months
+        Simulated months from 2021-01; at least 30 (24 of history and a 6-month horizon).
+    seed
+        Seed of numpy's generator; each component gets its own child stream.
+    shell_share
+        Share of shell companies (flat, near-zero use, many outages).
+
+    Raises
+    ------
+    InputError
+        If ``enterprises`` < 10, ``months`` < 30 or ``shell_share`` is outside [0, 1).
+    """
+    if enterprises < 10:
+        raise InputError(f"--enterprises: expected an integer >= 10, got {enterprises}")
+    if months < MIN_MONTHS:
+        raise InputError(f"--months: expected an integer >= {MIN_MONTHS}, got {months}")
+    if not 0.0 <= shell_share < 1.0:
+        raise InputError(f"--shell-share: expected a share in [0, 1), got {shell_share}")
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+    universe = draw_universe(enterprises, months, streams[0], shell_share)
+    manifest: dict[str, object] = {
+        "as_of": format_month(universe.as_of), "start": START_MONTH, "months": months,
+        "enterprises": enterprises, "seed": seed, "shell_share": shell_share,
+        "horizon_months": HORIZON_MONTHS, "overdue_days": OVERDUE_DAYS,
+        "generator": "parties.labels.synth",
+    }
+    return SynthData(universe, grid_tables(universe, streams[1]),
+                     bank_tables(universe, streams[2]), manifest)
+
+
+def truth_table(universe: Universe) -> pd.DataFrame:
+    """The hidden state per enterprise: for research code and tests, never for a party."""
+    return pd.DataFrame({
+        "ent_id": universe.ent_id, "is_shell": universe.shell.astype(np.int64),
+        "health": np.round(universe.health, 6),
+        "regime": [Regime(r).name.lower() for r in universe.regime],
+        "in_grid": universe.in_grid.astype(np.int64), "in_bank": universe.in_bank.astype(np.int64),
+    })
+
+
+def write_synth(data: SynthData, out: pathlib.Path) -> pathlib.Path:
+    """Write ``grid/``, ``bank/``, ``truth/`` CSVs and ``manifest.json`` under ``out``.
+
+    Returns
+    -------
+    pathlib.Path
+        The manifest's path.
+    """
+    for side, frames in to_csv_frames(data.grid, data.bank).items():
+        for name, frame in frames.items():
+            write_csv(out / side / f"{name}.csv", frame)
+    write_csv(out / "truth" / "enterprises.csv", truth_table(data.universe))
+    return write_json(out / "manifest.json", data.manifest)
