@@ -127,6 +127,20 @@ def test_rows_are_ordered_by_the_doubly_blinded_bytes() -> None:
     assert ans_a  # B's answer is unused here
 
 
+def test_intersection_order_is_memcmp_order_even_when_rows_share_a_prefix() -> None:
+    rng = np.random.default_rng(5)
+    own = rng.integers(0, 256, size=(40, 32), dtype=np.uint8)
+    own[:20, :8] = 7  # 20 different rows that tie on the first 8 bytes
+    own[25:30] = own[20:25, ::-1]
+    peer = own[rng.permutation(40)[:30]]
+    own_index, peer_index = psi.intersect(own, peer)
+    common = [bytes(r) for r in own[own_index]]
+    assert common == sorted({bytes(r) for r in own} & {bytes(r) for r in peer})
+    np.testing.assert_array_equal(own[own_index], peer[peer_index])
+    order = psi.byte_order(own)
+    assert [bytes(r) for r in own[order]] == sorted(bytes(r) for r in own)
+
+
 def test_no_overlap_gives_an_empty_intersection() -> None:
     rows_a, rows_b = run_psi(Party(enterprise_ids(0, 200)), Party(enterprise_ids(200, 350)))
     assert rows_a == rows_b == []
