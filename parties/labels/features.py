@@ -13,6 +13,7 @@ label and are left out; their number is returned, never dropped silently.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
@@ -31,6 +32,7 @@ class FeatureBuild:
 
     table: pd.DataFrame
     dictionary: pd.DataFrame
+    indicators: tuple[Indicator[Any], ...]
     excluded: int = 0
 
 
@@ -57,7 +59,7 @@ def build_grid_features(raw: GridRaw, as_of: int, model: ShellModel | None = Non
     registry = grid_registry(model)
     panel = build_grid_panel(raw, as_of)
     table = build_table(registry, panel, panel.ids, model_only=model_only)
-    return FeatureBuild(table, data_dictionary(table, registry))
+    return FeatureBuild(table, data_dictionary(table, registry), registry)
 
 
 def build_bank_features(raw: BankRaw, as_of: int, horizon: int = 6,
@@ -82,5 +84,5 @@ def build_bank_features(raw: BankRaw, as_of: int, horizon: int = 6,
     labelled = ~np.isnan(y)
     table = table[labelled].reset_index(drop=True)
     table["y"] = table["y"].astype(np.int64)
-    return FeatureBuild(table, data_dictionary(table, BANK_INDICATORS),
+    return FeatureBuild(table, data_dictionary(table, BANK_INDICATORS), BANK_INDICATORS,
                         int((~labelled).sum()))

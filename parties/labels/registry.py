@@ -124,10 +124,13 @@ def impute_for_training(table: pd.DataFrame, keep: Sequence[str] = ("id", "y")) 
     """A trainer-ready copy: no NaN, no constant column.
 
     Every feature column with missing values is filled with its median and followed by a 0/1
-    ``<name>_missing`` column; a column that is entirely missing or constant after filling is
-    dropped (it carries nothing and breaks standardization). Columns in ``keep`` pass through.
+    ``<name>_missing`` column, unless an earlier ``_missing`` column has exactly the same
+    pattern (indicators of one window go missing together; repeating the flag would only add
+    collinear columns). A column entirely missing, or constant after filling, is dropped.
+    Columns in ``keep`` pass through.
     """
     out: dict[str, pd.Series] = {}
+    patterns: set[bytes] = set()
     for column in table.columns:
         values = table[column]
         if column in keep:
@@ -139,6 +142,8 @@ def impute_for_training(table: pd.DataFrame, keep: Sequence[str] = ("id", "y")) 
         filled = values.fillna(float(values.median())) if bool(missing.any()) else values
         if filled.nunique() > 1:
             out[column] = filled
-        if bool(missing.any()):
+        pattern = np.packbits(missing.to_numpy()).tobytes()
+        if bool(missing.any()) and pattern not in patterns:
+            patterns.add(pattern)
             out[f"{column}_missing"] = missing.astype(np.int64)
     return pd.DataFrame(out)

@@ -84,7 +84,7 @@ def _bills(u: Universe, g: npt.NDArray[np.int64], rows: npt.NDArray[np.int64],
     tariff = np.array([INDUSTRIES[i].tariff for i in u.industry[ent]])
     due = np.round(kwh * tariff + capacity[rows] * 25.0, 2)
     distress = u.distress[ent, cols]
-    p_late = sigmoid(-3.0 - 0.9 * u.health[ent] + 3.0 * distress + 1.0 * u.shell[ent])
+    p_late = sigmoid(-3.8 - 0.9 * u.health[ent] + 3.5 * distress + 1.0 * u.shell[ent])
     late = rng.random(k) < p_late
     late_days = np.where(late, rng.geometric(1.0 / (12.0 + 60.0 * distress), k), 0)
     month = u.start + cols
@@ -186,7 +186,7 @@ def _repayments(u: Universe, loans: pd.DataFrame, rng: np.random.Generator) -> p
     ent = loans["ent"].to_numpy(np.int64)[at]
     installment = loans["amount"].to_numpy(np.float64) * (1 + 0.05 * term / 12) / term
     due = np.round(installment[at], 2)
-    p_overdue = sigmoid(-4.2 - 1.0 * u.health[ent] + 3.0 * u.distress[ent, cols]
+    p_overdue = sigmoid(-4.2 - 0.9 * u.health[ent] + 3.5 * u.distress[ent, cols]
                         + 1.2 * u.shell[ent])
     overdue = rng.random(len(at)) < p_overdue
     days = np.where(overdue, rng.geometric(1 / 35, len(at)), 0)

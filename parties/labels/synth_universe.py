@@ -136,7 +136,7 @@ def draw_universe(n: int, months: int, rng: np.random.Generator,
         start=start, as_of=start + as_of_col, months=months, ent_id=_ids(rng, province),
         industry=industry, province=province, open_month=open_month, size=size,
         health=health, regime=regime, shell=shell, activity=activity, distress=distress,
-        in_grid=side >= 0.12, in_bank=side < 0.90,
+        in_grid=side >= 0.10, in_bank=side < 0.90,
     )
 
 

@@ -1,0 +1,261 @@
+"""The ``synth``, ``features build`` / ``features fit-shell`` and ``warn`` subcommands.
+
+What it does: :func:`add_commands` adds them to the project's single ``gridcredit`` parser;
+each handler returns the exit code. :func:`main` builds a parser with only these commands
+(for tests and ``python -m parties.labels.cli``) and maps input errors to ``error: ...`` on
+stderr and exit code 2, as the project's main CLI does.
+
+What it assumes: bad input raises :class:`~parties.labels.schema.InputError` with a one-line
+message; outputs are written atomically; names and legal-person IDs are masked in every
+output and enterprise IDs are HMAC-SHA256 hashed when ``--hash-ids-key`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import pathlib
+import sys
+from collections.abc import Callable
+
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from parties.labels.features import build_bank_features, build_grid_features, grid_registry
+from parties.labels.mask import mask_names, output_ids, read_key
+from parties.labels.output import write_csv
+from parties.labels.panel import build_grid_panel
+from parties.labels.registry import build_table, data_dictionary, impute_for_training
+from parties.labels.schema import (
+    InputError,
+    format_month,
+    load_bank,
+    load_grid,
+    parse_month,
+    resolve_raw_dir,
+)
+from parties.labels.shell import (
+    DEFAULT_MODEL,
+    fit_shell_model,
+    load_shell_model,
+    save_shell_model,
+    score_matrix,
+)
+from parties.labels.synth import synthesize, write_synth
+from parties.labels.warning import DEFAULT_RULES, load_rules, rate
+
+D = "(default: %(default)s)"
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Impute(enum.StrEnum):
+    """How ``features build`` treats missing values."""
+
+    NONE = "none"  # keep NaN (empty cells), as the source documents define the indicators
+    MEDIAN = "median"  # median fill + <name>_missing columns, constant columns dropped
+
+
+def _as_of(args: argparse.Namespace, raw: pathlib.Path) -> int:
+    """``--as-of``, or the ``as_of`` of ``manifest.json`` in the raw folder or its parent."""
+    text = args.as_of
+    if text is None:
+        for manifest in (raw / "manifest.json", raw.parent / "manifest.json"):
+            if manifest.is_file():
+                text = str(json.loads(manifest.read_text(encoding="utf-8")).get("as_of"))
+                break
+        else:
+            raise InputError(f"--as-of: not given and no manifest.json in {raw} (row -, "
+                             "column -)")
+    try:
+        return parse_month(text)
+    except InputError as e:
+        raise InputError(f"--as-of: {e}") from e
+
+
+def _key(args: argparse.Namespace) -> bytes | None:
+    return read_key(args.hash_ids_key) if args.hash_ids_key else None
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Write both parties' synthetic raw tables and the manifest."""
+    data = synthesize(args.enterprises, args.months, args.seed, args.shell_share)
+    manifest = write_synth(data, args.out)
+    print(f"wrote {args.out}/grid, {args.out}/bank, {args.out}/truth and {manifest} "
+          f"(as_of {data.manifest['as_of']})")
+    return 0
+
+
+def cmd_features_build(args: argparse.Namespace) -> int:
+    """Build one party's feature table and data dictionary at the as-of month."""
+    marker = "enterprises.csv" if args.role == "grid" else "loans.csv"
+    raw = resolve_raw_dir(args.raw, args.role, marker)
+    as_of = _as_of(args, args.raw)
+    if args.role == "grid":
+        model = load_shell_model(args.shell_model)
+        build = build_grid_features(load_grid(raw), as_of, model)
+    else:
+        build = build_bank_features(load_bank(raw), as_of, args.horizon, args.overdue_days)
+    table = build.table
+    if args.impute is Impute.MEDIAN:
+        table = impute_for_training(table)
+    table["id"] = output_ids(table["id"], _key(args))
+    dictionary = data_dictionary(table, build.indicators)
+    dictionary_path = args.dictionary or args.out.with_name(args.out.stem + ".dictionary.csv")
+    write_csv(args.out, table)
+    write_csv(dictionary_path, dictionary)
+    left_out = f"; {build.excluded} borrowers without a repayment due in the label window " \
+        "left out" if args.role == "bank" else ""
+    print(f"wrote {args.out} ({len(table)} rows, {table.shape[1] - 1} columns) and "
+          f"{dictionary_path}{left_out}")
+    return 0
+
+
+def cmd_features_fit_shell(args: argparse.Namespace) -> int:
+    """Fit ENT_SHELL_SCORE's logistic regression on labelled enterprises and save it."""
+    raw = resolve_raw_dir(args.raw, "grid", "enterprises.csv")
+    as_of = _as_of(args, args.raw)
+    table = build_grid_features(load_grid(raw), as_of, load_shell_model()).table
+    truth_path = args.truth or args.raw / "truth" / "enterprises.csv"
+    if not truth_path.is_file():
+        raise InputError(f"{truth_path}: file not found (row -, column -)")
+    truth = pd.read_csv(truth_path, dtype={"ent_id": str})
+    if "is_shell" not in truth.columns or "ent_id" not in truth.columns:
+        raise InputError(f"{truth_path}: row 1, column 'ent_id,is_shell': missing")
+    labels = truth.set_index("ent_id")["is_shell"].reindex(table["id"])
+    if bool(labels.isna().any()):
+        raise InputError(f"{truth_path}: row -, column 'ent_id': some enterprises have no label")
+    note = (f"ENT_SHELL_SCORE model fitted by `gridcredit features fit-shell` on {len(table)} "
+            f"grid customers ({int(labels.sum())} shells) at as-of {format_month(as_of)}."
+            "\nENT_SHELL_SCORE = 100 / (1 + exp(intercept + "
+            "coef . z)), z = (fill(clip(score, lower, upper), median) - mean) / std.")
+    model = fit_shell_model(score_matrix(table), labels.to_numpy().astype("int64"), note)
+    save_shell_model(model, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
+    if not path.is_file():
+        raise InputError(f"{path}: file not found (row -, column -)")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if column not in frame.columns:
+        raise InputError(f"{path}: row 1, column '{column}': missing from the header")
+    return frame[column]
+
+
+def cmd_warn(args: argparse.Namespace) -> int:
+    """Rate enterprises by the Table 7 rules (all of them, or those of ``--ids``)."""
+    raw = resolve_raw_dir(args.raw, "grid", "enterprises.csv")
+    as_of = _as_of(args, args.raw)
+    grid = load_grid(raw)
+    by_name = {ind.name: ind for ind in grid_registry()}
+    rules = load_rules(by_name, args.rules)
+    panel = build_grid_panel(grid, as_of)
+    table = build_table([by_name[r.indicator] for r in rules], panel, panel.ids,
+                        model_only=False)
+    ratings = pd.concat([table[["id"]], rate(table, rules)], axis=1)
+    names = grid.enterprises.set_index("ent_id")["name"]
+    ratings.insert(1, "name", mask_names(names.reindex(ratings["id"]).fillna("")).to_numpy())
+    key = _key(args)
+    ratings["id"] = output_ids(ratings["id"], key)
+    ratings.insert(2, "found", 1)
+    if args.ids is not None:
+        wanted = _requested_ids(args.ids, args.id_column)
+        out_ids = wanted if key is None or wanted.str.len().eq(64).all() \
+            else output_ids(wanted, key)
+        ratings = ratings.set_index("id").reindex(pd.Index(out_ids, name="id")).reset_index()
+        ratings["found"] = ratings["rating"].notna().astype("int64")
+        ratings = ratings.fillna({"name": "", "rating": "", "triggered": "",
+                                  "missing": "no grid record"})
+    write_csv(args.out, ratings)
+    counts = ratings["rating"].value_counts().to_dict()
+    print(f"wrote {args.out} ({len(ratings)} enterprises: {counts})")
+    return 0
+
+
+def _features_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    feats = sub.add_parser("features", help="build indicator feature tables from raw records")
+    fsub = feats.add_subparsers(dest="features_command", required=True, metavar="ACTION")
+    build = fsub.add_parser("build", help="one party's feature table at an as-of month",
+                            description="Build one row per enterprise (ID column 'id'; the "
+                            "bank's file also has the label 'y') and a data dictionary.")
+    build.add_argument("--role", required=True, choices=["grid", "bank"], help="whose raw data")
+    _raw_flags(build)
+    build.add_argument("--out", type=pathlib.Path, required=True, help="feature CSV to write")
+    build.add_argument("--dictionary", type=pathlib.Path, default=None,
+                       help="data dictionary CSV (default: <out>.dictionary.csv beside --out)")
+    build.add_argument("--impute", type=Impute, choices=list(Impute), default=Impute.NONE,
+                       help="none: keep missing values empty; median: fill with the median "
+                       "and add <name>_missing columns, as the trainer needs " + D)
+    build.add_argument("--horizon", type=int, default=6,
+                       help="bank label: months after --as-of in which an overdue counts " + D)
+    build.add_argument("--overdue-days", type=int, default=30,
+                       help="bank label: days past due that count as overdue " + D)
+    build.add_argument("--shell-model", type=pathlib.Path, default=DEFAULT_MODEL,
+                       help="ENT_SHELL_SCORE model TOML (default: the packaged model)")
+    build.set_defaults(handler=cmd_features_build)
+    fit = fsub.add_parser("fit-shell", help="fit the ENT_SHELL_SCORE model on labelled data")
+    _raw_flags(fit)
+    fit.add_argument("--truth", type=pathlib.Path, default=None, help="CSV with ent_id, "
+                     "is_shell (default: <raw>/truth/enterprises.csv from 'synth')")
+    fit.add_argument("--out", type=pathlib.Path, required=True, help="model TOML to write")
+    fit.set_defaults(handler=cmd_features_fit_shell)
+
+
+def _raw_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--raw", type=pathlib.Path, required=True,
+                   help="folder of the party's raw CSVs, or a 'synth' output folder")
+    p.add_argument("--as-of", default=None, metavar="YYYY-MM",
+                   help="month to build at; nothing later is read (default: as_of of "
+                   "manifest.json in --raw)")
+    p.add_argument("--hash-ids-key", default=None, metavar="KEY",
+                   help="replace IDs in outputs by HMAC-SHA256 under KEY (@FILE reads the key "
+                   "from a file; at least 16 bytes) (default: IDs as they are)")
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``synth``, ``features`` (``build``, ``fit-shell``) and ``warn`` to ``subparsers``."""
+    synth = subparsers.add_parser("synth", help="write synthetic raw records of both parties",
+                                  description="Write DIR/grid/, DIR/bank/, DIR/truth/ and "
+                                  "DIR/manifest.json (with the as_of month to build at).")
+    synth.add_argument("--enterprises", type=int, default=3000, help="universe size " + D)
+    synth.add_argument("--months", type=int, default=36, help="months from 2021-01 " + D)
+    synth.add_argument("--seed", type=int, default=7, help="generator seed " + D)
+    synth.add_argument("--shell-share", type=float, default=0.05,
+                       help="share of shell companies " + D)
+    synth.add_argument("--out", type=pathlib.Path, required=True, help="folder to write")
+    synth.set_defaults(handler=cmd_synth)
+    _features_commands(subparsers)
+    warn = subparsers.add_parser("warn", help="post-loan early-warning ratings (Table 7)",
+                                 description="Rate enterprises expansion/stable/shrink/alert "
+                                 "by the Table 7 rules; names are masked in the output.")
+    _raw_flags(warn)
+    warn.add_argument("--ids", type=pathlib.Path, default=None,
+                      help="CSV of the enterprises to rate (default: all the grid's)")
+    warn.add_argument("--id-column", default="id", help="ID column of --ids " + D)
+    warn.add_argument("--rules", type=pathlib.Path, default=DEFAULT_RULES,
+                      help="rule TOML (default: the packaged Table 7)")
+    warn.add_argument("--out", type=pathlib.Path, required=True, help="ratings CSV to write")
+    warn.set_defaults(handler=cmd_warn)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with only this package's subcommands."""
+    parser = argparse.ArgumentParser(prog="gridcredit", description="power-data label library")
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the handler; input errors print ``error: ...`` and return 2."""
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ValueError as e:  # InputError and other bad-value errors
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
