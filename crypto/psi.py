@@ -48,7 +48,7 @@ on-curve check (``strict``, via ``ed25519_add``)          27  only with ``strict
 
 ``hash_to_points`` costs 104 us per ID (94 in libsodium, 10 in Python), ``reblind`` 66 us
 per point (1 in Python), ``blind`` 166.  One party thus spends ~236 us of CPU per ID:
-40 % Elligator maps, 10 % point addition, 55 % X25519, 4 % Python; 100k x 100k costs
+32 % Elligator maps, 10 % point addition, 55 % X25519, 4 % Python; 100k x 100k costs
 ~47 s of CPU for both parties, ~24 s of wall time on 2 cores.  The Edwards-only route
 (noclamp exponentiations plus ``is_valid_point``) would cost ~530 us per ID.  Meeting
 SecretFlow's 1.37 s would need a native batch kernel (multi-buffer X25519, a cheaper
@@ -60,6 +60,8 @@ Assumes: two semi-honest parties; IDs are already normalised by the caller (comp
 exact UTF-8 strings) and unique within each list (duplicates are rejected: they would
 show the peer which blinded points repeat); the domain names the job, so hashes of
 different jobs are unrelated; keys are fresh per job and never leave their party.
+The move to Montgomery form runs in Python integers, not in constant time: no local
+timing adversary on the party's machine (it could learn about hashed IDs).
 Pure functions: no I/O, no logging, no module state (randomness comes from ``secrets``).
 Error messages name indices, never ID values.
 """
