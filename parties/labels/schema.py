@@ -196,7 +196,8 @@ def _read_strings(path: pathlib.Path) -> pd.DataFrame:
     except pd.errors.ParserError as e:
         line = re.search(r"line (\d+)", str(e))
         row = line.group(1) if line else "?"
-        raise InputError(f"{path}: row {row}, column -: malformed CSV row ({e})") from e
+        detail = " ".join(str(e).split())  # pandas' message may span lines
+        raise InputError(f"{path}: row {row}, column -: malformed CSV row ({detail})") from e
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: row ?, column -: not UTF-8 text") from e
 

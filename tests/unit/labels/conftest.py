@@ -40,8 +40,8 @@ def grid_csvs() -> dict[str, str]:
     usage += ["A,2024-01,99999"]
     usage += [f"B,{m},50" for m in _months(2023, 5)]
     usage += [f"C,{m},200" for m in _months(2022) + _months(2023)]
-    bills = ["ent_id,month,amount_due,amount_paid,due_date,paid_date,late_days,late_fee,"
-             "arrears_after",
+    bills = [("ent_id,month,amount_due,amount_paid,due_date,paid_date,late_days,late_fee,"
+              "arrears_after"),
              "A,2022-06,800,800,2022-07-15,2022-07-25,10,24,0",
              "A,2023-01,1000,1000,2023-02-15,2023-06-15,120,360,1000",
              "A,2023-02,2000,2000,2023-03-15,2023-06-13,90,540,3000",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import pathlib
 
@@ -35,7 +36,7 @@ def test_twelve_month_usage_statistics(table: pd.DataFrame) -> None:
     assert a["use_std_12m"] == pytest.approx(float(np.std(A_2023)))
     assert a["use_last_month"] == 250  # not the 99999 of 2024-01
     assert a["use_last_vs_mean_12m"] == pytest.approx(250 / (1400 / 12))
-    rates = [100 * (b - a_) / a_ for a_, b in zip(A_2023[:-1], A_2023[1:], strict=True)]
+    rates = [100 * (b - a_) / a_ for a_, b in itertools.pairwise(A_2023)]
     assert a["use_growth_avg_12m"] == pytest.approx(sum(rates) / 11)
     assert a["score_diff"] == pytest.approx((250 - 90) / (1400 / 12))
 
