@@ -115,8 +115,8 @@ def supervise(nodes: list[NodeProcess], timeout: float,
             codes = {n.name: n.returncode() for n in nodes}
             failed = [n for n in nodes if codes[n.name] not in (None, 0)]
             if failed:
-                first = _root_cause(failed)
-                raise NodeFailed(f"{first.name} failed (exit {codes[first.name]}): "
+                first = _root_cause(failed, nodes)
+                raise NodeFailed(f"{first.name} failed (exit {first.returncode()}): "
                                  f"{first.reason()}")
             if all(code == 0 for code in codes.values()):
                 return
@@ -129,12 +129,20 @@ def supervise(nodes: list[NodeProcess], timeout: float,
             node.stop()
 
 
-def _root_cause(failed: list[NodeProcess]) -> NodeProcess:
-    """Prefer a party that failed on its own over nodes that only saw it fail."""
-    time.sleep(0.3)  # let the other nodes write their last line
-    for node in failed:
-        reason = node.reason()
-        if "aborted the job" not in reason and "stopped the job" not in reason \
-                and "failed:" not in reason:
+SECONDARY = ("already failed", "aborted the job", "stopped the job", "failed: ")
+SETTLE_SECONDS = 5.0
+
+
+def _root_cause(failed: list[NodeProcess], nodes: list[NodeProcess]) -> NodeProcess:
+    """The node that failed on its own, not one that only saw another node fail.
+
+    Waits briefly for the other nodes to exit and write their last line first.
+    """
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline and any(n.returncode() is None for n in nodes):
+        time.sleep(0.05)
+    candidates = [n for n in nodes if n.returncode() not in (None, 0)] or failed
+    for node in candidates:
+        if not any(marker in node.reason() for marker in SECONDARY):
             return node
-    return failed[0]
+    return candidates[0]

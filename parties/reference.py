@@ -10,15 +10,18 @@ compares against.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import numpy.typing as npt
-from sklearn.linear_model import LogisticRegression
-
 from crypto.ring import decode, encode, rmatvec
 from crypto.sigmoid import residual_share_features, residual_share_label, taylor_loss
 from federation.messages import TrainSettings
 from federation.schedule import Schedule
 from parties.optim import OptimizerState
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 Float = npt.NDArray[np.float64]
 
@@ -68,5 +71,7 @@ def centralized_lr(x: Float, y: Float, l2: float, seed: int) -> LogisticRegressi
 
     ``C = 1 / (n * l2)`` matches the per-row mean L2 penalty of the federated objective.
     """
+    from sklearn.linear_model import LogisticRegression  # slow import: only where used
+
     c = 1.0 / (max(l2, 1e-12) * len(y))
     return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y.astype(int))

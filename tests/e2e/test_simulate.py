@@ -1,0 +1,111 @@
+"""``gridcredit simulate`` as three real processes over loopback with mutual TLS."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fate_file, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def breast_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("breast")
+    result = run_cli("simulate", "--grid-data", str(fate_file("breast_hetero_host.csv")),
+                     "--bank-data", str(fate_file("breast_hetero_guest.csv")),
+                     "--out", str(out), "--batch-size", "128", "--epochs", "10", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_simulate_breast_matches_centralized_auc_with_three_processes(breast_run: Path) -> None:
+    report = json.loads((breast_run / "report.json").read_text())
+    assert report["intersection_size"] == 569
+    assert abs(report["validation"]["auc"] - report["centralized"]["validation"]["auc"]) <= 0.01
+    pids = {report["nodes"][n]["pid"] for n in ("coordinator", "grid", "bank")}
+    assert len(pids) == 3
+    for node in ("coordinator", "grid", "bank"):
+        lines = (breast_run / node / "audit.jsonl").read_text().splitlines()
+        assert lines, f"{node} audit log is empty"
+        assert report["bytes_sent"][node] > 0
+    assert report["config"]["mode"] == "local" and report["config"]["batch_size"] == 128
+    for key in ("fit_seconds", "bank_only", "validation"):
+        assert key in report
+    assert report["centralized"]["fit_seconds"] > 0
+    assert "ks" in report["validation"]
+    assert (breast_run / "summary.md").read_text().startswith("# gridcredit run")
+
+
+def test_predictions_cover_every_aligned_row(breast_run: Path) -> None:
+    with (breast_run / "bank" / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "split", "y", "probability"]
+    assert len(rows) == 569
+    assert {r["split"] for r in rows} == {"train", "validation"}
+    assert all(0.0 < float(r["probability"]) < 1.0 for r in rows)
+
+
+def test_each_party_saves_only_its_own_model(breast_run: Path) -> None:
+    grid = json.loads((breast_run / "grid" / "model.json").read_text())
+    bank = json.loads((breast_run / "bank" / "model.json").read_text())
+    assert grid["role"] == "grid" and len(grid["weights"]) == 20 and grid["intercept"] is None
+    assert bank["role"] == "bank" and len(bank["weights"]) == 10 and bank["intercept"] is not None
+    assert set(grid["features"]).isdisjoint({"y"}) and len(bank["mean"]) == 10
+
+
+def test_audit_logs_hold_digests_not_values(breast_run: Path) -> None:
+    entry = json.loads((breast_run / "bank" / "audit.jsonl").read_text().splitlines()[0])
+    for key in ("seq", "step", "round", "peer", "direction", "bytes", "sha256", "prev", "hash"):
+        assert key in entry
+    sent = {json.loads(line)["sha256"] for line in
+            (breast_run / "grid" / "audit.jsonl").read_text().splitlines()
+            if json.loads(line)["direction"] == "sent" and json.loads(line)["peer"] == "bank"}
+    received = {json.loads(line)["sha256"] for line in
+                (breast_run / "bank" / "audit.jsonl").read_text().splitlines()
+                if json.loads(line)["direction"] == "received" and json.loads(line)["peer"] == "grid"}
+    assert sent and sent == received
+
+
+def test_score_reports_ids_without_grid_record(breast_run: Path, tmp_path: Path) -> None:
+    bank = fate_file("breast_hetero_guest.csv").read_text().splitlines()
+    header, rows = bank[0], bank[1:41]
+    unknown = [",".join([f"new-{i}"] + r.split(",")[1:]) for i, r in enumerate(rows[:5])]
+    to_score = tmp_path / "to_score.csv"
+    to_score.write_text("\n".join([header, *rows, *unknown]) + "\n")
+    out = tmp_path / "scores"
+    result = run_cli("score", "--run", str(breast_run), "--bank-data", str(to_score),
+                     "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (out / "bank" / "scores.csv").open() as handle:
+        scored = {r["id"]: r for r in csv.DictReader(handle)}
+    assert len(scored) == 45
+    assert all(scored[f"new-{i}"]["status"] == "no grid record" for i in range(5))
+    known = [r for r in scored.values() if r["status"] == "scored"]
+    assert len(known) == 40 and all(0 < float(r["probability"]) < 1 for r in known)
+    # Scoring a training row gives the probability the training run predicted for it.
+    with (breast_run / "bank" / "predictions.csv").open() as handle:
+        trained = {r["id"]: float(r["probability"]) for r in csv.DictReader(handle)}
+    first = rows[0].split(",")[0]
+    assert abs(float(scored[first]["probability"]) - trained[first]) < 1e-9
+
+
+def test_partial_overlap_aligns_exactly_the_common_ids(tmp_path: Path) -> None:
+    grid_lines = fate_file("breast_hetero_host.csv").read_text().splitlines()
+    kept = grid_lines[1:][::2]  # every other enterprise has a grid record
+    grid = tmp_path / "grid.csv"
+    grid.write_text("\n".join([grid_lines[0], *kept]) + "\n")
+    out = tmp_path / "run"
+    result = run_cli("simulate", "--grid-data", str(grid), "--bank-data",
+                     str(fate_file("breast_hetero_guest.csv")), "--out", str(out),
+                     "--batch-size", "128", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    common = {line.split(",")[0] for line in kept}
+    assert report["intersection_size"] == len(common) == 285
+    with (out / "bank" / "predictions.csv").open() as handle:
+        assert {r["id"] for r in csv.DictReader(handle)} == common
