@@ -1,0 +1,118 @@
+"""The synth / features build / warn commands end to end, masking, hashing, atomic output."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pandas as pd
+import pytest
+
+from parties.labels import output
+from parties.labels.cli import main
+from parties.labels.mask import hash_ids, mask_id_number, mask_name
+
+KEY = "federation-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("synth")
+    assert main(["synth", "--enterprises", "300", "--seed", "2", "--out", str(out)]) == 0
+    return out
+
+
+def _read(path: pathlib.Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"id": str}, keep_default_na=False, na_values=[""])
+
+
+def test_features_build_both_roles(synth_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    for role in ("grid", "bank"):
+        out = tmp_path / f"{role}.csv"
+        assert main(["features", "build", "--role", role, "--raw", str(synth_dir),
+                     "--out", str(out)]) == 0
+        table = _read(out)
+        assert table.columns[0] == "id" and table["id"].is_unique
+        dictionary = _read(tmp_path / f"{role}.dictionary.csv")
+        assert list(dictionary.columns) == ["name", "definition", "window_months", "source",
+                                            "missing_rate"]
+        assert set(dictionary["name"]) == set(table.columns[1:])
+    assert _read(tmp_path / "bank.csv").columns[1] == "y"
+    assert _read(tmp_path / "grid.csv").isna().any().any()  # missing stays missing
+
+
+def test_impute_and_hash_ids_give_trainer_ready_joinable_files(
+        synth_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    for role in ("grid", "bank"):
+        assert main(["features", "build", "--role", role, "--raw", str(synth_dir / role),
+                     "--as-of", "2023-06", "--impute", "median", "--hash-ids-key", KEY,
+                     "--out", str(tmp_path / f"{role}.csv")]) == 0
+    grid, bank = _read(tmp_path / "grid.csv"), _read(tmp_path / "bank.csv")
+    for table in (grid, bank):
+        assert not table.isna().any().any()
+        assert table["id"].str.fullmatch("[0-9a-f]{64}").all()
+        assert (table.drop(columns="id").nunique() > 1).all()
+    assert bank["id"].isin(grid["id"]).mean() > 0.8
+
+
+def test_warn_masks_names_and_reports_unknown_ids(synth_dir: pathlib.Path,
+                                                  tmp_path: pathlib.Path) -> None:
+    ents = pd.read_csv(synth_dir / "grid" / "enterprises.csv", dtype=str)
+    ids = tmp_path / "borrowers.csv"
+    pd.DataFrame({"id": [*ents["ent_id"].head(5), "NOT-A-CUSTOMER"]}).to_csv(ids, index=False)
+    out = tmp_path / "ratings.csv"
+    assert main(["warn", "--raw", str(synth_dir), "--ids", str(ids), "--out", str(out)]) == 0
+    ratings = _read(out).fillna("")
+    assert len(ratings) == 6 and ratings["found"].tolist() == [1] * 5 + [0]
+    assert set(ratings["rating"][:5]) <= {"alert", "shrink", "expansion", "stable"}
+    assert ratings["missing"].iloc[5] == "no grid record"
+    assert ratings["name"][:5].str.fullmatch(".[*][*]").all()
+
+
+def test_no_output_holds_an_unmasked_name_or_legal_person_id(
+        synth_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    main(["warn", "--raw", str(synth_dir), "--out", str(tmp_path / "r.csv")])
+    main(["features", "build", "--role", "grid", "--raw", str(synth_dir),
+          "--out", str(tmp_path / "g.csv")])
+    ents = pd.read_csv(synth_dir / "grid" / "enterprises.csv", dtype=str)
+    text = "".join(p.read_text(encoding="utf-8") for p in tmp_path.glob("*.csv"))
+    assert "**" in text
+    assert not any(v in text for v in [*ents["name"], *ents["legal_person_id"]])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["features", "build", "--role", "grid", "--raw", "NOPE", "--as-of", "2023-06"],
+     "enterprises.csv: file not found"),
+    (["features", "build", "--role", "grid", "--as-of", "2023-13"], "--as-of: expected a month"),
+    (["warn", "--hash-ids-key", "short"], "at least 16 bytes"),
+    (["synth", "--enterprises", "3"], "--enterprises"),
+])
+def test_bad_input_prints_error_and_exits_2(synth_dir: pathlib.Path, tmp_path: pathlib.Path,
+                                            capsys: pytest.CaptureFixture[str],
+                                            argv: list[str], message: str) -> None:
+    if "--raw" not in argv and argv[0] != "synth":
+        argv = [*argv, "--raw", str(synth_dir)]
+    argv = [*argv, "--out", str(tmp_path / "x.csv")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_failed_write_leaves_no_file(tmp_path: pathlib.Path) -> None:
+    def explode(stream: object) -> None:
+        stream.write("id,half")  # type: ignore[attr-defined]
+        raise RuntimeError("disk full")
+
+    target = tmp_path / "features.csv"
+    with pytest.raises(RuntimeError):
+        output.write_atomic(target, explode)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_masks_and_keyed_hash() -> None:
+    assert mask_name("张三丰") == "张**" and mask_name("") == ""
+    assert mask_id_number("110101199003071234") == "1101**********1234"
+    ids = pd.Series(["A", "B"])
+    one, two = hash_ids(ids, b"k" * 16), hash_ids(ids, b"j" * 16)
+    assert one[0] != one[1] and one[0] != two[0] and len(one[0]) == 64
+    assert hash_ids(ids, b"k" * 16).equals(one)
