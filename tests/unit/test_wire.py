@@ -1,0 +1,177 @@
+"""federation.wire: protobuf conversions of tensors, envelopes and coordinator messages.
+
+Whatever arrives from the wire that is not a plain numeric / fixed-width text array of the
+announced size must become ``ProtocolAbort`` (the servicer maps it to a clean status);
+any other exception type escapes as an opaque gRPC UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from federation import wire
+from federation.errors import ProtocolAbort
+from federation.messages import (
+    DealReply,
+    DealRequest,
+    Decision,
+    Envelope,
+    FailRequest,
+    JobPlan,
+    JoinRequest,
+    Mode,
+    Optimizer,
+    Role,
+    SyncReply,
+    SyncRequest,
+    Tag,
+    Task,
+    TrainSettings,
+)
+from federation.proto import vfl_pb2
+
+ARRAYS: dict[str, npt.NDArray[np.generic]] = {
+    "u64": np.array([0, 1, 2**63, 2**64 - 1], dtype=np.uint64),
+    "f64": np.array([[0.0, -0.0, 1.5], [np.inf, -1e-300, 3.0]]),
+    "u8": np.frombuffer(bytes(range(32)), dtype=np.uint8),
+    "text": np.array(["grid ran out of memory", "ü—中文"]),
+    "empty": np.zeros((0, 3), dtype=np.uint64),
+    "i64": np.array([-5, 7], dtype=np.int64),
+}
+
+
+def same(a: npt.NDArray[np.generic], b: npt.NDArray[np.generic]) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("name", sorted(ARRAYS))
+def test_tensor_round_trip_keeps_dtype_shape_and_bits(name: str) -> None:
+    arr = ARRAYS[name]
+    proto = wire.tensor_to_proto(name, arr)
+    assert proto.name == name and list(proto.shape) == list(arr.shape)
+    back = wire.tensor_from_proto(vfl_pb2.Tensor.FromString(proto.SerializeToString()))
+    assert same(back, arr)
+
+
+def test_tensor_goes_little_endian_and_contiguous() -> None:
+    big = np.array([1, 2, 3], dtype=">u8")
+    proto = wire.tensor_to_proto("x", big)
+    assert proto.dtype == "<u8" and proto.data[:8] == (1).to_bytes(8, "little")
+    strided = np.arange(12, dtype=np.uint64).reshape(3, 4)[:, 1]
+    assert wire.tensor_from_proto(wire.tensor_to_proto("s", strided)).tolist() == [1, 5, 9]
+
+
+def test_envelope_round_trip_through_bytes() -> None:
+    e = Envelope("job-9", Tag(17, "fit"), Role.GRID, dict(ARRAYS))
+    back = wire.envelope_from_bytes(wire.envelope_to_bytes(e))
+    assert (back.job_id, back.tag, back.sender) == ("job-9", Tag(17, "fit"), Role.GRID)
+    assert sorted(back.tensors) == sorted(ARRAYS)
+    assert all(same(back.tensors[k], v) for k, v in ARRAYS.items())
+
+
+@pytest.mark.parametrize("arr", [np.array([object()]), np.array([True, False]),
+                                 np.array([1 + 2j]), np.array([b"raw"])],
+                         ids=["object", "bool", "complex", "bytes"])
+def test_send_refuses_non_plain_dtypes(arr: npt.NDArray[np.generic]) -> None:
+    with pytest.raises(TypeError, match="cannot be sent"):
+        wire.tensor_to_proto("bad", arr)
+
+
+def tensor(dtype: str, shape: list[int], data: bytes) -> vfl_pb2.Tensor:
+    return vfl_pb2.Tensor(name="t", dtype=dtype, shape=shape, data=data)
+
+
+@pytest.mark.parametrize(("dtype", "shape", "data"), [
+    ("<u8", [3], bytes(23)),          # one byte short
+    ("<u8", [3], bytes(25)),          # one byte long
+    ("<f8", [2, 2], bytes(24)),
+    ("<U4", [2], bytes(31)),
+], ids=["short", "long", "matrix", "unicode"])
+def test_byte_count_mismatch_is_protocol_abort(dtype: str, shape: list[int],
+                                               data: bytes) -> None:
+    with pytest.raises(ProtocolAbort, match=r"bytes for .*\(expected"):
+        wire.tensor_from_proto(tensor(dtype, shape, data))
+
+
+@pytest.mark.parametrize(("dtype", "shape"), [
+    ("|O", [1]), ("?", [1]), ("<c16", [1]), ("V8", [1]), ("<M8[s]", [1]),
+    ("(2,)<u8", [1]), ("<u8", [-1]), ("<u8", [1, 1, 1, 1, 1]), ("not-a-dtype", [1]), ("", [1]),
+])
+def test_refused_dtype_or_shape_is_protocol_abort(dtype: str, shape: list[int]) -> None:
+    with pytest.raises(ProtocolAbort, match="tensor 't'"):
+        wire.tensor_from_proto(tensor(dtype, shape, bytes(16)))
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="BUG wire.py:53: the byte count is int64 prod(shape)*itemsize, "
+                          "which wraps; an overflowing shape passes and reshape raises "
+                          "ValueError instead of ProtocolAbort")
+def test_overflowing_shape_is_protocol_abort() -> None:
+    with pytest.raises(ProtocolAbort):
+        wire.tensor_from_proto(tensor("<u8", [2**32, 2**32], b""))
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="BUG wire.py:51,57: a zero-itemsize dtype ('U' = <U0) passes the "
+                          "checks and np.frombuffer raises ValueError, not ProtocolAbort")
+def test_zero_itemsize_dtype_is_protocol_abort() -> None:
+    with pytest.raises(ProtocolAbort):
+        wire.tensor_from_proto(tensor("U", [3], b""))
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x12"],
+                         ids=["garbage", "truncated-field", "dangling-tag"])
+def test_malformed_envelope_bytes_are_protocol_abort(data: bytes) -> None:
+    with pytest.raises(ProtocolAbort, match="malformed message"):
+        wire.envelope_from_bytes(data)
+
+
+def test_unknown_sender_is_protocol_abort() -> None:
+    msg = vfl_pb2.Envelope(job_id="j", round=1, step="fit", sender="mallory")
+    with pytest.raises(ProtocolAbort, match="malformed"):
+        wire.envelope_from_bytes(msg.SerializeToString())
+
+
+def test_envelope_with_bad_tensor_is_protocol_abort() -> None:
+    msg = vfl_pb2.Envelope(job_id="j", round=1, step="fit", sender="bank",
+                           tensors=[tensor("<u8", [4], bytes(8))])
+    with pytest.raises(ProtocolAbort, match="expected 32"):
+        wire.envelope_from_bytes(msg.SerializeToString())
+
+
+SETTINGS = TrainSettings(mode=Mode.SHARED, epochs=9, batch_size=128, learning_rate=0.07,
+                         optimizer=Optimizer.ADAM, l2=0.01, l1=0.002, momentum=0.8,
+                         tolerance=1e-7, seed=2**40 + 3, validation_fraction=0.3, frac_bits=20,
+                         task=Task.SCORE, deadline_seconds=12.5)
+
+
+def test_settings_round_trip_with_non_default_values() -> None:
+    assert SETTINGS != TrainSettings()
+    proto = vfl_pb2.TrainSettings.FromString(
+        wire.settings_to_proto(SETTINGS).SerializeToString())
+    assert wire.settings_from_proto(proto) == SETTINGS
+
+
+def test_coordinator_messages_round_trip() -> None:
+    join = JoinRequest("j", Role.BANK, "127.0.0.1:5", 1000, 12)
+    assert wire.join_request_from_proto(wire.join_request_to_proto(join)) == join
+    plan = JobPlan("j", "10.0.0.2:7", bytes(range(32)), SETTINGS)
+    assert wire.plan_from_proto(wire.plan_to_proto(plan)) == plan
+    sync = SyncRequest("j", Role.GRID, 3, "epoch", {"delta_sq": 0.25}, {"loss": 2**64 - 1})
+    assert wire.sync_request_from_proto(wire.sync_request_to_proto(sync)) == sync
+    reply = SyncReply(Decision.STOP, {"loss": 0.5}, "converged")
+    assert wire.sync_reply_from_proto(wire.sync_reply_to_proto(reply)) == reply
+    deal = DealRequest("j", Role.GRID, 4)
+    assert wire.deal_request_from_proto(wire.deal_request_to_proto(deal)) == deal
+    fail = FailRequest("j", Role.BANK, "disk full")
+    assert wire.fail_request_from_proto(wire.fail_request_to_proto(fail)) == fail
+
+
+def test_deal_reply_round_trip_keeps_uint64_corrections() -> None:
+    c = {"grad_grid": np.array([[2**64 - 1, 0], [5, 2**63]], dtype=np.uint64),
+         "loss": np.array([7], dtype=np.uint64)}
+    back = wire.deal_reply_from_proto(wire.deal_reply_to_proto(DealReply(c)))
+    assert sorted(back.corrections) == sorted(c)
+    assert all(same(back.corrections[k], v) for k, v in c.items())
