@@ -53,6 +53,10 @@ per point (1 in Python), ``blind`` 166.  One party thus spends ~236 us of CPU pe
 (noclamp exponentiations plus ``is_valid_point``) would cost ~530 us per ID.  Meeting
 SecretFlow's 1.37 s would need a native batch kernel (multi-buffer X25519, a cheaper
 hash), not a better Python loop: the loop is already under 5 %.
+End to end (``bench/psi_speed.py``, both roles in one process, 2 workers, near-idle
+machine): 10k x 10k in 2.7 s (hash 1.18, blind 0.76, reblind 0.74, intersect 0.02);
+100k x 100k in 31.6 s (hash 12.4, blind 8.7, reblind 10.3, intersect 0.23; 52 s of CPU,
+so ~26 s when no other job shares the cores), 23x SecretFlow's 1.37 s; 12.8 MB sent.
 Parallelism over processes lives in ``parties/psi_pool.py``; these functions work on
 chunks and are what its workers run.
 
