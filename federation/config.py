@@ -19,6 +19,13 @@ from federation.errors import ConfigError
 from federation.messages import Mode, Optimizer, Role, Task, TrainSettings
 
 SECTIONS = {"node", "tls", "data", "training", "job"}
+# Keys each table may hold ([training] is checked against TrainSettings).
+KEYS: dict[str, frozenset[str]] = {
+    "node": frozenset({"role", "job_id", "listen", "advertise", "coordinator", "out"}),
+    "tls": frozenset({"dir", "ca", "cert", "key"}),
+    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers"}),
+    "job": frozenset({"barrier_timeout", "job_timeout", "deadline"}),
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,13 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
     if unknown:
         raise ConfigError(f"config {path}: unknown section(s) {sorted(unknown)}; "
                           f"expected {sorted(SECTIONS)}")
+    for section, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"config {path}: [{section}] must be a table, got {table!r}")
+        unknown_keys = set(table) - KEYS.get(section, set(table))
+        if unknown_keys:
+            raise ConfigError(f"config {path}: unknown key(s) {sorted(unknown_keys)} in "
+                              f"[{section}]; expected {sorted(KEYS[section])}")
     base = path.parent
     for section in ("tls", "data", "node"):
         for key in ("dir", "ca", "cert", "key", "path", "model", "out"):
@@ -81,14 +95,27 @@ def settings_from(section: dict[str, Any], base: TrainSettings | None = None) ->
             raise ConfigError(f"[training]: unknown key {key!r}; known: {sorted(known)}")
         if value is None:
             continue
-        try:
-            values[key] = _CONVERT[key](value) if key in _CONVERT else type(
-                getattr(TrainSettings(), key))(value)
-        except ValueError as exc:
-            raise ConfigError(f"[training] {key} = {value!r}: {exc}") from exc
+        values[key] = _convert(key, value)
     settings = replace(base or TrainSettings(), **values)
     check_settings(settings)
     return settings
+
+
+def _convert(key: str, value: Any) -> Any:
+    """One [training] value, with its type checked exactly (no silent truncation)."""
+    expected = type(getattr(TrainSettings(), key))
+    if key in _CONVERT:
+        try:
+            return _CONVERT[key](value)
+        except ValueError as exc:
+            raise ConfigError(f"[training] {key} = {value!r}: {exc}") from exc
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"[training] {key} = {value!r}: expected {expected.__name__}")
+    if expected is int and not isinstance(value, int):
+        raise ConfigError(f"[training] {key} = {value!r}: expected an integer")
+    if expected is float and not isinstance(value, (int, float)):
+        raise ConfigError(f"[training] {key} = {value!r}: expected a number")
+    return expected(value)
 
 
 def check_settings(s: TrainSettings) -> None:
@@ -100,7 +127,9 @@ def check_settings(s: TrainSettings) -> None:
         (0 <= s.validation_fraction < 1,
          f"validation fraction must be in [0, 1), got {s.validation_fraction}"),
         (8 <= s.frac_bits <= 24, f"frac bits must be in [8, 24], got {s.frac_bits}"),
-        (s.deadline_seconds > 0, "deadline must be > 0"),
+        (0 < s.deadline_seconds < 86400, f"deadline must be in (0, 86400) s, got {s.deadline_seconds}"),
+        (0 <= s.momentum < 1, f"momentum must be in [0, 1), got {s.momentum}"),
+        (s.tolerance >= 0, f"tolerance must be >= 0, got {s.tolerance}"),
         (s.mode is Mode.LOCAL, f"mode {s.mode.value!r} is not available yet; use 'local'"),
     ]
     for ok, message in checks:

@@ -48,9 +48,12 @@ def tensor_from_proto(t: vfl_pb2.Tensor) -> npt.NDArray[np.generic]:
     except TypeError as exc:
         raise ProtocolAbort(f"tensor {t.name!r}: unknown dtype {t.dtype!r}") from exc
     shape = tuple(int(s) for s in t.shape)
-    if dtype.kind not in _ALLOWED_KINDS or len(shape) > MAX_DIMS or any(s < 0 for s in shape):
+    if (dtype.kind not in _ALLOWED_KINDS or dtype.itemsize == 0 or len(shape) > MAX_DIMS
+            or any(s < 0 for s in shape)):
         raise ProtocolAbort(f"tensor {t.name!r}: refused dtype {t.dtype!r} / shape {shape}")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = dtype.itemsize
+    for size in shape:  # Python ints: a hostile shape cannot wrap the byte count
+        expected *= size
     if expected != len(t.data):
         raise ProtocolAbort(f"tensor {t.name!r}: {len(t.data)} bytes for {t.dtype} {shape} "
                             f"(expected {expected})")

@@ -79,6 +79,9 @@ class FitResult:
     epochs_run: int = 0
     seconds: float = 0.0
     last_round: int = 0
+    # Where the time went: setup (key agreement, E exchange), dealing, sending, waiting for
+    # the peer's message, and everything else (local arithmetic).
+    time_split: dict[str, float] = field(default_factory=dict)
 
 
 def with_intercept(x: Float) -> Float:
@@ -134,6 +137,7 @@ class LocalFit:
         self.optimizer = OptimizerState(settings.optimizer, settings.learning_rate, settings.l2,
                                         settings.l1, settings.momentum, penalized=penalized)
         self.theta = np.zeros(k)
+        self._clock = {"setup": 0.0, "deal": 0.0, "send": 0.0, "wait": 0.0, "barrier": 0.0}
 
     # -- setup -----------------------------------------------------------------------
     def setup(self) -> None:
@@ -161,7 +165,9 @@ class LocalFit:
             masks["dc0"] = correlated.dot_c0(seed, LOSS, epoch, nb)
         else:
             masks["b"] = correlated.dot_second_masks(seed, LOSS, epoch, nb, s.width)
+        t0 = time.perf_counter()
         deal = self._coordinator.deal(DealRequest(self.job_id, self.role, epoch))
+        self._clock["deal"] += time.perf_counter() - t0
         masks["c1"] = deal.corrections[peer]
         if self.role is Role.BANK:
             masks["loss_c1"] = deal.corrections[LOSS]
@@ -185,8 +191,13 @@ class LocalFit:
         out = {"F": mask_vector(d, masks["m"][t, :n]),
                "z": combine_vector_side(self._peer_masked[batch], d, masks["c1"][t]),
                "L": masked_loss}
+        t0 = time.perf_counter()
         self._channel.send(Envelope(self.job_id, tag, self.role, out))
-        got = self._check_fit(self._channel.recv(tag, self._timeout).tensors, n, x.shape[1])
+        t1 = time.perf_counter()
+        received = self._channel.recv(tag, self._timeout)
+        self._clock["send"] += t1 - t0
+        self._clock["wait"] += time.perf_counter() - t1
+        got = self._check_fit(received.tensors, n, x.shape[1])
         grad_ring = (rmatvec(x_ring, d) + combine_matrix_side(self._mask[batch], got["F"],
                                                                masks["c0"][t]) + got["z"])
         grad = decode(grad_ring, 2 * self.f) / n
@@ -210,9 +221,11 @@ class LocalFit:
     def _report_epoch(self, epoch: int, loss_share: Ring, delta_sq: float) -> Decision:
         r = expand(self._pair_key, f"loss-mask/epoch={epoch}", 1)
         masked = loss_share + r if self.role is Role.GRID else loss_share - r
+        t0 = time.perf_counter()
         reply = self._coordinator.sync(SyncRequest(
             self.job_id, self.role, epoch, STEP_EPOCH, {"delta_sq": delta_sq},
             {"loss": int(masked[0])}))
+        self._clock["barrier"] += time.perf_counter() - t0
         if reply.decision is Decision.ABORT:
             raise ProtocolAbort(f"coordinator aborted the job: {reply.reason}")
         loss = reply.values.get("loss", float("nan"))
@@ -225,6 +238,7 @@ class LocalFit:
         start = time.perf_counter()
         self.result = FitResult(self.theta)
         self.setup()
+        self._clock["setup"] = time.perf_counter() - start
         round_ = 0
         for epoch in range(1, self.settings.epochs + 1):
             masks = self._epoch_masks(epoch)
@@ -240,4 +254,7 @@ class LocalFit:
         self.result.theta = self.theta
         self.result.seconds = time.perf_counter() - start
         self.result.last_round = round_
+        split = dict(self._clock)
+        split["compute"] = self.result.seconds - sum(split.values())
+        self.result.time_split = split
         return self.result

@@ -156,7 +156,8 @@ class PartyNode:
         self.state.advance(Stage.TRAINING)
         fit = LocalFit(self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
                        aligned.y, channel, self._coordinator, self._on_epoch).run()
-        self.stats.update(fit_seconds=fit.seconds, epochs_run=fit.epochs_run, losses=fit.losses)
+        self.stats.update(fit_seconds=fit.seconds, epochs_run=fit.epochs_run, losses=fit.losses,
+                          fit_time_split=fit.time_split)
         self.state.advance(Stage.EVALUATING)
         tag = Tag(fit.last_round + 1, STEP_EVALUATE)
         u_own = x @ fit.theta

@@ -2,7 +2,7 @@
 
 The module promises "Unknown keys are errors, so a typo never silently falls back to a
 default" and that every bad value is a ``ConfigError`` (one readable line, exit code 2),
-never a traceback. The strict-xfail tests below pin places where it does not hold yet.
+never a traceback.
 """
 
 from __future__ import annotations
@@ -91,9 +91,6 @@ def test_unknown_training_key_is_config_error_naming_it(tmp_path: Path) -> None:
         settings_from(load_toml(path)["training"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py:50-60: load_toml checks section names "
-                   "only; unknown keys in [node]/[tls]/[data]/[job] are silently ignored, "
-                   "so a typo falls back to the default (module docstring promises an error)")
 @pytest.mark.parametrize(("section", "key"), [("node", "jobid"), ("data", "id_colum"),
                                               ("job", "barier_timeout"), ("tls", "certs")])
 def test_unknown_key_in_any_section_is_config_error(tmp_path: Path, section: str,
@@ -103,9 +100,6 @@ def test_unknown_key_in_any_section_is_config_error(tmp_path: Path, section: str
         load_toml(path)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="BUG config.py:57: a section given as a scalar (node = \"x\") "
-                          "reaches .get() on a str: AttributeError, not ConfigError")
 def test_section_that_is_not_a_table_is_config_error(tmp_path: Path) -> None:
     path = write(tmp_path, 'node = "grid"\n')
     with pytest.raises(ConfigError, match="node"):
@@ -169,17 +163,12 @@ def test_invalid_training_values_are_config_errors(values: dict[str, Any],
         settings_from(values)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG config.py:84-88: the conversion catches ValueError only; a "
-                          "TOML array/table/date for a scalar key raises TypeError")
 @pytest.mark.parametrize("value", [[1, 2], {"a": 1}])
 def test_non_scalar_training_value_is_config_error(value: object) -> None:
     with pytest.raises(ConfigError, match="epochs"):
         settings_from({"epochs": value})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG config.py:85-86: int(value) truncates, so "
-                   "epochs = 2.7 silently becomes 2 and batch_size = true becomes 1")
 @pytest.mark.parametrize(("key", "value"), [("epochs", 2.7), ("batch_size", True)])
 def test_wrongly_typed_integer_is_config_error(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
