@@ -45,3 +45,26 @@ def dot_second_masks(seed: bytes, product: str, epoch: int, n_iter: int, width: 
 def dot_c0(seed: bytes, product: str, epoch: int, n_iter: int) -> Ring:
     """c_0 of the dot-product triples, one per iteration (first party's seed)."""
     return expand(seed, f"dc0/{product}/epoch={epoch}", n_iter)
+
+
+# -- mode ``shared`` --------------------------------------------------------------------
+# Its products are named "<kind>_<owner>" after the matrix owner's role value: "fwd_grid"
+# is X_G theta_G (transpose=False), "bwd_bank" is X_B^T d, and so on. SQUARE names the
+# dot-product triple of the epoch loss (first party grid, second party bank).
+FORWARD = "fwd"
+BACKWARD = "bwd"
+SQUARE = "sq_loss"
+
+
+def product_name(kind: str, owner: str) -> str:
+    """The label part naming one product of mode ``shared``, e.g. ``fwd_grid``."""
+    return f"{kind}_{owner}"
+
+
+def mask_label(kind: str, product: str, epoch: int) -> str:
+    """The PRG label of an epoch's vector masks: ``kind`` is "m", "a" or "b".
+
+    The same labels ``vector_masks``, ``dot_first_masks`` and ``dot_second_masks`` expand;
+    the dealer records them to refuse dealing one vector mask twice.
+    """
+    return f"{kind}/{product}/epoch={epoch}"

@@ -82,6 +82,12 @@ class FitResult:
     # Where the time went: setup (key agreement, E exchange), dealing, sending, waiting for
     # the peer's message, and everything else (local arithmetic).
     time_split: dict[str, float] = field(default_factory=dict)
+    # Mode shared: an upper bound on the expected number of truncation wrap failures in the
+    # run (DESIGN.md, "Training, mode shared"); mode local truncates nothing.
+    expected_wrap_failures: float = 0.0
+    # Mode shared with --reveal-weights none: this party's shares of each block (keyed by the
+    # owner's role value, ring elements at frac_bits); scoring must then stay joint.
+    weight_shares: dict[str, npt.NDArray[np.uint64]] = field(default_factory=dict)
 
 
 def with_intercept(x: Float) -> Float:

@@ -1,0 +1,112 @@
+"""The dealer of correlated randomness for mode ``shared``.
+
+Mode ``shared`` runs five products per iteration, all dealt here (DESIGN.md, "Training,
+mode shared"; names from ``crypto.correlated``):
+
+- ``fwd_grid``, ``fwd_bank``: X_owner <theta_owner> (``transpose=False``); the vector
+  holder masks its share of the owner's weights, its correction has one entry per row.
+- ``bwd_grid``, ``bwd_bank``: X_owner^T <d>; the holder masks its share of the residual,
+  its correction has one entry per column of the owner's matrix.
+- ``sq_loss``: the dot-product triple for sum <d>_G . <d>_B of the epoch loss.
+
+The dealer holds the two seeds it sent (seed_G to the grid, seed_B to the bank), expands
+the same M, m, c_0, a, b the parties expand, and ships only corrections c_1 = M m - c_0
+(or M^T m - c_0, a.b - c_0), one epoch at a time, each to the vector holder. It refuses to
+deal any vector-mask label twice, so a mask m is never used for two products. It never
+receives a masked value.
+Assumes: the dealer colludes with neither party (DESIGN.md, "Dealer").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crypto import correlated
+from crypto.beaver import dot_correction, product_correction
+from crypto.correlated import BACKWARD, FORWARD, SQUARE, mask_label, product_name
+from crypto.ring import Ring
+from federation.messages import Role, peer_of
+from federation.schedule import Schedule
+
+FORWARD_PRODUCT = {role: product_name(FORWARD, role.value) for role in (Role.GRID, Role.BANK)}
+BACKWARD_PRODUCT = {role: product_name(BACKWARD, role.value) for role in (Role.GRID, Role.BANK)}
+
+
+class SharedDealer:
+    """Corrections for every product of mode ``shared``; same interface as ``Dealer``."""
+
+    def __init__(self, seeds: dict[Role, bytes], schedule: Schedule,
+                 n_columns: dict[Role, int]) -> None:
+        self._seeds = seeds
+        self._schedule = schedule
+        self._k = n_columns
+        self._matrix_masks: dict[tuple[Role, int], Ring] = {}
+        self._dealt: set[tuple[Role, int]] = set()
+        self._labels: set[tuple[Role, str]] = set()
+
+    def _claim(self, holder: Role, label: str) -> None:
+        """The reuse guard: one vector-mask label of one seed is dealt at most once."""
+        if (holder, label) in self._labels:
+            raise ValueError(f"vector mask {label!r} of the {holder}'s seed was already dealt")
+        self._labels.add((holder, label))
+
+    def _matrix_mask(self, owner: Role, batch: int) -> Ring:
+        key = (owner, batch)
+        if key not in self._matrix_masks:
+            shape = (self._schedule.batch_size_of(batch), self._k[owner])
+            self._matrix_masks[key] = correlated.matrix_mask(self._seeds[owner], owner.value,
+                                                             batch, shape)
+        return self._matrix_masks[key]
+
+    def _product(self, owner: Role, epoch: int, forward: bool) -> Ring:
+        """c_1 of one product for every iteration of ``epoch``, padded to the widest batch."""
+        s, holder = self._schedule, peer_of(owner)
+        product = (FORWARD_PRODUCT if forward else BACKWARD_PRODUCT)[owner]
+        self._claim(holder, mask_label("m", product, epoch))
+        k = self._k[owner]
+        vec_width, out_width = (k, s.width) if forward else (s.width, k)
+        m = correlated.vector_masks(self._seeds[holder], product, epoch, s.n_batches, vec_width)
+        c_0 = correlated.product_c0(self._seeds[owner], product, epoch, s.n_batches, out_width)
+        out = np.zeros((s.n_batches, out_width), dtype=np.uint64)
+        for t, batch in enumerate(s.order(epoch)):
+            n = s.batch_size_of(int(batch))
+            mat = self._matrix_mask(owner, int(batch))
+            if forward:
+                out[t, :n] = product_correction(mat, m[t], c_0[t, :n], transpose=False)
+            else:
+                out[t] = product_correction(mat, m[t, :n], c_0[t])
+        return out
+
+    def _square(self, epoch: int) -> Ring:
+        s = self._schedule
+        self._claim(Role.GRID, mask_label("a", SQUARE, epoch))
+        self._claim(Role.BANK, mask_label("b", SQUARE, epoch))
+        a = correlated.dot_first_masks(self._seeds[Role.GRID], SQUARE, epoch, s.n_batches,
+                                       s.width)
+        b = correlated.dot_second_masks(self._seeds[Role.BANK], SQUARE, epoch, s.n_batches,
+                                        s.width)
+        c_0 = correlated.dot_c0(self._seeds[Role.GRID], SQUARE, epoch, s.n_batches)
+        out = np.empty(s.n_batches, dtype=np.uint64)
+        for t, batch in enumerate(s.order(epoch)):
+            n = s.batch_size_of(int(batch))
+            out[t] = dot_correction(a[t, :n], b[t, :n], c_0[t : t + 1])[0]
+        return out
+
+    def corrections(self, role: Role, epoch: int) -> dict[str, Ring]:
+        """The c_1 values ``role`` needs for ``epoch``; each (role, epoch) is dealt once.
+
+        ``role`` holds the vector of the peer's two products, so it gets their
+        corrections: forward ones of shape (iterations, widest batch), backward ones of
+        shape (iterations, the peer's columns). The bank also gets the loss triple's.
+        """
+        if role not in (Role.GRID, Role.BANK):
+            raise ValueError(f"{role} is not a party")
+        if (role, epoch) in self._dealt:
+            raise ValueError(f"corrections for {role}, epoch {epoch} were already dealt")
+        self._dealt.add((role, epoch))
+        owner = peer_of(role)
+        out = {FORWARD_PRODUCT[owner]: self._product(owner, epoch, forward=True),
+               BACKWARD_PRODUCT[owner]: self._product(owner, epoch, forward=False)}
+        if role is Role.BANK:
+            out[SQUARE] = self._square(epoch)
+        return out
