@@ -227,19 +227,29 @@ def _signature_problem(entry: dict[str, Any], key: ec.EllipticCurvePublicKey) ->
     return ""
 
 
+def _seq_problem(got: int, expected: int, later: dict[int, int]) -> str:
+    """Why ``got`` is not ``expected``; ``later`` maps seq -> line for the lines after it."""
+    if expected in later:
+        return (f"seq is {got}, expected {expected}: lines out of order (seq {expected} is at "
+                f"line {later[expected]})")
+    if got > expected:
+        gap = got - expected
+        return (f"seq gap: seq is {got}, expected {expected} "
+                f"({gap} entr{'y' if gap == 1 else 'ies'} missing before this line)")
+    return f"seq is {got}, expected {expected}: an earlier entry repeated or moved here"
+
+
 def _entry_problems(entry: dict[str, Any], number: int, seq: int, prev: str,
-                    node: str | None) -> list[str]:
+                    node: str | None, lines: list[Line]) -> list[str]:
     diffs = []
     if node is not None and entry["node"] != node:
         diffs.append(f"node is {entry['node']!r}, earlier lines say {node!r}")
     if entry["seq"] != seq + 1:
-        if entry["seq"] > seq + 1:
-            gap = entry["seq"] - seq - 1
-            diffs.append(f"seq gap: seq is {entry['seq']}, expected {seq + 1} "
-                         f"({gap} entr{'y' if gap == 1 else 'ies'} missing before this line)")
-        else:
-            diffs.append(f"seq is {entry['seq']}, expected {seq + 1} "
-                         "(lines reordered or repeated)")
+        later = {}
+        for line in reversed(lines[number:]):
+            if line.entry is not None:
+                later[line.entry["seq"]] = line.number
+        diffs.append(_seq_problem(entry["seq"], seq + 1, later))
     if entry["prev"] != prev:
         where = "the genesis hash" if prev == GENESIS else f"line {number - 1}'s hash {_short(prev)}"
         diffs.append(f"prev mismatch: prev is {_short(entry['prev'])}, expected {where}")
@@ -282,7 +292,7 @@ def verify_chain(path: Path, public_key: ec.EllipticCurvePublicKey | None = None
                         "entries before it verify")
             return [Problem(path, line.number, what)]
         entry = line.entry
-        diffs = _entry_problems(entry, line.number, seq, prev, node)
+        diffs = _entry_problems(entry, line.number, seq, prev, node, lines)
         if not diffs and public_key is not None:
             bad_sig = _signature_problem(entry, public_key)
             diffs += [bad_sig] if bad_sig else []

@@ -164,7 +164,7 @@ def forge_rehashed(path: Path) -> int:
 @pytest.mark.parametrize(("tamper", "expect"), [
     (flip_byte, "hash mismatch"),
     (delete_line, "seq gap"),
-    (reorder_lines, "seq is 8, expected 7"),
+    (reorder_lines, "seq is 8, expected 7: lines out of order (seq 7 is at line 8)"),
     (change_digest, "hash mismatch"),
     (drop_signature, "no signature"),
     (forge_rehashed, "bad signature"),
@@ -313,7 +313,7 @@ def test_summary_counts_each_message_once_per_step_and_peer(signed: dict[str, Pa
     assert (fit.first_round, fit.last_round) == (1, 3)
     assert fit.tensors == ("x uint64[16|8]",)
     assert sum(f.messages for f in s.flows) == 2 * len(MESSAGES)
-    assert dict(((a, b), m) for a, b, m, _ in s.per_peer()) == {
+    assert {(a, b): m for a, b, m, _ in s.per_peer()} == {
         ("grid", "bank"): len(MESSAGES), ("bank", "grid"): len(MESSAGES)}
     assert s.reveal()["bank"]["grid"] == ("psi/blinded", "pair-key", "fit", "evaluate")
     assert s.jobs == (JOB,) and s.entries == {"grid": 12, "bank": 12}
