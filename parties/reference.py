@@ -10,15 +10,28 @@ compares against.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from crypto.ring import decode, encode, rmatvec
-from crypto.sigmoid import residual_share_features, residual_share_label, taylor_loss
+
+from crypto.ring import Ring, decode, dot, encode, rmatvec, truncate_share, zeros
+from crypto.sigmoid import LOG2, residual_share_features, residual_share_label, taylor_loss
 from federation.messages import TrainSettings
 from federation.schedule import Schedule
 from parties.optim import OptimizerState
+from parties.shared_fit import (
+    DEFAULT_FEATURE_CLIP,
+    DEFAULT_FEATURE_FRAC_BITS,
+    STEP_FRAC_BITS,
+    decay_constants,
+    encode_features,
+    gradient_shift,
+    momentum_constant,
+    step_constant,
+    wrap_probability,
+)
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
@@ -75,3 +88,79 @@ def centralized_lr(x: Float, y: Float, l2: float, seed: int) -> LogisticRegressi
 
     c = 1.0 / (max(l2, 1e-12) * len(y))
     return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y.astype(int))
+
+
+# -- mode ``shared`` ---------------------------------------------------------------------
+@dataclass
+class SharedTwin:
+    """What ``shared_sgd`` computed: weights, epoch losses and the wrap statistics."""
+
+    theta_grid: Float
+    theta_bank: Float
+    losses: list[float]
+    expected_wrap_failures: float  # exact: sum over truncated elements of |x| / 2^64
+    wraps: int  # truncations that actually wrapped in this simulation
+
+
+@dataclass
+class _Truncator:
+    """SecureML truncation of a value as if it were shared: a twin of the two shares."""
+
+    rng: np.random.Generator | None
+    expected: float = 0.0
+    wraps: int = 0
+
+    def __call__(self, x: Ring, shift: int) -> Ring:
+        self.expected += float(np.sum(wrap_probability(x)))
+        exact = (x.view(np.int64) >> shift).view(np.uint64)
+        if self.rng is None:  # deterministic twin: round to nearest
+            half = np.array([1 << (shift - 1)], dtype=np.uint64)
+            return ((x + half).view(np.int64) >> shift).view(np.uint64)
+        x_0 = self.rng.integers(0, 2**64, x.shape, dtype=np.uint64)
+        out = truncate_share(0, x_0, shift) + truncate_share(1, x - x_0, shift)
+        off = (out - exact).view(np.int64)
+        self.wraps += int(np.count_nonzero((off < 0) | (off > 1)))
+        return out
+
+
+def shared_sgd(x_grid: Float, x_bank: Float, y: Float, schedule: Schedule,
+               settings: TrainSettings, rng: np.random.Generator | None,
+               feature_frac_bits: int = DEFAULT_FEATURE_FRAC_BITS,
+               feature_clip: float = DEFAULT_FEATURE_CLIP) -> SharedTwin:
+    """Mode ``shared`` in one process, with its fixed point and truncations.
+
+    The same encodings, public constants and truncation points as ``SharedFit``, on the
+    joint values. With ``rng`` every truncation splits its value into two uniform shares
+    and truncates them as the parties do (unbiased, at most 1 ulp off, wrapping with
+    probability |x| / 2^64): the federated weights then differ from these only by the
+    draw of those shares. With ``rng=None`` truncations round to nearest. ``x_bank`` must
+    carry the column of ones.
+    """
+    f, f_x, cut = settings.frac_bits, feature_frac_bits, _Truncator(rng)
+    rows = schedule.train_rows
+    batches = [rows[a:b] for a, b in schedule.batch_bounds]
+    x_ring = [encode_features(np.hstack([x_grid, x_bank])[idx], f_x, feature_clip)
+              for idx in batches]
+    label = [encode(0.5 - y[idx], f) for idx in batches]
+    k_g, k = x_grid.shape[1], x_grid.shape[1] + x_bank.shape[1]
+    decay = np.concatenate([
+        decay_constants(settings.learning_rate, settings.l2, k_g, intercept=False),
+        decay_constants(settings.learning_rate, settings.l2, x_bank.shape[1], intercept=True)])
+    mu = momentum_constant(settings)
+    theta, velocity = zeros(k), zeros(k)
+    losses: list[float] = []
+    for epoch in range(1, settings.epochs + 1):
+        total = encode([schedule.n_train * (LOG2 - 0.5)], 2 * f)
+        for batch in schedule.order(epoch):
+            x, n = x_ring[int(batch)], len(batches[int(batch)])
+            d = cut(x @ theta, f_x + 2) + label[int(batch)]
+            total = total + np.array([2], dtype=np.uint64) * dot(d, d)
+            grad = cut(d @ x, f_x + gradient_shift(n))
+            velocity = cut(mu * velocity + step_constant(settings.learning_rate, n) * grad
+                           + decay * theta, STEP_FRAC_BITS)
+            theta = theta - velocity
+        losses.append(float(decode(total, 2 * f)[0]) / schedule.n_train)
+        if len(losses) > 1 and abs(losses[-2] - losses[-1]) < settings.tolerance:
+            break
+    weights = decode(theta, f)
+    return SharedTwin(weights[:k_g], weights[k_g:], losses, cut.expected, cut.wraps)

@@ -1,0 +1,432 @@
+"""Training in mode ``shared``: the weights stay additively shared (DESIGN.md, "Training,
+mode shared"). No gradient, residual, logit or loss of a batch is ever opened.
+
+Each party holds a share of theta_G, of theta_B (the intercept last) and of their momentum;
+the grid is party 0 and the bank party 1 of the SecureML truncation. Features are clipped
+to |x| <= clip and encoded with f_x fraction bits; weights, residuals and steps carry
+f = frac_bits. Per iteration t on batch I (n rows), with every product the one secure
+product of ``crypto.beaver`` and its result kept shared:
+
+1. Forward: <u> = X_G <theta_G> + X_B <theta_B> (``transpose=False``: each party sent
+   W = its share of the peer's block - m in the previous message). The f + f_x bit sum is
+   truncated by f_x + 2 bits at once, so it is <u>/4 at f bits; the bank adds 1/2 - y:
+   <d> = <u>/4 + 1/2 - y.
+2. One exchange: each party sends F = <d> - m (for the peer's X^T d), L = <d> - a (or - b:
+   the loss triple) and W for iteration t + 1. W is ready before the peer's message: a
+   party's share of the peer's gradient is E_peer^T <d> + c_1, from its own values only.
+3. Backward: <X^T d> at f + f_x bits is truncated by f_x + floor(log2 n) bits.
+4. Update: <V> <- trunc(C_mu <V> + C_g <g'> + C_l2 <theta>, f_C), <theta> <- <theta> - <V>,
+   with public integers C_mu = mu 2^f_C, C_g = lr 2^a / n 2^f_C and C_l2 = lr l2 2^f_C (0 for
+   the intercept): SGD (mu = 0) or momentum with L2, one truncation per weight.
+5. Loss: the Taylor loss log 2 - y~u/2 + u^2/8 equals log 2 - 1/2 + 2 d^2 (4d = u - 2y~); the
+   cross term <d>_G . <d>_B comes from a dealer dot-product triple. Only the epoch sum is
+   opened, to the coordinator, under the pairwise zero-sum mask (as in mode ``local``).
+So an iteration is one exchange, plus one per epoch for its first W. At the end each party
+sends the other its share of the other's block (``reveal="own"``), or keeps its shares
+(``"none"``: scoring must then stay joint, which is not implemented here).
+
+Assumes: semi-honest parties, a non-colluding dealer, an authenticated channel; truncated
+values far below 2^63 (a share pair wraps with probability |x| / 2^64 per element; the
+run's bound is ``FitResult.expected_wrap_failures``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from crypto import correlated
+from crypto.beaver import (
+    combine_matrix_side,
+    combine_vector_side,
+    dot_combine_first,
+    dot_combine_second,
+    mask_matrix,
+    mask_vector,
+)
+from crypto.correlated import BACKWARD, FORWARD, SQUARE, product_name
+from crypto.prg import expand
+from crypto.ring import Ring, decode, dot, encode, truncate_share
+from crypto.sigmoid import LOG2
+from federation.channel import Channel, CoordinatorLink
+from federation.errors import ConfigError, ProtocolAbort
+from federation.messages import (
+    DealRequest,
+    Decision,
+    Envelope,
+    Optimizer,
+    Role,
+    SyncRequest,
+    Tag,
+    TrainSettings,
+    peer_of,
+)
+from federation.schedule import Schedule
+from parties.local_fit import FitResult, agree_pair_key
+
+log = logging.getLogger(__name__)
+Float = npt.NDArray[np.float64]
+Tensors = dict[str, npt.NDArray[np.generic]]
+
+STEP_KEY = "pair-key"
+STEP_MASKED_X = "masked-x"
+STEP_START = "fit-start"
+STEP_FIT = "fit"
+STEP_EPOCH = "epoch"
+STEP_REVEAL = "reveal"
+REVEAL_CHOICES = ("own", "none")
+DEFAULT_FEATURE_FRAC_BITS = 8
+DEFAULT_FEATURE_CLIP = 8.0
+# f_C: fraction bits of the public step constants. The update's truncated value is the step
+# V at f + f_C bits; 20 keeps lr l2 to 3 significant digits at lr l2 ~ 1e-4 and a wrap of
+# a step of size 0.1 at p ~ 2^-29.
+STEP_FRAC_BITS = 20
+PARTY_INDEX = {Role.GRID: 0, Role.BANK: 1}
+_TWO = np.array([2], dtype=np.uint64)
+_FOUR = np.array([4], dtype=np.uint64)
+
+
+def gradient_shift(n: int) -> int:
+    """a = floor(log2 n): X^T d is divided by 2^a in its truncation, the rest by C_g."""
+    return n.bit_length() - 1
+
+
+def step_constant(learning_rate: float, n: int) -> Ring:
+    """C_g = round(lr 2^a / n 2^f_C), so C_g (X^T d / 2^a) = lr X^T d / n at f + f_C bits."""
+    return encode([learning_rate * 2.0 ** gradient_shift(n) / n], STEP_FRAC_BITS)
+
+
+def decay_constants(learning_rate: float, l2: float, k: int, intercept: bool) -> Ring:
+    """C_l2 = round(lr l2 2^f_C) per weight; 0 for the intercept (the bank's last)."""
+    c = np.full(k, learning_rate * l2)
+    if intercept:
+        c[-1] = 0.0
+    return encode(c, STEP_FRAC_BITS)
+
+
+def momentum_constant(settings: TrainSettings) -> Ring:
+    """C_mu = round(mu 2^f_C) for momentum, 0 for SGD."""
+    mu = settings.momentum if settings.optimizer is Optimizer.MOMENTUM else 0.0
+    return encode([mu], STEP_FRAC_BITS)
+
+
+def encode_features(x: Float, frac_bits: int, clip: float) -> Ring:
+    """Clip to [-clip, clip] and encode with the features' own (few) fraction bits."""
+    return encode(np.clip(x, -clip, clip), frac_bits)
+
+
+def wrap_probability(x: Ring) -> Float:
+    """DESIGN.md: a uniformly shared x truncates wrongly with probability |x| / 2^64."""
+    return np.abs(np.asarray(x, dtype=np.uint64).view(np.int64).astype(np.float64)) / 2.0**64
+
+
+def check_shared_settings(settings: TrainSettings, f_x: int, clip: float, reveal: str) -> None:
+    """Refuse what mode ``shared`` does not do, with the option's name."""
+    if settings.optimizer not in (Optimizer.SGD, Optimizer.MOMENTUM):
+        raise ConfigError(f"mode shared supports optimizer sgd or momentum, got "
+                          f"{settings.optimizer.value}")
+    if settings.l1 != 0.0:
+        raise ConfigError(f"mode shared supports L2 only, got l1 = {settings.l1:g}")
+    if reveal not in REVEAL_CHOICES:
+        raise ConfigError(f"reveal weights must be one of {REVEAL_CHOICES}, got {reveal!r}")
+    if not 1 <= f_x <= 24:
+        raise ConfigError(f"feature fraction bits must be in [1, 24], got {f_x}")
+    if not clip >= 1.0:
+        raise ConfigError(f"feature clip must be >= 1 (the intercept column is 1), got {clip}")
+    if not 8 <= settings.frac_bits <= 28 or settings.frac_bits + max(f_x, STEP_FRAC_BITS) > 48:
+        raise ConfigError(f"frac bits {settings.frac_bits} with feature frac bits {f_x}: need "
+                          f"8 <= f <= 28 and f + max(f_x, {STEP_FRAC_BITS}) <= 48")
+
+
+@dataclass
+class WrapBudget:
+    """An upper bound on the expected number of truncation wraps, from public numbers.
+
+    The parties never see a truncated value x, but each epoch's opened Taylor loss bounds
+    them: S = sum d^2 = (L - n (log 2 - 1/2)) / 2, sum |d| <= sqrt(n S) (Cauchy-Schwarz),
+    |u| <= 4 |d| + 2, sum_j |X_j^T d| <= k clip sum |d|. The steps V_t = mu V_t-1 + D_t with
+    |D_t| <= lr |X^T d| / n + lr l2 |theta_t| and |theta_t| <= the sum of earlier |V| give
+    sum_t |V_t| <= (mu |V_0| + sum_t |D_t|) / (1 - mu). Each truncated element adds
+    |x| 2^bits / 2^64 (DESIGN.md). Both parties compute the same number.
+    """
+
+    frac_bits: int
+    feature_frac_bits: int
+    clip: float
+    n_columns: int  # both parties' columns, the intercept included
+    learning_rate: float
+    l2: float
+    momentum: float
+    smallest_batch: int
+    total: float = 0.0
+    _steps_before: float = 0.0  # sum of |V|_1 over earlier epochs: bounds |theta|_1
+    _velocity: float = 0.0  # bound on |V|_1 carried into the next epoch
+
+    def add_epoch(self, mean_loss: float, n_rows: int, n_iter: int) -> float:
+        """Add one epoch from its opened mean loss; returns the run's bound so far."""
+        squares = max(0.0, (mean_loss * n_rows - n_rows * (LOG2 - 0.5)) / 2.0)
+        abs_d = math.sqrt(n_rows * squares)
+        forward = 4.0 * abs_d + 2.0 * n_rows
+        backward = self.n_columns * self.clip * abs_d
+        decay = self.learning_rate * self.l2 * n_iter
+        gradient = self.learning_rate / self.smallest_batch * backward
+        room = 1.0 - self.momentum - decay
+        steps = math.inf if room <= 0 else (
+            self.momentum * self._velocity + gradient + decay * self._steps_before) / room
+        drives = gradient + decay * (self._steps_before + steps)
+        self._velocity = self.momentum ** n_iter * self._velocity + drives
+        self._steps_before += steps
+        wide = 2.0 ** (self.frac_bits + self.feature_frac_bits - 64)
+        self.total += (forward + backward) * wide + steps * 2.0 ** (
+            self.frac_bits + STEP_FRAC_BITS - 64)
+        return self.total
+
+
+class SharedFit:
+    """One party's side of mode ``shared`` training; a drop-in sibling of ``LocalFit``."""
+
+    def __init__(self, role: Role, job_id: str, settings: TrainSettings, schedule: Schedule,
+                 seed: bytes, x: Float, y: Float | None, channel: Channel,
+                 coordinator: CoordinatorLink,
+                 on_epoch: Callable[[int, float], None] | None = None,
+                 *, reveal: str = "own") -> None:
+        if (role is Role.BANK) != (y is not None):
+            raise ValueError("exactly the bank holds labels")
+        self.f_x = int(getattr(settings, "feature_frac_bits", DEFAULT_FEATURE_FRAC_BITS))
+        self.clip = float(getattr(settings, "feature_clip", DEFAULT_FEATURE_CLIP))
+        check_shared_settings(settings, self.f_x, self.clip, reveal)
+        self.role, self.peer, self.party = role, peer_of(role), PARTY_INDEX[role]
+        self.job_id, self.settings, self.schedule, self.reveal = job_id, settings, schedule, reveal
+        self.f = settings.frac_bits
+        self._seed, self._channel, self._coordinator = seed, channel, coordinator
+        self._on_epoch = on_epoch or (lambda epoch, loss: None)
+        self._timeout = settings.deadline_seconds
+        rows = schedule.train_rows
+        self._x = [encode_features(x[rows[a:b]], self.f_x, self.clip)
+                   for a, b in schedule.batch_bounds]
+        self._mask = [correlated.matrix_mask(seed, role.value, j, xb.shape)
+                      for j, xb in enumerate(self._x)]
+        self._label = None if y is None else [encode(0.5 - y[rows[a:b]], self.f)
+                                              for a, b in schedule.batch_bounds]
+        self._peer_masked: list[Ring] = []
+        self._pair_key = b""
+        self._k = {role: x.shape[1], self.peer: 0}  # the peer's count arrives with E
+        self._clock = {"setup": 0.0, "deal": 0.0, "send": 0.0, "wait": 0.0, "barrier": 0.0}
+
+    # -- setup -----------------------------------------------------------------------
+    def setup(self) -> None:
+        """Agree the pairwise key and swap E = X - M for every batch, once per job."""
+        self._pair_key = agree_pair_key(self._channel, self.job_id, self.role, self._timeout)
+        masked = np.vstack([mask_matrix(xr, m)
+                            for xr, m in zip(self._x, self._mask, strict=True)])
+        tag = Tag(0, STEP_MASKED_X)
+        self._channel.send(Envelope(self.job_id, tag, self.role, {"E": masked}))
+        peer = self._channel.recv(tag, self._timeout).tensors["E"]
+        if peer.dtype != np.uint64 or peer.ndim != 2 or peer.shape[0] != self.schedule.n_train:
+            raise ProtocolAbort(f"{self.peer} sent masked features of dtype {peer.dtype}, shape "
+                                f"{peer.shape}; expected uint64 ({self.schedule.n_train}, k)")
+        self._peer_masked = [np.asarray(peer[a:b], dtype=np.uint64)
+                             for a, b in self.schedule.batch_bounds]
+        self._k[self.peer] = peer.shape[1]
+        self._init_state()
+
+    def _init_state(self) -> None:
+        s, lr = self.settings, self.settings.learning_rate
+        self._theta = {r: np.zeros(k, dtype=np.uint64) for r, k in self._k.items()}
+        self._velocity = {r: np.zeros(k, dtype=np.uint64) for r, k in self._k.items()}
+        self._decay = {r: decay_constants(lr, s.l2, k, r is Role.BANK)
+                       for r, k in self._k.items()}
+        self._momentum = momentum_constant(s)
+        sizes = [self.schedule.batch_size_of(j) for j in range(self.schedule.n_batches)]
+        self._step = [step_constant(lr, n) for n in sizes]
+        mu = s.momentum if s.optimizer is Optimizer.MOMENTUM else 0.0
+        self._budget = WrapBudget(self.f, self.f_x, self.clip, sum(self._k.values()), lr, s.l2,
+                                  mu, min(sizes))
+
+    # -- masks -----------------------------------------------------------------------
+    def _epoch_masks(self, epoch: int) -> dict[str, Ring]:
+        """Every mask of the epoch, one PRG stream per purpose, and the dealt c_1."""
+        s, seed, nb, w = self.schedule, self._seed, self.schedule.n_batches, self.schedule.width
+        own_fwd, own_bwd = (product_name(kind, self.role.value) for kind in (FORWARD, BACKWARD))
+        peer_fwd, peer_bwd = (product_name(kind, self.peer.value) for kind in (FORWARD, BACKWARD))
+        masks = {
+            "m_fwd": correlated.vector_masks(seed, peer_fwd, epoch, nb, self._k[self.peer]),
+            "m_bwd": correlated.vector_masks(seed, peer_bwd, epoch, nb, w),
+            "c0_fwd": correlated.product_c0(seed, own_fwd, epoch, nb, w),
+            "c0_bwd": correlated.product_c0(seed, own_bwd, epoch, nb, self._k[self.role]),
+        }
+        if self.role is Role.GRID:
+            masks["sq"] = correlated.dot_first_masks(seed, SQUARE, epoch, nb, s.width)
+            masks["sq_c0"] = correlated.dot_c0(seed, SQUARE, epoch, nb)
+        else:
+            masks["sq"] = correlated.dot_second_masks(seed, SQUARE, epoch, nb, s.width)
+        t0 = time.perf_counter()
+        deal = self._coordinator.deal(DealRequest(self.job_id, self.role, epoch))
+        self._clock["deal"] += time.perf_counter() - t0
+        want: dict[str, tuple[str, tuple[int, ...]]] = {
+            "c1_fwd": (peer_fwd, (nb, w)), "c1_bwd": (peer_bwd, (nb, self._k[self.peer]))}
+        if self.role is Role.BANK:
+            want["sq_c1"] = (SQUARE, (nb,))
+        for name, (product, shape) in want.items():
+            got = deal.corrections.get(product)
+            if got is None or got.dtype != np.uint64 or got.shape != shape:
+                what = "nothing" if got is None else f"{got.dtype} {got.shape}"
+                raise ProtocolAbort(f"dealer sent {what} for {product!r}; expected uint64 {shape}")
+            masks[name] = got
+        return masks
+
+    # -- messages --------------------------------------------------------------------
+    def _exchange(self, tag: Tag, out: Tensors, shapes: dict[str, tuple[int, ...]]
+                  ) -> dict[str, Ring]:
+        """Send one message, receive the peer's with the same tag and check its tensors."""
+        t0 = time.perf_counter()
+        self._channel.send(Envelope(self.job_id, tag, self.role, out))
+        t1 = time.perf_counter()
+        got = self._channel.recv(tag, self._timeout).tensors
+        self._clock["send"] += t1 - t0
+        self._clock["wait"] += time.perf_counter() - t1
+        for name, shape in shapes.items():
+            arr = got.get(name)
+            if arr is None or arr.dtype != np.uint64 or arr.shape != shape:
+                what = "missing" if arr is None else f"{arr.dtype} {arr.shape}"
+                raise ProtocolAbort(f"{self.peer} sent {name!r} as {what} at round {tag.round}, "
+                                    f"step {tag.step!r}; expected uint64 {shape}")
+        if set(got) != set(shapes):
+            raise ProtocolAbort(f"{self.peer} sent tensors {sorted(got)} at round {tag.round}, "
+                                f"step {tag.step!r}; expected {sorted(shapes)}")
+        return {name: np.asarray(got[name], dtype=np.uint64) for name in shapes}
+
+    def _masked_peer_block(self, masks: dict[str, Ring], t: int) -> Ring:
+        """W = my share of the peer's weights - m: the peer's forward product input."""
+        return mask_vector(self._theta[self.peer], masks["m_fwd"][t])
+
+    # -- one iteration ---------------------------------------------------------------
+    def _forward(self, t: int, batch: int, masks: dict[str, Ring], w_peer: Ring) -> Ring:
+        """<d> = trunc(<X_G theta_G + X_B theta_B>, f_x + 2) (+ 1/2 - y at the bank)."""
+        x, n = self._x[batch], self._x[batch].shape[0]
+        raw = (x @ self._theta[self.role]
+               + combine_matrix_side(self._mask[batch], w_peer, masks["c0_fwd"][t, :n],
+                                     transpose=False)
+               + combine_vector_side(self._peer_masked[batch], self._theta[self.peer],
+                                     masks["c1_fwd"][t, :n], transpose=False))
+        # SecureML: local truncation, needs |u| 2^(f + f_x) << 2^63.
+        d = truncate_share(self.party, raw, self.f_x + 2)
+        if self._label is not None:
+            d = d + self._label[batch]
+        return d
+
+    def _update(self, block: Role, grad_raw: Ring, batch: int) -> None:
+        """<V> <- trunc(C_mu V + C_g g' + C_l2 theta, f_C); <theta> <- <theta> - <V>."""
+        n = self._x[batch].shape[0]
+        # SecureML: local truncation, needs |X^T d| 2^(f + f_x) << 2^63.
+        grad = truncate_share(self.party, grad_raw, self.f_x + gradient_shift(n))
+        raw = (self._momentum * self._velocity[block] + self._step[batch] * grad
+               + self._decay[block] * self._theta[block])
+        # SecureML: local truncation, needs |V| 2^(f + f_C) << 2^63.
+        self._velocity[block] = truncate_share(self.party, raw, STEP_FRAC_BITS)
+        self._theta[block] = self._theta[block] - self._velocity[block]
+
+    def _iteration(self, t: int, batch: int, masks: dict[str, Ring], w_peer: Ring,
+                   round_: int, last: bool) -> tuple[Ring, Ring]:
+        """One exchange; returns (this party's 2f-bit loss share, the peer's next W)."""
+        n = self._x[batch].shape[0]
+        d = self._forward(t, batch, masks, w_peer)
+        # My half of X_peer^T d needs nothing from the peer, so W for t + 1 goes now.
+        self._update(self.peer, combine_vector_side(self._peer_masked[batch], d,
+                                                    masks["c1_bwd"][t]), batch)
+        masked_d = mask_vector(d, masks["m_bwd"][t, :n])
+        masked_sq = mask_vector(d, masks["sq"][t, :n])
+        out: Tensors = {"F": masked_d, "L": masked_sq}
+        shapes: dict[str, tuple[int, ...]] = {"F": (n,), "L": (n,)}
+        if not last:
+            out["W"] = self._masked_peer_block(masks, t + 1)
+            shapes["W"] = (self._k[self.role],)
+        got = self._exchange(Tag(round_, STEP_FIT), out, shapes)
+        grad_own = (d @ self._x[batch]
+                    + combine_matrix_side(self._mask[batch], got["F"], masks["c0_bwd"][t]))
+        self._update(self.role, grad_own, batch)
+        if self.role is Role.GRID:
+            cross = dot_combine_first(masks["sq"][t, :n], masked_sq, got["L"],
+                                      masks["sq_c0"][t : t + 1])
+        else:
+            cross = dot_combine_second(got["L"], masks["sq"][t, :n], masks["sq_c1"][t : t + 1])
+        loss = _TWO * dot(d, d) + _FOUR * cross
+        return loss, got.get("W", np.zeros(0, dtype=np.uint64))
+
+    # -- epochs ----------------------------------------------------------------------
+    def _epoch(self, epoch: int, round_: int) -> tuple[Ring, int]:
+        """All iterations of ``epoch``; returns the loss share and the last round used."""
+        masks = self._epoch_masks(epoch)
+        order = self.schedule.order(epoch)
+        got = self._exchange(Tag(round_ + 1, STEP_START),
+                             {"W": self._masked_peer_block(masks, 0)},
+                             {"W": (self._k[self.role],)})
+        w_peer = got["W"]
+        loss = np.zeros(1, dtype=np.uint64)
+        if self.role is Role.BANK:
+            loss = encode([self.schedule.n_train * (LOG2 - 0.5)], 2 * self.f)
+        for t, batch in enumerate(order):
+            round_ += 1
+            share, w_peer = self._iteration(t, int(batch), masks, w_peer, round_,
+                                            last=t == len(order) - 1)
+            loss = loss + share
+        return loss, round_
+
+    def _report_epoch(self, epoch: int, loss_share: Ring) -> Decision:
+        """Open the epoch loss to the coordinator only, under the pairwise zero-sum mask."""
+        r = expand(self._pair_key, f"loss-mask/epoch={epoch}", 1)
+        masked = loss_share + r if self.role is Role.GRID else loss_share - r
+        t0 = time.perf_counter()
+        # The weight change is secret in this mode: no delta_sq to report (NaN).
+        reply = self._coordinator.sync(SyncRequest(
+            self.job_id, self.role, epoch, STEP_EPOCH, {"delta_sq": math.nan},
+            {"loss": int(masked[0])}))
+        self._clock["barrier"] += time.perf_counter() - t0
+        if reply.decision is Decision.ABORT:
+            raise ProtocolAbort(f"coordinator aborted the job: {reply.reason}")
+        loss = reply.values.get("loss", math.nan)
+        bound = self._budget.add_epoch(loss, self.schedule.n_train, self.schedule.n_batches)
+        log.info("%s: epoch %d, loss %.6f, expected wrap failures so far <= %.3g",
+                 self.role, epoch, loss, bound)
+        self._on_epoch(epoch, loss)
+        self.result.losses.append(loss)
+        return reply.decision
+
+    def _reveal(self, round_: int) -> None:
+        """Each owner opens its own block: send my share of the peer's, add the peer's."""
+        shares = {r.value: self._theta[r].copy() for r in (Role.GRID, Role.BANK)}
+        if self.reveal == "none":
+            self.result.weight_shares = shares
+            self.result.theta = np.full(self._k[self.role], math.nan)
+            return
+        got = self._exchange(Tag(round_, STEP_REVEAL), {"theta": shares[self.peer.value]},
+                             {"theta": (self._k[self.role],)})
+        self.result.theta = decode(self._theta[self.role] + got["theta"], self.f)
+
+    def run(self) -> FitResult:
+        """Train until the coordinator says stop; returns this party's own weights."""
+        start = time.perf_counter()
+        self.result = FitResult(np.full(self._k[self.role], math.nan))
+        self.setup()
+        self._clock["setup"] = time.perf_counter() - start
+        round_ = 0
+        for epoch in range(1, self.settings.epochs + 1):
+            loss_share, round_ = self._epoch(epoch, round_)
+            self.result.epochs_run = epoch
+            if self._report_epoch(epoch, loss_share) is Decision.STOP:
+                break
+        round_ += 1
+        self._reveal(round_)
+        self.result.expected_wrap_failures = self._budget.total
+        self.result.seconds = time.perf_counter() - start
+        self.result.last_round = round_
+        split = dict(self._clock)
+        split["compute"] = self.result.seconds - sum(split.values())
+        self.result.time_split = split
+        return self.result
