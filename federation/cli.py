@@ -237,16 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--quiet", action="store_true", help="no progress display")
     score.set_defaults(handler=cmd_score)
 
-    _add_label_commands(sub)
+    from federation.audit_cli import add_commands as add_audit_commands
+    from parties.labels.cli import add_commands as add_label_commands
+
+    add_label_commands(sub)
+    add_audit_commands(sub)
     return parser
-
-
-def _add_label_commands(sub: Any) -> None:
-    try:
-        from parties.labels.cli import add_commands
-    except ImportError:  # the label library is optional at import time only while it lands
-        return
-    add_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

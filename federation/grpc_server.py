@@ -63,10 +63,16 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
         self._inbox = inbox
         self._audit = audit
 
+    def Send(self, request: vfl_pb2.DeliverRequest,
+             context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
+        return self._accept(request.chunk, context)
+
     def Deliver(self, request_iterator: Iterator[vfl_pb2.DeliverRequest],
                 context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
+        return self._accept(b"".join(piece.chunk for piece in request_iterator), context)
+
+    def _accept(self, data: bytes, context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
         role = require_role(context, (self._inbox.peer,))
-        data = b"".join(piece.chunk for piece in request_iterator)
 
         def accept() -> vfl_pb2.DeliverReply:
             env = wire.envelope_from_bytes(data)

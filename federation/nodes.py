@@ -57,7 +57,8 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
     net = cfg.network
     check_own_certificate(net.certs, Role.COORDINATOR)
     net.out.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog(net.out / "audit.jsonl", Role.COORDINATOR.value)
+    audit = AuditLog(net.out / "audit.jsonl", Role.COORDINATOR.value,
+                     net.certs.key.read_bytes())
 
     def event(payload: dict[str, object]) -> None:
         print("EVENT " + json.dumps(payload), flush=True)
@@ -93,7 +94,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     role = net.role
     check_own_certificate(net.certs, role)
     net.out.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog(net.out / "audit.jsonl", role.value)
+    audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes())
     inbox = Inbox(net.job_id, peer_of(role))
     server, port = start_server(net.certs, net.listen, add_party(inbox, audit))
     address = _announce(net.listen, port)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class PartyStub:
-    """Party -> party. The receiving party's node serves it.
+    """Party -> party. The receiving party's node serves it. Messages up to 1 MiB go in one
+    unary Send (lower latency); larger ones are streamed in 1 MiB pieces with Deliver.
     """
 
     def __init__(self, channel):
@@ -35,6 +36,11 @@ class PartyStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Send = channel.unary_unary(
+                '/vfl.v1.Party/Send',
+                request_serializer=federation_dot_proto_dot_vfl__pb2.DeliverRequest.SerializeToString,
+                response_deserializer=federation_dot_proto_dot_vfl__pb2.DeliverReply.FromString,
+                _registered_method=True)
         self.Deliver = channel.stream_unary(
                 '/vfl.v1.Party/Deliver',
                 request_serializer=federation_dot_proto_dot_vfl__pb2.DeliverRequest.SerializeToString,
@@ -43,8 +49,15 @@ class PartyStub:
 
 
 class PartyServicer:
-    """Party -> party. The receiving party's node serves it.
+    """Party -> party. The receiving party's node serves it. Messages up to 1 MiB go in one
+    unary Send (lower latency); larger ones are streamed in 1 MiB pieces with Deliver.
     """
+
+    def Send(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Deliver(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
@@ -55,6 +68,11 @@ class PartyServicer:
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Send': grpc.unary_unary_rpc_method_handler(
+                    servicer.Send,
+                    request_deserializer=federation_dot_proto_dot_vfl__pb2.DeliverRequest.FromString,
+                    response_serializer=federation_dot_proto_dot_vfl__pb2.DeliverReply.SerializeToString,
+            ),
             'Deliver': grpc.stream_unary_rpc_method_handler(
                     servicer.Deliver,
                     request_deserializer=federation_dot_proto_dot_vfl__pb2.DeliverRequest.FromString,
@@ -69,8 +87,36 @@ def add_PartyServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Party:
-    """Party -> party. The receiving party's node serves it.
+    """Party -> party. The receiving party's node serves it. Messages up to 1 MiB go in one
+    unary Send (lower latency); larger ones are streamed in 1 MiB pieces with Deliver.
     """
+
+    @staticmethod
+    def Send(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vfl.v1.Party/Send',
+            federation_dot_proto_dot_vfl__pb2.DeliverRequest.SerializeToString,
+            federation_dot_proto_dot_vfl__pb2.DeliverReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Deliver(request_iterator,
