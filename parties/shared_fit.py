@@ -201,6 +201,9 @@ class SharedFit:
         self.f_x = int(getattr(settings, "feature_frac_bits", DEFAULT_FEATURE_FRAC_BITS))
         self.clip = float(getattr(settings, "feature_clip", DEFAULT_FEATURE_CLIP))
         check_shared_settings(settings, self.f_x, self.clip, reveal)
+        if schedule.n_train * 8.0 * 2.0 ** (2 * settings.frac_bits) >= 2.0**63:
+            raise ConfigError(f"frac bits {settings.frac_bits} leave no room for the epoch loss "
+                              f"of {schedule.n_train} rows at 2f bits; use fewer")
         self.role, self.peer, self.party = role, peer_of(role), PARTY_INDEX[role]
         self.job_id, self.settings, self.schedule, self.reveal = job_id, settings, schedule, reveal
         self.f = settings.frac_bits
