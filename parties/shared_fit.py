@@ -230,7 +230,7 @@ class SharedFit:
                             for xr, m in zip(self._x, self._mask, strict=True)])
         tag = Tag(0, STEP_MASKED_X)
         self._channel.send(Envelope(self.job_id, tag, self.role, {"E": masked}))
-        peer = self._channel.recv(tag, self._timeout).tensors["E"]
+        peer = self._channel.recv(tag, self._timeout).tensors.get("E", np.zeros(0))
         if peer.dtype != np.uint64 or peer.ndim != 2 or peer.shape[0] != self.schedule.n_train:
             raise ProtocolAbort(f"{self.peer} sent masked features of dtype {peer.dtype}, shape "
                                 f"{peer.shape}; expected uint64 ({self.schedule.n_train}, k)")
@@ -246,6 +246,11 @@ class SharedFit:
         self._decay = {r: decay_constants(lr, s.l2, k, r is Role.BANK)
                        for r, k in self._k.items()}
         self._momentum = momentum_constant(s)
+        wanted = lr * s.l2 * 2.0**STEP_FRAC_BITS
+        if s.l2 > 0 and abs(round(wanted) - wanted) > 0.01 * wanted:
+            log.warning("lr * l2 = %.3g is rounded to %d / 2^%d: the L2 penalty is off by %.1f%%",
+                        lr * s.l2, round(wanted), STEP_FRAC_BITS,
+                        100 * abs(round(wanted) - wanted) / wanted)
         sizes = [self.schedule.batch_size_of(j) for j in range(self.schedule.n_batches)]
         self._step = [step_constant(lr, n) for n in sizes]
         mu = s.momentum if s.optimizer is Optimizer.MOMENTUM else 0.0
