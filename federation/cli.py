@@ -23,8 +23,20 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
 
     d = TrainSettings()
     g = parser.add_argument_group("training (override the [training] table)")
-    g.add_argument("--mode", choices=["local"], help=f"protocol mode (default: {d.mode.value}; "
-                   "'local': each party keeps its own weights and learns its own gradients)")
+    g.add_argument("--mode", choices=["shared", "local"],
+                   help=f"protocol mode (default: {d.mode.value}). 'shared': weights stay "
+                   "secret-shared, no per-batch gradient, residual, logit or loss is opened; "
+                   "'local': each party keeps its own weights and learns its own per-batch "
+                   "gradients (as FATE's hetero-LR)")
+    g.add_argument("--reveal-weights", choices=["own"],
+                   help="mode shared: at the end each owner opens only its own weight block "
+                   "(default: own)")
+    g.add_argument("--feature-frac-bits", type=int,
+                   help=f"mode shared: fraction bits of the encoded features "
+                   f"(default: {d.feature_frac_bits})")
+    g.add_argument("--feature-clip", type=float,
+                   help=f"mode shared: standardized features are clipped to +-this "
+                   f"(default: {d.feature_clip:g})")
     g.add_argument("--epochs", type=int, help=f"passes over the training rows (default: {d.epochs})")
     g.add_argument("--batch-size", type=int,
                    help=f"rows per iteration, at least 4x the larger party's column count "
@@ -50,7 +62,8 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
 
 def _training_values(args: argparse.Namespace) -> dict[str, Any]:
     names = ["mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1",
-             "tolerance", "seed", "validation_fraction", "frac_bits", "deadline_seconds"]
+             "tolerance", "seed", "validation_fraction", "frac_bits", "deadline_seconds",
+             "reveal_weights", "feature_frac_bits", "feature_clip"]
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -151,7 +164,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     spec = SimulationSpec(out=args.out, grid_data=args.grid_data, bank_data=args.bank_data,
                           id_column=args.id_column, label_column=args.label_column,
                           settings=settings_from(_training_values(args)),
-                          demo_enterprises=args.demo_enterprises, quiet=args.quiet)
+                          demo_enterprises=args.demo_enterprises, quiet=args.quiet,
+                          threshold=args.threshold)
     report = run_simulation(spec)
     val = report["validation"]
     print(f"validation AUC {val['auc']:.4f} (centralized {report['centralized']['validation']['auc']:.4f}, "
@@ -167,6 +181,15 @@ def cmd_score(args: argparse.Namespace) -> int:
                                      out=args.out, quiet=args.quiet))
     print(f"scored {result['scored']} enterprises, {result['no_grid_record']} without a grid "
           f"record; scores: {result['scores']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from federation.report import evaluate_predictions
+
+    result = evaluate_predictions(args.predictions, args.out, args.threshold)
+    val = result.get("validation") or result["all"]
+    print(f"AUC {val['auc']:.4f}, KS {val['ks']:.4f}; written to {args.out}")
     return 0
 
 
@@ -197,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--demo-enterprises", type=int, default=3000,
                    help="enterprises in the synthetic demo " + DEFAULTS_HELP)
     sim.add_argument("--quiet", action="store_true", help="no progress display")
+    sim.add_argument("--threshold", type=float, default=0.5,
+                     help="extra decision threshold for accuracy/precision/recall/F1 in the "
+                     "report, besides 0.5 " + DEFAULTS_HELP)
     _training_flags(sim)
     sim.set_defaults(handler=cmd_simulate)
 
@@ -236,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", type=Path, required=True, help="folder for scores.csv and logs")
     score.add_argument("--quiet", action="store_true", help="no progress display")
     score.set_defaults(handler=cmd_score)
+
+    ev = sub.add_parser("evaluate", help="credit-risk metrics and plots for a predictions file",
+                        description="Read id,split,y,probability (as bank/predictions.csv) and "
+                        "write metrics.json, summary.md and PNG plots: AUC, KS, Gini, "
+                        "accuracy/precision/recall/F1, log-loss, Brier, Hosmer-Lemeshow, "
+                        "-2LL, Cox-Snell and Nagelkerke R2, score bands.")
+    ev.add_argument("--predictions", type=Path, required=True, help="CSV with y and probability")
+    ev.add_argument("--out", type=Path, required=True, help="folder for the outputs")
+    ev.add_argument("--threshold", type=float, default=0.5,
+                    help="decision threshold for the classification metrics " + DEFAULTS_HELP)
+    ev.set_defaults(handler=cmd_evaluate)
 
     from federation.audit_cli import add_commands as add_audit_commands
     from parties.labels.cli import add_commands as add_label_commands

@@ -130,7 +130,14 @@ def check_settings(s: TrainSettings) -> None:
         (0 < s.deadline_seconds < 86400, f"deadline must be in (0, 86400) s, got {s.deadline_seconds}"),
         (0 <= s.momentum < 1, f"momentum must be in [0, 1), got {s.momentum}"),
         (s.tolerance >= 0, f"tolerance must be >= 0, got {s.tolerance}"),
-        (s.mode is Mode.LOCAL, f"mode {s.mode.value!r} is not available yet; use 'local'"),
+        (s.reveal_weights == "own", f"reveal_weights {s.reveal_weights!r}: only 'own' is "
+         "available (keeping the model shared needs joint scoring, not built yet)"),
+        (s.mode is Mode.LOCAL or s.optimizer is not Optimizer.ADAM,
+         "mode 'shared' supports sgd and momentum, not adam"),
+        (s.mode is Mode.LOCAL or s.l1 == 0, "mode 'shared' supports L2 only, not L1"),
+        (4 <= s.feature_frac_bits <= s.frac_bits,
+         f"feature frac bits must be in [4, frac bits], got {s.feature_frac_bits}"),
+        (s.feature_clip >= 1, f"feature clip must be >= 1, got {s.feature_clip}"),
     ]
     for ok, message in checks:
         if not ok:

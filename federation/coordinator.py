@@ -22,6 +22,7 @@ import numpy as np
 from crypto.prg import new_seed
 from crypto.ring import decode
 from federation.dealer import Dealer
+from federation.dealer_shared import SharedDealer
 from federation.errors import ProtocolAbort, StageError
 from federation.messages import (
     PARTY_ROLES,
@@ -31,6 +32,7 @@ from federation.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    Mode,
     Role,
     SyncReply,
     SyncRequest,
@@ -91,7 +93,7 @@ class Coordinator:
         self.stage = JobStage.REGISTER
         self.failure: str | None = None
         self.losses: list[float] = []
-        self.delta_norms: list[float] = []
+        self.delta_norms: list[float | None] = []
         self.intersection_size: int | None = None
         self.stage_seconds: dict[str, float] = {}
         self._barrier_timeout = barrier_timeout
@@ -100,7 +102,7 @@ class Coordinator:
         self._joined: dict[Role, JoinRequest] = {}
         self._seeds = {role: new_seed() for role in PARTY_ROLES}
         self._barriers: dict[tuple[int, str], _Barrier] = {}
-        self._dealer: Dealer | None = None
+        self._dealer: Dealer | SharedDealer | None = None
         self._deal_lock = threading.Lock()
         self._schedule: Schedule | None = None
         self._stage_started = time.monotonic()
@@ -231,7 +233,8 @@ class Coordinator:
         s = self.settings
         self._schedule = Schedule(n, s.validation_fraction, s.batch_size, s.seed)
         columns = {role: r.n_columns for role, r in self._joined.items()}
-        self._dealer = Dealer(self._seeds, self._schedule, columns)
+        dealer = SharedDealer if s.mode is Mode.SHARED else Dealer
+        self._dealer = dealer(self._seeds, self._schedule, columns)
         self._advance(JobStage.FIT)
         return SyncReply(Decision.CONTINUE, {"intersection": n})
 
@@ -244,7 +247,9 @@ class Coordinator:
         total = np.array([sum(r.ring_values["loss"] for r in arrived.values()) % 2**64],
                          dtype=np.uint64)
         loss = float(decode(total, 2 * self.settings.frac_bits)[0]) / self._schedule.n_train
-        delta = math.sqrt(sum(r.values["delta_sq"] for r in arrived.values()))
+        # Mode shared keeps the weights secret, so its weight change is not reported (NaN).
+        delta_sq = sum(r.values.get("delta_sq", math.nan) for r in arrived.values())
+        delta = math.sqrt(delta_sq) if math.isfinite(delta_sq) else None
         previous = self.losses[-1] if self.losses else math.inf
         self.losses.append(loss)
         self.delta_norms.append(delta)
@@ -255,7 +260,8 @@ class Coordinator:
                         "loss": loss, "delta_norm": delta, "stop": decision is Decision.STOP})
         if decision is Decision.STOP:
             self._advance(JobStage.EVALUATE)
-        return SyncReply(decision, {"loss": loss, "delta_norm": delta})
+        return SyncReply(decision, {"loss": loss} if delta is None else
+                         {"loss": loss, "delta_norm": delta})
 
     def _on_finished(self, _round: int, _arrived: dict[Role, SyncRequest]) -> SyncReply:
         self._advance(JobStage.DONE)

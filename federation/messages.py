@@ -90,7 +90,7 @@ class Task(StrEnum):
 class TrainSettings:
     """The job's training parameters, decided by the coordinator's config, same for both."""
 
-    mode: Mode = Mode.LOCAL
+    mode: Mode = Mode.SHARED
     epochs: int = 5
     batch_size: int = 256
     learning_rate: float = 0.15
@@ -104,6 +104,10 @@ class TrainSettings:
     frac_bits: int = 16
     task: Task = Task.TRAIN
     deadline_seconds: float = 30.0
+    # Mode shared: features clipped to |z| <= feature_clip and encoded with fewer bits.
+    feature_frac_bits: int = 8
+    feature_clip: float = 8.0
+    reveal_weights: str = "own"
 
     def as_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -21,6 +21,7 @@ from parties import metrics, plots
 from parties.data import Standardizer, load_party_csv
 from parties.model import atomic_write_text
 from parties.reference import centralized_lr
+from parties.scorecard import Scorecard, band_table
 
 NODES = ("coordinator", "grid", "bank")
 
@@ -74,8 +75,20 @@ def _centralized(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, id
     return out, p
 
 
+def scorecard_section(y: np.ndarray, p: np.ndarray, card: Scorecard) -> dict[str, Any]:
+    """Points per row and the band table (count, bad count, bad rate per band)."""
+    table = band_table(y, card.points(p))
+    bands = [{"band": label, "count": int(n), "bad": int(bad),
+              "bad_rate": None if not np.isfinite(rate) else float(rate)}
+             for label, n, bad, rate in zip(table.labels, table.count, table.bad, table.bad_rate)]
+    return {"base_score": card.base_score, "base_odds": card.base_odds, "pdo": card.pdo,
+            "convention": "higher score = lower risk; points = offset + factor * ln(good:bad odds)",
+            "validation_bands": bands}
+
+
 def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str, int],
-                 grid_csv: Path, bank_csv: Path, id_col: str, label_col: str) -> dict[str, Any]:
+                 grid_csv: Path, bank_csv: Path, id_col: str, label_col: str,
+                 threshold: float = 0.5, card: Scorecard | None = None) -> dict[str, Any]:
     bank_metrics = _json(out / "bank" / "metrics.json")
     stats = {n: _json(out / n / "stats.json") for n in ("grid", "bank")}
     job = _json(out / "coordinator" / "job.json")
@@ -94,9 +107,13 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         "fit_seconds": max(stats["grid"]["fit_seconds"], stats["bank"]["fit_seconds"]),
         "psi_seconds": max(stats["grid"]["psi_seconds"], stats["bank"]["psi_seconds"]),
         "epochs_run": stats["bank"]["epochs_run"], "losses": job["losses"],
+        "expected_wrap_failures": max(stats[n].get("expected_wrap_failures", 0.0)
+                                      for n in ("grid", "bank")),
         "bytes_sent": {n: bytes_sent(out / n / "audit.jsonl") for n in NODES},
         "nodes": {n: {"pid": pids[n], "audit_log": str(out / n / "audit.jsonl")} for n in NODES},
         "data": {"grid": str(grid_csv), "bank": str(bank_csv)},
+        "coefficients": {"grid": str(out / "grid" / "coefficients.csv"),
+                         "bank": str(out / "bank" / "coefficients.csv")},
     }
     valid = split == "validation"
     if valid.any():
@@ -104,15 +121,18 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         report["lift"] = {
             "auc_over_bank_only": v["auc"] - report["bank_only"]["validation"]["auc"],
             "auc_minus_centralized": v["auc"] - central["validation"]["auc"]}
+        report["validation_at_threshold"] = {
+            "threshold": threshold, **metrics.classification_at(y[valid], p[valid], threshold)}
+        report["scorecard"] = scorecard_section(y[valid], p[valid], card or Scorecard())
         report["plots"] = _plots(out, y[valid], p[valid], p_bank[valid], p_central[valid],
-                                 job["losses"])
+                                 job["losses"], card or Scorecard())
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "summary.md", summary_markdown(report))
     return report
 
 
 def _plots(out: Path, y: np.ndarray, p: np.ndarray, p_bank: np.ndarray, p_central: np.ndarray,
-           losses: list[float]) -> list[str]:
+           losses: list[float], card: Scorecard) -> list[str]:
     folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     made = [
@@ -120,7 +140,8 @@ def _plots(out: Path, y: np.ndarray, p: np.ndarray, p_bank: np.ndarray, p_centra
                         "centralized": (y, p_central)}, folder / "roc.png"),
         plots.plot_ks(y, p, folder / "ks.png"),
         plots.plot_calibration(y, p, folder / "calibration.png"),
-        plots.plot_score_distribution(y, p, folder / "score_distribution.png"),
+        plots.plot_score_distribution(y, card.points(p), folder / "score_distribution.png",
+                                      xlabel="score points (higher = lower risk)"),
     ]
     if losses:
         made.append(plots.plot_loss(losses, folder / "loss.png"))
@@ -159,8 +180,59 @@ def summary_markdown(r: dict[str, Any]) -> str:
     lines += [f"| {n} | {b:,} |" for n, b in r["bytes_sent"].items()]
     lines += ["", "Epoch losses (Taylor, mean per row): "
               + ", ".join(f"{x:.4f}" for x in r["losses"]), ""]
+    if c["mode"] == "shared":
+        lines += [f"Mode `shared` truncates shares locally (SecureML); expected number of "
+                  f"truncation wrap failures in this run: {r['expected_wrap_failures']:.2e} "
+                  "(upper bound).", ""]
+    if "scorecard" in r:
+        sc = r["scorecard"]
+        t = r["validation_at_threshold"]
+        lines += [f"At threshold {t['threshold']:g}: accuracy {t['accuracy']:.4f}, precision "
+                  f"{t['precision']:.4f}, recall {t['recall']:.4f}, F1 {t['f1']:.4f}.", "",
+                  f"## Score bands (validation; base {sc['base_score']:g} at {sc['base_odds']:g}:1,"
+                  f" PDO {sc['pdo']:g})", "", "| band | count | bad | bad rate |",
+                  "|---|---|---|---|"]
+        lines += [f"| {b['band']} | {b['count']} | {b['bad']} | "
+                  + ("-" if b["bad_rate"] is None else f"{b['bad_rate']:.3f}") + " |"
+                  for b in sc["validation_bands"] if b["count"]]
+        lines += ["", "Each party's own coefficients: `grid/coefficients.csv` (the grid's view), "
+                  "`bank/coefficients.csv` (the bank's view, with the intercept).", ""]
     if r.get("plots"):
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in r["plots"]] + [""]
     lines += ["Each node's audit log (one line per message, digests only) is in "
               "`<node>/audit.jsonl`; models in `grid/model.json` and `bank/model.json`.", ""]
     return "\n".join(lines)
+
+
+def evaluate_predictions(path: Path, out: Path, threshold: float = 0.5,
+                         card: Scorecard | None = None) -> dict[str, Any]:
+    """Standalone evaluation of a predictions CSV (``gridcredit evaluate``)."""
+    from federation.errors import InputDataError
+
+    try:
+        _, split, y, p = _read_predictions(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputDataError(f"{path}: not a predictions file with y and probability "
+                             f"columns ({exc})") from exc
+    card = card or Scorecard()
+    groups = {name: split == name for name in ("train", "validation") if (split == name).any()}
+    groups = groups or {"all": np.ones(len(y), dtype=bool)}
+    result: dict[str, Any] = {}
+    for name, rows in groups.items():
+        result[name] = {**metrics.evaluate(y[rows], p[rows]),
+                        "at_threshold": {"threshold": threshold,
+                                         **metrics.classification_at(y[rows], p[rows], threshold)}}
+    key = "validation" if "validation" in groups else next(iter(groups))
+    rows = groups[key]
+    result["scorecard"] = scorecard_section(y[rows], p[rows], card)
+    folder = out / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    result["plots"] = [str(x.relative_to(out)) for x in (
+        plots.plot_roc({"model": (y[rows], p[rows])}, folder / "roc.png"),
+        plots.plot_ks(y[rows], p[rows], folder / "ks.png"),
+        plots.plot_calibration(y[rows], p[rows], folder / "calibration.png"),
+        plots.plot_score_distribution(y[rows], card.points(p[rows]),
+                                      folder / "score_distribution.png",
+                                      xlabel="score points (higher = lower risk)"))]
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    return result

@@ -38,6 +38,7 @@ class SimulationSpec:
     demo_enterprises: int = 3000
     quiet: bool = False
     timeout: float = 3600.0
+    threshold: float = 0.5
 
 
 def _toml_value(value: object) -> str:
@@ -138,12 +139,13 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
         spec.quiet, spec.timeout)
     nodes = fed.run()
     return build_report(spec.out, fed.job_id, settings, {r.value: n.pid for r, n in nodes.items()},
-                        grid, bank, id_col, label_col)
+                        grid, bank, id_col, label_col, spec.threshold)
 
 
 def simulate(out: str | Path = "runs/latest", grid_data: str | Path | None = None,
              bank_data: str | Path | None = None, *, id_column: str = "id",
-             label_column: str = "y", quiet: bool = True, **training: Any) -> dict[str, Any]:
+             label_column: str = "y", quiet: bool = True, threshold: float = 0.5,
+             **training: Any) -> dict[str, Any]:
     """Python API: run a simulation and return ``report.json`` as a dict.
 
     ``training`` takes the ``TrainSettings`` fields (epochs=5, batch_size=256, ...).
@@ -152,7 +154,8 @@ def simulate(out: str | Path = "runs/latest", grid_data: str | Path | None = Non
 
     spec = SimulationSpec(Path(out), None if grid_data is None else Path(grid_data),
                           None if bank_data is None else Path(bank_data), id_column,
-                          label_column, settings_from(training), quiet=quiet)
+                          label_column, settings_from(training), quiet=quiet,
+                          threshold=threshold)
     return run_simulation(spec)
 
 

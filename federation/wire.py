@@ -84,7 +84,8 @@ def settings_to_proto(s: TrainSettings) -> vfl_pb2.TrainSettings:
         learning_rate=s.learning_rate, optimizer=s.optimizer.value, l2=s.l2, l1=s.l1,
         momentum=s.momentum, tolerance=s.tolerance, seed=s.seed,
         validation_fraction=s.validation_fraction, frac_bits=s.frac_bits, task=s.task.value,
-        deadline_seconds=s.deadline_seconds)
+        deadline_seconds=s.deadline_seconds, feature_frac_bits=s.feature_frac_bits,
+        feature_clip=s.feature_clip, reveal_weights=s.reveal_weights)
 
 
 def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
@@ -93,7 +94,8 @@ def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
         learning_rate=p.learning_rate, optimizer=Optimizer(p.optimizer), l2=p.l2, l1=p.l1,
         momentum=p.momentum, tolerance=p.tolerance, seed=p.seed,
         validation_fraction=p.validation_fraction, frac_bits=p.frac_bits, task=Task(p.task),
-        deadline_seconds=p.deadline_seconds)
+        deadline_seconds=p.deadline_seconds, feature_frac_bits=p.feature_frac_bits,
+        feature_clip=p.feature_clip, reveal_weights=p.reveal_weights)
 
 
 def join_request_to_proto(r: JoinRequest) -> vfl_pb2.JoinRequest:

@@ -44,14 +44,27 @@ class PartyModel:
     std: list[float]
     weights: list[float]
     intercept: float | None = None
+    clip: float | None = None  # mode shared trains on z clipped to [-clip, clip]
 
     def standardizer(self) -> Standardizer:
         return Standardizer(np.array(self.mean), np.array(self.std))
 
     def partial_logit(self, x: np.ndarray) -> np.ndarray:
         """u_own = z(x) . w (+ intercept for the bank)."""
-        u = self.standardizer().apply(x) @ np.array(self.weights)
+        z = self.standardizer().apply(x)
+        if self.clip is not None:
+            z = np.clip(z, -self.clip, self.clip)
+        u = z @ np.array(self.weights)
         return u + (self.intercept or 0.0)
+
+    def coefficient_table(self) -> str:
+        """CSV of this party's own coefficients (per standardized feature), for its eyes."""
+        rows = ["feature,weight,mean,std"]
+        rows += [f"{f},{w:.8g},{m:.8g},{s:.8g}"
+                 for f, w, m, s in zip(self.features, self.weights, self.mean, self.std)]
+        if self.intercept is not None:
+            rows.append(f"(intercept),{self.intercept:.8g},,")
+        return "\n".join(rows) + "\n"
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")

@@ -11,6 +11,7 @@ Assumes: the caller built the transport (``connect`` and ``coordinator``) with m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from federation.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    Mode,
     Role,
     SyncRequest,
     Tag,
@@ -43,6 +45,7 @@ from parties import metrics
 from parties.alignment import align
 from parties.data import PartyData, Standardizer, load_party_csv
 from parties.local_fit import LocalFit, with_intercept
+from parties.shared_fit import SharedFit
 from parties.model import PartyModel, atomic_write_text
 from parties.reference import centralized_lr
 from parties.scorecard import Scorecard
@@ -124,8 +127,9 @@ class PartyNode:
         self._channel = self._connect(plan.peer_address)
         self.state.advance(Stage.PSI)
         started = time.perf_counter()
-        rows = align(data.ids, self._channel, self.role, cfg.job_id, settings.deadline_seconds,
-                     cfg.psi_workers)
+        rows = canonical_order(align(data.ids, self._channel, self.role, cfg.job_id,
+                                     settings.deadline_seconds, cfg.psi_workers),
+                               data.ids, settings.seed)
         self.stats["psi_seconds"] = time.perf_counter() - started
         self.stats["intersection_size"] = len(rows)
         self._sync(0, "aligned", {"intersection": float(len(rows))})
@@ -154,10 +158,16 @@ class PartyNode:
         z = standardizer.apply(aligned.x)
         x = with_intercept(z) if self.role is Role.BANK else z
         self.state.advance(Stage.TRAINING)
-        fit = LocalFit(self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
-                       aligned.y, channel, self._coordinator, self._on_epoch).run()
+        trainer = SharedFit if settings.mode is Mode.SHARED else LocalFit
+        fit = trainer(self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
+                      aligned.y, channel, self._coordinator, self._on_epoch).run()
+        clip = settings.feature_clip if settings.mode is Mode.SHARED else None
+        if clip is not None:  # score the features exactly as training saw them
+            z = np.clip(z, -clip, clip)
+            x = with_intercept(z) if self.role is Role.BANK else z
         self.stats.update(fit_seconds=fit.seconds, epochs_run=fit.epochs_run, losses=fit.losses,
-                          fit_time_split=fit.time_split)
+                          fit_time_split=fit.time_split, mode=settings.mode.value,
+                          expected_wrap_failures=fit.expected_wrap_failures)
         self.state.advance(Stage.EVALUATING)
         tag = Tag(fit.last_round + 1, STEP_EVALUATE)
         u_own = x @ fit.theta
@@ -167,10 +177,12 @@ class PartyNode:
             u_grid = self._partial_logits(channel.recv(tag, settings.deadline_seconds), len(rows))
             self._evaluate_bank(aligned, schedule, sigmoid(u_own + u_grid), z, settings)
         weights = fit.theta[:-1] if self.role is Role.BANK else fit.theta
-        PartyModel(self.role.value, self.config.job_id, settings.mode.value, data.features,
-                   standardizer.mean.tolist(), standardizer.std.tolist(), weights.tolist(),
-                   float(fit.theta[-1]) if self.role is Role.BANK else None
-                   ).save(self.config.out / "model.json")
+        model = PartyModel(self.role.value, self.config.job_id, settings.mode.value,
+                           data.features, standardizer.mean.tolist(), standardizer.std.tolist(),
+                           weights.tolist(),
+                           float(fit.theta[-1]) if self.role is Role.BANK else None, clip)
+        model.save(self.config.out / "model.json")
+        atomic_write_text(self.config.out / "coefficients.csv", model.coefficient_table())
         self._sync(fit.epochs_run + 1, "evaluated", {})
 
     def _partial_logits(self, env: Envelope, n: int) -> Float:
@@ -248,6 +260,19 @@ class PartyNode:
         if self._channel is None:
             raise ProtocolAbort(f"{self.role}: no channel to the peer")
         return self._channel
+
+
+def canonical_order(rows: npt.NDArray[np.intp], ids: list[str],
+                    seed: int) -> npt.NDArray[np.intp]:
+    """Reorder the aligned rows by SHA-256(seed, ID).
+
+    PSI orders the intersection by the doubly blinded points, which change with every
+    job's fresh keys; both parties know the IDs of the common rows, so sorting them by a
+    seeded hash gives both the same order in every job with the same seed, and with it a
+    reproducible train/validation split and batch partition.
+    """
+    keys = [hashlib.sha256(f"{seed}:{ids[r]}".encode()).digest() for r in rows]
+    return rows[np.argsort(np.array(keys, dtype="S32"), kind="stable")]
 
 
 def _metrics_or_reason(y: Float, p: Float) -> dict[str, Any]:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x65ration/proto/vfl.proto\x12\x06vfl.v1\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"h\n\x08\x45nvelope\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x03\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x0e\n\x06sender\x18\x04 \x01(\t\x12\x1f\n\x07tensors\x18\x05 \x03(\x0b\x32\x0e.vfl.v1.Tensor\"\x1f\n\x0e\x44\x65liverRequest\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"&\n\x0c\x44\x65liverReply\x12\x16\n\x0e\x62ytes_received\x18\x01 \x01(\x03\"\x8e\x02\n\rTrainSettings\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x12\n\nbatch_size\x18\x03 \x01(\x05\x12\x15\n\rlearning_rate\x18\x04 \x01(\x01\x12\x11\n\toptimizer\x18\x05 \x01(\t\x12\n\n\x02l2\x18\x06 \x01(\x01\x12\n\n\x02l1\x18\x07 \x01(\x01\x12\x10\n\x08momentum\x18\x08 \x01(\x01\x12\x11\n\ttolerance\x18\t \x01(\x01\x12\x0c\n\x04seed\x18\n \x01(\x03\x12\x1b\n\x13validation_fraction\x18\x0b \x01(\x01\x12\x11\n\tfrac_bits\x18\x0c \x01(\x05\x12\x0c\n\x04task\x18\r \x01(\t\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x0e \x01(\x01\"_\n\x0bJoinRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0e\n\x06n_rows\x18\x04 \x01(\x03\x12\x11\n\tn_columns\x18\x05 \x01(\x03\"o\n\tJoinReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cpeer_address\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x61ler_seed\x18\x03 \x01(\x0c\x12\'\n\x08settings\x18\x04 \x01(\x0b\x32\x15.vfl.v1.TrainSettings\"\x95\x02\n\x0bSyncRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x03\x12\x0c\n\x04step\x18\x04 \x01(\t\x12/\n\x06values\x18\x05 \x03(\x0b\x32\x1f.vfl.v1.SyncRequest.ValuesEntry\x12\x38\n\x0bring_values\x18\x06 \x03(\x0b\x32#.vfl.v1.SyncRequest.RingValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0fRingValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x06:\x02\x38\x01\"\x8b\x01\n\tSyncReply\x12\x10\n\x08\x64\x65\x63ision\x18\x01 \x01(\x05\x12-\n\x06values\x18\x02 \x03(\x0b\x32\x1d.vfl.v1.SyncReply.ValuesEntry\x12\x0e\n\x06reason\x18\x03 \x01(\t\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\":\n\x0b\x44\x65\x61lRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\"0\n\tDealReply\x12#\n\x0b\x63orrections\x18\x01 \x03(\x0b\x32\x0e.vfl.v1.Tensor\";\n\x0b\x46\x61ilRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x0b\n\tFailReply2x\n\x05Party\x12\x34\n\x04Send\x12\x16.vfl.v1.DeliverRequest\x1a\x14.vfl.v1.DeliverReply\x12\x39\n\x07\x44\x65liver\x12\x16.vfl.v1.DeliverRequest\x1a\x14.vfl.v1.DeliverReply(\x01\x32\xcd\x01\n\x0b\x43oordinator\x12.\n\x04Join\x12\x13.vfl.v1.JoinRequest\x1a\x11.vfl.v1.JoinReply\x12.\n\x04Sync\x12\x13.vfl.v1.SyncRequest\x1a\x11.vfl.v1.SyncReply\x12.\n\x04\x44\x65\x61l\x12\x13.vfl.v1.DealRequest\x1a\x11.vfl.v1.DealReply\x12.\n\x04\x46\x61il\x12\x13.vfl.v1.FailRequest\x1a\x11.vfl.v1.FailReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x65ration/proto/vfl.proto\x12\x06vfl.v1\"B\n\x06Tensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"h\n\x08\x45nvelope\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x03\x12\x0c\n\x04step\x18\x03 \x01(\t\x12\x0e\n\x06sender\x18\x04 \x01(\t\x12\x1f\n\x07tensors\x18\x05 \x03(\x0b\x32\x0e.vfl.v1.Tensor\"\x1f\n\x0e\x44\x65liverRequest\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"&\n\x0c\x44\x65liverReply\x12\x16\n\x0e\x62ytes_received\x18\x01 \x01(\x03\"\xd7\x02\n\rTrainSettings\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x12\n\nbatch_size\x18\x03 \x01(\x05\x12\x15\n\rlearning_rate\x18\x04 \x01(\x01\x12\x11\n\toptimizer\x18\x05 \x01(\t\x12\n\n\x02l2\x18\x06 \x01(\x01\x12\n\n\x02l1\x18\x07 \x01(\x01\x12\x10\n\x08momentum\x18\x08 \x01(\x01\x12\x11\n\ttolerance\x18\t \x01(\x01\x12\x0c\n\x04seed\x18\n \x01(\x03\x12\x1b\n\x13validation_fraction\x18\x0b \x01(\x01\x12\x11\n\tfrac_bits\x18\x0c \x01(\x05\x12\x0c\n\x04task\x18\r \x01(\t\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x0e \x01(\x01\x12\x19\n\x11\x66\x65\x61ture_frac_bits\x18\x0f \x01(\x05\x12\x14\n\x0c\x66\x65\x61ture_clip\x18\x10 \x01(\x01\x12\x16\n\x0ereveal_weights\x18\x11 \x01(\t\"_\n\x0bJoinRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0e\n\x06n_rows\x18\x04 \x01(\x03\x12\x11\n\tn_columns\x18\x05 \x01(\x03\"o\n\tJoinReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cpeer_address\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x61ler_seed\x18\x03 \x01(\x0c\x12\'\n\x08settings\x18\x04 \x01(\x0b\x32\x15.vfl.v1.TrainSettings\"\x95\x02\n\x0bSyncRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05round\x18\x03 \x01(\x03\x12\x0c\n\x04step\x18\x04 \x01(\t\x12/\n\x06values\x18\x05 \x03(\x0b\x32\x1f.vfl.v1.SyncRequest.ValuesEntry\x12\x38\n\x0bring_values\x18\x06 \x03(\x0b\x32#.vfl.v1.SyncRequest.RingValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0fRingValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x06:\x02\x38\x01\"\x8b\x01\n\tSyncReply\x12\x10\n\x08\x64\x65\x63ision\x18\x01 \x01(\x05\x12-\n\x06values\x18\x02 \x03(\x0b\x32\x1d.vfl.v1.SyncReply.ValuesEntry\x12\x0e\n\x06reason\x18\x03 \x01(\t\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\":\n\x0b\x44\x65\x61lRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\"0\n\tDealReply\x12#\n\x0b\x63orrections\x18\x01 \x03(\x0b\x32\x0e.vfl.v1.Tensor\";\n\x0b\x46\x61ilRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x0b\n\tFailReply2x\n\x05Party\x12\x34\n\x04Send\x12\x16.vfl.v1.DeliverRequest\x1a\x14.vfl.v1.DeliverReply\x12\x39\n\x07\x44\x65liver\x12\x16.vfl.v1.DeliverRequest\x1a\x14.vfl.v1.DeliverReply(\x01\x32\xcd\x01\n\x0b\x43oordinator\x12.\n\x04Join\x12\x13.vfl.v1.JoinRequest\x1a\x11.vfl.v1.JoinReply\x12.\n\x04Sync\x12\x13.vfl.v1.SyncRequest\x1a\x11.vfl.v1.SyncReply\x12.\n\x04\x44\x65\x61l\x12\x13.vfl.v1.DealRequest\x1a\x11.vfl.v1.DealReply\x12.\n\x04\x46\x61il\x12\x13.vfl.v1.FailRequest\x1a\x11.vfl.v1.FailReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,31 +46,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELIVERREPLY']._serialized_start=245
   _globals['_DELIVERREPLY']._serialized_end=283
   _globals['_TRAINSETTINGS']._serialized_start=286
-  _globals['_TRAINSETTINGS']._serialized_end=556
-  _globals['_JOINREQUEST']._serialized_start=558
-  _globals['_JOINREQUEST']._serialized_end=653
-  _globals['_JOINREPLY']._serialized_start=655
-  _globals['_JOINREPLY']._serialized_end=766
-  _globals['_SYNCREQUEST']._serialized_start=769
-  _globals['_SYNCREQUEST']._serialized_end=1046
-  _globals['_SYNCREQUEST_VALUESENTRY']._serialized_start=950
-  _globals['_SYNCREQUEST_VALUESENTRY']._serialized_end=995
-  _globals['_SYNCREQUEST_RINGVALUESENTRY']._serialized_start=997
-  _globals['_SYNCREQUEST_RINGVALUESENTRY']._serialized_end=1046
-  _globals['_SYNCREPLY']._serialized_start=1049
-  _globals['_SYNCREPLY']._serialized_end=1188
-  _globals['_SYNCREPLY_VALUESENTRY']._serialized_start=950
-  _globals['_SYNCREPLY_VALUESENTRY']._serialized_end=995
-  _globals['_DEALREQUEST']._serialized_start=1190
-  _globals['_DEALREQUEST']._serialized_end=1248
-  _globals['_DEALREPLY']._serialized_start=1250
-  _globals['_DEALREPLY']._serialized_end=1298
-  _globals['_FAILREQUEST']._serialized_start=1300
-  _globals['_FAILREQUEST']._serialized_end=1359
-  _globals['_FAILREPLY']._serialized_start=1361
-  _globals['_FAILREPLY']._serialized_end=1372
-  _globals['_PARTY']._serialized_start=1374
-  _globals['_PARTY']._serialized_end=1494
-  _globals['_COORDINATOR']._serialized_start=1497
-  _globals['_COORDINATOR']._serialized_end=1702
+  _globals['_TRAINSETTINGS']._serialized_end=629
+  _globals['_JOINREQUEST']._serialized_start=631
+  _globals['_JOINREQUEST']._serialized_end=726
+  _globals['_JOINREPLY']._serialized_start=728
+  _globals['_JOINREPLY']._serialized_end=839
+  _globals['_SYNCREQUEST']._serialized_start=842
+  _globals['_SYNCREQUEST']._serialized_end=1119
+  _globals['_SYNCREQUEST_VALUESENTRY']._serialized_start=1023
+  _globals['_SYNCREQUEST_VALUESENTRY']._serialized_end=1068
+  _globals['_SYNCREQUEST_RINGVALUESENTRY']._serialized_start=1070
+  _globals['_SYNCREQUEST_RINGVALUESENTRY']._serialized_end=1119
+  _globals['_SYNCREPLY']._serialized_start=1122
+  _globals['_SYNCREPLY']._serialized_end=1261
+  _globals['_SYNCREPLY_VALUESENTRY']._serialized_start=1023
+  _globals['_SYNCREPLY_VALUESENTRY']._serialized_end=1068
+  _globals['_DEALREQUEST']._serialized_start=1263
+  _globals['_DEALREQUEST']._serialized_end=1321
+  _globals['_DEALREPLY']._serialized_start=1323
+  _globals['_DEALREPLY']._serialized_end=1371
+  _globals['_FAILREQUEST']._serialized_start=1373
+  _globals['_FAILREQUEST']._serialized_end=1432
+  _globals['_FAILREPLY']._serialized_start=1434
+  _globals['_FAILREPLY']._serialized_end=1445
+  _globals['_PARTY']._serialized_start=1447
+  _globals['_PARTY']._serialized_end=1567
+  _globals['_COORDINATOR']._serialized_start=1570
+  _globals['_COORDINATOR']._serialized_end=1775
 # @@protoc_insertion_point(module_scope)

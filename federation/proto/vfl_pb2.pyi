@@ -45,7 +45,7 @@ class DeliverReply(_message.Message):
     def __init__(self, bytes_received: _Optional[int] = ...) -> None: ...
 
 class TrainSettings(_message.Message):
-    __slots__ = ("mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1", "momentum", "tolerance", "seed", "validation_fraction", "frac_bits", "task", "deadline_seconds")
+    __slots__ = ("mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1", "momentum", "tolerance", "seed", "validation_fraction", "frac_bits", "task", "deadline_seconds", "feature_frac_bits", "feature_clip", "reveal_weights")
     MODE_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,9 @@ class TrainSettings(_message.Message):
     FRAC_BITS_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FRAC_BITS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_CLIP_FIELD_NUMBER: _ClassVar[int]
+    REVEAL_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     mode: str
     epochs: int
     batch_size: int
@@ -74,7 +77,10 @@ class TrainSettings(_message.Message):
     frac_bits: int
     task: str
     deadline_seconds: float
-    def __init__(self, mode: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., momentum: _Optional[float] = ..., tolerance: _Optional[float] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., frac_bits: _Optional[int] = ..., task: _Optional[str] = ..., deadline_seconds: _Optional[float] = ...) -> None: ...
+    feature_frac_bits: int
+    feature_clip: float
+    reveal_weights: str
+    def __init__(self, mode: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., momentum: _Optional[float] = ..., tolerance: _Optional[float] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., frac_bits: _Optional[int] = ..., task: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., feature_frac_bits: _Optional[int] = ..., feature_clip: _Optional[float] = ..., reveal_weights: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("job_id", "role", "address", "n_rows", "n_columns")

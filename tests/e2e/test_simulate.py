@@ -33,7 +33,8 @@ def test_simulate_breast_matches_centralized_auc_with_three_processes(breast_run
         lines = (breast_run / node / "audit.jsonl").read_text().splitlines()
         assert lines, f"{node} audit log is empty"
         assert report["bytes_sent"][node] > 0
-    assert report["config"]["mode"] == "local" and report["config"]["batch_size"] == 128
+    assert report["config"]["mode"] == "shared" and report["config"]["batch_size"] == 128
+    assert 0 <= report["expected_wrap_failures"] < 1e-3
     for key in ("fit_seconds", "bank_only", "validation"):
         assert key in report
     assert report["centralized"]["fit_seconds"] > 0
@@ -102,9 +103,11 @@ def test_partial_overlap_aligns_exactly_the_common_ids(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = run_cli("simulate", "--grid-data", str(grid), "--bank-data",
                      str(fate_file("breast_hetero_guest.csv")), "--out", str(out),
-                     "--batch-size", "128", "--quiet")
+                     "--batch-size", "128", "--mode", "local", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
+    assert report["config"]["mode"] == "local"
+    assert abs(report["validation"]["auc"] - report["centralized"]["validation"]["auc"]) <= 0.01
     common = {line.split(",")[0] for line in kept}
     assert report["intersection_size"] == len(common) == 285
     with (out / "bank" / "predictions.csv").open() as handle:

@@ -9,7 +9,7 @@ import pytest
 
 from federation.channel import InMemoryChannel
 from federation.coordinator import Coordinator, JobStage
-from federation.messages import JoinRequest, Optimizer, Role, SyncRequest, TrainSettings
+from federation.messages import JoinRequest, Mode, Optimizer, Role, SyncRequest, TrainSettings
 from federation.schedule import Schedule
 from parties.local_fit import LocalFit, with_intercept
 from parties.reference import taylor_sgd
@@ -57,7 +57,8 @@ def run_federated(xg, xb, y, settings: TrainSettings):
 @pytest.mark.parametrize("optimizer", [Optimizer.SGD, Optimizer.ADAM, Optimizer.MOMENTUM])
 def test_local_fit_equals_fixed_point_twin_bit_for_bit(optimizer: Optimizer) -> None:
     xg, xb, y = _data()
-    settings = TrainSettings(epochs=3, batch_size=64, learning_rate=0.1, optimizer=optimizer,
+    settings = TrainSettings(mode=Mode.LOCAL, epochs=3, batch_size=64, learning_rate=0.1,
+                             optimizer=optimizer,
                              l2=0.01, tolerance=0.0, seed=5)
     grid, bank, coordinator = run_federated(xg, xb, y, settings)
     schedule = Schedule(len(y), settings.validation_fraction, settings.batch_size, settings.seed)
@@ -71,7 +72,8 @@ def test_local_fit_equals_fixed_point_twin_bit_for_bit(optimizer: Optimizer) -> 
 
 def test_local_fit_matches_plain_float_sgd_within_1e_6() -> None:
     xg, xb, y = _data()
-    settings = TrainSettings(epochs=3, batch_size=64, learning_rate=0.1, l2=0.01,
+    settings = TrainSettings(mode=Mode.LOCAL, epochs=3, batch_size=64, learning_rate=0.1,
+                             l2=0.01,
                              tolerance=0.0, seed=3, frac_bits=24)
     grid, bank, _ = run_federated(xg, xb, y, settings)
     schedule = Schedule(len(y), settings.validation_fraction, settings.batch_size, settings.seed)

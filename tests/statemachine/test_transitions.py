@@ -26,6 +26,7 @@ from federation.messages import (
     DealRequest,
     Decision,
     JoinRequest,
+    Mode,
     Role,
     SyncReply,
     SyncRequest,
@@ -129,7 +130,7 @@ def test_party_happy_paths_from_idle() -> None:
 
 def new_coordinator(**kw: Any) -> tuple[Coordinator, list[dict[str, object]]]:
     events: list[dict[str, object]] = []
-    settings = TrainSettings(**{"epochs": 2, "batch_size": 32, **kw})
+    settings = TrainSettings(**{"epochs": 2, "batch_size": 32, "mode": Mode.LOCAL, **kw})
     return Coordinator("job", settings, barrier_timeout=5.0, on_event=events.append), events
 
 
