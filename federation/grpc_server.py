@@ -79,10 +79,12 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
             if env.sender is not role:
                 raise ProtocolAbort(f"message claims sender {env.sender} but the certificate "
                                     f"names {role}")
-            self._audit.record(direction="received", peer=role.value, job=env.job_id,
-                               round_=env.tag.round, step=env.tag.step, payload=data,
-                               tensors=describe(env.tensors))
-            self._inbox.put(env)
+            try:
+                self._inbox.put(env)  # first: it wakes the waiting party at once
+            finally:
+                self._audit.record(direction="received", peer=role.value, job=env.job_id,
+                                   round_=env.tag.round, step=env.tag.step, payload=data,
+                                   tensors=describe(env.tensors))
             return vfl_pb2.DeliverReply(bytes_received=len(data))
 
         return _guard(context, accept)

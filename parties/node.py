@@ -163,8 +163,7 @@ class PartyNode:
                       aligned.y, channel, self._coordinator, self._on_epoch).run()
         clip = settings.feature_clip if settings.mode is Mode.SHARED else None
         if clip is not None:  # score the features exactly as training saw them
-            z = np.clip(z, -clip, clip)
-            x = with_intercept(z) if self.role is Role.BANK else z
+            x = np.clip(x, -clip, clip)
         self.stats.update(fit_seconds=fit.seconds, epochs_run=fit.epochs_run, losses=fit.losses,
                           fit_time_split=fit.time_split, mode=settings.mode.value,
                           expected_wrap_failures=fit.expected_wrap_failures)
