@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import sys
 import time
 from dataclasses import replace
@@ -73,7 +74,9 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "job_id": net.job_id, "pid": os.getpid(), "stage": stage.value,
             "failure": coordinator.failure, "intersection_size": coordinator.intersection_size,
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
-            "stage_seconds": coordinator.stage_seconds, "settings": {
+            "stage_seconds": coordinator.stage_seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "settings": {
                 k: (v.value if hasattr(v, "value") else v)
                 for k, v in cfg.settings.as_dict().items()},
         }
@@ -115,6 +118,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         node = PartyNode(replace(party, out=net.out), link, connect, address, on_epoch)
         stats = node.run()
         stats["bytes_sent_to_coordinator"] = link.bytes_sent
+        stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         atomic_write_text(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
     finally:
         for channel in channels:
