@@ -55,6 +55,10 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
                    help=f"share of aligned rows held out (default: {d.validation_fraction})")
     g.add_argument("--frac-bits", type=int,
                    help=f"fixed-point fraction bits in the ring (default: {d.frac_bits})")
+    g.add_argument("--checkpoint-every", type=int,
+                   help="each party saves its training state every N epochs in its output "
+                   "folder; the same job started again resumes from the last epoch both "
+                   "completed (default: 0, never)")
     g.add_argument("--deadline", type=float, dest="deadline_seconds",
                    help=f"seconds to wait for any peer message before failing the job "
                    f"(default: {d.deadline_seconds:g})")
@@ -63,7 +67,7 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
 def _training_values(args: argparse.Namespace) -> dict[str, Any]:
     names = ["mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1",
              "tolerance", "seed", "validation_fraction", "frac_bits", "deadline_seconds",
-             "reveal_weights", "feature_frac_bits", "feature_clip"]
+             "reveal_weights", "feature_frac_bits", "feature_clip", "checkpoint_every"]
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -165,7 +169,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                           id_column=args.id_column, label_column=args.label_column,
                           settings=settings_from(_training_values(args)),
                           demo_enterprises=args.demo_enterprises, quiet=args.quiet,
-                          threshold=args.threshold)
+                          threshold=args.threshold, resume=args.resume)
     report = run_simulation(spec)
     val = report["validation"]
     print(f"validation AUC {val['auc']:.4f} (centralized {report['centralized']['validation']['auc']:.4f}, "
@@ -220,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--demo-enterprises", type=int, default=3000,
                    help="enterprises in the synthetic demo " + DEFAULTS_HELP)
     sim.add_argument("--quiet", action="store_true", help="no progress display")
+    sim.add_argument("--resume", action="store_true",
+                     help="keep the run folder of a failed run and resume its training from "
+                     "the parties' checkpoints (see --checkpoint-every)")
     sim.add_argument("--threshold", type=float, default=0.5,
                      help="extra decision threshold for accuracy/precision/recall/F1 in the "
                      "report, besides 0.5 " + DEFAULTS_HELP)

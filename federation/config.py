@@ -138,6 +138,7 @@ def check_settings(s: TrainSettings) -> None:
         (4 <= s.feature_frac_bits <= s.frac_bits,
          f"feature frac bits must be in [4, frac bits], got {s.feature_frac_bits}"),
         (s.feature_clip >= 1, f"feature clip must be >= 1, got {s.feature_clip}"),
+        (s.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {s.checkpoint_every}"),
     ]
     for ok, message in checks:
         if not ok:

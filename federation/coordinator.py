@@ -95,6 +95,7 @@ class Coordinator:
         self.losses: list[float] = []
         self.delta_norms: list[float | None] = []
         self.intersection_size: int | None = None
+        self.start_epoch = 0
         self.stage_seconds: dict[str, float] = {}
         self._barrier_timeout = barrier_timeout
         self._on_event = on_event or (lambda event: None)
@@ -224,7 +225,10 @@ class Coordinator:
             raise ValueError(f"parties disagree on the intersection size: {counts}")
         n = counts[Role.GRID]
         self.intersection_size = n
-        self._on_event({"event": "aligned", "intersection_size": n})
+        # Resume from the last epoch both parties checkpointed (0: a fresh start).
+        self.start_epoch = min(int(r.values.get("checkpoint_epoch", 0)) for r in arrived.values())
+        self._on_event({"event": "aligned", "intersection_size": n,
+                        "start_epoch": self.start_epoch})
         if self.settings.task is Task.SCORE:
             self._advance(JobStage.SCORE)
             return SyncReply(Decision.CONTINUE, {"intersection": n})
@@ -236,13 +240,15 @@ class Coordinator:
         dealer = SharedDealer if s.mode is Mode.SHARED else Dealer
         self._dealer = dealer(self._seeds, self._schedule, columns)
         self._advance(JobStage.FIT)
-        return SyncReply(Decision.CONTINUE, {"intersection": n})
+        return SyncReply(Decision.CONTINUE, {"intersection": n,
+                                             "start_epoch": float(self.start_epoch)})
 
     def _on_epoch(self, epoch: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
         if self.stage is not JobStage.FIT or self._schedule is None:
             raise StageError(f"epoch report in stage {self.stage}")
-        if epoch != len(self.losses) + 1:
-            raise ValueError(f"epoch report for epoch {epoch}, expected {len(self.losses) + 1}")
+        expected = self.start_epoch + len(self.losses) + 1
+        if epoch != expected:
+            raise ValueError(f"epoch report for epoch {epoch}, expected {expected}")
         # The two loss shares carry a pairwise zero-sum mask: only their sum means anything.
         total = np.array([sum(r.ring_values["loss"] for r in arrived.values()) % 2**64],
                          dtype=np.uint64)

@@ -108,6 +108,9 @@ class TrainSettings:
     feature_frac_bits: int = 8
     feature_clip: float = 8.0
     reveal_weights: str = "own"
+    # Parties checkpoint their training state every N epochs (0: never); a job started
+    # again with the same data and settings resumes from the last epoch both completed.
+    checkpoint_every: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.__slots__}

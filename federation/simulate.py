@@ -39,6 +39,7 @@ class SimulationSpec:
     quiet: bool = False
     timeout: float = 3600.0
     threshold: float = 0.5
+    resume: bool = False
 
 
 def _toml_value(value: object) -> str:
@@ -130,7 +131,8 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
     from federation.report import build_report
 
     spec.out.mkdir(parents=True, exist_ok=True)
-    _clean(spec.out)
+    if not spec.resume:
+        _clean(spec.out)
     grid, bank, id_col, label_col = _resolve_data(spec)
     settings = replace(spec.settings, task=Task.TRAIN)
     fed = _Federation(spec.out, f"sim-{secrets.token_hex(4)}", settings, {

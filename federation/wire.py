@@ -85,7 +85,8 @@ def settings_to_proto(s: TrainSettings) -> vfl_pb2.TrainSettings:
         momentum=s.momentum, tolerance=s.tolerance, seed=s.seed,
         validation_fraction=s.validation_fraction, frac_bits=s.frac_bits, task=s.task.value,
         deadline_seconds=s.deadline_seconds, feature_frac_bits=s.feature_frac_bits,
-        feature_clip=s.feature_clip, reveal_weights=s.reveal_weights)
+        feature_clip=s.feature_clip, reveal_weights=s.reveal_weights,
+        checkpoint_every=s.checkpoint_every)
 
 
 def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
@@ -95,7 +96,8 @@ def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
         momentum=p.momentum, tolerance=p.tolerance, seed=p.seed,
         validation_fraction=p.validation_fraction, frac_bits=p.frac_bits, task=Task(p.task),
         deadline_seconds=p.deadline_seconds, feature_frac_bits=p.feature_frac_bits,
-        feature_clip=p.feature_clip, reveal_weights=p.reveal_weights)
+        feature_clip=p.feature_clip, reveal_weights=p.reveal_weights,
+        checkpoint_every=p.checkpoint_every)
 
 
 def join_request_to_proto(r: JoinRequest) -> vfl_pb2.JoinRequest:

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -144,6 +145,9 @@ class LocalFit:
                                         settings.l1, settings.momentum, penalized=penalized)
         self.theta = np.zeros(k)
         self._clock = {"setup": 0.0, "deal": 0.0, "send": 0.0, "wait": 0.0, "barrier": 0.0}
+        self.start_epoch = 0
+        self._resume: dict[str, Any] | None = None
+        self.on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None
 
     # -- setup -----------------------------------------------------------------------
     def setup(self) -> None:
@@ -239,14 +243,36 @@ class LocalFit:
         self.result.losses.append(loss)
         return reply.decision
 
+    def resume_from(self, epoch: int, state: dict[str, Any]) -> None:
+        """Continue after ``epoch`` from a checkpointed state (applied after setup)."""
+        self.start_epoch, self._resume = epoch, state
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        opt = self.optimizer
+        return {"theta": self.theta.tolist(), "losses": list(self.result.losses),
+                "step_count": opt.step_count,
+                "velocity": None if opt.velocity is None else opt.velocity.tolist(),
+                "second": None if opt.second is None else opt.second.tolist()}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        opt = self.optimizer
+        self.theta = np.array(state["theta"], dtype=np.float64)
+        opt.step_count = int(state["step_count"])
+        opt.velocity = None if state["velocity"] is None else np.array(state["velocity"])
+        opt.second = None if state["second"] is None else np.array(state["second"])
+        self.result.losses = list(state["losses"])
+
     def run(self) -> FitResult:
         """Train until the coordinator says stop; returns this party's weights."""
         start = time.perf_counter()
         self.result = FitResult(self.theta)
         self.setup()
         self._clock["setup"] = time.perf_counter() - start
+        if self._resume is not None:
+            self._restore(self._resume)
+        self.result.epochs_run = self.start_epoch
         round_ = 0
-        for epoch in range(1, self.settings.epochs + 1):
+        for epoch in range(self.start_epoch + 1, self.settings.epochs + 1):
             masks = self._epoch_masks(epoch)
             before = self.theta.copy()
             loss_share = np.zeros(1, dtype=np.uint64)
@@ -255,7 +281,10 @@ class LocalFit:
                 loss_share = loss_share + self._iteration(t, int(batch), masks, round_)
             delta_sq = float(np.sum((self.theta - before) ** 2))
             self.result.epochs_run = epoch
-            if self._report_epoch(epoch, loss_share, delta_sq) is Decision.STOP:
+            decision = self._report_epoch(epoch, loss_share, delta_sq)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(epoch, self.checkpoint_state())
+            if decision is Decision.STOP:
                 break
         self.result.theta = self.theta
         self.result.seconds = time.perf_counter() - start

@@ -35,13 +35,14 @@ from federation.messages import (
     JoinRequest,
     Mode,
     Role,
+    SyncReply,
     SyncRequest,
     Tag,
     Task,
     TrainSettings,
 )
 from federation.schedule import Schedule
-from parties import metrics
+from parties import checkpoint, metrics
 from parties.alignment import align
 from parties.data import PartyData, Standardizer, load_party_csv
 from parties.local_fit import LocalFit, with_intercept
@@ -132,24 +133,38 @@ class PartyNode:
                                data.ids, settings.seed)
         self.stats["psi_seconds"] = time.perf_counter() - started
         self.stats["intersection_size"] = len(rows)
-        self._sync(0, "aligned", {"intersection": float(len(rows))})
+        resume = self._checkpoints(settings, len(rows), data.x.shape[1] + int(is_bank))
+        offer = float(max(resume.states, default=0))
+        reply = self._sync(0, "aligned", {"intersection": float(len(rows)),
+                                          "checkpoint_epoch": offer})
+        resume.start = int(reply.values.get("start_epoch", 0))
         self.state.advance(Stage.ALIGNED)
         if model is None:
-            self._train(plan, data, rows)
+            self._train(plan, data, rows, resume)
         else:
             self._score(settings, data, rows, model)
         self.state.advance(Stage.DONE)
         self.stats["bytes_sent"] = self._channel.bytes_sent
         atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
 
-    def _sync(self, round_: int, step: str, values: dict[str, float]) -> None:
+    def _sync(self, round_: int, step: str, values: dict[str, float]) -> SyncReply:
         reply = self._coordinator.sync(SyncRequest(self.config.job_id, self.role, round_, step,
                                                    values))
         if reply.decision is Decision.ABORT:
             raise ProtocolAbort(f"coordinator stopped the job: {reply.reason}")
+        return reply
+
+    def _checkpoints(self, settings: TrainSettings, n_rows: int, n_columns: int) -> _Resume:
+        if settings.task is not Task.TRAIN or settings.checkpoint_every <= 0:
+            return _Resume("", {})
+        schedule = Schedule(n_rows, settings.validation_fraction, settings.batch_size,
+                            settings.seed)
+        fp = checkpoint.fingerprint(settings, schedule, n_columns)
+        return _Resume(fp, checkpoint.load(self.config.out / "checkpoint.json", fp))
 
     # -- training --------------------------------------------------------------------
-    def _train(self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp]) -> None:
+    def _train(self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp],
+               resume: _Resume) -> None:
         settings, channel = plan.settings, self._require_channel()
         aligned = data.take(rows.astype(np.int64))
         schedule = Schedule(len(rows), settings.validation_fraction, settings.batch_size,
@@ -159,8 +174,10 @@ class PartyNode:
         x = with_intercept(z) if self.role is Role.BANK else z
         self.state.advance(Stage.TRAINING)
         trainer = SharedFit if settings.mode is Mode.SHARED else LocalFit
-        fit = trainer(self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
-                      aligned.y, channel, self._coordinator, self._on_epoch).run()
+        fitter = trainer(self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
+                         aligned.y, channel, self._coordinator, self._on_epoch)
+        self._wire_checkpoints(fitter, settings, resume)
+        fit = fitter.run()
         clip = settings.feature_clip if settings.mode is Mode.SHARED else None
         if clip is not None:  # score the features exactly as training saw them
             x = np.clip(x, -clip, clip)
@@ -183,6 +200,25 @@ class PartyNode:
         model.save(self.config.out / "model.json")
         atomic_write_text(self.config.out / "coefficients.csv", model.coefficient_table())
         self._sync(fit.epochs_run + 1, "evaluated", {})
+
+    def _wire_checkpoints(self, fitter: LocalFit | SharedFit, settings: TrainSettings,
+                          resume: _Resume) -> None:
+        if resume.start > 0:
+            if resume.start not in resume.states:
+                raise ProtocolAbort(f"{self.role}: asked to resume after epoch {resume.start}, "
+                                    f"but its checkpoints hold epochs {sorted(resume.states)}")
+            fitter.resume_from(resume.start, resume.states[resume.start])
+            self.stats["resumed_after_epoch"] = resume.start
+        if settings.checkpoint_every <= 0:
+            return
+        path, every = self.config.out / "checkpoint.json", settings.checkpoint_every
+
+        def keep(epoch: int, state: dict[str, Any]) -> None:
+            if epoch % every == 0 or epoch == settings.epochs:
+                resume.states = checkpoint.save(path, resume.fingerprint,
+                                                {**resume.states, epoch: state})
+
+        fitter.on_checkpoint = keep
 
     def _partial_logits(self, env: Envelope, n: int) -> Float:
         u = env.tensors.get("u")
@@ -259,6 +295,15 @@ class PartyNode:
         if self._channel is None:
             raise ProtocolAbort(f"{self.role}: no channel to the peer")
         return self._channel
+
+
+@dataclass
+class _Resume:
+    """This party's checkpoints for the job, and the epoch the coordinator resumes after."""
+
+    fingerprint: str
+    states: dict[int, dict[str, Any]]
+    start: int = 0
 
 
 def canonical_order(rows: npt.NDArray[np.intp], ids: list[str],

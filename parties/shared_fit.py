@@ -37,6 +37,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -221,6 +222,9 @@ class SharedFit:
         self._pair_key = b""
         self._k = {role: x.shape[1], self.peer: 0}  # the peer's count arrives with E
         self._clock = {"setup": 0.0, "deal": 0.0, "send": 0.0, "wait": 0.0, "barrier": 0.0}
+        self.start_epoch = 0
+        self._resume: dict[str, Any] | None = None
+        self.on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None
 
     # -- setup -----------------------------------------------------------------------
     def setup(self) -> None:
@@ -417,17 +421,44 @@ class SharedFit:
                              {"theta": (self._k[self.role],)})
         self.result.theta = decode(self._theta[self.role] + got["theta"], self.f)
 
+    def resume_from(self, epoch: int, state: dict[str, Any]) -> None:
+        """Continue after ``epoch`` from checkpointed shares (applied after setup)."""
+        self.start_epoch, self._resume = epoch, state
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """This party's shares of both weight blocks and of the momentum, as integers."""
+        return {"theta": {r.value: [int(v) for v in self._theta[r]] for r in self._theta},
+                "velocity": {r.value: [int(v) for v in self._velocity[r]]
+                             for r in self._velocity},
+                "losses": list(self.result.losses)}
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        for r in (Role.GRID, Role.BANK):
+            theta = np.array(state["theta"][r.value], dtype=np.uint64)
+            if theta.shape != self._theta[r].shape:
+                raise ProtocolAbort(f"checkpoint holds {theta.shape[0]} {r} weights, the job "
+                                    f"has {self._theta[r].shape[0]}")
+            self._theta[r] = theta
+            self._velocity[r] = np.array(state["velocity"][r.value], dtype=np.uint64)
+        self.result.losses = list(state["losses"])
+
     def run(self) -> FitResult:
         """Train until the coordinator says stop; returns this party's own weights."""
         start = time.perf_counter()
         self.result = FitResult(np.full(self._k[self.role], math.nan))
         self.setup()
         self._clock["setup"] = time.perf_counter() - start
+        if self._resume is not None:
+            self._restore(self._resume)
+        self.result.epochs_run = self.start_epoch
         round_ = 0
-        for epoch in range(1, self.settings.epochs + 1):
+        for epoch in range(self.start_epoch + 1, self.settings.epochs + 1):
             loss_share, round_ = self._epoch(epoch, round_)
             self.result.epochs_run = epoch
-            if self._report_epoch(epoch, loss_share) is Decision.STOP:
+            decision = self._report_epoch(epoch, loss_share)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(epoch, self.checkpoint_state())
+            if decision is Decision.STOP:
                 break
         round_ += 1
         self._reveal(round_)

@@ -345,3 +345,196 @@ class Coordinator:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ScoringStub:
+    """Served by the bank node, called by the bank's own systems.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Score = channel.unary_unary(
+                '/vfl.v1.Scoring/Score',
+                request_serializer=federation_dot_proto_dot_vfl__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=federation_dot_proto_dot_vfl__pb2.ScoreReply.FromString,
+                _registered_method=True)
+
+
+class ScoringServicer:
+    """Served by the bank node, called by the bank's own systems.
+    """
+
+    def Score(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ScoringServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Score': grpc.unary_unary_rpc_method_handler(
+                    servicer.Score,
+                    request_deserializer=federation_dot_proto_dot_vfl__pb2.ScoreRequest.FromString,
+                    response_serializer=federation_dot_proto_dot_vfl__pb2.ScoreReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'vfl.v1.Scoring', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('vfl.v1.Scoring', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Scoring:
+    """Served by the bank node, called by the bank's own systems.
+    """
+
+    @staticmethod
+    def Score(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vfl.v1.Scoring/Score',
+            federation_dot_proto_dot_vfl__pb2.ScoreRequest.SerializeToString,
+            federation_dot_proto_dot_vfl__pb2.ScoreReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ServePeerStub:
+    """Served by the grid node, called by the bank node only.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Open = channel.unary_stream(
+                '/vfl.v1.ServePeer/Open',
+                request_serializer=federation_dot_proto_dot_vfl__pb2.ServeOpenRequest.SerializeToString,
+                response_deserializer=federation_dot_proto_dot_vfl__pb2.ServeOpenReply.FromString,
+                _registered_method=True)
+        self.Step = channel.unary_unary(
+                '/vfl.v1.ServePeer/Step',
+                request_serializer=federation_dot_proto_dot_vfl__pb2.ServeStepRequest.SerializeToString,
+                response_deserializer=federation_dot_proto_dot_vfl__pb2.ServeStepReply.FromString,
+                _registered_method=True)
+
+
+class ServePeerServicer:
+    """Served by the grid node, called by the bank node only.
+    """
+
+    def Open(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Step(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ServePeerServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Open': grpc.unary_stream_rpc_method_handler(
+                    servicer.Open,
+                    request_deserializer=federation_dot_proto_dot_vfl__pb2.ServeOpenRequest.FromString,
+                    response_serializer=federation_dot_proto_dot_vfl__pb2.ServeOpenReply.SerializeToString,
+            ),
+            'Step': grpc.unary_unary_rpc_method_handler(
+                    servicer.Step,
+                    request_deserializer=federation_dot_proto_dot_vfl__pb2.ServeStepRequest.FromString,
+                    response_serializer=federation_dot_proto_dot_vfl__pb2.ServeStepReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'vfl.v1.ServePeer', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('vfl.v1.ServePeer', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ServePeer:
+    """Served by the grid node, called by the bank node only.
+    """
+
+    @staticmethod
+    def Open(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vfl.v1.ServePeer/Open',
+            federation_dot_proto_dot_vfl__pb2.ServeOpenRequest.SerializeToString,
+            federation_dot_proto_dot_vfl__pb2.ServeOpenReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Step(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vfl.v1.ServePeer/Step',
+            federation_dot_proto_dot_vfl__pb2.ServeStepRequest.SerializeToString,
+            federation_dot_proto_dot_vfl__pb2.ServeStepReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
