@@ -31,7 +31,9 @@ def derive_key(seed: bytes, label: str) -> bytes:
     """HKDF-SHA256(seed, info=label) -> 32 bytes; a different label gives an independent key."""
     if len(seed) < 16:
         raise ValueError(f"seed must be at least 16 bytes, got {len(seed)}")
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"gridcredit/prg/v1", info=label.encode())
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"gridcredit/prg/v1", info=label.encode()
+    )
     return hkdf.derive(seed)
 
 

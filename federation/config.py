@@ -56,15 +56,18 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from exc
     unknown = set(raw) - SECTIONS
     if unknown:
-        raise ConfigError(f"config {path}: unknown section(s) {sorted(unknown)}; "
-                          f"expected {sorted(SECTIONS)}")
+        raise ConfigError(
+            f"config {path}: unknown section(s) {sorted(unknown)}; expected {sorted(SECTIONS)}"
+        )
     for section, table in raw.items():
         if not isinstance(table, dict):
             raise ConfigError(f"config {path}: [{section}] must be a table, got {table!r}")
         unknown_keys = set(table) - KEYS.get(section, set(table))
         if unknown_keys:
-            raise ConfigError(f"config {path}: unknown key(s) {sorted(unknown_keys)} in "
-                              f"[{section}]; expected {sorted(KEYS[section])}")
+            raise ConfigError(
+                f"config {path}: unknown key(s) {sorted(unknown_keys)} in "
+                f"[{section}]; expected {sorted(KEYS[section])}"
+            )
     base = path.parent
     for section in ("tls", "data", "node"):
         for key in ("dir", "ca", "cert", "key", "path", "model", "out"):
@@ -124,19 +127,31 @@ def check_settings(s: TrainSettings) -> None:
         (s.batch_size >= 1, f"batch size must be >= 1, got {s.batch_size}"),
         (s.learning_rate > 0, f"learning rate must be > 0, got {s.learning_rate}"),
         (s.l2 >= 0 and s.l1 >= 0, "l1 and l2 must be >= 0"),
-        (0 <= s.validation_fraction < 1,
-         f"validation fraction must be in [0, 1), got {s.validation_fraction}"),
+        (
+            0 <= s.validation_fraction < 1,
+            f"validation fraction must be in [0, 1), got {s.validation_fraction}",
+        ),
         (8 <= s.frac_bits <= 24, f"frac bits must be in [8, 24], got {s.frac_bits}"),
-        (0 < s.deadline_seconds < 86400, f"deadline must be in (0, 86400) s, got {s.deadline_seconds}"),
+        (
+            0 < s.deadline_seconds < 86400,
+            f"deadline must be in (0, 86400) s, got {s.deadline_seconds}",
+        ),
         (0 <= s.momentum < 1, f"momentum must be in [0, 1), got {s.momentum}"),
         (s.tolerance >= 0, f"tolerance must be >= 0, got {s.tolerance}"),
-        (s.reveal_weights == "own", f"reveal_weights {s.reveal_weights!r}: only 'own' is "
-         "available (keeping the model shared needs joint scoring, not built yet)"),
-        (s.mode is Mode.LOCAL or s.optimizer is not Optimizer.ADAM,
-         "mode 'shared' supports sgd and momentum, not adam"),
+        (
+            s.reveal_weights == "own",
+            f"reveal_weights {s.reveal_weights!r}: only 'own' is "
+            "available (keeping the model shared needs joint scoring, not built yet)",
+        ),
+        (
+            s.mode is Mode.LOCAL or s.optimizer is not Optimizer.ADAM,
+            "mode 'shared' supports sgd and momentum, not adam",
+        ),
         (s.mode is Mode.LOCAL or s.l1 == 0, "mode 'shared' supports L2 only, not L1"),
-        (4 <= s.feature_frac_bits <= s.frac_bits,
-         f"feature frac bits must be in [4, frac bits], got {s.feature_frac_bits}"),
+        (
+            4 <= s.feature_frac_bits <= s.frac_bits,
+            f"feature frac bits must be in [4, frac bits], got {s.feature_frac_bits}",
+        ),
         (s.feature_clip >= 1, f"feature clip must be >= 1, got {s.feature_clip}"),
         (s.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {s.checkpoint_every}"),
     ]

@@ -24,7 +24,10 @@ GRAD = {Role.GRID: "grad_grid", Role.BANK: "grad_bank"}
 LOSS = "loss"
 
 
-class Dealer:
+class MaskingDealer:
+    """What every dealer shares: the seeds, the schedule, and each batch's matrix mask M
+    (expanded once, bound to that batch of that owner's matrix for the whole job)."""
+
     def __init__(self, seeds: dict[Role, bytes], schedule: Schedule,
                  n_columns: dict[Role, int]) -> None:
         self._seeds = seeds
@@ -40,6 +43,16 @@ class Dealer:
             self._matrix_masks[key] = correlated.matrix_mask(self._seeds[owner], owner.value,
                                                              batch, shape)
         return self._matrix_masks[key]
+
+    def _claim_epoch(self, role: Role, epoch: int) -> None:
+        """Each (role, epoch) is dealt once: a second request would reuse its masks."""
+        if (role, epoch) in self._dealt:
+            raise ValueError(f"corrections for {role}, epoch {epoch} were already dealt")
+        self._dealt.add((role, epoch))
+
+
+class Dealer(MaskingDealer):
+    """Mode ``local``: the two gradient products and the loss dot product."""
 
     def _product_corrections(self, owner: Role, holder: Role, epoch: int) -> Ring:
         s = self._schedule
@@ -65,9 +78,7 @@ class Dealer:
 
     def corrections(self, role: Role, epoch: int) -> dict[str, Ring]:
         """The c_1 values ``role`` needs for ``epoch``; each (role, epoch) is dealt once."""
-        if (role, epoch) in self._dealt:
-            raise ValueError(f"corrections for {role}, epoch {epoch} were already dealt")
-        self._dealt.add((role, epoch))
+        self._claim_epoch(role, epoch)
         if role is Role.GRID:
             return {GRAD[Role.BANK]: self._product_corrections(Role.BANK, Role.GRID, epoch)}
         return {

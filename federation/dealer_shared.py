@@ -25,6 +25,7 @@ from crypto import correlated
 from crypto.beaver import dot_correction, product_correction
 from crypto.correlated import BACKWARD, FORWARD, SQUARE, mask_label, product_name
 from crypto.ring import Ring
+from federation.dealer import MaskingDealer
 from federation.messages import Role, peer_of
 from federation.schedule import Schedule
 
@@ -32,16 +33,12 @@ FORWARD_PRODUCT = {role: product_name(FORWARD, role.value) for role in (Role.GRI
 BACKWARD_PRODUCT = {role: product_name(BACKWARD, role.value) for role in (Role.GRID, Role.BANK)}
 
 
-class SharedDealer:
+class SharedDealer(MaskingDealer):
     """Corrections for every product of mode ``shared``; same interface as ``Dealer``."""
 
     def __init__(self, seeds: dict[Role, bytes], schedule: Schedule,
                  n_columns: dict[Role, int]) -> None:
-        self._seeds = seeds
-        self._schedule = schedule
-        self._k = n_columns
-        self._matrix_masks: dict[tuple[Role, int], Ring] = {}
-        self._dealt: set[tuple[Role, int]] = set()
+        super().__init__(seeds, schedule, n_columns)
         self._labels: set[tuple[Role, str]] = set()
 
     def _claim(self, holder: Role, label: str) -> None:
@@ -49,14 +46,6 @@ class SharedDealer:
         if (holder, label) in self._labels:
             raise ValueError(f"vector mask {label!r} of the {holder}'s seed was already dealt")
         self._labels.add((holder, label))
-
-    def _matrix_mask(self, owner: Role, batch: int) -> Ring:
-        key = (owner, batch)
-        if key not in self._matrix_masks:
-            shape = (self._schedule.batch_size_of(batch), self._k[owner])
-            self._matrix_masks[key] = correlated.matrix_mask(self._seeds[owner], owner.value,
-                                                             batch, shape)
-        return self._matrix_masks[key]
 
     def _product(self, owner: Role, epoch: int, forward: bool) -> Ring:
         """c_1 of one product for every iteration of ``epoch``, padded to the widest batch."""
@@ -101,9 +90,7 @@ class SharedDealer:
         """
         if role not in (Role.GRID, Role.BANK):
             raise ValueError(f"{role} is not a party")
-        if (role, epoch) in self._dealt:
-            raise ValueError(f"corrections for {role}, epoch {epoch} were already dealt")
-        self._dealt.add((role, epoch))
+        self._claim_epoch(role, epoch)
         owner = peer_of(role)
         out = {FORWARD_PRODUCT[owner]: self._product(owner, epoch, forward=True),
                BACKWARD_PRODUCT[owner]: self._product(owner, epoch, forward=False)}

@@ -14,17 +14,23 @@ Event = dict[str, object]
 class Progress:
     def __init__(self, epochs: int, enabled: bool = True) -> None:
         self._enabled = enabled
-        self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=Console(stderr=True), disable=not enabled)
+        self._bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+        )
         self._task = self._bar.add_task("waiting for the parties", total=epochs)
 
     def __enter__(self) -> Progress:
         self._bar.__enter__()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._bar.__exit__(kind, exc, tb)
 
     def on_event(self, event: Event) -> None:
@@ -32,10 +38,15 @@ class Progress:
         if kind == "stage":
             self._bar.update(self._task, description=f"stage: {event['stage']}")
         elif kind == "aligned":
-            self._bar.update(self._task, description=f"aligned {event['intersection_size']} "
-                             "enterprises by PSI; training")
+            self._bar.update(
+                self._task,
+                description=f"aligned {event['intersection_size']} enterprises by PSI; training",
+            )
         elif kind == "epoch":
-            self._bar.update(self._task, completed=int(str(event["epoch"])),
-                             description=f"epoch {event['epoch']}: loss {float(str(event['loss'])):.4f}")
+            self._bar.update(
+                self._task,
+                completed=int(str(event["epoch"])),
+                description=f"epoch {event['epoch']}: loss {float(str(event['loss'])):.4f}",
+            )
         elif kind == "failed":
             self._bar.update(self._task, description=f"failed: {event['reason']}")

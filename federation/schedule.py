@@ -27,12 +27,16 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.validation_fraction < 1.0:
-            raise ValueError(f"validation fraction must be in [0, 1), got {self.validation_fraction}")
+            raise ValueError(
+                f"validation fraction must be in [0, 1), got {self.validation_fraction}"
+            )
         if self.batch_size < 1:
             raise ValueError(f"batch size must be positive, got {self.batch_size}")
         if self.n_train < 1:
-            raise ValueError(f"no training rows: {self.n_rows} aligned rows, "
-                             f"validation fraction {self.validation_fraction}")
+            raise ValueError(
+                f"no training rows: {self.n_rows} aligned rows, "
+                f"validation fraction {self.validation_fraction}"
+            )
 
     @cached_property
     def _permutation(self) -> Index:
@@ -49,7 +53,7 @@ class Schedule:
     @cached_property
     def train_rows(self) -> Index:
         """Aligned-row indices of the training split, in batch-partition order."""
-        return self._permutation[self.n_validation:]
+        return self._permutation[self.n_validation :]
 
     @cached_property
     def validation_rows(self) -> Index:

@@ -19,7 +19,7 @@ from typing import Any
 from federation.certs import write_federation
 from federation.errors import ConfigError
 from federation.messages import Role, Task, TrainSettings
-from federation.processes import Event, NodeProcess, supervise
+from federation.processes import NodeProcess, supervise
 from federation.progress import Progress
 from parties.model import atomic_write_text
 
@@ -86,31 +86,55 @@ class _Federation:
         write_federation(certs)
         configs = out / "configs"
         nodes: dict[Role, NodeProcess] = {}
-        coord_cfg = _write_toml(configs / "coordinator.toml", {
-            "node": {"role": "coordinator", "job_id": self.job_id, "listen": "127.0.0.1:0",
-                     "out": str(out / "coordinator")},
-            "tls": {"dir": str(certs)}, "training": _settings_table(self.settings),
-            "job": {"barrier_timeout": max(120.0, 4 * self.settings.deadline_seconds)}})
-        nodes[Role.COORDINATOR] = NodeProcess("coordinator", ["coordinator", "--config",
-                                                              str(coord_cfg)], out / "coordinator")
+        coord_cfg = _write_toml(
+            configs / "coordinator.toml",
+            {
+                "node": {
+                    "role": "coordinator",
+                    "job_id": self.job_id,
+                    "listen": "127.0.0.1:0",
+                    "out": str(out / "coordinator"),
+                },
+                "tls": {"dir": str(certs)},
+                "training": _settings_table(self.settings),
+                "job": {"barrier_timeout": max(120.0, 4 * self.settings.deadline_seconds)},
+            },
+        )
+        nodes[Role.COORDINATOR] = NodeProcess(
+            "coordinator", ["coordinator", "--config", str(coord_cfg)], out / "coordinator"
+        )
         progress = Progress(self.settings.epochs, enabled=not self.quiet)
         try:
             nodes[Role.COORDINATOR].start()
             address = nodes[Role.COORDINATOR].wait_listening(START_TIMEOUT)
             for role in (Role.GRID, Role.BANK):
-                cfg = _write_toml(configs / f"{role.value}.toml", {
-                    "node": {"role": role.value, "job_id": self.job_id, "listen": "127.0.0.1:0",
-                             "coordinator": address, "out": str(out / role.value)},
-                    "tls": {"dir": str(certs)}, "data": self.data[role],
-                    "job": {"deadline": self.settings.deadline_seconds}})
-                nodes[role] = NodeProcess(role.value, ["party", "--role", role.value, "--config",
-                                                       str(cfg)], out / role.value)
+                cfg = _write_toml(
+                    configs / f"{role.value}.toml",
+                    {
+                        "node": {
+                            "role": role.value,
+                            "job_id": self.job_id,
+                            "listen": "127.0.0.1:0",
+                            "coordinator": address,
+                            "out": str(out / role.value),
+                        },
+                        "tls": {"dir": str(certs)},
+                        "data": self.data[role],
+                        "job": {"deadline": self.settings.deadline_seconds},
+                    },
+                )
+                nodes[role] = NodeProcess(
+                    role.value,
+                    ["party", "--role", role.value, "--config", str(cfg)],
+                    out / role.value,
+                )
                 nodes[role].start()
             for role in (Role.GRID, Role.BANK):
                 nodes[role].wait_listening(START_TIMEOUT)
             with progress:
-                supervise(list(nodes.values()), self.timeout, progress.on_event,
-                          nodes[Role.COORDINATOR])
+                supervise(
+                    list(nodes.values()), self.timeout, progress.on_event, nodes[Role.COORDINATOR]
+                )
         finally:
             for node in nodes.values():
                 node.stop()
@@ -135,29 +159,58 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
         _clean(spec.out)
     grid, bank, id_col, label_col = _resolve_data(spec)
     settings = replace(spec.settings, task=Task.TRAIN)
-    fed = _Federation(spec.out, f"sim-{secrets.token_hex(4)}", settings, {
-        Role.GRID: {"path": str(grid), "id_column": id_col},
-        Role.BANK: {"path": str(bank), "id_column": id_col, "label_column": label_col}},
-        spec.quiet, spec.timeout)
+    fed = _Federation(
+        spec.out,
+        f"sim-{secrets.token_hex(4)}",
+        settings,
+        {
+            Role.GRID: {"path": str(grid), "id_column": id_col},
+            Role.BANK: {"path": str(bank), "id_column": id_col, "label_column": label_col},
+        },
+        spec.quiet,
+        spec.timeout,
+    )
     nodes = fed.run()
-    return build_report(spec.out, fed.job_id, settings, {r.value: n.pid for r, n in nodes.items()},
-                        grid, bank, id_col, label_col, spec.threshold)
+    return build_report(
+        spec.out,
+        fed.job_id,
+        settings,
+        {r.value: n.pid for r, n in nodes.items()},
+        grid,
+        bank,
+        id_col,
+        label_col,
+        spec.threshold,
+    )
 
 
-def simulate(out: str | Path = "runs/latest", grid_data: str | Path | None = None,
-             bank_data: str | Path | None = None, *, id_column: str = "id",
-             label_column: str = "y", quiet: bool = True, threshold: float = 0.5,
-             **training: Any) -> dict[str, Any]:
+def simulate(
+    out: str | Path = "runs/latest",
+    grid_data: str | Path | None = None,
+    bank_data: str | Path | None = None,
+    *,
+    id_column: str = "id",
+    label_column: str = "y",
+    quiet: bool = True,
+    threshold: float = 0.5,
+    **training: Any,
+) -> dict[str, Any]:
     """Python API: run a simulation and return ``report.json`` as a dict.
 
     ``training`` takes the ``TrainSettings`` fields (epochs=5, batch_size=256, ...).
     """
     from federation.config import settings_from
 
-    spec = SimulationSpec(Path(out), None if grid_data is None else Path(grid_data),
-                          None if bank_data is None else Path(bank_data), id_column,
-                          label_column, settings_from(training), quiet=quiet,
-                          threshold=threshold)
+    spec = SimulationSpec(
+        Path(out),
+        None if grid_data is None else Path(grid_data),
+        None if bank_data is None else Path(bank_data),
+        id_column,
+        label_column,
+        settings_from(training),
+        quiet=quiet,
+        threshold=threshold,
+    )
     return run_simulation(spec)
 
 
@@ -183,13 +236,30 @@ def run_scoring(spec: ScoringSpec) -> dict[str, Any]:
     spec.out.mkdir(parents=True, exist_ok=True)
     _clean(spec.out)
     settings = replace(TrainSettings(), task=Task.SCORE)
-    fed = _Federation(spec.out, f"score-{secrets.token_hex(4)}", settings, {
-        Role.GRID: {"path": str(grid.resolve()), "id_column": spec.id_column,
-                    "model": str((spec.run / "grid" / "model.json").resolve())},
-        Role.BANK: {"path": str(spec.bank_data.resolve()), "id_column": spec.id_column,
-                    "label_column": "", "model": str((spec.run / "bank" / "model.json").resolve())}},
-        spec.quiet, spec.timeout)
+    fed = _Federation(
+        spec.out,
+        f"score-{secrets.token_hex(4)}",
+        settings,
+        {
+            Role.GRID: {
+                "path": str(grid.resolve()),
+                "id_column": spec.id_column,
+                "model": str((spec.run / "grid" / "model.json").resolve()),
+            },
+            Role.BANK: {
+                "path": str(spec.bank_data.resolve()),
+                "id_column": spec.id_column,
+                "label_column": "",
+                "model": str((spec.run / "bank" / "model.json").resolve()),
+            },
+        },
+        spec.quiet,
+        spec.timeout,
+    )
     fed.run()
     stats = json.loads((spec.out / "bank" / "stats.json").read_text(encoding="utf-8"))
-    return {"scored": stats["scored"], "no_grid_record": stats["no_grid_record"],
-            "scores": str(spec.out / "bank" / "scores.csv")}
+    return {
+        "scored": stats["scored"],
+        "no_grid_record": stats["no_grid_record"],
+        "scores": str(spec.out / "bank" / "scores.csv"),
+    }

@@ -57,6 +57,7 @@ from federation.messages import (
     Decision,
     Envelope,
     Role,
+    SyncReply,
     SyncRequest,
     Tag,
     TrainSettings,
@@ -108,19 +109,56 @@ def agree_pair_key(channel: Channel, job_id: str, role: Role, timeout: float) ->
     channel.send(Envelope(job_id, tag, role, {"public": np.frombuffer(public, dtype=np.uint8)}))
     peer_public = channel.recv(tag, timeout).tensors["public"]
     if peer_public.dtype != np.uint8 or peer_public.shape != (32,):
-        raise ProtocolAbort(f"{peer_of(role)} sent a malformed key: {peer_public.dtype} "
-                            f"{peer_public.shape}, expected uint8 (32,)")
+        raise ProtocolAbort(
+            f"{peer_of(role)} sent a malformed key: {peer_public.dtype} "
+            f"{peer_public.shape}, expected uint8 (32,)"
+        )
     shared = private.exchange(X25519PublicKey.from_public_bytes(peer_public.tobytes()))
     return derive_key(shared, f"gridcredit/pair/{job_id}")
+
+
+def report_epoch(
+    coordinator: CoordinatorLink,
+    job_id: str,
+    role: Role,
+    pair_key: bytes,
+    epoch: int,
+    loss_share: Ring,
+    delta_sq: float,
+) -> SyncReply:
+    """Open the epoch loss to the coordinator only, under the pairwise zero-sum mask.
+
+    The grid adds r and the bank subtracts it (r from the key only the two parties share),
+    so the coordinator, which knows every dealer mask, learns the sum and nothing else.
+    """
+    r = expand(pair_key, f"loss-mask/epoch={epoch}", 1)
+    masked = loss_share + r if role is Role.GRID else loss_share - r
+    reply = coordinator.sync(
+        SyncRequest(
+            job_id, role, epoch, STEP_EPOCH, {"delta_sq": delta_sq}, {"loss": int(masked[0])}
+        )
+    )
+    if reply.decision is Decision.ABORT:
+        raise ProtocolAbort(f"coordinator aborted the job: {reply.reason}")
+    return reply
 
 
 class LocalFit:
     """One party's side of mode ``local`` training."""
 
-    def __init__(self, role: Role, job_id: str, settings: TrainSettings, schedule: Schedule,
-                 seed: bytes, x: Float, y: Float | None, channel: Channel,
-                 coordinator: CoordinatorLink,
-                 on_epoch: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        role: Role,
+        job_id: str,
+        settings: TrainSettings,
+        schedule: Schedule,
+        seed: bytes,
+        x: Float,
+        y: Float | None,
+        channel: Channel,
+        coordinator: CoordinatorLink,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> None:
         if (role is Role.BANK) != (y is not None):
             raise ValueError("exactly the bank holds labels")
         self.role, self.peer = role, peer_of(role)
@@ -133,16 +171,24 @@ class LocalFit:
         self._x = [x[rows[a:b]] for a, b in schedule.batch_bounds]
         self._x_ring = [encode(xb, self.f) for xb in self._x]
         self._y = None if y is None else [y[rows[a:b]] for a, b in schedule.batch_bounds]
-        self._mask = [correlated.matrix_mask(seed, role.value, j, xb.shape)
-                      for j, xb in enumerate(self._x_ring)]
+        self._mask = [
+            correlated.matrix_mask(seed, role.value, j, xb.shape)
+            for j, xb in enumerate(self._x_ring)
+        ]
         self._peer_masked: list[Ring] = []
         self._pair_key = b""
         k = x.shape[1]
         penalized = np.ones(k)
         if role is Role.BANK:
             penalized[-1] = 0.0  # no penalty on the intercept
-        self.optimizer = OptimizerState(settings.optimizer, settings.learning_rate, settings.l2,
-                                        settings.l1, settings.momentum, penalized=penalized)
+        self.optimizer = OptimizerState(
+            settings.optimizer,
+            settings.learning_rate,
+            settings.l2,
+            settings.l1,
+            settings.momentum,
+            penalized=penalized,
+        )
         self.theta = np.zeros(k)
         self._clock = {"setup": 0.0, "deal": 0.0, "send": 0.0, "wait": 0.0, "barrier": 0.0}
         self.start_epoch = 0
@@ -158,8 +204,10 @@ class LocalFit:
         self._channel.send(Envelope(self.job_id, tag, self.role, {"E": masked}))
         peer = self._channel.recv(tag, self._timeout).tensors["E"]
         if peer.dtype != np.uint64 or peer.ndim != 2 or peer.shape[0] != self.schedule.n_train:
-            raise ProtocolAbort(f"{self.peer} sent masked features of dtype {peer.dtype}, shape "
-                                f"{peer.shape}; expected uint64 ({self.schedule.n_train}, k)")
+            raise ProtocolAbort(
+                f"{self.peer} sent masked features of dtype {peer.dtype}, shape "
+                f"{peer.shape}; expected uint64 ({self.schedule.n_train}, k)"
+            )
         self._peer_masked = [peer[a:b] for a, b in self.schedule.batch_bounds]
 
     # -- one epoch -------------------------------------------------------------------
@@ -194,13 +242,18 @@ class LocalFit:
         else:
             y = self._y[batch]
             d = residual_share_label(u, y, self.f)
-            loss_operand, local_loss = encode(loss_cross_vector(u, y), self.f), loss_local_label(u, y)
+            loss_operand, local_loss = (
+                encode(loss_cross_vector(u, y), self.f),
+                loss_local_label(u, y),
+            )
             loss_mask = masks["b"][t, :n]
         masked_loss = dot_mask(loss_operand, loss_mask)
         tag = Tag(round_, STEP_FIT)
-        out = {"F": mask_vector(d, masks["m"][t, :n]),
-               "z": combine_vector_side(self._peer_masked[batch], d, masks["c1"][t]),
-               "L": masked_loss}
+        out = {
+            "F": mask_vector(d, masks["m"][t, :n]),
+            "z": combine_vector_side(self._peer_masked[batch], d, masks["c1"][t]),
+            "L": masked_loss,
+        }
         t0 = time.perf_counter()
         self._channel.send(Envelope(self.job_id, tag, self.role, out))
         t1 = time.perf_counter()
@@ -208,8 +261,11 @@ class LocalFit:
         self._clock["send"] += t1 - t0
         self._clock["wait"] += time.perf_counter() - t1
         got = self._check_fit(received.tensors, n, x.shape[1])
-        grad_ring = (rmatvec(x_ring, d) + combine_matrix_side(self._mask[batch], got["F"],
-                                                               masks["c0"][t]) + got["z"])
+        grad_ring = (
+            rmatvec(x_ring, d)
+            + combine_matrix_side(self._mask[batch], got["F"], masks["c0"][t])
+            + got["z"]
+        )
         grad = decode(grad_ring, 2 * self.f) / n
         self.theta = self.optimizer.step(self.theta, grad)
         if self._y is None:
@@ -218,8 +274,9 @@ class LocalFit:
             cross = dot_combine_second(got["L"], loss_mask, masks["loss_c1"][t : t + 1])
         return cross + encode(np.array([local_loss]), 2 * self.f)
 
-    def _check_fit(self, got: dict[str, npt.NDArray[np.generic]], n: int,
-                   k: int) -> dict[str, Ring]:
+    def _check_fit(
+        self, got: dict[str, npt.NDArray[np.generic]], n: int, k: int
+    ) -> dict[str, Ring]:
         shapes = {"F": (n,), "z": (k,), "L": (n,)}
         for name, shape in shapes.items():
             arr = got.get(name)
@@ -229,15 +286,11 @@ class LocalFit:
         return {name: np.asarray(got[name], dtype=np.uint64) for name in shapes}
 
     def _report_epoch(self, epoch: int, loss_share: Ring, delta_sq: float) -> Decision:
-        r = expand(self._pair_key, f"loss-mask/epoch={epoch}", 1)
-        masked = loss_share + r if self.role is Role.GRID else loss_share - r
         t0 = time.perf_counter()
-        reply = self._coordinator.sync(SyncRequest(
-            self.job_id, self.role, epoch, STEP_EPOCH, {"delta_sq": delta_sq},
-            {"loss": int(masked[0])}))
+        reply = report_epoch(
+            self._coordinator, self.job_id, self.role, self._pair_key, epoch, loss_share, delta_sq
+        )
         self._clock["barrier"] += time.perf_counter() - t0
-        if reply.decision is Decision.ABORT:
-            raise ProtocolAbort(f"coordinator aborted the job: {reply.reason}")
         loss = reply.values.get("loss", float("nan"))
         self._on_epoch(epoch, loss)
         self.result.losses.append(loss)
@@ -249,10 +302,13 @@ class LocalFit:
 
     def checkpoint_state(self) -> dict[str, Any]:
         opt = self.optimizer
-        return {"theta": self.theta.tolist(), "losses": list(self.result.losses),
-                "step_count": opt.step_count,
-                "velocity": None if opt.velocity is None else opt.velocity.tolist(),
-                "second": None if opt.second is None else opt.second.tolist()}
+        return {
+            "theta": self.theta.tolist(),
+            "losses": list(self.result.losses),
+            "step_count": opt.step_count,
+            "velocity": None if opt.velocity is None else opt.velocity.tolist(),
+            "second": None if opt.second is None else opt.second.tolist(),
+        }
 
     def _restore(self, state: dict[str, Any]) -> None:
         opt = self.optimizer

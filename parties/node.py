@@ -46,10 +46,10 @@ from parties import checkpoint, metrics
 from parties.alignment import align
 from parties.data import PartyData, Standardizer, load_party_csv
 from parties.local_fit import LocalFit, with_intercept
-from parties.shared_fit import SharedFit
 from parties.model import PartyModel, atomic_write_text
 from parties.reference import centralized_lr
 from parties.scorecard import Scorecard
+from parties.shared_fit import SharedFit
 from parties.state import PartyState, Stage
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,14 @@ Connect = Callable[[str], Channel]
 
 
 class PartyNode:
-    def __init__(self, config: PartyConfig, coordinator: CoordinatorLink, connect: Connect,
-                 address: str, on_epoch: Callable[[int, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: PartyConfig,
+        coordinator: CoordinatorLink,
+        connect: Connect,
+        address: str,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.config = config
         self.role = config.role
         self.state = PartyState(config.role)
@@ -113,9 +119,15 @@ class PartyNode:
         labelled = is_bank and cfg.model is None
         data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None)
         self.stats["rows"] = len(data.ids)
-        plan = self._coordinator.join(JoinRequest(
-            cfg.job_id, self.role, self._address, len(data.ids),
-            data.x.shape[1] + (1 if is_bank else 0)))
+        plan = self._coordinator.join(
+            JoinRequest(
+                cfg.job_id,
+                self.role,
+                self._address,
+                len(data.ids),
+                data.x.shape[1] + (1 if is_bank else 0),
+            )
+        )
         self.state.advance(Stage.JOINED)
         settings = plan.settings
         model = None
@@ -123,20 +135,31 @@ class PartyNode:
             model = self._scoring_model(data)
             data = data.select(model.features)
         elif is_bank and data.y is None:
-            raise ConfigError("bank: a training job needs labels, but this node was given a "
-                              "model to score with")
+            raise ConfigError(
+                "bank: a training job needs labels, but this node was given a model to score with"
+            )
         self._channel = self._connect(plan.peer_address)
         self.state.advance(Stage.PSI)
         started = time.perf_counter()
-        rows = canonical_order(align(data.ids, self._channel, self.role, cfg.job_id,
-                                     settings.deadline_seconds, cfg.psi_workers),
-                               data.ids, settings.seed)
+        rows = canonical_order(
+            align(
+                data.ids,
+                self._channel,
+                self.role,
+                cfg.job_id,
+                settings.deadline_seconds,
+                cfg.psi_workers,
+            ),
+            data.ids,
+            settings.seed,
+        )
         self.stats["psi_seconds"] = time.perf_counter() - started
         self.stats["intersection_size"] = len(rows)
         resume = self._checkpoints(settings, len(rows), data.x.shape[1] + int(is_bank))
         offer = float(max(resume.states, default=0))
-        reply = self._sync(0, "aligned", {"intersection": float(len(rows)),
-                                          "checkpoint_epoch": offer})
+        reply = self._sync(
+            0, "aligned", {"intersection": float(len(rows)), "checkpoint_epoch": offer}
+        )
         resume.start = int(reply.values.get("start_epoch", 0))
         self.state.advance(Stage.ALIGNED)
         if model is None:
@@ -148,8 +171,9 @@ class PartyNode:
         atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
 
     def _sync(self, round_: int, step: str, values: dict[str, float]) -> SyncReply:
-        reply = self._coordinator.sync(SyncRequest(self.config.job_id, self.role, round_, step,
-                                                   values))
+        reply = self._coordinator.sync(
+            SyncRequest(self.config.job_id, self.role, round_, step, values)
+        )
         if reply.decision is Decision.ABORT:
             raise ProtocolAbort(f"coordinator stopped the job: {reply.reason}")
         return reply
@@ -157,33 +181,51 @@ class PartyNode:
     def _checkpoints(self, settings: TrainSettings, n_rows: int, n_columns: int) -> _Resume:
         if settings.task is not Task.TRAIN or settings.checkpoint_every <= 0:
             return _Resume("", {})
-        schedule = Schedule(n_rows, settings.validation_fraction, settings.batch_size,
-                            settings.seed)
+        schedule = Schedule(
+            n_rows, settings.validation_fraction, settings.batch_size, settings.seed
+        )
         fp = checkpoint.fingerprint(settings, schedule, n_columns)
         return _Resume(fp, checkpoint.load(self.config.out / "checkpoint.json", fp))
 
     # -- training --------------------------------------------------------------------
-    def _train(self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp],
-               resume: _Resume) -> None:
+    def _train(
+        self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp], resume: _Resume
+    ) -> None:
         settings, channel = plan.settings, self._require_channel()
         aligned = data.take(rows.astype(np.int64))
-        schedule = Schedule(len(rows), settings.validation_fraction, settings.batch_size,
-                            settings.seed)
+        schedule = Schedule(
+            len(rows), settings.validation_fraction, settings.batch_size, settings.seed
+        )
         standardizer = Standardizer.fit(aligned.x[schedule.train_rows])
         z = standardizer.apply(aligned.x)
         x = with_intercept(z) if self.role is Role.BANK else z
         self.state.advance(Stage.TRAINING)
         trainer = SharedFit if settings.mode is Mode.SHARED else LocalFit
-        fitter = trainer(self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
-                         aligned.y, channel, self._coordinator, self._on_epoch)
+        fitter = trainer(
+            self.role,
+            self.config.job_id,
+            settings,
+            schedule,
+            plan.dealer_seed,
+            x,
+            aligned.y,
+            channel,
+            self._coordinator,
+            self._on_epoch,
+        )
         self._wire_checkpoints(fitter, settings, resume)
         fit = fitter.run()
         clip = settings.feature_clip if settings.mode is Mode.SHARED else None
         if clip is not None:  # score the features exactly as training saw them
             x = np.clip(x, -clip, clip)
-        self.stats.update(fit_seconds=fit.seconds, epochs_run=fit.epochs_run, losses=fit.losses,
-                          fit_time_split=fit.time_split, mode=settings.mode.value,
-                          expected_wrap_failures=fit.expected_wrap_failures)
+        self.stats.update(
+            fit_seconds=fit.seconds,
+            epochs_run=fit.epochs_run,
+            losses=fit.losses,
+            fit_time_split=fit.time_split,
+            mode=settings.mode.value,
+            expected_wrap_failures=fit.expected_wrap_failures,
+        )
         self.state.advance(Stage.EVALUATING)
         tag = Tag(fit.last_round + 1, STEP_EVALUATE)
         u_own = x @ fit.theta
@@ -193,20 +235,30 @@ class PartyNode:
             u_grid = self._partial_logits(channel.recv(tag, settings.deadline_seconds), len(rows))
             self._evaluate_bank(aligned, schedule, sigmoid(u_own + u_grid), z, settings)
         weights = fit.theta[:-1] if self.role is Role.BANK else fit.theta
-        model = PartyModel(self.role.value, self.config.job_id, settings.mode.value,
-                           data.features, standardizer.mean.tolist(), standardizer.std.tolist(),
-                           weights.tolist(),
-                           float(fit.theta[-1]) if self.role is Role.BANK else None, clip)
+        model = PartyModel(
+            self.role.value,
+            self.config.job_id,
+            settings.mode.value,
+            data.features,
+            standardizer.mean.tolist(),
+            standardizer.std.tolist(),
+            weights.tolist(),
+            float(fit.theta[-1]) if self.role is Role.BANK else None,
+            clip,
+        )
         model.save(self.config.out / "model.json")
         atomic_write_text(self.config.out / "coefficients.csv", model.coefficient_table())
         self._sync(fit.epochs_run + 1, "evaluated", {})
 
-    def _wire_checkpoints(self, fitter: LocalFit | SharedFit, settings: TrainSettings,
-                          resume: _Resume) -> None:
+    def _wire_checkpoints(
+        self, fitter: LocalFit | SharedFit, settings: TrainSettings, resume: _Resume
+    ) -> None:
         if resume.start > 0:
             if resume.start not in resume.states:
-                raise ProtocolAbort(f"{self.role}: asked to resume after epoch {resume.start}, "
-                                    f"but its checkpoints hold epochs {sorted(resume.states)}")
+                raise ProtocolAbort(
+                    f"{self.role}: asked to resume after epoch {resume.start}, "
+                    f"but its checkpoints hold epochs {sorted(resume.states)}"
+                )
             fitter.resume_from(resume.start, resume.states[resume.start])
             self.stats["resumed_after_epoch"] = resume.start
         if settings.checkpoint_every <= 0:
@@ -215,8 +267,9 @@ class PartyNode:
 
         def keep(epoch: int, state: dict[str, Any]) -> None:
             if epoch % every == 0 or epoch == settings.epochs:
-                resume.states = checkpoint.save(path, resume.fingerprint,
-                                                {**resume.states, epoch: state})
+                resume.states = checkpoint.save(
+                    path, resume.fingerprint, {**resume.states, epoch: state}
+                )
 
         fitter.on_checkpoint = keep
 
@@ -227,27 +280,38 @@ class PartyNode:
             raise ProtocolAbort(f"grid sent {what} at {env.tag.step!r}; expected float64 ({n},)")
         return np.asarray(u, dtype=np.float64)
 
-    def _evaluate_bank(self, aligned: PartyData, schedule: Schedule, p: Float, z: Float,
-                       settings: TrainSettings) -> None:
+    def _evaluate_bank(
+        self, aligned: PartyData, schedule: Schedule, p: Float, z: Float, settings: TrainSettings
+    ) -> None:
         if aligned.y is None:
             raise ProtocolAbort("the bank has no labels")
         y = aligned.y
         split = np.full(len(y), "train", dtype=object)
         split[schedule.validation_rows] = "validation"
         lines = ["id,split,y,probability"] + [
-            f"{i},{s},{int(t)},{q:.10g}" for i, s, t, q in zip(aligned.ids, split, y, p)]
+            f"{i},{s},{int(t)},{q:.10g}" for i, s, t, q in zip(aligned.ids, split, y, p)
+        ]
         atomic_write_text(self.config.out / "predictions.csv", "\n".join(lines) + "\n")
         train, valid = schedule.train_rows, schedule.validation_rows
         # The bank's own model on its own features: the baseline that grid data must beat.
-        p_bank = centralized_lr(z[train], y[train], settings.l2, settings.seed).predict_proba(z)[:, 1]
-        atomic_write_text(self.config.out / "bank_only_predictions.csv", "\n".join(
-            ["id,split,probability"] + [f"{i},{s},{q:.10g}"
-                                        for i, s, q in zip(aligned.ids, split, p_bank)]) + "\n")
+        p_bank = centralized_lr(z[train], y[train], settings.l2, settings.seed).predict_proba(z)[
+            :, 1
+        ]
+        atomic_write_text(
+            self.config.out / "bank_only_predictions.csv",
+            "\n".join(
+                ["id,split,probability"]
+                + [f"{i},{s},{q:.10g}" for i, s, q in zip(aligned.ids, split, p_bank)]
+            )
+            + "\n",
+        )
         report: dict[str, Any] = {
             "train": _metrics_or_reason(y[train], p[train]),
             "validation": _metrics_or_reason(y[valid], p[valid]),
-            "bank_only": {"train": _metrics_or_reason(y[train], p_bank[train]),
-                          "validation": _metrics_or_reason(y[valid], p_bank[valid])},
+            "bank_only": {
+                "train": _metrics_or_reason(y[train], p_bank[train]),
+                "validation": _metrics_or_reason(y[valid], p_bank[valid]),
+            },
         }
         atomic_write_text(self.config.out / "metrics.json", json.dumps(report, indent=2) + "\n")
 
@@ -258,12 +322,19 @@ class PartyNode:
         model = PartyModel.load(self.config.model, self.role)
         missing = [f for f in model.features if f not in data.features]
         if missing:
-            raise InputDataError(f"{self.config.data}: missing column(s) {missing} that the "
-                                 f"model {self.config.model} needs")
+            raise InputDataError(
+                f"{self.config.data}: missing column(s) {missing} that the "
+                f"model {self.config.model} needs"
+            )
         return model
 
-    def _score(self, settings: TrainSettings, data: PartyData, rows: npt.NDArray[np.intp],
-               model: PartyModel) -> None:
+    def _score(
+        self,
+        settings: TrainSettings,
+        data: PartyData,
+        rows: npt.NDArray[np.intp],
+        model: PartyModel,
+    ) -> None:
         channel = self._require_channel()
         self.state.advance(Stage.SCORING)
         aligned = data.take(rows.astype(np.int64))
@@ -306,8 +377,7 @@ class _Resume:
     start: int = 0
 
 
-def canonical_order(rows: npt.NDArray[np.intp], ids: list[str],
-                    seed: int) -> npt.NDArray[np.intp]:
+def canonical_order(rows: npt.NDArray[np.intp], ids: list[str], seed: int) -> npt.NDArray[np.intp]:
     """Reorder the aligned rows by SHA-256(seed, ID).
 
     PSI orders the intersection by the doubly blinded points, which change with every

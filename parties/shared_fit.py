@@ -52,7 +52,6 @@ from crypto.beaver import (
     mask_vector,
 )
 from crypto.correlated import BACKWARD, FORWARD, SQUARE, product_name
-from crypto.prg import expand
 from crypto.ring import Ring, decode, dot, encode, truncate_share
 from crypto.sigmoid import LOG2
 from federation.channel import Channel, CoordinatorLink
@@ -63,23 +62,24 @@ from federation.messages import (
     Envelope,
     Optimizer,
     Role,
-    SyncRequest,
     Tag,
     TrainSettings,
     peer_of,
 )
 from federation.schedule import Schedule
-from parties.local_fit import FitResult, agree_pair_key
+from parties.local_fit import (
+    STEP_MASKED_X,
+    FitResult,
+    agree_pair_key,
+    report_epoch,
+)
 
 log = logging.getLogger(__name__)
 Float = npt.NDArray[np.float64]
 Tensors = dict[str, npt.NDArray[np.generic]]
 
-STEP_KEY = "pair-key"
-STEP_MASKED_X = "masked-x"
 STEP_START = "fit-start"
 STEP_FIT = "fit"
-STEP_EPOCH = "epoch"
 STEP_REVEAL = "reveal"
 REVEAL_CHOICES = ("own", "none")
 DEFAULT_FEATURE_FRAC_BITS = 8
@@ -392,16 +392,11 @@ class SharedFit:
 
     def _report_epoch(self, epoch: int, loss_share: Ring) -> Decision:
         """Open the epoch loss to the coordinator only, under the pairwise zero-sum mask."""
-        r = expand(self._pair_key, f"loss-mask/epoch={epoch}", 1)
-        masked = loss_share + r if self.role is Role.GRID else loss_share - r
         t0 = time.perf_counter()
         # The weight change is secret in this mode: no delta_sq to report (NaN).
-        reply = self._coordinator.sync(SyncRequest(
-            self.job_id, self.role, epoch, STEP_EPOCH, {"delta_sq": math.nan},
-            {"loss": int(masked[0])}))
+        reply = report_epoch(self._coordinator, self.job_id, self.role, self._pair_key, epoch,
+                             loss_share, math.nan)
         self._clock["barrier"] += time.perf_counter() - t0
-        if reply.decision is Decision.ABORT:
-            raise ProtocolAbort(f"coordinator aborted the job: {reply.reason}")
         loss = reply.values.get("loss", math.nan)
         bound = self._budget.add_epoch(loss, self.schedule.n_train, self.schedule.n_batches)
         log.info("%s: epoch %d, loss %.6f, expected wrap failures so far <= %.3g",

@@ -5,7 +5,7 @@
   AES-CTR PRG, DESIGN.md "Arithmetic"). ``logging`` is allowed.
 - gRPC (``grpc``, ``grpc_health``, ``grpc_reflection``, ...), ``google.protobuf`` and the
   generated ``federation.proto`` are imported only at the edge:
-  ``federation/{grpc_server,grpc_client,wire,cli,nodes}.py`` and ``federation/proto/*``.
+  ``federation/{grpc_server,grpc_client,wire,cli,nodes,serve}.py`` and ``federation/proto/*``.
 - ``parties`` imports ``crypto``, ``federation.{messages,channel,errors,schedule,dealer}``
   and itself; never gRPC nor another federation module (``coordinator``, ``wire``, ``nodes``,
   ``cli``, ``simulate``, ...).
@@ -29,12 +29,14 @@ PACKAGES = ("crypto", "parties", "federation")
 
 GRPC_PREFIXES = ("grpc", "grpc_health", "grpc_reflection", "grpc_status", "grpc_tools",
                  "google.protobuf", "federation.proto")
-GRPC_EDGE = {f"federation.{m}" for m in ("grpc_server", "grpc_client", "wire", "cli", "nodes")}
+GRPC_EDGE = {f"federation.{m}" for m in ("grpc_server", "grpc_client", "wire", "cli", "nodes",
+                                          "serve")}
 CRYPTO_FORBIDDEN = ("federation", "parties", "socket", "subprocess", "http", "urllib",
                     "requests", "random", "numpy.random") + GRPC_PREFIXES
 PARTIES_MAY_USE = {f"federation.{m}" for m in ("messages", "channel", "errors", "schedule",
                                                "dealer")}
-FEDERATION_ROOTS = {f"federation.{m}" for m in ("cli", "nodes", "simulate", "report")}
+FEDERATION_ROOTS = {f"federation.{m}" for m in ("cli", "nodes", "simulate", "report", "serve",
+                                                 "serve_cli")}
 
 
 def under(name: str, prefix: str) -> bool:

@@ -16,9 +16,20 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def breast_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("breast")
-    result = run_cli("simulate", "--grid-data", str(fate_file("breast_hetero_host.csv")),
-                     "--bank-data", str(fate_file("breast_hetero_guest.csv")),
-                     "--out", str(out), "--batch-size", "128", "--epochs", "10", "--quiet")
+    result = run_cli(
+        "simulate",
+        "--grid-data",
+        str(fate_file("breast_hetero_host.csv")),
+        "--bank-data",
+        str(fate_file("breast_hetero_guest.csv")),
+        "--out",
+        str(out),
+        "--batch-size",
+        "128",
+        "--epochs",
+        "10",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -63,12 +74,16 @@ def test_audit_logs_hold_digests_not_values(breast_run: Path) -> None:
     entry = json.loads((breast_run / "bank" / "audit.jsonl").read_text().splitlines()[0])
     for key in ("seq", "step", "round", "peer", "direction", "bytes", "sha256", "prev", "hash"):
         assert key in entry
-    sent = {json.loads(line)["sha256"] for line in
-            (breast_run / "grid" / "audit.jsonl").read_text().splitlines()
-            if json.loads(line)["direction"] == "sent" and json.loads(line)["peer"] == "bank"}
-    received = {json.loads(line)["sha256"] for line in
-                (breast_run / "bank" / "audit.jsonl").read_text().splitlines()
-                if json.loads(line)["direction"] == "received" and json.loads(line)["peer"] == "grid"}
+    sent = {
+        json.loads(line)["sha256"]
+        for line in (breast_run / "grid" / "audit.jsonl").read_text().splitlines()
+        if json.loads(line)["direction"] == "sent" and json.loads(line)["peer"] == "bank"
+    }
+    received = {
+        json.loads(line)["sha256"]
+        for line in (breast_run / "bank" / "audit.jsonl").read_text().splitlines()
+        if json.loads(line)["direction"] == "received" and json.loads(line)["peer"] == "grid"
+    }
     assert sent and sent == received
 
 
@@ -79,8 +94,16 @@ def test_score_reports_ids_without_grid_record(breast_run: Path, tmp_path: Path)
     to_score = tmp_path / "to_score.csv"
     to_score.write_text("\n".join([header, *rows, *unknown]) + "\n")
     out = tmp_path / "scores"
-    result = run_cli("score", "--run", str(breast_run), "--bank-data", str(to_score),
-                     "--out", str(out), "--quiet")
+    result = run_cli(
+        "score",
+        "--run",
+        str(breast_run),
+        "--bank-data",
+        str(to_score),
+        "--out",
+        str(out),
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with (out / "bank" / "scores.csv").open() as handle:
         scored = {r["id"]: r for r in csv.DictReader(handle)}
@@ -101,9 +124,20 @@ def test_partial_overlap_aligns_exactly_the_common_ids(tmp_path: Path) -> None:
     grid = tmp_path / "grid.csv"
     grid.write_text("\n".join([grid_lines[0], *kept]) + "\n")
     out = tmp_path / "run"
-    result = run_cli("simulate", "--grid-data", str(grid), "--bank-data",
-                     str(fate_file("breast_hetero_guest.csv")), "--out", str(out),
-                     "--batch-size", "128", "--mode", "local", "--quiet")
+    result = run_cli(
+        "simulate",
+        "--grid-data",
+        str(grid),
+        "--bank-data",
+        str(fate_file("breast_hetero_guest.csv")),
+        "--out",
+        str(out),
+        "--batch-size",
+        "128",
+        "--mode",
+        "local",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["mode"] == "local"

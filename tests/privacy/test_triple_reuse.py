@@ -71,7 +71,8 @@ def expansions() -> Iterator[list[Expansion]]:
 
     with pytest.MonkeyPatch.context() as mp:
         for module in (prg, correlated, local_fit, shared_fit):
-            mp.setattr(module, "expand", spy)
+            if hasattr(module, "expand"):  # every module that expands masks by name
+                mp.setattr(module, "expand", spy)
         yield log
 
 
