@@ -146,3 +146,18 @@ def test_partial_overlap_aligns_exactly_the_common_ids(tmp_path: Path) -> None:
     assert report["intersection_size"] == len(common) == 285
     with (out / "bank" / "predictions.csv").open() as handle:
         assert {r["id"] for r in csv.DictReader(handle)} == common
+
+
+def test_default_credit_auc_within_0_005_of_centralized(tmp_path: Path) -> None:
+    """The foundation issue's bar, on FATE's default_credit split (host = grid, guest = bank)."""
+    out = tmp_path / "dc"
+    result = run_cli("simulate", "--grid-data",
+                     str(fate_file("default_credit_hetero_host.csv")), "--bank-data",
+                     str(fate_file("default_credit_hetero_guest.csv")), "--out", str(out),
+                     "--quiet", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["intersection_size"] == 30000
+    gap = report["validation"]["auc"] - report["centralized"]["validation"]["auc"]
+    assert abs(gap) <= 0.005, gap
+    assert report["lift"]["auc_over_bank_only"] > 0.03
