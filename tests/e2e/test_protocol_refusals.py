@@ -381,7 +381,7 @@ def _run_job(mode: Mode, step: str, round_: int | None, corrupt: Corruption
 
 
 E_WIDTH = pytest.mark.xfail(strict=True, reason=(
-    "BUG parties/local_fit.py:160 LocalFit.setup checks the peer's E dtype, ndim and row "
+    "BUG parties/local_fit.py:206 LocalFit.setup checks the peer's E dtype, ndim and row "
     "count but not its column count; a wider or narrower E fails later in "
     "combine_vector_side with numpy's ValueError 'operands could not be broadcast', not "
     "ProtocolAbort, so PartyNode does not notify its peer, which waits out its deadline"))

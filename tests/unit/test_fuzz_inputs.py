@@ -594,7 +594,7 @@ def test_deeply_nested_config_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/config.py:118 _convert: float(value) of a TOML integer beyond 1.8e308 "
+    "BUG federation/config.py:121 _convert: float(value) of a TOML integer beyond 1.8e308 "
     "raises OverflowError, not ConfigError"))
 def test_huge_integer_for_a_float_setting_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "huge.toml"
@@ -603,7 +603,7 @@ def test_huge_integer_for_a_float_setting_is_a_config_error(tmp_path: Path) -> N
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/config.py:79 tls_from (and load_toml, which checks keys but not value "
+    "BUG federation/config.py:82 tls_from (and load_toml, which checks keys but not value "
     "types): [tls] dir = 5 reaches Path(5) and raises TypeError, not ConfigError"))
 def test_config_value_of_the_wrong_type_is_a_config_error(tmp_path: Path) -> None:
     from federation.config import tls_from
