@@ -18,8 +18,9 @@ learns): servers, clients, audit entries and the process entry ``run_serve``.
 
 Assumes: mutual TLS with the federation's certificates (``gridcredit certs``), each naming
 its role; the models and data are those of one finished training run; the grid is up
-before the bank starts, or comes up within ``--connect-timeout``. If the grid restarts,
-the bank opens a new session on the first request that finds its session gone.
+before the bank starts, or comes up within ``--connect-timeout``. If the grid restarts at
+the same address, the bank opens a new session on the first request that finds its
+session gone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import argparse
 import hashlib
 import logging
 import os
+import queue
 import secrets
 import signal
 import subprocess
@@ -35,9 +37,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import grpc
 import numpy as np
@@ -109,12 +112,46 @@ class ServeConfig:
     peer: str = ""
     audit: Path = Path("serve_audit.jsonl")
     id_column: str = "id"
-    bands: tuple[float, ...] | None = None
-    card: Scorecard = field(default_factory=Scorecard)
+    bands: tuple[float, ...] | None = None  # edges in points, -inf first and inf last
+    base_score: float = 600.0
+    base_odds: float = 50.0
+    pdo: float = 20.0
     max_ids: int = MAX_IDS
     deadline: float = 10.0
     connect_timeout: float = 60.0
     psi_workers: int | None = None
+
+
+class AuditWriter:
+    """Writes audit entries on its own thread, in the order they were handed over.
+
+    Signing an entry (ECDSA P-256) and writing it costs about 0.5 ms; a request makes five
+    entries per node, so on the request's path they would double its latency. Entries
+    still queued when the process is killed are lost; a clean stop (``close``) writes them.
+    """
+
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._drain, name="audit", daemon=True)
+        self._thread.start()
+
+    def record(self, **entry: Any) -> None:
+        """Queue one entry (the keyword arguments of ``AuditLog.record``)."""
+        self._queue.put(entry)
+
+    def _drain(self) -> None:
+        while (entry := self._queue.get()) is not None:
+            try:
+                self._audit.record(**entry)
+            except (OSError, ValueError) as exc:  # a full disk must not go unnoticed
+                log.error("audit log %s: entry not written: %s", self._audit.path, exc)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (waiting at most ``timeout`` s), then close the log."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._audit.close()
 
 
 # -- grid: the ServePeer service -----------------------------------------------------------
@@ -123,22 +160,27 @@ class ServeConfig:
 def _envelope(data: bytes, role: Role) -> Envelope:
     env = wire.envelope_from_bytes(data)
     if env.sender is not role:
-        raise ProtocolAbort(f"message claims sender {env.sender} but the certificate names "
-                            f"{role}")
+        raise ProtocolAbort(f"message claims sender {env.sender} but the certificate names {role}")
     return env
 
 
 class ServePeerServicer(vfl_pb2_grpc.ServePeerServicer):
     """The grid's answers to the bank's session and request steps (bank certificate only)."""
 
-    def __init__(self, grid: GridServing, audit: AuditLog) -> None:
+    def __init__(self, grid: GridServing, audit: AuditWriter) -> None:
         self._grid = grid
         self._audit = audit
 
     def _record(self, direction: str, env: Envelope, data: bytes) -> None:
-        self._audit.record(direction=direction, peer=Role.BANK.value, job=env.job_id,
-                           round_=env.tag.round, step=env.tag.step, payload=data,
-                           tensors=describe(dict(env.tensors)))
+        self._audit.record(
+            direction=direction,
+            peer=Role.BANK.value,
+            job=env.job_id,
+            round_=env.tag.round,
+            step=env.tag.step,
+            payload=data,
+            tensors=describe(dict(env.tensors)),
+        )
 
     def _received(self, data: bytes, context: grpc.ServicerContext) -> Envelope:
         role = require_role(context, (Role.BANK,))
@@ -146,19 +188,21 @@ class ServePeerServicer(vfl_pb2_grpc.ServePeerServicer):
         self._record("received", env, data)
         return env
 
-    def Open(self, request: vfl_pb2.ServeOpenRequest,
-             context: grpc.ServicerContext) -> Iterator[vfl_pb2.ServeOpenReply]:
+    def Open(
+        self, request: vfl_pb2.ServeOpenRequest, context: grpc.ServicerContext
+    ) -> Iterator[vfl_pb2.ServeOpenReply]:
         env = self._received(request.envelope, context)
         reply = _guard(context, lambda: self._grid.open(env))
         data = wire.envelope_to_bytes(reply)
         try:
             for start in range(0, len(data), CHUNK):
-                yield vfl_pb2.ServeOpenReply(chunk=data[start:start + CHUNK])
+                yield vfl_pb2.ServeOpenReply(chunk=data[start : start + CHUNK])
         finally:  # logged once the stream is over, delivered or not (as GrpcChannel does)
             self._record("sent", reply, data)
 
-    def Step(self, request: vfl_pb2.ServeStepRequest,
-             context: grpc.ServicerContext) -> vfl_pb2.ServeStepReply:
+    def Step(
+        self, request: vfl_pb2.ServeStepRequest, context: grpc.ServicerContext
+    ) -> vfl_pb2.ServeStepReply:
         env = self._received(request.envelope, context)
 
         def answer() -> Envelope:
@@ -190,7 +234,7 @@ class GridLink:
         HOST:PORT of the grid's serve node.
     certs : NodeCerts
         The bank's TLS material; the grid must present a certificate naming the grid.
-    audit : AuditLog
+    audit : AuditWriter
         The bank's audit log.
     bank : BankServing
         The bank's protocol state.
@@ -198,8 +242,9 @@ class GridLink:
         Seconds per call, plus ``SECONDS_PER_ID`` per point in it.
     """
 
-    def __init__(self, address: str, certs: NodeCerts, audit: AuditLog, bank: BankServing,
-                 deadline: float) -> None:
+    def __init__(
+        self, address: str, certs: NodeCerts, audit: AuditWriter, bank: BankServing, deadline: float
+    ) -> None:
         self.address = address
         self._audit = audit
         self._bank = bank
@@ -214,9 +259,15 @@ class GridLink:
         return self._bank.session
 
     def _record(self, direction: str, env: Envelope, data: bytes) -> None:
-        self._audit.record(direction=direction, peer=Role.GRID.value, job=env.job_id,
-                           round_=env.tag.round, step=env.tag.step, payload=data,
-                           tensors=describe(dict(env.tensors)))
+        self._audit.record(
+            direction=direction,
+            peer=Role.GRID.value,
+            job=env.job_id,
+            round_=env.tag.round,
+            step=env.tag.step,
+            payload=data,
+            tensors=describe(dict(env.tensors)),
+        )
 
     def open(self, retry_for: float) -> float:
         """Open a new session (retrying an unreachable grid up to ``retry_for`` s); seconds."""
@@ -231,8 +282,11 @@ class GridLink:
             return b"".join(piece.chunk for piece in self._stub.Open(request, timeout=timeout))
 
         try:
-            reply = call(f"opening a serving session with the grid at {self.address}", fetch,
-                         retry_for=retry_for)
+            reply = call(
+                f"opening a serving session with the grid at {self.address}",
+                fetch,
+                retry_for=retry_for,
+            )
         finally:
             self._record("sent", env, data)
         points = wire.envelope_from_bytes(reply)
@@ -254,16 +308,18 @@ class GridLink:
                 raise
 
         try:
-            reply = call(f"{env.tag.step} (request {env.tag.round}) at the grid "
-                         f"({self.address})", once, retry_for=min(RETRY_SECONDS, timeout))
+            reply = call(
+                f"{env.tag.step} (request {env.tag.round}) at the grid ({self.address})",
+                once,
+                retry_for=min(RETRY_SECONDS, timeout),
+            )
         finally:
             self._record("sent", env, data)
         answer = _envelope(reply.envelope, Role.GRID)
         self._record("received", answer, reply.envelope)
         return answer
 
-    def score(self, ids: list[str], remaining: float | None) -> tuple[RequestPlan,
-                                                                     list[ScoredId]]:
+    def score(self, ids: list[str], remaining: float | None) -> tuple[RequestPlan, list[ScoredId]]:
         """Score ``ids`` (opening a new session once if the grid lost this one)."""
         session = self._bank.session
         try:
@@ -275,8 +331,9 @@ class GridLink:
                     self.open(RETRY_SECONDS)
             return self._score_once(ids, remaining)
 
-    def _score_once(self, ids: list[str], remaining: float | None
-                    ) -> tuple[RequestPlan, list[ScoredId]]:
+    def _score_once(
+        self, ids: list[str], remaining: float | None
+    ) -> tuple[RequestPlan, list[ScoredId]]:
         started = time.monotonic()
         plan, blinded = self._bank.blinded_request(ids)
         if blinded is None:
@@ -301,34 +358,46 @@ class GridLink:
 
 def _result_proto(r: ScoredId) -> vfl_pb2.ScoreResult:
     scored = r.status == SCORED
-    return vfl_pb2.ScoreResult(id=r.id, status=r.status,
-                               probability=r.probability if scored else 0.0,
-                               points=r.points if scored else 0.0, band=r.band, error=r.error)
+    return vfl_pb2.ScoreResult(
+        id=r.id,
+        status=r.status,
+        probability=r.probability if scored else 0.0,
+        points=r.points if scored else 0.0,
+        band=r.band,
+        error=r.error,
+    )
 
 
 class ScoringServicer(vfl_pb2_grpc.ScoringServicer):
     """``Score`` on the bank node; callers must present the bank's own certificate."""
 
-    def __init__(self, link: GridLink, audit: AuditLog) -> None:
+    def __init__(self, link: GridLink, audit: AuditWriter) -> None:
         self._link = link
         self._audit = audit
         self._key = secrets.token_bytes(32)  # keys the digests of client calls; never stored
 
-    def _record(self, direction: str, step: str, round_: int, data: bytes, what: str,
-                n: int) -> None:
+    def _record(
+        self, direction: str, step: str, round_: int, data: bytes, what: str, n: int
+    ) -> None:
         # Same length as the message, so the entry's byte count is true; keyed, so its
         # digest cannot be matched against a guessed ID.
         keyed = hashlib.shake_256(self._key + data).digest(len(data))
-        self._audit.record(direction=direction, peer=CLIENT, job=self._link.session,
-                           round_=round_, step=step, payload=keyed,
-                           tensors=[{"name": what, "dtype": "message", "shape": [n]}])
+        self._audit.record(
+            direction=direction,
+            peer=CLIENT,
+            job=self._link.session,
+            round_=round_,
+            step=step,
+            payload=keyed,
+            tensors=[{"name": what, "dtype": "message", "shape": [n]}],
+        )
 
-    def Score(self, request: vfl_pb2.ScoreRequest,
-              context: grpc.ServicerContext) -> vfl_pb2.ScoreReply:
+    def Score(
+        self, request: vfl_pb2.ScoreRequest, context: grpc.ServicerContext
+    ) -> vfl_pb2.ScoreReply:
         require_role(context, (Role.BANK,))
         ids = list(request.ids)
-        self._record("received", "score/request", 0, request.SerializeToString(), "ids",
-                     len(ids))
+        self._record("received", "score/request", 0, request.SerializeToString(), "ids", len(ids))
         remaining = context.time_remaining()
         try:
             plan, results = self._link.score(ids, remaining)
@@ -340,26 +409,32 @@ class ScoringServicer(vfl_pb2_grpc.ScoringServicer):
         except VflError as exc:
             log.warning("serving: a request failed: %s", exc)
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"scoring failed: {exc}")
-        reply = vfl_pb2.ScoreReply(results=[_result_proto(r) for r in results],
-                                   session=plan.session, request=plan.round)
-        self._record("sent", "score/reply", plan.round, reply.SerializeToString(), "results",
-                     len(results))
+        reply = vfl_pb2.ScoreReply(
+            results=[_result_proto(r) for r in results], session=plan.session, request=plan.round
+        )
+        self._record(
+            "sent", "score/reply", plan.round, reply.SerializeToString(), "results", len(results)
+        )
         return reply
 
 
-def add_serve_peer(grid: GridServing, audit: AuditLog) -> Callable[[grpc.Server], list[str]]:
+def add_serve_peer(grid: GridServing, audit: AuditWriter) -> Callable[[grpc.Server], list[str]]:
     """Register the grid's ``ServePeer`` service (for ``start_server``)."""
+
     def add(server: grpc.Server) -> list[str]:
         vfl_pb2_grpc.add_ServePeerServicer_to_server(ServePeerServicer(grid, audit), server)
         return [vfl_pb2.DESCRIPTOR.services_by_name["ServePeer"].full_name]
+
     return add
 
 
-def add_scoring(link: GridLink, audit: AuditLog) -> Callable[[grpc.Server], list[str]]:
+def add_scoring(link: GridLink, audit: AuditWriter) -> Callable[[grpc.Server], list[str]]:
     """Register the bank's ``Scoring`` service (for ``start_server``)."""
+
     def add(server: grpc.Server) -> list[str]:
         vfl_pb2_grpc.add_ScoringServicer_to_server(ScoringServicer(link, audit), server)
         return [vfl_pb2.DESCRIPTOR.services_by_name["Scoring"].full_name]
+
     return add
 
 
@@ -378,8 +453,9 @@ def partial_logits(cfg: ServeConfig) -> tuple[list[str], np.ndarray]:
     data = load_party_csv(cfg.data, cfg.id_column, None)
     missing = [f for f in model.features if f not in data.features]
     if missing:
-        raise InputDataError(f"{cfg.data}: missing column(s) {missing} that the model "
-                             f"{cfg.model} needs")
+        raise InputDataError(
+            f"{cfg.data}: missing column(s) {missing} that the model {cfg.model} needs"
+        )
     data = data.select(model.features)
     return data.ids, np.asarray(model.partial_logit(data.x), dtype=np.float64)
 
@@ -434,7 +510,7 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
     ids, u = partial_logits(cfg)
     if stop is None:
         stop = _stop_event()
-    audit = AuditLog(cfg.audit, cfg.role.value, cfg.certs.key.read_bytes())
+    audit = AuditWriter(AuditLog(cfg.audit, cfg.role.value, cfg.certs.key.read_bytes()))
     pool = PsiPool(cfg.psi_workers)
     link: GridLink | None = None
     server: grpc.Server | None = None
@@ -444,10 +520,10 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
             server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
         else:
             try:
-                bank = BankServing(ids, u, cfg.card, cfg.bands, max_ids=cfg.max_ids,
-                                   pool=pool)
+                card = Scorecard(cfg.base_score, cfg.base_odds, cfg.pdo)
+                bank = BankServing(ids, u, card, cfg.bands, max_ids=cfg.max_ids, pool=pool)
             except ValueError as exc:
-                raise ConfigError(f"--bands: {exc}") from exc
+                raise ConfigError(f"scorecard or bands: {exc}") from exc
             link = GridLink(cfg.peer, cfg.certs, audit, bank, cfg.deadline)
             seconds = link.open(cfg.connect_timeout)
             log.info("serving: session with the grid open in %.2f s", seconds)
@@ -490,8 +566,13 @@ class ServeProcess(NodeProcess):
         self.out.mkdir(parents=True, exist_ok=True)
         log_file = (self.out / "node.log").open("w", encoding="utf-8")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args],
-                                     stdout=subprocess.PIPE, stderr=log_file, text=True,
-                                     env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module, *self.args],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         log_file.close()
         threading.Thread(target=self._read, daemon=True).start()

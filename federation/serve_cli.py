@@ -40,8 +40,10 @@ def parse_bands(text: str) -> tuple[float, ...]:
     except ValueError as exc:
         raise ConfigError(f"--bands {text!r}: not a comma-separated list of numbers") from exc
     if len(edges) < 2 or edges[0] != -math.inf or edges[-1] != math.inf:
-        raise ConfigError(f"--bands {text!r}: must start with -inf and end with inf, so that "
-                          "every score falls in a band")
+        raise ConfigError(
+            f"--bands {text!r}: must start with -inf and end with inf, so that "
+            "every score falls in a band"
+        )
     if any(math.isnan(e) for e in edges) or any(b <= a for a, b in itertools.pairwise(edges)):
         raise ConfigError(f"--bands {text!r}: edges must be strictly increasing")
     return edges
@@ -52,67 +54,112 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from federation.certs import NodeCerts
     from federation.messages import Role
     from federation.serve import ServeConfig, run_serve
-    from parties.scorecard import Scorecard
 
     role = Role(args.role)
-    try:
-        card = Scorecard(args.base_score, args.base_odds, args.pdo)
-    except ValueError as exc:
-        raise ConfigError(f"scorecard: {exc}") from exc
     cfg = ServeConfig(
-        role=role, model=args.model, data=args.data,
-        certs=NodeCerts.in_dir(args.tls_dir, role), listen=args.listen, peer=args.peer or "",
-        audit=args.audit or args.model.parent / "serve_audit.jsonl", id_column=args.id_column,
-        bands=parse_bands(args.bands) if args.bands else None, card=card,
-        max_ids=args.max_ids, deadline=args.deadline, connect_timeout=args.connect_timeout,
-        psi_workers=args.psi_workers)
+        role=role,
+        model=args.model,
+        data=args.data,
+        certs=NodeCerts.in_dir(args.tls_dir, role),
+        listen=args.listen,
+        peer=args.peer or "",
+        audit=args.audit or args.model.parent / "serve_audit.jsonl",
+        id_column=args.id_column,
+        bands=parse_bands(args.bands) if args.bands else None,
+        base_score=args.base_score,
+        base_odds=args.base_odds,
+        pdo=args.pdo,
+        max_ids=args.max_ids,
+        deadline=args.deadline,
+        connect_timeout=args.connect_timeout,
+        psi_workers=args.psi_workers,
+    )
     return int(run_serve(cfg))
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``serve`` to ``subparsers``."""
     serve = subparsers.add_parser(
-        "serve", help="keep a trained grid or bank node up for online scoring",
+        "serve",
+        help="keep a trained grid or bank node up for online scoring",
         description="Serve one party of a trained federation. The grid node answers the bank "
         "node only; the bank node dials the grid (--peer), opens a PSI session, then answers "
         "gRPC Scoring.Score calls from clients presenting the bank's certificate: per ID the "
         "exact probability, score points and band, or 'no grid record'. Prints "
-        "'LISTENING host:port' once ready; stops on SIGTERM or Ctrl-C.")
+        "'LISTENING host:port' once ready; stops on SIGTERM or Ctrl-C.",
+    )
     serve.add_argument("--role", required=True, choices=["grid", "bank"], help="this node's role")
     net = serve.add_argument_group("network")
-    net.add_argument("--listen", default="127.0.0.1:0",
-                     help="HOST:PORT to serve on; port 0 picks a free one " + DEFAULTS_HELP)
+    net.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        help="HOST:PORT to serve on; port 0 picks a free one " + DEFAULTS_HELP,
+    )
     net.add_argument("--peer", help="bank only: HOST:PORT of the grid's serve node")
-    net.add_argument("--tls-dir", type=Path, required=True,
-                     help="folder with ca.pem and <role>.pem/.key (e.g. <run>/certs)")
-    net.add_argument("--deadline", type=float, default=10.0,
-                     help="seconds per call to the grid, plus 1 ms per ID " + DEFAULTS_HELP)
-    net.add_argument("--connect-timeout", type=float, default=60.0,
-                     help="bank only: seconds to wait for the grid at start-up " + DEFAULTS_HELP)
+    net.add_argument(
+        "--tls-dir",
+        type=Path,
+        required=True,
+        help="folder with ca.pem and <role>.pem/.key (e.g. <run>/certs)",
+    )
+    net.add_argument(
+        "--deadline",
+        type=float,
+        default=10.0,
+        help="seconds per call to the grid, plus 1 ms per ID " + DEFAULTS_HELP,
+    )
+    net.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=60.0,
+        help="bank only: seconds to wait for the grid at start-up " + DEFAULTS_HELP,
+    )
     data = serve.add_argument_group("data")
-    data.add_argument("--model", type=Path, required=True,
-                      help="this party's model.json of the run (e.g. <run>/grid/model.json)")
-    data.add_argument("--data", type=Path, required=True,
-                      help="this party's CSV: ID column + the model's features (bank: the "
-                      "enterprises it may be asked to score)")
+    data.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        help="this party's model.json of the run (e.g. <run>/grid/model.json)",
+    )
+    data.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="this party's CSV: ID column + the model's features (bank: the "
+        "enterprises it may be asked to score)",
+    )
     data.add_argument("--id-column", default="id", help="enterprise ID column " + DEFAULTS_HELP)
-    data.add_argument("--audit", type=Path,
-                      help="this node's audit log (default: serve_audit.jsonl next to --model)")
-    data.add_argument("--psi-workers", type=int,
-                      help="processes for PSI curve work of large sessions and requests "
-                      "(default: all cores)")
+    data.add_argument(
+        "--audit",
+        type=Path,
+        help="this node's audit log (default: serve_audit.jsonl next to --model)",
+    )
+    data.add_argument(
+        "--psi-workers",
+        type=int,
+        help="processes for PSI curve work of large sessions and requests (default: all cores)",
+    )
     scoring = serve.add_argument_group("scoring (bank)")
-    scoring.add_argument("--max-ids", type=int, default=10_000,
-                         help="most IDs in one Score request " + DEFAULTS_HELP)
-    scoring.add_argument("--bands",
-                         help="score band edges in points, e.g. '-inf,500,550,600,650,inf' "
-                         "(default: 20-point bands aligned to multiples of 20)")
-    scoring.add_argument("--base-score", type=float, default=600.0,
-                         help="points at the base odds " + DEFAULTS_HELP)
-    scoring.add_argument("--base-odds", type=float, default=50.0,
-                         help="good:bad odds that earn the base score " + DEFAULTS_HELP)
-    scoring.add_argument("--pdo", type=float, default=20.0,
-                         help="points to double the odds " + DEFAULTS_HELP)
+    scoring.add_argument(
+        "--max-ids", type=int, default=10_000, help="most IDs in one Score request " + DEFAULTS_HELP
+    )
+    scoring.add_argument(
+        "--bands",
+        help="score band edges in points, e.g. '-inf,500,550,600,650,inf' "
+        "(default: 20-point bands aligned to multiples of 20)",
+    )
+    scoring.add_argument(
+        "--base-score", type=float, default=600.0, help="points at the base odds " + DEFAULTS_HELP
+    )
+    scoring.add_argument(
+        "--base-odds",
+        type=float,
+        default=50.0,
+        help="good:bad odds that earn the base score " + DEFAULTS_HELP,
+    )
+    scoring.add_argument(
+        "--pdo", type=float, default=20.0, help="points to double the odds " + DEFAULTS_HELP
+    )
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -127,8 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (e.g. ``["serve", "--role", "grid", ...]``) and run the handler."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     handler: Handler = args.handler
     try:
         return handler(args)
