@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -133,5 +134,8 @@ def check_own_certificate(certs: NodeCerts, role: Role) -> None:
         got = names[0].value if names else "none"
         raise ConfigError(f"TLS: certificate {certs.cert} names role {got!r}, this node is "
                           f"{role.value!r}")
-    if cert.issuer != ca.subject:
-        raise ConfigError(f"TLS: certificate {certs.cert} was not issued by the CA in {certs.ca}")
+    try:
+        cert.verify_directly_issued_by(ca)  # the signature, not just the issuer's name
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise ConfigError(f"TLS: certificate {certs.cert} was not issued by the CA in "
+                          f"{certs.ca}") from exc

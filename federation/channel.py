@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from federation.errors import PeerUnavailable, ProtocolAbort
+from federation.errors import PeerUnavailable, ProtocolAbort, VflError
 from federation.messages import (
     DealReply,
     DealRequest,
@@ -63,6 +63,7 @@ class Inbox:
         self._seen: set[Tag] = set()
         self._cursor = 0
         self._aborted: str | None = None
+        self._failure: VflError | None = None
 
     def put(self, env: Envelope) -> None:
         """Accept one message or raise ``ProtocolAbort`` saying why not."""
@@ -74,7 +75,8 @@ class Inbox:
             raise ProtocolAbort(f"message from {env.sender} rejected: expected {self.peer}")
         with self._cond:
             if env.tag.step == ABORT_STEP:
-                self._aborted = str(env.tensors.get("reason", np.array([""]))[0])
+                reason = np.asarray(env.tensors.get("reason", np.array([""]))).reshape(-1)
+                self._aborted = str(reason[0]) if reason.size else "no reason given"
                 self._cond.notify_all()
                 return
             self._check_tag(env.tag)
@@ -105,6 +107,8 @@ class Inbox:
         with self._cond:
             self._cursor = max(self._cursor, tag.round)
             while tag not in self._pending:
+                if self._failure is not None:
+                    raise self._failure
                 if self._aborted is not None:
                     raise ProtocolAbort(f"{self.peer} aborted the job: {self._aborted}")
                 left = deadline - time.monotonic()
@@ -116,10 +120,10 @@ class Inbox:
                 self._cond.wait(left)
             return self._pending.pop(tag)
 
-    def abort_local(self, reason: str) -> None:
-        """Wake every waiter with an abort (e.g. the coordinator stopped the job)."""
+    def fail_local(self, error: VflError) -> None:
+        """Wake every waiter with this node's own failure (e.g. its peer is unreachable)."""
         with self._cond:
-            self._aborted = reason
+            self._failure = error
             self._cond.notify_all()
 
 

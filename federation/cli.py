@@ -422,10 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(handler=cmd_evaluate)
 
     from federation.audit_cli import add_commands as add_audit_commands
+    from federation.serve_cli import add_commands as add_serve_commands
     from parties.labels.cli import add_commands as add_label_commands
 
     add_label_commands(sub)
     add_audit_commands(sub)
+    add_serve_commands(sub)
     return parser
 
 

@@ -52,8 +52,12 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"config {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"config {path}: values nested too deeply") from exc
     unknown = set(raw) - SECTIONS
     if unknown:
         raise ConfigError(
@@ -68,6 +72,11 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
                 f"config {path}: unknown key(s) {sorted(unknown_keys)} in "
                 f"[{section}]; expected {sorted(KEYS[section])}"
             )
+    for section, table in raw.items():
+        for key, value in table.items():
+            if section != "training" and not isinstance(value, (str, int, float, bool)):
+                raise ConfigError(f"config {path}: [{section}] {key} = {value!r}: expected a "
+                                  "string or a number")
     base = path.parent
     for section in ("tls", "data", "node"):
         for key in ("dir", "ca", "cert", "key", "path", "model", "out"):
@@ -78,6 +87,9 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def tls_from(section: dict[str, Any], role: Role) -> NodeCerts:
+    for key, value in section.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"[tls] {key} = {value!r}: expected a path")
     if "dir" in section:
         return NodeCerts.in_dir(Path(section["dir"]), role)
     missing = [k for k in ("ca", "cert", "key") if k not in section]
@@ -118,7 +130,10 @@ def _convert(key: str, value: Any) -> Any:
         raise ConfigError(f"[training] {key} = {value!r}: expected an integer")
     if expected is float and not isinstance(value, (int, float)):
         raise ConfigError(f"[training] {key} = {value!r}: expected a number")
-    return expected(value)
+    try:
+        return expected(value)
+    except OverflowError as exc:
+        raise ConfigError(f"[training] {key}: {str(value)[:20]}... is too large") from exc
 
 
 def check_settings(s: TrainSettings) -> None:

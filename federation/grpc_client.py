@@ -75,11 +75,16 @@ def call(what: str, fn: Callable[[], T], *, retry_for: float) -> T:
     raise PeerUnavailable(f"{what}: gave up")  # pragma: no cover
 
 
+TLS_MARKERS = ("handshake", "ssl", "certificate", "tls", "verification", "socket closed")
+
+
 def _explain(code: grpc.StatusCode, details: str) -> str:
     lower = details.lower()
-    if "handshake" in lower or "ssl" in lower or "certificate" in lower or "tls" in lower:
-        return (f"TLS handshake refused ({details.strip()}); the certificate is not from the "
-                "federation CA, has expired, or names another role")
+    if any(marker in lower for marker in TLS_MARKERS):
+        # "Socket closed" is what the client sees when the server's check refuses our
+        # certificate during the handshake (TLS 1.3), or the server stopped mid-handshake.
+        return (f"TLS handshake refused ({details.strip()}); one side's certificate is not "
+                "from the federation CA, has expired, or names another role")
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"no answer before the deadline ({details.strip()})"
     return f"unreachable ({details.strip()})"
@@ -152,7 +157,7 @@ class GrpcChannel:
                     self._deliver(*item)
             except VflError as exc:
                 self._error = exc
-                self._inbox.abort_local(str(exc))
+                self._inbox.fail_local(exc)
             finally:
                 self._queue.task_done()
         self._queue.task_done()

@@ -31,6 +31,7 @@ from federation.proto import vfl_pb2
 
 _ALLOWED_KINDS = "uifU"
 MAX_DIMS = 4
+MAX_DIM_SIZE = 2**31
 
 
 def tensor_to_proto(name: str, arr: npt.NDArray[np.generic]) -> vfl_pb2.Tensor:
@@ -45,11 +46,11 @@ def tensor_to_proto(name: str, arr: npt.NDArray[np.generic]) -> vfl_pb2.Tensor:
 def tensor_from_proto(t: vfl_pb2.Tensor) -> npt.NDArray[np.generic]:
     try:
         dtype = np.dtype(t.dtype)
-    except TypeError as exc:
+    except (TypeError, ValueError, SyntaxError) as exc:
         raise ProtocolAbort(f"tensor {t.name!r}: unknown dtype {t.dtype!r}") from exc
     shape = tuple(int(s) for s in t.shape)
     if (dtype.kind not in _ALLOWED_KINDS or dtype.itemsize == 0 or len(shape) > MAX_DIMS
-            or any(s < 0 for s in shape)):
+            or any(not 0 <= s <= MAX_DIM_SIZE for s in shape)):
         raise ProtocolAbort(f"tensor {t.name!r}: refused dtype {t.dtype!r} / shape {shape}")
     expected = dtype.itemsize
     for size in shape:  # Python ints: a hostile shape cannot wrap the byte count

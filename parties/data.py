@@ -9,6 +9,7 @@ silently. Standardization is z = (s - mu) / sigma on the aligned training rows
 from __future__ import annotations
 
 import csv
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,15 @@ def _read(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise InputDataError(f"{path}: file is empty (expected a header row and data rows)")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        with warnings.catch_warnings():
+            # index_col=False: a row longer than the header must not shift every column.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise InputDataError(f"{path}: rows have more cells than the header has columns") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise InputDataError(f"{path}: no header row (the file holds only blank lines)") from exc
     except pd.errors.ParserError as exc:
         raise InputDataError(f"{path}: malformed CSV: {str(exc).strip().splitlines()[-1]}") from exc
     except UnicodeDecodeError as exc:
@@ -61,7 +70,7 @@ def _read(path: Path) -> pd.DataFrame:
 
 def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
     if column not in frame.columns:
-        found = ", ".join(list(frame.columns)[:8])
+        found = ", ".join(repr(str(c)) for c in list(frame.columns)[:8])
         raise InputDataError(f"{path}: missing {what} column {column!r} (found: {found})")
 
 

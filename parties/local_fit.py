@@ -227,6 +227,10 @@ class LocalFit:
         deal = self._coordinator.deal(DealRequest(self.job_id, self.role, epoch))
         self._clock["deal"] += time.perf_counter() - t0
         masks["c1"] = deal.corrections[peer]
+        peer_k = self._peer_masked[0].shape[1]
+        if masks["c1"].ndim != 2 or masks["c1"].shape[1] != peer_k:
+            raise ProtocolAbort(f"{self.peer} sent masked features with {peer_k} columns; the "
+                                f"dealer's corrections expect {masks['c1'].shape[1:]}")
         if self.role is Role.BANK:
             masks["loss_c1"] = deal.corrections[LOSS]
         return masks

@@ -206,12 +206,6 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/grpc_client.py:155 + federation/channel.py:109: when sending to the peer "
-    "fails, GrpcChannel._drain calls Inbox.abort_local, and Inbox.get then raises "
-    "ProtocolAbort 'grid aborted the job: ...' although the grid never aborted (it is gone); "
-    "'aborted the job' is also one of processes.SECONDARY's markers, so this first-hand "
-    "detection reads as a secondary failure"))
 def test_party_whose_peer_vanished_says_it_is_unreachable_not_that_it_aborted(
         tmp_path: Path) -> None:
     certs = tmp_path / "certs"

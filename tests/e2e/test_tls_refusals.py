@@ -163,11 +163,6 @@ def test_node_started_with_an_expired_certificate_stops_at_start(
                            "valid now (valid "), line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/certs.py:136 check_own_certificate compares the issuer NAME with the CA's "
-    "subject and never verifies the signature; every 'gridcredit certs' CA has the same name, "
-    "so a certificate of another federation passes, and the node then fails after its "
-    "deadline with 'unreachable (... Socket closed)'"))
 def test_party_started_with_a_certificate_from_another_ca_stops_at_start(
         material: Material, coordinator: NodeProcess, tmp_path: Path) -> None:
     result = _run_party(["--role", "grid", "--config", str(material.config), "--job-id", JOB,
@@ -232,22 +227,14 @@ def test_coordinator_refuses_a_caller_whose_certificate_is_foreign_or_expired(
     _assert_nobody_joined(coordinator)
 
 
-SERVER_REFUSES_US = pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/grpc_client.py:85 _explain: when the SERVER refuses our certificate "
-    "(TLS 1.3: after the client's half of the handshake) gRPC reports only 'Socket closed', "
-    "which _explain calls 'unreachable' (and call() retries for the whole deadline)"))
-ROLE_CHECK_UNNAMED = pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/grpc_client.py:80 _explain looks for handshake/ssl/certificate/tls only; "
-    "a failed target-name check reads 'Custom verification check failed ... Hostname "
-    "Verification Check failed', so a coordinator naming another role is called 'unreachable'"))
 
 
 @pytest.mark.parametrize("side,variant,presents", [
     ("server", "another_ca", "coordinator"),
     ("server", "expired", "coordinator"),
-    pytest.param("server", "fed", "bank", marks=ROLE_CHECK_UNNAMED),
-    pytest.param("client", "another_ca", "grid", marks=SERVER_REFUSES_US),
-    pytest.param("client", "expired", "grid", marks=SERVER_REFUSES_US),
+    pytest.param("server", "fed", "bank"),
+    pytest.param("client", "another_ca", "grid"),
+    pytest.param("client", "expired", "grid"),
 ], ids=["coordinator_another_ca", "coordinator_expired", "coordinator_names_another_role",
         "own_another_ca", "own_expired"])
 def test_refused_tls_handshake_is_explained_as_such(

@@ -3,9 +3,7 @@
 Contract under test: any input gives either a valid result or the project's own error
 type (``InputDataError``, ``ProtocolAbort``, ``ConfigError``) with a readable one-line
 message; never another exception, a hang (each call runs under a 10 s alarm) or partial
-output. Known bugs are pinned by the ``xfail(strict=True)`` tests at the end; their exact
-signatures are listed in ``KNOWN`` so the fuzzers keep exploring past them (a fixed bug
-turns its xfail test into a failure, and its ``KNOWN`` entry is then removed).
+output. The bugs fuzzing found are fixed and pinned by the regression tests at the end.
 
 Examples per run (max_examples): CSV 250 byte strings + 250 texts + 400 near-valid + 100
 valid tables; decoder 800 byte strings + 400 mutated envelopes + 500 tensor messages;
@@ -16,18 +14,15 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import signal
 import string
 import tempfile
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -70,34 +65,6 @@ def bounded(seconds: float = CALL_LIMIT) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-# Known bugs (pinned by the xfail tests below): exception type(s), and where it is raised
-# (the last frame in that product file and a fragment of its source line), or a message
-# pattern for an error of the right type with a bad message.
-Site = tuple[tuple[type[BaseException], ...], str, str]
-KNOWN: dict[str, Site] = {
-    "csv_blank": ((pd.errors.EmptyDataError,), "parties/data.py", "pd.read_csv("),
-    "tensor_dtype": ((ValueError, SyntaxError), "federation/wire.py", "np.dtype(t.dtype)"),
-    "tensor_huge_empty": ((ValueError,), "federation/wire.py", ".reshape(shape)"),
-    "toml_not_utf8": ((UnicodeDecodeError,), "federation/config.py", "path.read_text("),
-    "toml_deep": ((RecursionError,), "federation/config.py", "tomllib.loads("),
-    "toml_huge_int": ((OverflowError,), "federation/config.py", "return expected(value)"),
-}
-NEWLINE_IN_FOUND = re.compile(r"missing (ID|label) column .*\(found: [^)]*\n", re.DOTALL)
-
-
-def known_bug(exc: BaseException, *names: str) -> bool:
-    """Whether ``exc`` is exactly one of the named known bugs (type and raise site)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    for name in names:
-        kinds, filename, fragment = KNOWN[name]
-        if not isinstance(exc, kinds):
-            continue
-        ours = [f for f in frames if f.filename.replace("\\", "/").endswith(filename)]
-        if ours and fragment in (ours[-1].line or ""):
-            return True
-    return False
-
-
 def one_line(message: str) -> bool:
     return bool(message.strip()) and "\n" not in message and "\r" not in message
 
@@ -118,16 +85,12 @@ def _load(workdir: Path, content: bytes, label: str | None) -> PartyData | None:
             data = load_party_csv(path, "id", label)
     except InputDataError as exc:
         message = str(exc)
-        if NEWLINE_IN_FOUND.search(message):  # known bug, see test_missing_column_message...
-            return None
         assert one_line(message), repr(message)
         assert str(path) in message, message
         return None
     except Hang:
         raise
     except Exception as exc:  # any other type is the failure looked for
-        if known_bug(exc, "csv_blank"):
-            return None
         raise AssertionError(f"{type(exc).__name__}: {exc} for {content[:200]!r}") from exc
     finally:
         assert sorted(p.name for p in workdir.iterdir()) == ["party.csv"], "loader wrote files"
@@ -290,8 +253,6 @@ def _decode(data: bytes) -> Envelope | None:
     except Hang:
         raise
     except Exception as exc:
-        if known_bug(exc, "tensor_dtype", "tensor_huge_empty"):
-            return None
         raise AssertionError(f"{type(exc).__name__}: {exc} for {data[:200]!r}") from exc
     assert isinstance(env, Envelope) and isinstance(env.sender, Role)
     for arr in env.tensors.values():
@@ -395,8 +356,6 @@ def test_tensor_decoder_on_arbitrary_tensor_messages(dtype: str, shape: list[int
     except Hang:
         raise
     except Exception as exc:
-        if known_bug(exc, "tensor_dtype", "tensor_huge_empty"):
-            return
         raise AssertionError(f"{type(exc).__name__}: {exc} for {tensor!r}") from exc
     assert arr.dtype.kind in "uifU" and arr.nbytes == len(data)
     assert arr.shape == tuple(shape)
@@ -457,8 +416,6 @@ def _load_config(config_dir: Path, content: bytes) -> TrainSettings | None:
     except Hang:
         raise
     except Exception as exc:
-        if known_bug(exc, "toml_not_utf8", "toml_deep", "toml_huge_int"):
-            return None
         raise AssertionError(f"{type(exc).__name__}: {exc} for {content[:300]!r}") from exc
     assert isinstance(result, TrainSettings)
     return result
@@ -490,33 +447,11 @@ def test_settings_from_on_arbitrary_training_tables(table: dict[str, Any]) -> No
     except Hang:
         raise
     except Exception as exc:
-        if known_bug(exc, "toml_huge_int"):
-            return
         raise AssertionError(f"{type(exc).__name__}: {exc} for {table!r}") from exc
     assert isinstance(result, TrainSettings)
 
 
-def _raise_from(call: Callable[[], object]) -> BaseException:
-    try:
-        call()
-    except Exception as exc:  # noqa: BLE001 - returned for inspection
-        return exc
-    raise AssertionError("did not raise")
-
-
-def test_known_bug_signatures_are_exact() -> None:
-    """The allowance list recognises its bugs by raise site and nothing else."""
-    huge = vfl_pb2.Tensor(name="F", dtype="<u8", shape=[0, 2**62, 2**62], data=b"")
-    exc = _raise_from(lambda: wire.tensor_from_proto(huge))
-    assert known_bug(exc, "tensor_huge_empty") and not known_bug(exc, "tensor_dtype")
-    assert not known_bug(ValueError("array is too big"), "tensor_huge_empty")  # no raise site
-    exc = _raise_from(lambda: np.zeros(2) + np.zeros(3))
-    assert not known_bug(exc, *KNOWN)
-    assert not NEWLINE_IN_FOUND.search("f.csv: missing ID column 'id' (found: a, b)")
-    assert NEWLINE_IN_FOUND.search("f.csv: missing ID column 'id' (found: i\nd, x)")
-
-
-# -- known bugs, pinned ---------------------------------------------------------------------
+# -- bugs found by fuzzing, pinned as regression tests -----------------------------------
 def _expect(call: Callable[[], T], kind: type[BaseException], *fragments: str) -> str:
     with pytest.raises(kind) as info:
         call()
@@ -527,10 +462,6 @@ def _expect(call: Callable[[], T], kind: type[BaseException], *fragments: str) -
     return message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG parties/data.py:50 _read: a file of only blank lines or spaces makes pd.read_csv "
-    "raise pandas.errors.EmptyDataError ('No columns to parse from file'), which is neither "
-    "ParserError nor caught: the node dies with a traceback instead of one InputDataError"))
 @pytest.mark.parametrize("content", ["\n", "   \n \n", "\r\n\r\n"])
 def test_blank_csv_is_an_input_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "blank.csv"
@@ -538,9 +469,6 @@ def test_blank_csv_is_an_input_error(tmp_path: Path, content: str) -> None:
     _expect(lambda: load_party_csv(path, "id", None), InputDataError, str(path))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG parties/data.py:64 _require: the '(found: ...)' list joins raw column names; a "
-    "quoted header name holding a newline makes the InputDataError message multi-line"))
 def test_missing_column_message_stays_one_line(tmp_path: Path) -> None:
     path = tmp_path / "newline_header.csv"
     path.write_text('"i\nd",x\na,1\n')
@@ -548,63 +476,41 @@ def test_missing_column_message_stays_one_line(tmp_path: Path) -> None:
             "missing ID column 'id'")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG parties/data.py:50 _read: when every data row has one cell more than the header, "
-    "pd.read_csv silently takes the first column as the index (no index_col=False), so the "
-    "IDs and features are shifted by one column and the file loads without an error"))
 def test_rows_longer_than_the_header_are_refused_not_shifted(tmp_path: Path) -> None:
     path = tmp_path / "shifted.csv"
     path.write_text("id,x\na,1,2\nb,3,4\n")
     _expect(lambda: load_party_csv(path, "id", None), InputDataError, str(path))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/wire.py:60 tensor_from_proto: a zero dimension makes the byte count 0 "
-    "match, then reshape((0, 2**62, 2**62)) raises ValueError 'array is too big'"))
 def test_empty_tensor_with_huge_dimensions_is_a_protocol_abort() -> None:
     tensor = vfl_pb2.Tensor(name="F", dtype="<u8", shape=[0, 2**62, 2**62], data=b"")
     _expect(lambda: wire.tensor_from_proto(tensor), ProtocolAbort, "tensor 'F'")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/wire.py:48 tensor_from_proto catches only TypeError from np.dtype(); "
-    "numpy raises ValueError or SyntaxError for many dtype strings ('01', '3&s', '.M9,)')"))
 @pytest.mark.parametrize("dtype", ["01", "3&s", ".M9,)", "i4,(2"])
 def test_unparsable_dtype_is_a_protocol_abort(dtype: str) -> None:
     tensor = vfl_pb2.Tensor(name="F", dtype=dtype, shape=[1], data=b"\0" * 8)
     _expect(lambda: wire.tensor_from_proto(tensor), ProtocolAbort, "tensor 'F'")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/config.py:52 load_toml reads with encoding='utf-8' and catches only "
-    "OSError and TOMLDecodeError: a Latin-1 config raises UnicodeDecodeError"))
 def test_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes(b"[training]\n# caf\xe9\nepochs = 3\n")
     _expect(lambda: load_toml(path), ConfigError, str(path))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/config.py:52 load_toml: tomllib recurses per nesting level; a value "
-    "nested ~2000 deep raises RecursionError, not ConfigError"))
 def test_deeply_nested_config_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "deep.toml"
     path.write_text("[training]\nx = " + "[" * 3000 + "]" * 3000 + "\n")
     _expect(lambda: load_toml(path), ConfigError, str(path))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/config.py:121 _convert: float(value) of a TOML integer beyond 1.8e308 "
-    "raises OverflowError, not ConfigError"))
 def test_huge_integer_for_a_float_setting_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "huge.toml"
     path.write_text("[training]\nlearning_rate = 1" + "0" * 400 + "\n")
     _expect(lambda: settings_from(load_toml(path)["training"]), ConfigError, "learning_rate")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG federation/config.py:82 tls_from (and load_toml, which checks keys but not value "
-    "types): [tls] dir = 5 reaches Path(5) and raises TypeError, not ConfigError"))
 def test_config_value_of_the_wrong_type_is_a_config_error(tmp_path: Path) -> None:
     from federation.config import tls_from
 

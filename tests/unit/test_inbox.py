@@ -122,10 +122,10 @@ def test_message_arriving_later_wakes_waiting_recv(inbox: Inbox) -> None:
     assert isinstance(out.get("env"), Envelope)
 
 
-def test_local_abort_wakes_waiting_recv(inbox: Inbox) -> None:
+def test_local_failure_wakes_waiting_recv_with_that_error(inbox: Inbox) -> None:
     th, out = wait_in_thread(inbox, Tag(1, "fit"), 5.0)
     time.sleep(0.05)
-    inbox.abort_local("coordinator stopped the job")
+    inbox.fail_local(ProtocolAbort("coordinator stopped the job"))
     th.join(3.0)
     assert not th.is_alive()
     exc = out.get("exc")
