@@ -42,9 +42,19 @@ GENESIS = "0" * 64
 SIG_CONTEXT = b"gridcredit-audit-v1:"
 DIRECTIONS = ("sent", "received")
 FIELDS: dict[str, tuple[type, ...]] = {
-    "seq": (int,), "time": (int, float), "node": (str,), "job": (str,), "round": (int,),
-    "step": (str,), "direction": (str,), "peer": (str,), "tensors": (list,), "bytes": (int,),
-    "sha256": (str,), "prev": (str,), "hash": (str,),
+    "seq": (int,),
+    "time": (int, float),
+    "node": (str,),
+    "job": (str,),
+    "round": (int,),
+    "step": (str,),
+    "direction": (str,),
+    "peer": (str,),
+    "tensors": (list,),
+    "bytes": (int,),
+    "sha256": (str,),
+    "prev": (str,),
+    "hash": (str,),
 }
 UNHASHED = frozenset({"hash", "sig"})
 
@@ -111,16 +121,33 @@ class AuditLog:
             self._file.write("\n")
             self._file.flush()
 
-    def record(self, *, direction: str, peer: str, job: str, round_: int, step: str,
-               payload: bytes, tensors: list[dict[str, Any]] | None = None) -> None:
+    def record(
+        self,
+        *,
+        direction: str,
+        peer: str,
+        job: str,
+        round_: int,
+        step: str,
+        payload: bytes,
+        tensors: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Append one entry for ``payload`` (its size and digest, never its bytes)."""
         with self._lock:
             self._seq += 1
             entry: dict[str, Any] = {
-                "seq": self._seq, "time": round(time.time(), 6), "node": self.node,
-                "job": job, "round": round_, "step": step, "direction": direction,
-                "peer": peer, "tensors": tensors or [], "bytes": len(payload),
-                "sha256": hashlib.sha256(payload).hexdigest(), "prev": self._prev,
+                "seq": self._seq,
+                "time": round(time.time(), 6),
+                "node": self.node,
+                "job": job,
+                "round": round_,
+                "step": step,
+                "direction": direction,
+                "peer": peer,
+                "tensors": tensors or [],
+                "bytes": len(payload),
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                "prev": self._prev,
             }
             entry["hash"] = entry_hash(entry)
             if self._key is not None:
@@ -173,7 +200,10 @@ def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str]:
         if name not in value:
             return None, f"field {name!r} missing"
         if isinstance(value[name], bool) or not isinstance(value[name], types):
-            return None, f"field {name!r} is {type(value[name]).__name__}, expected {types[0].__name__}"
+            return (
+                None,
+                f"field {name!r} is {type(value[name]).__name__}, expected {types[0].__name__}",
+            )
     if value["direction"] not in DIRECTIONS:
         return None, f"direction {value['direction']!r} is neither 'sent' nor 'received'"
     return value, ""
@@ -220,8 +250,7 @@ def _signature_problem(entry: dict[str, Any], key: ec.EllipticCurvePublicKey) ->
     if base64.b64encode(der).decode("ascii") != sig:
         return "signature is not canonical base64 (edited)"
     try:
-        key.verify(der, SIG_CONTEXT + str(entry["hash"]).encode("ascii"),
-                   ec.ECDSA(hashes.SHA256()))
+        key.verify(der, SIG_CONTEXT + str(entry["hash"]).encode("ascii"), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         return f"bad signature: does not verify with {entry['node']}'s key"
     return ""
@@ -230,17 +259,22 @@ def _signature_problem(entry: dict[str, Any], key: ec.EllipticCurvePublicKey) ->
 def _seq_problem(got: int, expected: int, later: dict[int, int]) -> str:
     """Why ``got`` is not ``expected``; ``later`` maps seq -> line for the lines after it."""
     if expected in later:
-        return (f"seq is {got}, expected {expected}: lines out of order (seq {expected} is at "
-                f"line {later[expected]})")
+        return (
+            f"seq is {got}, expected {expected}: lines out of order (seq {expected} is at "
+            f"line {later[expected]})"
+        )
     if got > expected:
         gap = got - expected
-        return (f"seq gap: seq is {got}, expected {expected} "
-                f"({gap} entr{'y' if gap == 1 else 'ies'} missing before this line)")
+        return (
+            f"seq gap: seq is {got}, expected {expected} "
+            f"({gap} entr{'y' if gap == 1 else 'ies'} missing before this line)"
+        )
     return f"seq is {got}, expected {expected}: an earlier entry repeated or moved here"
 
 
-def _entry_problems(entry: dict[str, Any], number: int, seq: int, prev: str,
-                    node: str | None, lines: list[Line]) -> list[str]:
+def _entry_problems(
+    entry: dict[str, Any], number: int, seq: int, prev: str, node: str | None, lines: list[Line]
+) -> list[str]:
     diffs = []
     if node is not None and entry["node"] != node:
         diffs.append(f"node is {entry['node']!r}, earlier lines say {node!r}")
@@ -251,17 +285,20 @@ def _entry_problems(entry: dict[str, Any], number: int, seq: int, prev: str,
                 later[line.entry["seq"]] = line.number
         diffs.append(_seq_problem(entry["seq"], seq + 1, later))
     if entry["prev"] != prev:
-        where = "the genesis hash" if prev == GENESIS else f"line {number - 1}'s hash {_short(prev)}"
+        where = (
+            "the genesis hash" if prev == GENESIS else f"line {number - 1}'s hash {_short(prev)}"
+        )
         diffs.append(f"prev mismatch: prev is {_short(entry['prev'])}, expected {where}")
     recomputed = entry_hash(entry)
     if entry["hash"] != recomputed:
-        diffs.append(f"hash mismatch: line says {_short(entry['hash'])}, its fields hash to "
-                     f"{_short(recomputed)} (the entry was edited)")
+        diffs.append(
+            f"hash mismatch: line says {_short(entry['hash'])}, its fields hash to "
+            f"{_short(recomputed)} (the entry was edited)"
+        )
     return diffs
 
 
-def verify_chain(path: Path, public_key: ec.EllipticCurvePublicKey | None = None
-                 ) -> list[Problem]:
+def verify_chain(path: Path, public_key: ec.EllipticCurvePublicKey | None = None) -> list[Problem]:
     """Check one log's hash chain (and signatures, given the node's public key).
 
     Parameters
@@ -287,9 +324,11 @@ def verify_chain(path: Path, public_key: ec.EllipticCurvePublicKey | None = None
         if line.entry is None:
             what = line.error
             if line.last_without_newline:
-                what = (f"incomplete last line (no newline at the end of the file; the writer "
-                        f"stopped mid-entry, e.g. a crash): {what}; the {line.number - 1} "
-                        "entries before it verify")
+                what = (
+                    f"incomplete last line (no newline at the end of the file; the writer "
+                    f"stopped mid-entry, e.g. a crash): {what}; the {line.number - 1} "
+                    "entries before it verify"
+                )
             return [Problem(path, line.number, what)]
         entry = line.entry
         diffs = _entry_problems(entry, line.number, seq, prev, node, lines)
@@ -318,13 +357,20 @@ def _key(entry: dict[str, Any]) -> Key:
 
 
 def _describe(entry: dict[str, Any]) -> str:
-    return (f"{entry['step']!r} (job {entry['job']}, round {entry['round']}, "
-            f"{entry['bytes']} bytes, sha256 {_short(entry['sha256'])})")
+    return (
+        f"{entry['step']!r} (job {entry['job']}, round {entry['round']}, "
+        f"{entry['bytes']} bytes, sha256 {_short(entry['sha256'])})"
+    )
 
 
-def _pair(sender: str, sender_file: Path, sent: list[tuple[int, dict[str, Any]]],
-          receiver: str, receiver_file: Path, got: list[tuple[int, dict[str, Any]]]
-          ) -> list[Problem]:
+def _pair(
+    sender: str,
+    sender_file: Path,
+    sent: list[tuple[int, dict[str, Any]]],
+    receiver: str,
+    receiver_file: Path,
+    got: list[tuple[int, dict[str, Any]]],
+) -> list[Problem]:
     """Pair each sent entry with one received entry of the same key, in log order."""
     waiting: dict[Key, deque[tuple[int, dict[str, Any]]]] = defaultdict(deque)
     for item in got:
@@ -336,24 +382,43 @@ def _pair(sender: str, sender_file: Path, sent: list[tuple[int, dict[str, Any]]]
         else:
             lonely_sent.append((n, e))
     near: dict[tuple[str, int, str], deque[tuple[int, dict[str, Any]]]] = defaultdict(deque)
-    for n, e in sorted((item for queue in waiting.values() for item in queue),
-                       key=lambda item: item[0]):
+    for n, e in sorted(
+        (item for queue in waiting.values() for item in queue), key=lambda item: item[0]
+    ):
         near[_key(e)[:3]].append((n, e))
     problems = []
     for n, e in lonely_sent:
         queue = near[_key(e)[:3]]
         if queue:  # same job, round and step: say what differs
             m, r = queue.popleft()
-            problems.append(Problem(sender_file, n, f"sent {_describe(e)} to {receiver}, but "
-                                    f"{receiver_file} line {m} received {r['bytes']} bytes, "
-                                    f"sha256 {_short(r['sha256'])}"))
+            problems.append(
+                Problem(
+                    sender_file,
+                    n,
+                    f"sent {_describe(e)} to {receiver}, but "
+                    f"{receiver_file} line {m} received {r['bytes']} bytes, "
+                    f"sha256 {_short(r['sha256'])}",
+                )
+            )
         else:
-            problems.append(Problem(sender_file, n, f"sent {_describe(e)} to {receiver}; no "
-                                    f"matching 'received' entry in {receiver_file}"))
+            problems.append(
+                Problem(
+                    sender_file,
+                    n,
+                    f"sent {_describe(e)} to {receiver}; no "
+                    f"matching 'received' entry in {receiver_file}",
+                )
+            )
     for queue in near.values():
         for m, r in queue:
-            problems.append(Problem(receiver_file, m, f"received {_describe(r)} from {sender}; "
-                                    f"no matching 'sent' entry in {sender_file}"))
+            problems.append(
+                Problem(
+                    receiver_file,
+                    m,
+                    f"received {_describe(r)} from {sender}; "
+                    f"no matching 'sent' entry in {sender_file}",
+                )
+            )
     return problems
 
 
@@ -388,16 +453,28 @@ def match_peers(logs: dict[str, Path]) -> list[Problem]:
     jobs = {node: {e["job"] for _, e in es} for node, es in entries.items()}
     common = set.intersection(*jobs.values()) if jobs else set()
     if len(jobs) > 1 and not common:
-        return problems + [Problem(logs[n], 0, f"{n}'s log is of job(s) {sorted(j)}, no job "
-                                   "common to all the logs given") for n, j in jobs.items()]
+        return problems + [
+            Problem(
+                logs[n],
+                0,
+                f"{n}'s log is of job(s) {sorted(j)}, no job common to all the logs given",
+            )
+            for n, j in jobs.items()
+        ]
     for sender, sender_entries in entries.items():
         for receiver, receiver_entries in entries.items():
             if sender == receiver:
                 continue
-            sent = [(n, e) for n, e in sender_entries
-                    if e["direction"] == "sent" and e["peer"] == receiver]
-            got = [(n, e) for n, e in receiver_entries
-                   if e["direction"] == "received" and e["peer"] == sender]
+            sent = [
+                (n, e)
+                for n, e in sender_entries
+                if e["direction"] == "sent" and e["peer"] == receiver
+            ]
+            got = [
+                (n, e)
+                for n, e in receiver_entries
+                if e["direction"] == "received" and e["peer"] == sender
+            ]
             problems += _pair(sender, logs[sender], sent, receiver, logs[receiver], got)
     return sorted(problems, key=lambda p: (str(p.file), p.line))
 
@@ -485,15 +562,27 @@ def summarize(logs: dict[str, Path]) -> Summary:
             if not sent and sender in logs:
                 continue  # the sender's log counts it
             jobs.add(e["job"])
-            a = acc.setdefault((sender, receiver, e["step"]), {
-                "time": e["time"], "messages": 0, "bytes": 0, "rounds": [], "tensors": {}})
+            a = acc.setdefault(
+                (sender, receiver, e["step"]),
+                {"time": e["time"], "messages": 0, "bytes": 0, "rounds": [], "tensors": {}},
+            )
             a["time"] = min(a["time"], e["time"])
             a["messages"] += 1
             a["bytes"] += e["bytes"]
             a["rounds"].append(e["round"])
             for kind, shape in _tensor_kinds(e):
                 a["tensors"].setdefault(kind, {})[shape] = None
-    flows = [Flow(s, r, step, a["messages"], a["bytes"], min(a["rounds"]), max(a["rounds"]),
-                  tuple(f"{kind}[{'|'.join(shapes)}]" for kind, shapes in a["tensors"].items()))
-             for (s, r, step), a in sorted(acc.items(), key=lambda kv: kv[1]["time"])]
+    flows = [
+        Flow(
+            s,
+            r,
+            step,
+            a["messages"],
+            a["bytes"],
+            min(a["rounds"]),
+            max(a["rounds"]),
+            tuple(f"{kind}[{'|'.join(shapes)}]" for kind, shapes in a["tensors"].items()),
+        )
+        for (s, r, step), a in sorted(acc.items(), key=lambda kv: kv[1]["time"])
+    ]
     return Summary(tuple(sorted(jobs)), counts, tuple(flows), skipped)

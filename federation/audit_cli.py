@@ -54,7 +54,9 @@ def _load_cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def node_public_key(certs: Path, node: str) -> tuple[ec.EllipticCurvePublicKey | None, Problem | None]:
+def node_public_key(
+    certs: Path, node: str
+) -> tuple[ec.EllipticCurvePublicKey | None, Problem | None]:
     """The key of ``certs/<node>.pem`` once it is shown to be issued by ``certs/ca.pem``.
 
     Parameters
@@ -97,8 +99,11 @@ def _cross_checked(logs: dict[str, Path]) -> int:
     """Sent entries whose receiver's log is among ``logs`` (all paired when no problem)."""
     total = 0
     for node, path in logs.items():
-        total += sum(1 for _, e in read_entries(path)
-                     if e["direction"] == "sent" and e["peer"] in logs and e["peer"] != node)
+        total += sum(
+            1
+            for _, e in read_entries(path)
+            if e["direction"] == "sent" and e["peer"] in logs and e["peer"] != node
+        )
     return total
 
 
@@ -120,8 +125,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             continue
         counts.append(f"{node} {count}")
         if node in logs:
-            problems.append(Problem(path, 0, f"a second log of node {node} (first: "
-                                    f"{logs[node]}); not cross-matched"))
+            problems.append(
+                Problem(
+                    path, 0, f"a second log of node {node} (first: {logs[node]}); not cross-matched"
+                )
+            )
         else:
             logs[node] = path
     if len(logs) > 1:
@@ -155,19 +163,33 @@ Table = tuple[str, list[str], list[list[str]]]
 
 def summary_tables(summary: Summary) -> list[Table]:
     """(title, headers, rows) of the three tables ``audit summary`` prints."""
-    flows = [[f.step, f.sender, f.receiver, str(f.messages), _human(f.bytes),
-              str(f.first_round) if f.first_round == f.last_round
-              else f"{f.first_round}-{f.last_round}",
-              ", ".join(f.tensors[:3]) + (f" +{len(f.tensors) - 3} more" if len(f.tensors) > 3
-                                          else "")]
-             for f in summary.flows]
+    flows = [
+        [
+            f.step,
+            f.sender,
+            f.receiver,
+            str(f.messages),
+            _human(f.bytes),
+            str(f.first_round)
+            if f.first_round == f.last_round
+            else f"{f.first_round}-{f.last_round}",
+            ", ".join(f.tensors[:3])
+            + (f" +{len(f.tensors) - 3} more" if len(f.tensors) > 3 else ""),
+        ]
+        for f in summary.flows
+    ]
     peers = [[s, r, str(m), _human(b)] for s, r, m, b in summary.per_peer()]
-    reveal = [[receiver, sender, ", ".join(steps)]
-              for receiver, senders in summary.reveal().items()
-              for sender, steps in senders.items()]
+    reveal = [
+        [receiver, sender, ", ".join(steps)]
+        for receiver, senders in summary.reveal().items()
+        for sender, steps in senders.items()
+    ]
     return [
-        ("Messages per step", ["step", "from", "to", "messages", "bytes", "rounds", "tensors"],
-         flows),
+        (
+            "Messages per step",
+            ["step", "from", "to", "messages", "bytes", "rounds", "tensors"],
+            flows,
+        ),
         ("Per peer", ["from", "to", "messages", "bytes"], peers),
         ("Reveal: what each node received, from whom", ["node", "from", "steps"], reveal),
     ]
@@ -207,8 +229,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     print(f"job {jobs}; entries read: {entries}")
     for node, count in summary.skipped.items():
         if count:
-            print(f"warning: {count} malformed line(s) in {logs[node]} skipped; run "
-                  "'gridcredit audit verify'", file=sys.stderr)
+            print(
+                f"warning: {count} malformed line(s) in {logs[node]} skipped; run "
+                "'gridcredit audit verify'",
+                file=sys.stderr,
+            )
     show = _print_rich if sys.stdout.isatty() and not args.plain else _print_plain
     for title, headers, rows in summary_tables(summary):
         show(title, headers, rows)
@@ -217,26 +242,42 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``audit`` (``verify``, ``summary``) to ``subparsers``."""
-    audit = subparsers.add_parser("audit", help="check and summarize the nodes' audit logs",
-                                  description="Check the hash chains, signatures and "
-                                  "cross-matches of audit.jsonl files, or summarize them.")
+    audit = subparsers.add_parser(
+        "audit",
+        help="check and summarize the nodes' audit logs",
+        description="Check the hash chains, signatures and "
+        "cross-matches of audit.jsonl files, or summarize them.",
+    )
     sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    verify = sub.add_parser("verify", help="check chains, signatures and sent/received pairs",
-                            description="Exit 0 and print 'OK: ...' if every chain holds, every "
-                            "signature verifies (with --certs) and, given several nodes' logs "
-                            "of one job, every sent entry has exactly one matching received "
-                            "entry; else print 'FILE:LINE: what' per problem and exit 1.")
+    verify = sub.add_parser(
+        "verify",
+        help="check chains, signatures and sent/received pairs",
+        description="Exit 0 and print 'OK: ...' if every chain holds, every "
+        "signature verifies (with --certs) and, given several nodes' logs "
+        "of one job, every sent entry has exactly one matching received "
+        "entry; else print 'FILE:LINE: what' per problem and exit 1.",
+    )
     verify.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="audit.jsonl files")
-    verify.add_argument("--certs", type=Path, metavar="DIR",
-                        help="folder with ca.pem and <node>.pem: check every entry's "
-                        "signature (then required) (default: signatures not checked)")
+    verify.add_argument(
+        "--certs",
+        type=Path,
+        metavar="DIR",
+        help="folder with ca.pem and <node>.pem: check every entry's "
+        "signature (then required) (default: signatures not checked)",
+    )
     verify.set_defaults(handler=cmd_verify)
-    summary = sub.add_parser("summary", help="messages and bytes per step and peer",
-                             description="Print per step and per peer the message count and "
-                             "bytes, and which node received which kind of message from whom.")
+    summary = sub.add_parser(
+        "summary",
+        help="messages and bytes per step and peer",
+        description="Print per step and per peer the message count and "
+        "bytes, and which node received which kind of message from whom.",
+    )
     summary.add_argument("logs", nargs="+", type=Path, metavar="LOG", help="audit.jsonl files")
-    summary.add_argument("--plain", action="store_true",
-                         help="plain text even on a terminal (default: tables on a terminal)")
+    summary.add_argument(
+        "--plain",
+        action="store_true",
+        help="plain text even on a terminal (default: tables on a terminal)",
+    )
     summary.set_defaults(handler=cmd_summary)
 
 

@@ -288,6 +288,15 @@ class Coordinator:
         except ValueError as exc:
             raise ProtocolAbort(str(exc)) from exc
 
+    def party_addresses(self) -> dict[Role, str]:
+        """Where the joined parties serve (for liveness checks)."""
+        with self._cond:
+            return {role: r.address for role, r in self._joined.items()}
+
+    @property
+    def finished(self) -> bool:
+        return self.stage in (JobStage.DONE, JobStage.FAILED)
+
     def wait_finished(self, timeout: float) -> JobStage:
         deadline = time.monotonic() + timeout
         with self._cond:

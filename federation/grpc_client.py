@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from federation import wire
 from federation.audit import AuditLog
 from federation.certs import NodeCerts
 from federation.channel import Inbox, Observer, abort_envelope
+from federation.coordinator import Coordinator
 from federation.errors import PeerUnavailable, ProtocolAbort, VflError
 from federation.grpc_server import describe
 from federation.messages import (
@@ -254,3 +256,38 @@ class GrpcCoordinatorLink:
 
     def close(self) -> None:
         self._grpc.close()
+
+
+def watch_parties(coordinator: Coordinator, certs: NodeCerts, every: float = 2.0,
+                  misses: int = 3) -> threading.Thread:
+    """Fail the job when a joined party stops answering health checks.
+
+    A party that dies while its peer waits at a barrier would otherwise be noticed only
+    when the barrier times out; this notices within about ``every * misses`` seconds.
+    """
+    def run() -> None:
+        channels: dict[Role, grpc.Channel] = {}
+        missed = dict.fromkeys((Role.GRID, Role.BANK), 0)
+        try:
+            while not coordinator.finished:
+                for role, address in coordinator.party_addresses().items():
+                    if role not in channels:
+                        channels[role] = secure_channel(address, certs, role)
+                    stub = health_pb2_grpc.HealthStub(channels[role])
+                    try:
+                        stub.Check(health_pb2.HealthCheckRequest(), timeout=every / 2)
+                        missed[role] = 0
+                    except grpc.RpcError as exc:
+                        missed[role] += 1
+                        if missed[role] >= misses and not coordinator.finished:
+                            coordinator.fail(FailRequest(
+                                coordinator.job_id, role, f"stopped answering at {address} "
+                                f"({exc.code().name}); the node is gone"))
+                time.sleep(every)
+        finally:
+            for channel in channels.values():
+                channel.close()
+
+    thread = threading.Thread(target=run, name="watch-parties", daemon=True)
+    thread.start()
+    return thread

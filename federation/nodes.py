@@ -25,7 +25,7 @@ from federation.channel import Inbox
 from federation.config import CoordinatorConfig, NetworkConfig
 from federation.coordinator import Coordinator, JobStage
 from federation.errors import ConfigError, InputDataError, VflError
-from federation.grpc_client import GrpcChannel, GrpcCoordinatorLink
+from federation.grpc_client import GrpcChannel, GrpcCoordinatorLink, watch_parties
 from federation.grpc_server import add_coordinator, add_party, start_server
 from federation.messages import Role, peer_of
 from parties.model import atomic_write_text
@@ -68,6 +68,7 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
                               on_event=event)
     server, port = start_server(net.certs, net.listen, add_coordinator(coordinator, audit))
     _announce(net.listen, port)
+    watch_parties(coordinator, net.certs)
     try:
         stage = coordinator.wait_finished(cfg.job_timeout)
         summary: dict[str, Any] = {
