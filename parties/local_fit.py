@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,7 @@ from federation.channel import Channel, CoordinatorLink
 from federation.dealer import GRAD, LOSS
 from federation.errors import ProtocolAbort
 from federation.messages import (
+    DealReply,
     DealRequest,
     Decision,
     Envelope,
@@ -115,6 +117,38 @@ def agree_pair_key(channel: Channel, job_id: str, role: Role, timeout: float) ->
         )
     shared = private.exchange(X25519PublicKey.from_public_bytes(peer_public.tobytes()))
     return derive_key(shared, f"gridcredit/pair/{job_id}")
+
+
+class DealAhead:
+    """Fetches the dealer's corrections one epoch ahead, on a background thread.
+
+    The coordinator computes an epoch's corrections on request; asking for epoch e + 1
+    while epoch e trains hides that time. A prefetched epoch the job never reaches (early
+    stop) is simply dropped: its masks are never used.
+    """
+
+    def __init__(self, coordinator: CoordinatorLink, job_id: str, role: Role,
+                 last_epoch: int) -> None:
+        self._coordinator, self._job_id, self._role = coordinator, job_id, role
+        self._last = last_epoch
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deal-ahead")
+        self._ahead: dict[int, Future[DealReply]] = {}
+
+    def _request(self, epoch: int) -> Future[DealReply]:
+        if epoch not in self._ahead:
+            self._ahead[epoch] = self._pool.submit(
+                self._coordinator.deal, DealRequest(self._job_id, self._role, epoch))
+        return self._ahead[epoch]
+
+    def get(self, epoch: int) -> DealReply:
+        """This epoch's corrections (and start fetching the next epoch's)."""
+        future = self._request(epoch)
+        if epoch < self._last:
+            self._request(epoch + 1)
+        return future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def report_epoch(
@@ -192,6 +226,7 @@ class LocalFit:
         self.theta = np.zeros(k)
         self._clock = {"setup": 0.0, "deal": 0.0, "send": 0.0, "wait": 0.0, "barrier": 0.0}
         self.start_epoch = 0
+        self._deals = DealAhead(coordinator, job_id, role, settings.epochs)
         self._resume: dict[str, Any] | None = None
         self.on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None
 
@@ -224,7 +259,7 @@ class LocalFit:
         else:
             masks["b"] = correlated.dot_second_masks(seed, LOSS, epoch, nb, s.width)
         t0 = time.perf_counter()
-        deal = self._coordinator.deal(DealRequest(self.job_id, self.role, epoch))
+        deal = self._deals.get(epoch)
         self._clock["deal"] += time.perf_counter() - t0
         masks["c1"] = deal.corrections[peer]
         peer_k = self._peer_masked[0].shape[1]
@@ -352,4 +387,5 @@ class LocalFit:
         split = dict(self._clock)
         split["compute"] = self.result.seconds - sum(split.values())
         self.result.time_split = split
+        self._deals.close()
         return self.result

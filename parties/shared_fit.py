@@ -57,7 +57,6 @@ from crypto.sigmoid import LOG2
 from federation.channel import Channel, CoordinatorLink
 from federation.errors import ConfigError, ProtocolAbort
 from federation.messages import (
-    DealRequest,
     Decision,
     Envelope,
     Optimizer,
@@ -69,6 +68,7 @@ from federation.messages import (
 from federation.schedule import Schedule
 from parties.local_fit import (
     STEP_MASKED_X,
+    DealAhead,
     FitResult,
     agree_pair_key,
     report_epoch,
@@ -223,6 +223,7 @@ class SharedFit:
         self._k = {role: x.shape[1], self.peer: 0}  # the peer's count arrives with E
         self._clock = {"setup": 0.0, "deal": 0.0, "send": 0.0, "wait": 0.0, "barrier": 0.0}
         self.start_epoch = 0
+        self._deals = DealAhead(coordinator, job_id, role, settings.epochs)
         self._resume: dict[str, Any] | None = None
         self.on_checkpoint: Callable[[int, dict[str, Any]], None] | None = None
 
@@ -279,7 +280,7 @@ class SharedFit:
         else:
             masks["sq"] = correlated.dot_second_masks(seed, SQUARE, epoch, nb, s.width)
         t0 = time.perf_counter()
-        deal = self._coordinator.deal(DealRequest(self.job_id, self.role, epoch))
+        deal = self._deals.get(epoch)
         self._clock["deal"] += time.perf_counter() - t0
         want: dict[str, tuple[str, tuple[int, ...]]] = {
             "c1_fwd": (peer_fwd, (nb, w)), "c1_bwd": (peer_bwd, (nb, self._k[self.peer]))}
@@ -463,4 +464,5 @@ class SharedFit:
         split = dict(self._clock)
         split["compute"] = self.result.seconds - sum(split.values())
         self.result.time_split = split
+        self._deals.close()
         return self.result
