@@ -64,12 +64,12 @@ def zeros(shape: int | tuple[int, ...]) -> Ring:
 
 def matvec(x: Ring, v: Ring) -> Ring:
     """``x @ v`` modulo 2^64 (numpy integer matmul wraps; no BLAS for uint64)."""
-    return np.matmul(x, v)
+    return np.asarray(np.matmul(x, v), dtype=np.uint64)
 
 
 def rmatvec(x: Ring, v: Ring) -> Ring:
     """``x.T @ v`` modulo 2^64."""
-    return np.matmul(v, x)
+    return np.asarray(np.matmul(v, x), dtype=np.uint64)
 
 
 def dot(a: Ring, b: Ring) -> Ring:

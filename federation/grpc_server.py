@@ -8,7 +8,7 @@ names a role allowed to call it. Our exceptions become status codes here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from typing import TypeVar
 
@@ -90,9 +90,9 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
         return _guard(context, accept)
 
 
-def describe(tensors: dict[str, object]) -> list[dict[str, object]]:
+def describe(tensors: Mapping[str, object]) -> list[dict[str, object]]:
     """Names, dtypes and shapes of tensors for the audit log (never values)."""
-    out = []
+    out: list[dict[str, object]] = []
     for name, arr in tensors.items():
         dtype = getattr(arr, "dtype", None)
         out.append({"name": name, "dtype": str(dtype), "shape": list(getattr(arr, "shape", ()))})

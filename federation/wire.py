@@ -65,7 +65,8 @@ def envelope_to_bytes(env: Envelope) -> bytes:
     msg = vfl_pb2.Envelope(job_id=env.job_id, round=env.tag.round, step=env.tag.step,
                            sender=env.sender.value,
                            tensors=[tensor_to_proto(k, v) for k, v in env.tensors.items()])
-    return msg.SerializeToString()
+    data: bytes = msg.SerializeToString()
+    return data
 
 
 def envelope_from_bytes(data: bytes) -> Envelope:

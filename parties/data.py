@@ -84,7 +84,7 @@ def _numeric(frame: pd.DataFrame, path: Path, column: str) -> Float:
         what = "missing value" if cell == "" else f"non-numeric value {cell!r}"
         raise InputDataError(f"{path}: row {row + 2}, column {column!r}: {what} "
                              f"({bad.size} bad cell(s) in this column)")
-    return values
+    return np.asarray(values, dtype=np.float64)
 
 
 def load_party_csv(path: str | Path, id_column: str = "id",

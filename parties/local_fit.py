@@ -243,7 +243,8 @@ class LocalFit:
                 f"{self.peer} sent masked features of dtype {peer.dtype}, shape "
                 f"{peer.shape}; expected uint64 ({self.schedule.n_train}, k)"
             )
-        self._peer_masked = [peer[a:b] for a, b in self.schedule.batch_bounds]
+        self._peer_masked = [np.asarray(peer[a:b], dtype=np.uint64)
+                             for a, b in self.schedule.batch_bounds]
 
     # -- one epoch -------------------------------------------------------------------
     def _epoch_masks(self, epoch: int) -> dict[str, Ring]:
@@ -288,7 +289,7 @@ class LocalFit:
             loss_mask = masks["b"][t, :n]
         masked_loss = dot_mask(loss_operand, loss_mask)
         tag = Tag(round_, STEP_FIT)
-        out = {
+        out: dict[str, npt.NDArray[np.generic]] = {
             "F": mask_vector(d, masks["m"][t, :n]),
             "z": combine_vector_side(self._peer_masked[batch], d, masks["c1"][t]),
             "L": masked_loss,

@@ -55,7 +55,7 @@ class PartyModel:
         if self.clip is not None:
             z = np.clip(z, -self.clip, self.clip)
         u = z @ np.array(self.weights)
-        return u + (self.intercept or 0.0)
+        return np.asarray(u + (self.intercept or 0.0), dtype=np.float64)
 
     def coefficient_table(self) -> str:
         """CSV of this party's own coefficients (per standardized feature), for its eyes."""

@@ -41,9 +41,9 @@ Float = npt.NDArray[np.float64]
 
 def _gradient(x: Float, u_grid: Float, u_bank: Float, y: Float, frac_bits: int | None) -> Float:
     if frac_bits is None:
-        return x.T @ (0.5 + (u_grid + u_bank) / 4.0 - y) / x.shape[0]
+        return np.asarray(x.T @ (0.5 + (u_grid + u_bank) / 4.0 - y) / x.shape[0])
     d = residual_share_features(u_grid, frac_bits) + residual_share_label(u_bank, y, frac_bits)
-    return decode(rmatvec(encode(x, frac_bits), d), 2 * frac_bits) / x.shape[0]
+    return np.asarray(decode(rmatvec(encode(x, frac_bits), d), 2 * frac_bits) / x.shape[0])
 
 
 def taylor_sgd(x_grid: Float, x_bank: Float, y: Float, schedule: Schedule,

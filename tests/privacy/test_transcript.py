@@ -142,8 +142,9 @@ def test_the_recorded_secrets_are_the_values_the_parties_computed(
         batch_losses, want = [], []
         for g, b in zip(grid.steps, bank.steps):
             d = signed(g.d + b.d, f)
-            u = np.zeros(len(g.rows)) + sum(signed(encode_features(job.data[r].x[g.rows], 8, 8.0), 8)
-                    @ signed(g.theta[r] + b.theta[r], f) for r in (Role.GRID, Role.BANK))
+            u = np.zeros(len(g.rows)) + sum(
+                signed(encode_features(job.data[r].x[g.rows], 8, 8.0), 8)
+                @ signed(g.theta[r] + b.theta[r], f) for r in (Role.GRID, Role.BANK))
             np.testing.assert_allclose(d, u / 4 + 0.5 - y[g.rows], atol=4 * 2.0**-f)
             batch_losses.append(signed(g.loss + b.loss, 2 * f)[0] + len(g.rows) * (
                 np.log(2) - 0.5))

@@ -43,7 +43,8 @@ def all_plots(
 ) -> list[tuple[str, Callable[[Path], Path], tuple[int, int]]]:
     y, p, weak = data
     return [
-        ("roc", lambda f: plots.plot_roc({"federated": (y, p), "bank only": (y, weak)}, f), (720, 720)),
+        ("roc", lambda f: plots.plot_roc({"federated": (y, p), "bank only": (y, weak)}, f),
+         (720, 720)),
         ("ks", lambda f: plots.plot_ks(y, p, f), (768, 576)),
         ("calibration", lambda f: plots.plot_calibration(y, p, f), (720, 720)),
         ("distribution", lambda f: plots.plot_score_distribution(y, p, f), (768, 576)),
