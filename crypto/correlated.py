@@ -68,3 +68,18 @@ def mask_label(kind: str, product: str, epoch: int) -> str:
     the dealer records them to refuse dealing one vector mask twice.
     """
     return f"{kind}/{product}/epoch={epoch}"
+
+
+def joint_matrix_mask(seed: bytes, owner: str, purpose: str, shape: tuple[int, int]) -> Ring:
+    """M for ``owner``'s rows in a joint forward pass (``purpose``: evaluate or score)."""
+    return expand(seed, f"Mj/{owner}/{purpose}", shape)
+
+
+def joint_vector_mask(seed: bytes, block: str, purpose: str, size: int) -> Ring:
+    """m of the holder of a share of ``block``'s weights, for that joint forward pass."""
+    return expand(seed, f"mj/{block}/{purpose}", size)
+
+
+def joint_c0(seed: bytes, owner: str, purpose: str, n: int) -> Ring:
+    """c_0 of the matrix owner, one per row, for that joint forward pass."""
+    return expand(seed, f"cj/{owner}/{purpose}", n)

@@ -33,8 +33,10 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--reveal-weights",
-        choices=["own"],
-        help="mode shared: at the end each owner opens only its own weight block (default: own)",
+        choices=["own", "none"],
+        help="mode shared: 'own' opens to each owner only its own weight block; 'none' keeps "
+        "the model shared, so evaluation and scoring are joint and the bank learns the score "
+        "but not the grid's partial logit (default: own)",
     )
     g.add_argument(
         "--feature-frac-bits",

@@ -154,9 +154,12 @@ def check_settings(s: TrainSettings) -> None:
         (0 <= s.momentum < 1, f"momentum must be in [0, 1), got {s.momentum}"),
         (s.tolerance >= 0, f"tolerance must be >= 0, got {s.tolerance}"),
         (
-            s.reveal_weights == "own",
-            f"reveal_weights {s.reveal_weights!r}: only 'own' is "
-            "available (keeping the model shared needs joint scoring, not built yet)",
+            s.reveal_weights in ("own", "none"),
+            f"reveal_weights must be 'own' or 'none', got {s.reveal_weights!r}",
+        ),
+        (
+            s.reveal_weights == "own" or s.mode is Mode.SHARED,
+            "reveal_weights 'none' needs mode 'shared' (mode local has no shared weights)",
         ),
         (
             s.mode is Mode.LOCAL or s.optimizer is not Optimizer.ADAM,

@@ -21,7 +21,7 @@ import numpy as np
 
 from crypto.prg import new_seed
 from crypto.ring import decode
-from federation.dealer import Dealer
+from federation.dealer import Dealer, joint_correction
 from federation.dealer_shared import SharedDealer
 from federation.errors import ProtocolAbort, StageError
 from federation.messages import (
@@ -70,6 +70,7 @@ STEP_ALIGNED = "aligned"
 STEP_EPOCH = "epoch"
 STEP_EVALUATED = "evaluated"
 STEP_SCORED = "scored"
+JOINT_EPOCH = 0  # a deal request for epoch 0 asks for a joint forward pass's corrections
 
 
 def min_batch_size(n_columns: dict[Role, int]) -> int:
@@ -105,6 +106,7 @@ class Coordinator:
         self._barriers: dict[tuple[int, str], _Barrier] = {}
         self._dealer: Dealer | SharedDealer | None = None
         self._deal_lock = threading.Lock()
+        self._joint_dealt: set[tuple[Role, str]] = set()
         self._schedule: Schedule | None = None
         self._stage_started = time.monotonic()
 
@@ -274,6 +276,8 @@ class Coordinator:
         return SyncReply(Decision.STOP)
 
     def deal(self, req: DealRequest) -> DealReply:
+        if req.epoch == JOINT_EPOCH:
+            return self._deal_joint(req)
         with self._cond:
             self._check_job(req.job_id, req.role)
             if self.stage is not JobStage.FIT or self._dealer is None:
@@ -287,6 +291,22 @@ class Coordinator:
                 return DealReply(dealer.corrections(req.role, req.epoch))
         except ValueError as exc:
             raise ProtocolAbort(str(exc)) from exc
+
+    def _deal_joint(self, req: DealRequest) -> DealReply:
+        """Corrections of the joint forward pass over the aligned rows (weights kept shared):
+        after training (evaluate) or in a scoring job (score), once per party."""
+        purposes = {JobStage.EVALUATE: "evaluate", JobStage.SCORE: "score"}
+        with self._cond:
+            self._check_job(req.job_id, req.role)
+            purpose = purposes.get(self.stage)
+            if purpose is None or self.intersection_size is None:
+                raise StageError(f"{req.role} asked for joint corrections in stage {self.stage}")
+            if (req.role, purpose) in self._joint_dealt:
+                raise ProtocolAbort(f"joint corrections for {req.role} were already dealt")
+            self._joint_dealt.add((req.role, purpose))
+            columns = {role: r.n_columns for role, r in self._joined.items()}
+            n = self.intersection_size
+        return DealReply({purpose: joint_correction(self._seeds, req.role, purpose, n, columns)})
 
     def party_addresses(self) -> dict[Role, str]:
         """Where the joined parties serve (for liveness checks)."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from crypto import correlated
 from crypto.beaver import dot_correction, product_correction
-from crypto.ring import Ring
+from crypto.ring import Ring, matvec
 from federation.messages import Role
 from federation.schedule import Schedule
 
@@ -85,3 +85,15 @@ class Dealer(MaskingDealer):
             GRAD[Role.GRID]: self._product_corrections(Role.GRID, Role.BANK, epoch),
             LOSS: self._loss_corrections(epoch),
         }
+
+
+def joint_correction(seeds: dict[Role, bytes], holder: Role, purpose: str, n: int,
+                     n_columns: dict[Role, int]) -> Ring:
+    """c_1 = M_owner m - c_0 of a joint forward pass over n rows (``parties.joint``), for
+    the holder of a share of the other party's weight block."""
+    owner = Role.BANK if holder is Role.GRID else Role.GRID
+    m_mat = correlated.joint_matrix_mask(seeds[owner], owner.value, purpose,
+                                         (n, n_columns[owner]))
+    m_vec = correlated.joint_vector_mask(seeds[holder], owner.value, purpose, n_columns[owner])
+    c_0 = correlated.joint_c0(seeds[owner], owner.value, purpose, n)
+    return np.asarray(matvec(m_mat, m_vec) - c_0, dtype=np.uint64)

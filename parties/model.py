@@ -45,12 +45,20 @@ class PartyModel:
     weights: list[float]
     intercept: float | None = None
     clip: float | None = None  # mode shared trains on z clipped to [-clip, clip]
+    # --reveal-weights none: this party's shares of both weight blocks (ring integers, f
+    # fraction bits); the weights themselves are known to nobody and scoring is joint.
+    shares: dict[str, list[int]] | None = None
+    frac_bits: int | None = None
+    feature_frac_bits: int | None = None
 
     def standardizer(self) -> Standardizer:
         return Standardizer(np.array(self.mean), np.array(self.std))
 
     def partial_logit(self, x: np.ndarray) -> np.ndarray:
         """u_own = z(x) . w (+ intercept for the bank)."""
+        if self.shares is not None:
+            raise InputDataError(f"the {self.role}'s model keeps its weights shared; it scores "
+                                 "only jointly (gridcredit score), not alone")
         z = self.standardizer().apply(x)
         if self.clip is not None:
             z = np.clip(z, -self.clip, self.clip)
@@ -59,6 +67,10 @@ class PartyModel:
 
     def coefficient_table(self) -> str:
         """CSV of this party's own coefficients (per standardized feature), for its eyes."""
+        if self.shares is not None:
+            return ("feature,weight,mean,std\n" + "".join(
+                f"{f},(kept shared),{m:.8g},{s:.8g}\n"
+                for f, m, s in zip(self.features, self.mean, self.std)))
         rows = ["feature,weight,mean,std"]
         rows += [f"{f},{w:.8g},{m:.8g},{s:.8g}"
                  for f, w, m, s in zip(self.features, self.weights, self.mean, self.std)]

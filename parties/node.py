@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from federation.schedule import Schedule
 from parties import checkpoint, metrics
 from parties.alignment import align
 from parties.data import PartyData, Standardizer, load_party_csv
+from parties.joint import joint_logits
 from parties.local_fit import LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
 from parties.reference import centralized_lr
@@ -118,6 +119,10 @@ class PartyNode:
         # A node given a model scores: its file needs no label, and extra columns are ignored.
         labelled = is_bank and cfg.model is None
         data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None)
+        model = None
+        if cfg.model is not None:  # the model's columns, so the dealer sizes masks right
+            model = self._scoring_model(data)
+            data = data.select(model.features)
         self.stats["rows"] = len(data.ids)
         plan = self._coordinator.join(
             JoinRequest(
@@ -130,11 +135,11 @@ class PartyNode:
         )
         self.state.advance(Stage.JOINED)
         settings = plan.settings
-        model = None
-        if settings.task is Task.SCORE:
-            model = self._scoring_model(data)
-            data = data.select(model.features)
-        elif is_bank and data.y is None:
+        if settings.task is Task.SCORE and model is None:
+            raise ConfigError(f"{self.role}: a scoring job needs --model PATH")
+        if settings.task is not Task.SCORE:
+            model = None
+        if is_bank and model is None and data.y is None:
             raise ConfigError(
                 "bank: a training job needs labels, but this node was given a model to score with"
             )
@@ -165,7 +170,7 @@ class PartyNode:
         if model is None:
             self._train(plan, data, rows, resume)
         else:
-            self._score(settings, data, rows, model)
+            self._score(plan, data, rows, model)
         self.state.advance(Stage.DONE)
         self.stats["bytes_sent"] = self._channel.bytes_sent
         atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
@@ -200,19 +205,13 @@ class PartyNode:
         z = standardizer.apply(aligned.x)
         x = with_intercept(z) if self.role is Role.BANK else z
         self.state.advance(Stage.TRAINING)
-        trainer = SharedFit if settings.mode is Mode.SHARED else LocalFit
-        fitter = trainer(
-            self.role,
-            self.config.job_id,
-            settings,
-            schedule,
-            plan.dealer_seed,
-            x,
-            aligned.y,
-            channel,
-            self._coordinator,
-            self._on_epoch,
-        )
+        args = (self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
+                aligned.y, channel, self._coordinator, self._on_epoch)
+        fitter: LocalFit | SharedFit
+        if settings.mode is Mode.SHARED:
+            fitter = SharedFit(*args, reveal=settings.reveal_weights)
+        else:
+            fitter = LocalFit(*args)
         self._wire_checkpoints(fitter, settings, resume)
         fit = fitter.run()
         clip = settings.feature_clip if settings.mode is Mode.SHARED else None
@@ -227,14 +226,23 @@ class PartyNode:
             expected_wrap_failures=fit.expected_wrap_failures,
         )
         self.state.advance(Stage.EVALUATING)
-        tag = Tag(fit.last_round + 1, STEP_EVALUATE)
-        u_own = x @ fit.theta
-        if self.role is Role.GRID:
-            channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
+        if fit.weight_shares:  # --reveal-weights none: the bank opens u, never u_G
+            u = self._joint(plan, x, fit.weight_shares, "evaluate", fit.last_round + 1)
+            if u is not None:
+                self._evaluate_bank(aligned, schedule, sigmoid(u), z, settings)
         else:
-            u_grid = self._partial_logits(channel.recv(tag, settings.deadline_seconds), len(rows))
-            self._evaluate_bank(aligned, schedule, sigmoid(u_own + u_grid), z, settings)
-        weights = fit.theta[:-1] if self.role is Role.BANK else fit.theta
+            tag = Tag(fit.last_round + 1, STEP_EVALUATE)
+            u_own = x @ fit.theta
+            if self.role is Role.GRID:
+                channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
+            else:
+                u_grid = self._partial_logits(
+                    channel.recv(tag, settings.deadline_seconds), len(rows)
+                )
+                self._evaluate_bank(aligned, schedule, sigmoid(u_own + u_grid), z, settings)
+        shared = bool(fit.weight_shares)
+        theta = np.zeros(x.shape[1]) if shared else fit.theta
+        weights = theta[:-1] if self.role is Role.BANK else theta
         model = PartyModel(
             self.role.value,
             self.config.job_id,
@@ -242,13 +250,25 @@ class PartyNode:
             data.features,
             standardizer.mean.tolist(),
             standardizer.std.tolist(),
-            weights.tolist(),
-            float(fit.theta[-1]) if self.role is Role.BANK else None,
+            [] if shared else weights.tolist(),
+            float(theta[-1]) if self.role is Role.BANK and not shared else None,
             clip,
+            {r: [int(v) for v in a] for r, a in fit.weight_shares.items()} if shared else None,
+            settings.frac_bits,
+            settings.feature_frac_bits,
         )
         model.save(self.config.out / "model.json")
         atomic_write_text(self.config.out / "coefficients.csv", model.coefficient_table())
         self._sync(fit.epochs_run + 1, "evaluated", {})
+
+    def _joint(self, plan: JobPlan, x: Float, shares: dict[str, npt.NDArray[np.uint64]],
+               purpose: str, round_: int) -> Float | None:
+        s = plan.settings
+        return joint_logits(
+            self.role, self.config.job_id, x, shares, plan.dealer_seed,
+            self._require_channel(), self._coordinator, frac_bits=s.frac_bits,
+            feature_frac_bits=s.feature_frac_bits, clip=s.feature_clip, purpose=purpose,
+            round_=round_, timeout=s.deadline_seconds)
 
     def _wire_checkpoints(
         self, fitter: LocalFit | SharedFit, settings: TrainSettings, resume: _Resume
@@ -330,14 +350,27 @@ class PartyNode:
 
     def _score(
         self,
-        settings: TrainSettings,
+        plan: JobPlan,
         data: PartyData,
         rows: npt.NDArray[np.intp],
         model: PartyModel,
     ) -> None:
-        channel = self._require_channel()
+        settings, channel = plan.settings, self._require_channel()
         self.state.advance(Stage.SCORING)
         aligned = data.take(rows.astype(np.int64))
+        if model.shares is not None:  # a model kept shared scores jointly
+            z = model.standardizer().apply(aligned.x)
+            x = with_intercept(z) if self.role is Role.BANK else z
+            joint = replace(plan, settings=replace(
+                settings, frac_bits=model.frac_bits or settings.frac_bits,
+                feature_frac_bits=model.feature_frac_bits or settings.feature_frac_bits,
+                feature_clip=model.clip or settings.feature_clip))
+            shares = {r: np.array(v, dtype=np.uint64) for r, v in model.shares.items()}
+            u = self._joint(joint, x, shares, "score", 1)
+            if u is not None:
+                self._write_scores(data, rows, sigmoid(u))
+            self._sync(1, "scored", {})
+            return
         u_own = model.partial_logit(aligned.x)
         tag = Tag(1, STEP_SCORE)
         if self.role is Role.GRID:

@@ -161,3 +161,38 @@ def test_default_credit_auc_within_0_005_of_centralized(tmp_path: Path) -> None:
     gap = report["validation"]["auc"] - report["centralized"]["validation"]["auc"]
     assert abs(gap) <= 0.005, gap
     assert report["lift"]["auc_over_bank_only"] > 0.03
+
+
+def test_reveal_none_keeps_weights_shared_and_scores_jointly(breast_run: Path,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "none"
+    result = run_cli("simulate", "--grid-data", str(fate_file("breast_hetero_host.csv")),
+                     "--bank-data", str(fate_file("breast_hetero_guest.csv")), "--out", str(out),
+                     "--batch-size", "128", "--epochs", "10", "--reveal-weights", "none",
+                     "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for role in ("grid", "bank"):
+        model = json.loads((out / role / "model.json").read_text())
+        assert model["weights"] == [] and model["intercept"] is None
+        assert set(model["shares"]) == {"grid", "bank"}
+    # The bank opened u jointly and never received the grid's partial logits.
+    steps = {json.loads(line)["step"] for line in
+             (out / "bank" / "audit.jsonl").read_text().splitlines()
+             if json.loads(line)["direction"] == "received"}
+    assert "joint-open" in steps and "evaluate" not in steps
+
+    def probabilities(path: Path, column: str = "probability") -> dict[str, float]:
+        with path.open() as handle:
+            return {r["id"]: float(r[column]) for r in csv.DictReader(handle)}
+
+    own = probabilities(breast_run / "bank" / "predictions.csv")
+    none = probabilities(out / "bank" / "predictions.csv")
+    assert max(abs(own[i] - none[i]) for i in own) < 0.01  # same training, truncation noise
+    to_score = tmp_path / "to_score.csv"
+    to_score.write_text("\n".join(fate_file("breast_hetero_guest.csv").read_text()
+                                  .splitlines()[:31]) + "\n")
+    scored = run_cli("score", "--run", str(out), "--bank-data", str(to_score), "--out",
+                     str(tmp_path / "scores"), "--quiet")
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    scores = probabilities(tmp_path / "scores" / "bank" / "scores.csv")
+    assert len(scores) == 30 and max(abs(scores[i] - none[i]) for i in scores) < 1e-4
