@@ -171,7 +171,7 @@ class Reference:
 def load_reference() -> Any:
     """The openmined-psi module, or None when it is not installed."""
     try:
-        import private_set_intersection.python as omp  # type: ignore[import-not-found]
+        import private_set_intersection.python as omp  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         return None
     return omp

@@ -160,7 +160,7 @@ def aligned_order(predictions: Path) -> npt.NDArray[np.int64]:
     import pandas as pd
 
     ids = pd.read_csv(predictions, usecols=["id"], dtype=str)["id"]
-    return ids.str.slice(1).astype(np.int64).to_numpy()
+    return np.asarray(ids.str.slice(1).astype(np.int64).to_numpy(), dtype=np.int64)
 
 
 # -- baselines -------------------------------------------------------------------------
