@@ -41,6 +41,18 @@ class ExitCode(IntEnum):
     PEER_FAILED = 3
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM; ru_maxrss would start from the
+    parent's size when a node is forked and exec'd by simulate)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def exit_code_for(exc: VflError) -> ExitCode:
     if isinstance(exc, (ConfigError, InputDataError)):
         return ExitCode.BAD_INPUT
@@ -76,7 +88,7 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "failure": coordinator.failure, "intersection_size": coordinator.intersection_size,
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
             "stage_seconds": coordinator.stage_seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb(),
             "settings": {
                 k: (v.value if hasattr(v, "value") else v)
                 for k, v in cfg.settings.as_dict().items()},
@@ -119,7 +131,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         node = PartyNode(replace(party, out=net.out), link, connect, address, on_epoch)
         stats = node.run()
         stats["bytes_sent_to_coordinator"] = link.bytes_sent
-        stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        stats["peak_rss_mb"] = peak_rss_mb()
         atomic_write_text(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
     finally:
         for channel in channels:

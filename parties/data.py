@@ -42,11 +42,37 @@ class PartyData:
                          None if self.y is None else self.y[rows])
 
 
-def _read(path: Path) -> pd.DataFrame:
+def _check_file(path: Path) -> None:
     if not path.is_file():
         raise InputDataError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise InputDataError(f"{path}: file is empty (expected a header row and data rows)")
+
+
+def _read_numeric(path: Path, id_column: str) -> pd.DataFrame | None:
+    """The fast path: pandas' C parser reads every column but the ID as numbers (a
+    fraction of the memory of strings on a million rows). None whenever anything is not
+    cleanly numeric, so the string path can name the file, row and column."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, dtype={id_column: str}, keep_default_na=False,
+                                skipinitialspace=True, index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError,
+            UnicodeDecodeError, ValueError, TypeError):
+        return None
+    if frame.empty or id_column not in frame.columns:
+        return None
+    for column in frame.columns:
+        if column == id_column:
+            continue
+        values = frame[column]
+        if values.dtype.kind not in "iuf" or not np.isfinite(values.to_numpy(np.float64)).all():
+            return None
+    return frame
+
+
+def _read(path: Path) -> pd.DataFrame:
     try:
         with warnings.catch_warnings():
             # index_col=False: a row longer than the header must not shift every column.
@@ -75,6 +101,8 @@ def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
 
 
 def _numeric(frame: pd.DataFrame, path: Path, column: str) -> Float:
+    if frame[column].dtype.kind in "iuf":  # parsed as numbers and checked finite
+        return np.asarray(frame[column].to_numpy(np.float64), dtype=np.float64)
     raw = frame[column].str.strip()
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
@@ -101,7 +129,10 @@ def load_party_csv(path: str | Path, id_column: str = "id",
         The 0/1 label column (bank only); None for the grid.
     """
     p = Path(path)
-    frame = _read(p)
+    _check_file(p)
+    frame = _read_numeric(p, id_column)
+    if frame is None:
+        frame = _read(p)
     _require(frame, p, id_column, "ID")
     if label_column is not None:
         _require(frame, p, label_column, "label")
