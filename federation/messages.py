@@ -113,7 +113,12 @@ class TrainSettings:
     checkpoint_every: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        """The settings as plain values (enums by their value), for JSON and TOML."""
+        out: dict[str, object] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            out[name] = value.value if isinstance(value, StrEnum) else value
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,9 +89,7 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
             "stage_seconds": coordinator.stage_seconds,
             "peak_rss_mb": peak_rss_mb(),
-            "settings": {
-                k: (v.value if hasattr(v, "value") else v)
-                for k, v in cfg.settings.as_dict().items()},
+            "settings": cfg.settings.as_dict(),
         }
         atomic_write_text(net.out / "job.json", json.dumps(summary, indent=2) + "\n")
         time.sleep(0.2)  # let the last barrier replies reach both parties

@@ -100,8 +100,7 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         "job_id": job_id,
         "intersection_size": job["intersection_size"],
         "rows": {"grid": stats["grid"]["rows"], "bank": stats["bank"]["rows"]},
-        "config": {k: (v.value if hasattr(v, "value") else v)
-                   for k, v in settings.as_dict().items()},
+        "config": settings.as_dict(),
         "validation": bank_metrics["validation"], "train": bank_metrics["train"],
         "bank_only": bank_metrics["bank_only"], "centralized": central,
         "fit_seconds": max(stats["grid"]["fit_seconds"], stats["bank"]["fit_seconds"]),

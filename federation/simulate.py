@@ -68,10 +68,6 @@ def _clean(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _settings_table(settings: TrainSettings) -> dict[str, object]:
-    return {k: (v.value if hasattr(v, "value") else v) for k, v in settings.as_dict().items()}
-
-
 @dataclass
 class _Federation:
     out: Path
@@ -96,7 +92,7 @@ class _Federation:
                     "out": str(out / "coordinator"),
                 },
                 "tls": {"dir": str(certs)},
-                "training": _settings_table(self.settings),
+                "training": self.settings.as_dict(),
                 "job": {"barrier_timeout": max(120.0, 4 * self.settings.deadline_seconds)},
             },
         )

@@ -27,7 +27,7 @@ State = dict[str, Any]
 
 def fingerprint(settings: TrainSettings, schedule: Schedule, n_columns: int) -> str:
     """What two jobs must share for one to continue the other's training."""
-    same = {k: (v.value if hasattr(v, "value") else v) for k, v in settings.as_dict().items()
+    same = {k: v for k, v in settings.as_dict().items()
             if k not in ("deadline_seconds", "tolerance", "checkpoint_every", "task")}
     same.update(n_rows=schedule.n_rows, n_columns=n_columns)
     return hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()
