@@ -40,11 +40,11 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import grpc
 import numpy as np
 
-from federation.certs import NodeCerts
-from federation.grpc_client import secure_channel
-from federation.messages import Role
+from federation.processes import ServeProcess
 from federation.proto import vfl_pb2, vfl_pb2_grpc
-from federation.serve import ServeProcess, serve_module
+from federation.protocol.messages import Role
+from federation.transport.certs import NodeCerts
+from federation.transport.grpc_client import secure_channel
 
 START_TIMEOUT = 300.0
 CALL_TIMEOUT = 60.0
@@ -84,7 +84,7 @@ def common_ids(run: Path) -> list[str]:
 def start_nodes(run: Path, out: Path) -> tuple[list[ServeProcess], str, float]:
     """Grid and bank serve nodes; (nodes, bank address, seconds until the bank listened)."""
     report = json.loads((run / "report.json").read_text())
-    module, certs = serve_module(), str(run / "certs")
+    module, certs = "federation.cli", str(run / "certs")
     nodes: list[ServeProcess] = []
     grid = ServeProcess(
         "grid",

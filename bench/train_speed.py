@@ -19,9 +19,7 @@ loopback with mutual TLS, PSI included) and reports:
   fork: see ``RssSampler``), and the peak of the node's whole process tree (the node plus
   its PSI worker processes), sampled with psutil,
 - PSI seconds (within the same run), where the parties' fit time went, validation AUC.
-
-It prints the classic per-run lines, then one table with a column per run, and writes
-everything as JSON with ``--json``.
+It prints per-run lines, then one table with a column per run; ``--json`` writes it all.
 
 Usage (from the repository root)::
 
@@ -29,24 +27,20 @@ Usage (from the repository root)::
     python bench/train_speed.py --rows 10000,100000,1000000 \\
         --json bench/results/train_shared.json
     python bench/train_speed.py --rows 100000 --mode local --json bench/results/train_local.json
-    python bench/train_speed.py --rows 100000 --keep /tmp/train_100k   # keep the run folders
     python bench/train_speed.py --table bench/results/train_*.json      # reprint saved runs
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -54,11 +48,20 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from federation.messages import Mode, TrainSettings
-from federation.schedule import Schedule
+from bench.common import (  # noqa: E402
+    RssSampler,
+    aligned_order,
+    audit_bytes,
+    int_list,
+    make_data,
+    synthetic,
+    write_json,
+)
+from federation.protocol.messages import Mode, TrainSettings
+from federation.protocol.schedule import Schedule
 from federation.simulate import SimulationSpec, run_simulation
-from parties import metrics
 from parties.data import Standardizer
+from parties.evaluation import metrics
 from parties.reference import centralized_lr, taylor_sgd
 
 Float = npt.NDArray[np.float64]
@@ -72,95 +75,6 @@ NODES = ("grid", "bank", "coordinator")
 SEED = 7
 REFERENCE = {"secretflow_ss_lr_seconds": 4.5, "secretflow_ss_lr_mb": 198.0,
              "target_seconds": 1.5, "target_mb": 40.0, "rss_budget_mb_per_party": 2048.0}
-
-
-# -- data ------------------------------------------------------------------------------
-# The three ASCII digits of 0..999, for formatting numbers with two table look-ups.
-_DIGITS = (np.arange(1000)[:, None] // np.array([100, 10, 1]) % 10 + ord("0")).astype(np.uint8)
-
-
-def _fixed(q: npt.NDArray[np.int32]) -> npt.NDArray[np.uint8]:
-    """Each q (|q| < 10^6) as the 8 ASCII bytes ``+d.ddddd`` of q / 10^5, vectorized."""
-    out = np.empty(q.shape + (8,), dtype=np.uint8)
-    out[..., 0] = np.where(q < 0, ord("-"), ord("+"))
-    hi, lo = np.divmod(np.abs(q), 1000)
-    out[..., [1, 3, 4]] = _DIGITS[hi]
-    out[..., 2] = ord(".")
-    out[..., 5:] = _DIGITS[lo]
-    return out
-
-
-def _write_csv(path: Path, header: list[str], label: npt.NDArray[np.int32] | None,
-               q: npt.NDArray[np.int32]) -> None:
-    """IDs ``E%08d`` (the row number), an optional 0/1 label, features q / 10^5 (``_fixed``)."""
-    rows, k = q.shape
-    lead = 10 + (2 if label is not None else 0)
-    buf = np.empty((rows, lead + 9 * k), dtype=np.uint8)
-    buf[:, 0] = ord("E")
-    hi, lo = np.divmod(np.arange(rows, dtype=np.int32), 10_000)
-    buf[:, 1:5] = _four(hi)
-    buf[:, 5:9] = _four(lo)
-    buf[:, 9] = ord(",")
-    if label is not None:
-        buf[:, 10] = label + ord("0")
-        buf[:, 11] = ord(",")
-    cells = buf[:, lead:].reshape(rows, k, 9)
-    cells[:, :, :8] = _fixed(q)
-    cells[:, :, 8] = ord(",")
-    buf[:, -1] = ord("\n")
-    with path.open("wb") as handle:
-        handle.write((",".join(header) + "\n").encode())
-        handle.write(buf.tobytes())
-
-
-def _four(v: npt.NDArray[np.int32]) -> npt.NDArray[np.uint8]:
-    """The four ASCII digits of each 0 <= v < 10^4."""
-    hi, lo = np.divmod(v, 100)
-    return np.concatenate([_DIGITS[hi][:, 1:], _DIGITS[lo][:, 1:]], axis=1)
-
-
-def _draw(rows: int, k_grid: int, k_bank: int, seed: int
-          ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32]]:
-    """Features as integers q = round(z 10^5) (|z| < 10) and 0/1 labels of a logistic model."""
-    if rows >= 10**8:
-        raise ValueError("at most 99,999,999 rows (8-digit IDs)")
-    rng = np.random.default_rng(seed)
-    lim = 999_999
-
-    def features(k: int) -> npt.NDArray[np.int32]:
-        z = rng.standard_normal(size=(rows, k), dtype=np.float32)
-        z *= 1e5
-        return np.rint(z, out=z).astype(np.int32).clip(-lim, lim)
-
-    qg, qb = features(k_grid), features(k_bank)
-    beta_g, beta_b = rng.normal(scale=0.4, size=k_grid), rng.normal(scale=0.4, size=k_bank)
-    logit = (qg @ beta_g + qb @ beta_b) / 1e5 - 1
-    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int32)
-    return qg, qb, y
-
-
-def synthetic(rows: int, k_grid: int, k_bank: int, seed: int) -> tuple[Float, Float, Float]:
-    """(x_grid, x_bank, y) exactly as ``make_data`` writes them, bit for bit."""
-    qg, qb, y = _draw(rows, k_grid, k_bank, seed)
-    return qg / 1e5, qb / 1e5, y.astype(np.float64)
-
-
-def make_data(rows: int, k_grid: int, k_bank: int, seed: int, folder: Path) -> tuple[Path, Path]:
-    """Two CSVs with the same IDs ``E%08d``: grid (id, g0..) and bank (id, y, b0..)."""
-    qg, qb, y = _draw(rows, k_grid, k_bank, seed)
-    grid, bank = folder / "grid.csv", folder / "bank.csv"
-    _write_csv(grid, ["id"] + [f"g{j}" for j in range(k_grid)], None, qg)
-    del qg
-    _write_csv(bank, ["id", "y"] + [f"b{j}" for j in range(k_bank)], y, qb)
-    return grid, bank
-
-
-def aligned_order(predictions: Path) -> npt.NDArray[np.int64]:
-    """Row numbers (the digits of ``E%08d``) in the order the bank wrote its predictions."""
-    import pandas as pd
-
-    ids = pd.read_csv(predictions, usecols=["id"], dtype=str)["id"]
-    return np.asarray(ids.str.slice(1).astype(np.int64).to_numpy(), dtype=np.int64)
 
 
 # -- baselines -------------------------------------------------------------------------
@@ -184,23 +98,9 @@ def numpy_sgd(x: Float, y: Float, schedule: Schedule, s: TrainSettings) -> Float
 
 
 # -- traffic ---------------------------------------------------------------------------
-def audit_bytes(run: Path) -> dict[str, dict[str, int]]:
-    """Bytes sent per node and step (payload bytes as the audit log records them)."""
-    out: dict[str, dict[str, int]] = {}
-    for node in NODES:
-        steps: dict[str, int] = {}
-        with (run / node / "audit.jsonl").open(encoding="utf-8") as handle:
-            for line in handle:
-                e = json.loads(line)
-                if e["direction"] == "sent":
-                    steps[e["step"]] = steps.get(e["step"], 0) + int(e["bytes"])
-        out[node] = steps
-    return out
-
-
 def fit_traffic(run: Path) -> dict[str, int]:
     """Bytes each node sent during the fit (the per-node totals of the classic output)."""
-    sent = audit_bytes(run)
+    sent = audit_bytes(run, NODES)
     return {node: sum(v for k, v in sent[node].items()
                       if k in FIT_STEPS or k in COORDINATOR_STEPS) for node in NODES}
 
@@ -234,73 +134,6 @@ def protocol_bound(mode: str, schedule: Schedule, k: dict[str, int]) -> dict[str
     return out
 
 
-# -- memory ----------------------------------------------------------------------------
-def _vm_hwm_mb(pid: int) -> float | None:
-    """The kernel's peak RSS of the process's current address space (Linux ``VmHWM``)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-class RssSampler:
-    """Peak memory of each child process of this one, sampled every ``interval`` seconds.
-
-    ``hwm``: the child's own ``VmHWM`` (monotone, so the last sample before it exits is its
-    peak up to then). Unlike ``ru_maxrss`` it is not inherited: after fork + exec a child's
-    ``ru_maxrss`` starts at the RSS its parent had at the fork (Linux keeps the old address
-    space's high-water mark across execve), which inflates the nodes' self-reported
-    ``peak_rss_mb`` by this benchmark's own RSS. ``tree``: the largest sum of the current
-    RSS of the child and its descendants (a node and its PSI worker processes).
-    """
-
-    def __init__(self, interval: float = 0.25) -> None:
-        self.interval = interval
-        self.hwm: dict[int, float] = {}
-        self.tree: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        try:
-            import psutil  # type: ignore[import-untyped,unused-ignore]
-
-            self._psutil: Any = psutil
-        except ImportError:
-            self._psutil = None
-
-    def __enter__(self) -> Self:
-        if self._psutil is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        ps = self._psutil
-        me = ps.Process()
-        while not self._stop.wait(self.interval):
-            for child in me.children():
-                hwm = _vm_hwm_mb(child.pid)
-                if hwm is not None:
-                    self.hwm[child.pid] = max(self.hwm.get(child.pid, 0.0), hwm)
-                try:
-                    total = child.memory_info().rss / 2**20
-                    for sub in child.children(recursive=True):
-                        try:
-                            total += sub.memory_info().rss / 2**20
-                        except ps.Error:
-                            pass
-                except ps.Error:
-                    continue
-                self.tree[child.pid] = max(self.tree.get(child.pid, 0.0), total)
-
-
 # -- one run ---------------------------------------------------------------------------
 def run_one(rows: int, mode: str, args: argparse.Namespace, keep: Path | None
             ) -> dict[str, Any]:
@@ -323,7 +156,7 @@ def run_one(rows: int, mode: str, args: argparse.Namespace, keep: Path | None
             report = run_simulation(SimulationSpec(run, grid_csv, bank_csv, settings=s,
                                                    quiet=True, timeout=args.timeout))
         wall = time.perf_counter() - started
-        sent = audit_bytes(run)
+        sent = audit_bytes(run, NODES)
         traffic = fit_traffic(run)
         stats = {n: json.loads((run / n / "stats.json").read_text()) for n in ("grid", "bank")}
         job = json.loads((run / "coordinator" / "job.json").read_text())
@@ -505,17 +338,6 @@ def format_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas: {text!r}") \
-            from exc
-    if not values or min(values) < 100:
-        raise argparse.ArgumentTypeError(f"each size must be >= 100: {text!r}")
-    return values
-
-
 def _modes(text: str) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
     allowed = [m.value for m in Mode]
@@ -531,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Federated training (gridcredit simulate) against centralized numpy SGD "
         "and scikit-learn: seconds, bytes per iteration against the protocol's lower bound, "
         "peak RSS per process, PSI seconds, validation AUC.")
-    ap.add_argument("--rows", type=_int_list, default=[80_000],
+    ap.add_argument("--rows", type=int_list, default=[80_000],
                     help="comma-separated row counts, e.g. 10000,100000,1000000 "
                     "(default: 80000)")
     ap.add_argument("--mode", type=_modes, default=["shared"],
@@ -569,33 +391,9 @@ def main(argv: list[str] | None = None) -> int:
             print(flush=True)
             runs.append(r)
             if args.json:  # write after every run: a large run may be the last one to finish
-                _write_json(args.json, runs)
+                write_json(args.json, runs, REFERENCE)
     print(format_table(runs))
     return 0
-
-
-def git_commit() -> str:
-    """The repository's HEAD, with ``+dirty`` when tracked files differ from it."""
-    import subprocess
-
-    def git(*a: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True,
-                              check=False).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def _write_json(path: Path, runs: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
-        "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "processor": platform.processor()},
-        "reference": REFERENCE, "runs": runs,
-    }
-    path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """ECDH private set intersection (PSI) math: hash to the group, blind, re-blind, intersect.
 
-Recipe for one job (DESIGN.md, "One training job", step 2), run by both parties G and B:
+Recipe for one job (docs/design.md, "One training job", step 2), run by both parties G and B:
 
 1. Each side draws a fresh key ``k = new_key()`` and hashes its IDs to points
    ``H(id)`` under a domain that names the job (``hash_to_points``).

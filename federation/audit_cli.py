@@ -8,7 +8,7 @@ entry. It prints ``OK: ...`` and returns 0, or one ``FILE:LINE: what`` per probl
 returns 1. ``summary`` prints messages and bytes per step and per peer and a reveal table.
 :func:`main` builds a parser with only these commands (for tests and ``python -m``).
 
-What it assumes: the logs were written by :class:`federation.audit.AuditLog`; a log's node
+What it assumes: the logs were written by :class:`federation.transport.audit.AuditLog`; a log's node
 is the ``node`` field of its first well-formed entry; node certificates are named
 ``<node>.pem`` as ``gridcredit certs`` writes them, and with ``--certs`` signatures are
 required (an unsigned entry is a problem).
@@ -27,14 +27,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from federation.audit import (
-    Problem,
-    Summary,
-    match_peers,
-    read_entries,
-    summarize,
-    verify_chain,
-)
+from federation.transport.audit_check import Problem, read_entries, verify_chain
+from federation.transport.audit_pairs import Summary, match_peers, summarize
 
 Handler = Callable[[argparse.Namespace], int]
 NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # a node name becomes a file name under --certs

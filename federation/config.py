@@ -14,9 +14,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from federation.certs import NodeCerts
-from federation.errors import ConfigError
-from federation.messages import Mode, Optimizer, Role, Task, TrainSettings
+from federation.protocol.errors import ConfigError
+from federation.protocol.messages import Mode, Optimizer, Role, Task, TrainSettings
+from federation.transport.certs import NodeCerts
 
 SECTIONS = {"node", "tls", "data", "training", "job"}
 # Keys each table may hold ([training] is checked against TrainSettings).

@@ -23,8 +23,8 @@ from crypto.prg import new_seed
 from crypto.ring import decode
 from federation.dealer import Dealer, joint_correction
 from federation.dealer_shared import SharedDealer
-from federation.errors import ProtocolAbort, StageError
-from federation.messages import (
+from federation.protocol.errors import ProtocolAbort, StageError
+from federation.protocol.messages import (
     PARTY_ROLES,
     DealReply,
     DealRequest,
@@ -39,7 +39,7 @@ from federation.messages import (
     Task,
     TrainSettings,
 )
-from federation.schedule import Schedule
+from federation.protocol.schedule import Schedule
 
 log = logging.getLogger(__name__)
 Event = Callable[[dict[str, object]], None]
@@ -74,7 +74,7 @@ JOINT_EPOCH = 0  # a deal request for epoch 0 asks for a joint forward pass's co
 
 
 def min_batch_size(n_columns: dict[Role, int]) -> int:
-    """DESIGN.md: a batch must be at least 4x the larger party's column count."""
+    """docs/design.md: a batch must be at least 4x the larger party's column count."""
     return 4 * max(n_columns.values())
 
 

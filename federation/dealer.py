@@ -4,7 +4,7 @@ It holds the two seeds it sent (seed_G to the grid, seed_B to the bank), expands
 same masks the parties expand, and computes the only values it ever ships after the
 seeds: the corrections c_1 = M^T m - c_0 of each gradient product and a.b - c_0 of each
 loss dot product, one epoch at a time. It never receives a masked value.
-Assumes: the dealer colludes with neither party (DESIGN.md, "Dealer").
+Assumes: the dealer colludes with neither party (docs/design.md, "Dealer").
 """
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ import numpy as np
 from crypto import correlated
 from crypto.beaver import dot_correction, product_correction
 from crypto.ring import Ring, matvec
-from federation.messages import Role
-from federation.schedule import Schedule
-
-# Product names. "grad_grid" is X_G^T d: the grid owns the matrix, the bank holds the
-# vector share whose correction it receives; "grad_bank" is the mirror image; "loss" is
-# the dot product u_G . (u_B/4 - y~/2), first party grid, second party bank.
-GRAD = {Role.GRID: "grad_grid", Role.BANK: "grad_bank"}
-LOSS = "loss"
+from federation.protocol.messages import Role
+from federation.protocol.products import GRAD, LOSS
+from federation.protocol.schedule import Schedule
 
 
 class MaskingDealer:

@@ -1,6 +1,6 @@
 """The dealer of correlated randomness for mode ``shared``.
 
-Mode ``shared`` runs five products per iteration, all dealt here (DESIGN.md, "Training,
+Mode ``shared`` runs five products per iteration, all dealt here (docs/design.md, "Training,
 mode shared"; names from ``crypto.correlated``):
 
 - ``fwd_grid``, ``fwd_bank``: X_owner <theta_owner> (``transpose=False``); the vector
@@ -14,7 +14,7 @@ the same M, m, c_0, a, b the parties expand, and ships only corrections c_1 = M 
 (or M^T m - c_0, a.b - c_0), one epoch at a time, each to the vector holder. It refuses to
 deal any vector-mask label twice, so a mask m is never used for two products. It never
 receives a masked value.
-Assumes: the dealer colludes with neither party (DESIGN.md, "Dealer").
+Assumes: the dealer colludes with neither party (docs/design.md, "Dealer").
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ import numpy as np
 
 from crypto import correlated
 from crypto.beaver import dot_correction, product_correction
-from crypto.correlated import BACKWARD, FORWARD, SQUARE, mask_label, product_name
+from crypto.correlated import SQUARE, mask_label
 from crypto.ring import Ring
 from federation.dealer import MaskingDealer
-from federation.messages import Role, peer_of
-from federation.schedule import Schedule
-
-FORWARD_PRODUCT = {role: product_name(FORWARD, role.value) for role in (Role.GRID, Role.BANK)}
-BACKWARD_PRODUCT = {role: product_name(BACKWARD, role.value) for role in (Role.GRID, Role.BANK)}
+from federation.protocol.messages import Role, peer_of
+from federation.protocol.products import BACKWARD_PRODUCT, FORWARD_PRODUCT
+from federation.protocol.schedule import Schedule
 
 
 class SharedDealer(MaskingDealer):

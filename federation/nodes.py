@@ -19,15 +19,15 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from federation.audit import AuditLog
-from federation.certs import check_own_certificate
-from federation.channel import Inbox
 from federation.config import CoordinatorConfig, NetworkConfig
 from federation.coordinator import Coordinator, JobStage
-from federation.errors import ConfigError, InputDataError, VflError
-from federation.grpc_client import GrpcChannel, GrpcCoordinatorLink, watch_parties
-from federation.grpc_server import add_coordinator, add_party, start_server
-from federation.messages import Role, peer_of
+from federation.protocol.errors import ConfigError, InputDataError, VflError
+from federation.protocol.messages import Role, peer_of
+from federation.transport.audit import AuditLog
+from federation.transport.certs import check_own_certificate
+from federation.transport.channel import Inbox
+from federation.transport.grpc_client import GrpcChannel, GrpcCoordinatorLink, watch_parties
+from federation.transport.grpc_server import add_coordinator, add_party, start_server
 from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
 

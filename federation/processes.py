@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from federation.errors import VflError
+from federation.protocol.errors import VflError
 
 Event = dict[str, object]
 
@@ -146,3 +146,25 @@ def _root_cause(failed: list[NodeProcess], nodes: list[NodeProcess]) -> NodeProc
         if not any(marker in node.reason() for marker in SECONDARY):
             return node
     return candidates[0]
+
+
+@dataclass
+class ServeProcess(NodeProcess):
+    """A ``serve`` node as an OS process (``args`` start with ``serve``); stderr in node.log."""
+
+    module: str = "federation.cli"
+
+    def start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_file = (self.out / "node.log").open("w", encoding="utf-8")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module, *self.args],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        log_file.close()
+        threading.Thread(target=self._read, daemon=True).start()

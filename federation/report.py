@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from federation.messages import TrainSettings
-from parties import metrics, plots
+from federation.protocol.messages import TrainSettings
 from parties.data import Standardizer, load_party_csv
+from parties.evaluation import metrics, plots
+from parties.evaluation.scorecard import Scorecard, band_table
 from parties.model import atomic_write_text
 from parties.reference import centralized_lr
-from parties.scorecard import Scorecard, band_table
 
 NODES = ("coordinator", "grid", "bank")
 
@@ -206,7 +206,7 @@ def summary_markdown(r: dict[str, Any]) -> str:
 def evaluate_predictions(path: Path, out: Path, threshold: float = 0.5,
                          card: Scorecard | None = None) -> dict[str, Any]:
     """Standalone evaluation of a predictions CSV (``gridcredit evaluate``)."""
-    from federation.errors import InputDataError
+    from federation.protocol.errors import InputDataError
 
     try:
         _, split, y, p = _read_predictions(path)

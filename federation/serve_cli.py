@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from federation.errors import ConfigError, VflError
+from federation.protocol.errors import ConfigError, VflError
 
 Handler = Callable[[argparse.Namespace], int]
 DEFAULTS_HELP = "(default: %(default)s)"
@@ -51,9 +51,9 @@ def parse_bands(text: str) -> tuple[float, ...]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run one serve node; returns its exit code."""
-    from federation.certs import NodeCerts
-    from federation.messages import Role
+    from federation.protocol.messages import Role
     from federation.serve import ServeConfig, run_serve
+    from federation.transport.certs import NodeCerts
 
     role = Role(args.role)
     cfg = ServeConfig(

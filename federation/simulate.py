@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from federation.certs import write_federation
-from federation.errors import ConfigError
-from federation.messages import Role, Task, TrainSettings
 from federation.processes import NodeProcess, supervise
 from federation.progress import Progress
+from federation.protocol.errors import ConfigError
+from federation.protocol.messages import Role, Task, TrainSettings
+from federation.transport.certs import write_federation
 from parties.model import atomic_write_text
 
 NODE_DIRS = ("coordinator", "grid", "bank", "certs", "configs", "plots")

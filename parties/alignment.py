@@ -9,15 +9,16 @@ only its size. Assumes an authenticated channel and semi-honest parties.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
 import numpy.typing as npt
 
 from crypto import psi
-from federation.channel import Channel
-from federation.errors import ProtocolAbort
-from federation.messages import Envelope, Role, Tag, peer_of
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import Envelope, Role, Tag, peer_of
+from federation.transport.channel import Channel
 from parties.psi_pool import blind_parallel, reblind_parallel
 
 log = logging.getLogger(__name__)
@@ -60,3 +61,15 @@ def align(ids: list[str], channel: Channel, role: Role, job_id: str, deadline: f
     log.info("PSI: %d own IDs, %d peer IDs, %d common", len(ids), len(peer_points),
              len(own_index))
     return own_index
+
+
+def canonical_order(rows: npt.NDArray[np.intp], ids: list[str], seed: int) -> npt.NDArray[np.intp]:
+    """Reorder the aligned rows by SHA-256(seed, ID).
+
+    PSI orders the intersection by the doubly blinded points, which change with every
+    job's fresh keys; both parties know the IDs of the common rows, so sorting them by a
+    seeded hash gives both the same order in every job with the same seed, and with it a
+    reproducible train/validation split and batch partition.
+    """
+    keys = [hashlib.sha256(f"{seed}:{ids[r]}".encode()).digest() for r in rows]
+    return rows[np.argsort(np.array(keys, dtype="S32"), kind="stable")]

@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from federation.errors import InputDataError
-from federation.messages import TrainSettings
-from federation.schedule import Schedule
+from federation.protocol.errors import InputDataError
+from federation.protocol.messages import TrainSettings
+from federation.protocol.schedule import Schedule
 from parties.model import atomic_write_text
 
 KEEP = 2

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from federation.errors import InputDataError
+from federation.protocol.errors import InputDataError
 
 Float = npt.NDArray[np.float64]
 

@@ -21,9 +21,9 @@ import numpy.typing as npt
 from crypto import correlated
 from crypto.beaver import mask_matrix, mask_vector
 from crypto.ring import Ring, decode, encode, matvec, truncate_share
-from federation.channel import Channel, CoordinatorLink
-from federation.errors import ProtocolAbort
-from federation.messages import DealRequest, Envelope, Role, Tag, peer_of
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import DealRequest, Envelope, Role, Tag, peer_of
+from federation.transport.channel import Channel, CoordinatorLink
 
 STEP_JOINT = "joint-forward"
 STEP_OPEN = "joint-open"

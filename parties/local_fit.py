@@ -1,7 +1,7 @@
 """Training in mode ``local`` (the source patent's scheme, as in FATE's hetero-LR).
 
 Each party keeps its own weights in plaintext and learns only its own gradient. Per
-iteration on batch I (DESIGN.md, "Training, mode local"):
+iteration on batch I (docs/design.md, "Training, mode local"):
 
 1. u_own = X_own theta_own in float (the bank's X carries a column of ones).
 2. The residual d = u/4 + 1/2 - y is born shared: grid enc(u_G/4), bank enc(u_B/4+1/2-y).
@@ -50,10 +50,8 @@ from crypto.sigmoid import (
     residual_share_features,
     residual_share_label,
 )
-from federation.channel import Channel, CoordinatorLink
-from federation.dealer import GRAD, LOSS
-from federation.errors import ProtocolAbort
-from federation.messages import (
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import (
     DealReply,
     DealRequest,
     Decision,
@@ -65,7 +63,9 @@ from federation.messages import (
     TrainSettings,
     peer_of,
 )
-from federation.schedule import Schedule
+from federation.protocol.products import GRAD, LOSS
+from federation.protocol.schedule import Schedule
+from federation.transport.channel import Channel, CoordinatorLink
 from parties.optim import OptimizerState
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class FitResult:
     # the peer's message, and everything else (local arithmetic).
     time_split: dict[str, float] = field(default_factory=dict)
     # Mode shared: an upper bound on the expected number of truncation wrap failures in the
-    # run (DESIGN.md, "Training, mode shared"); mode local truncates nothing.
+    # run (docs/design.md, "Training, mode shared"); mode local truncates nothing.
     expected_wrap_failures: float = 0.0
     # Mode shared with --reveal-weights none: this party's shares of each block (keyed by the
     # owner's role value, ring elements at frac_bits); scoring must then stay joint.

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from federation.errors import InputDataError
-from federation.messages import Role
+from federation.protocol.errors import InputDataError
+from federation.protocol.messages import Role
 from parties.data import Standardizer
 
 

@@ -11,7 +11,6 @@ Assumes: the caller built the transport (``connect`` and ``coordinator``) with m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,9 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from crypto.sigmoid import sigmoid
-from federation.channel import Channel, CoordinatorLink
-from federation.errors import ConfigError, InputDataError, ProtocolAbort, VflError
-from federation.messages import (
+from federation.protocol.errors import ConfigError, InputDataError, ProtocolAbort, VflError
+from federation.protocol.messages import (
     Decision,
     Envelope,
     FailRequest,
@@ -41,15 +39,15 @@ from federation.messages import (
     Task,
     TrainSettings,
 )
-from federation.schedule import Schedule
-from parties import checkpoint, metrics
-from parties.alignment import align
+from federation.protocol.schedule import Schedule
+from federation.transport.channel import Channel, CoordinatorLink
+from parties import checkpoint
+from parties.alignment import align, canonical_order
 from parties.data import PartyData, Standardizer, load_party_csv
 from parties.joint import joint_logits
 from parties.local_fit import LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
-from parties.reference import centralized_lr
-from parties.scorecard import Scorecard
+from parties.outputs import write_bank_evaluation, write_scores
 from parties.shared_fit import SharedFit
 from parties.state import PartyState, Stage
 
@@ -57,7 +55,6 @@ log = logging.getLogger(__name__)
 Float = npt.NDArray[np.float64]
 STEP_EVALUATE = "evaluate"
 STEP_SCORE = "score"
-NO_GRID_RECORD = "no grid record"
 
 
 @dataclass(frozen=True)
@@ -229,7 +226,7 @@ class PartyNode:
         if fit.weight_shares:  # --reveal-weights none: the bank opens u, never u_G
             u = self._joint(plan, x, fit.weight_shares, "evaluate", fit.last_round + 1)
             if u is not None:
-                self._evaluate_bank(aligned, schedule, sigmoid(u), z, settings)
+                write_bank_evaluation(self.config.out, aligned, schedule, sigmoid(u), z, settings)
         else:
             tag = Tag(fit.last_round + 1, STEP_EVALUATE)
             u_own = x @ fit.theta
@@ -239,7 +236,8 @@ class PartyNode:
                 u_grid = self._partial_logits(
                     channel.recv(tag, settings.deadline_seconds), len(rows)
                 )
-                self._evaluate_bank(aligned, schedule, sigmoid(u_own + u_grid), z, settings)
+                p = sigmoid(u_own + u_grid)
+                write_bank_evaluation(self.config.out, aligned, schedule, p, z, settings)
         shared = bool(fit.weight_shares)
         theta = np.zeros(x.shape[1]) if shared else fit.theta
         weights = theta[:-1] if self.role is Role.BANK else theta
@@ -300,41 +298,6 @@ class PartyNode:
             raise ProtocolAbort(f"grid sent {what} at {env.tag.step!r}; expected float64 ({n},)")
         return np.asarray(u, dtype=np.float64)
 
-    def _evaluate_bank(
-        self, aligned: PartyData, schedule: Schedule, p: Float, z: Float, settings: TrainSettings
-    ) -> None:
-        if aligned.y is None:
-            raise ProtocolAbort("the bank has no labels")
-        y = aligned.y
-        split = np.full(len(y), "train", dtype=object)
-        split[schedule.validation_rows] = "validation"
-        lines = ["id,split,y,probability"] + [
-            f"{i},{s},{int(t)},{q:.10g}" for i, s, t, q in zip(aligned.ids, split, y, p)
-        ]
-        atomic_write_text(self.config.out / "predictions.csv", "\n".join(lines) + "\n")
-        train, valid = schedule.train_rows, schedule.validation_rows
-        # The bank's own model on its own features: the baseline that grid data must beat.
-        p_bank = centralized_lr(z[train], y[train], settings.l2, settings.seed).predict_proba(z)[
-            :, 1
-        ]
-        atomic_write_text(
-            self.config.out / "bank_only_predictions.csv",
-            "\n".join(
-                ["id,split,probability"]
-                + [f"{i},{s},{q:.10g}" for i, s, q in zip(aligned.ids, split, p_bank)]
-            )
-            + "\n",
-        )
-        report: dict[str, Any] = {
-            "train": _metrics_or_reason(y[train], p[train]),
-            "validation": _metrics_or_reason(y[valid], p[valid]),
-            "bank_only": {
-                "train": _metrics_or_reason(y[train], p_bank[train]),
-                "validation": _metrics_or_reason(y[valid], p_bank[valid]),
-            },
-        }
-        atomic_write_text(self.config.out / "metrics.json", json.dumps(report, indent=2) + "\n")
-
     # -- scoring ---------------------------------------------------------------------
     def _scoring_model(self, data: PartyData) -> PartyModel:
         if self.config.model is None:
@@ -381,17 +344,7 @@ class PartyNode:
         self._sync(1, "scored", {})
 
     def _write_scores(self, data: PartyData, rows: npt.NDArray[np.intp], p: Float) -> None:
-        card = Scorecard()
-        points = card.points(p)
-        scored = {int(r): (float(q), float(s)) for r, q, s in zip(rows, p, points)}
-        lines = ["id,status,probability,points"]
-        for i, ent in enumerate(data.ids):
-            if i in scored:
-                q, s = scored[i]
-                lines.append(f"{ent},scored,{q:.10g},{s:.1f}")
-            else:
-                lines.append(f"{ent},{NO_GRID_RECORD},,")
-        atomic_write_text(self.config.out / "scores.csv", "\n".join(lines) + "\n")
+        write_scores(self.config.out, data, rows, p)
         self.stats["scored"] = len(rows)
         self.stats["no_grid_record"] = len(data.ids) - len(rows)
 
@@ -410,23 +363,3 @@ class _Resume:
     start: int = 0
 
 
-def canonical_order(rows: npt.NDArray[np.intp], ids: list[str], seed: int) -> npt.NDArray[np.intp]:
-    """Reorder the aligned rows by SHA-256(seed, ID).
-
-    PSI orders the intersection by the doubly blinded points, which change with every
-    job's fresh keys; both parties know the IDs of the common rows, so sorting them by a
-    seeded hash gives both the same order in every job with the same seed, and with it a
-    reproducible train/validation split and batch partition.
-    """
-    keys = [hashlib.sha256(f"{seed}:{ids[r]}".encode()).digest() for r in rows]
-    return rows[np.argsort(np.array(keys, dtype="S32"), kind="stable")]
-
-
-def _metrics_or_reason(y: Float, p: Float) -> dict[str, Any]:
-    """The metric set, or why it is undefined (e.g. one class only in a tiny split)."""
-    if len(y) == 0:
-        return {"n": 0, "undefined": "empty split"}
-    try:
-        return dict(metrics.evaluate(y, p))
-    except ValueError as exc:
-        return {"n": len(y), "undefined": str(exc)}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from federation.messages import Optimizer
+from federation.protocol.messages import Optimizer
 
 Float = npt.NDArray[np.float64]
 

@@ -18,10 +18,10 @@ import numpy.typing as npt
 
 from crypto.ring import Ring, decode, dot, encode, rmatvec, truncate_share, zeros
 from crypto.sigmoid import LOG2, residual_share_features, residual_share_label, taylor_loss
-from federation.messages import TrainSettings
-from federation.schedule import Schedule
+from federation.protocol.messages import TrainSettings
+from federation.protocol.schedule import Schedule
 from parties.optim import OptimizerState
-from parties.shared_fit import (
+from parties.shared_params import (
     DEFAULT_FEATURE_CLIP,
     DEFAULT_FEATURE_FRAC_BITS,
     STEP_FRAC_BITS,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum, auto
 
-from federation.errors import StageError
-from federation.messages import Role
+from federation.protocol.errors import StageError
+from federation.protocol.messages import Role
 
 
 class Stage(StrEnum):

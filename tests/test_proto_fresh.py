@@ -1,6 +1,6 @@
 """The committed generated modules equal a fresh ``protoc`` run on ``vfl.proto``.
 
-STYLE.md section 5: the generated files are built, never edited. This regenerates
+CONTRIBUTING.md, "Generated code": the generated files are built, never edited. This regenerates
 ``protos/federation/proto/vfl.proto`` in a temporary copy with the pinned grpcio-tools
 and diffs each output byte for byte against ``federation/proto/``.
 """

@@ -2,6 +2,7 @@
 Table 7 early warning, Table 5 shell scores, synthetic data and the ``synth`` / ``features`` /
 ``warn`` subcommands of ``gridcredit``.
 
-What it assumes: everything here runs inside one party on its own data; nothing in this
-package talks to the other party (see ``federation/`` for that).
+Everything here runs inside one party on its own data; nothing in this package talks to the
+other party. Imports ``crypto`` and ``parties.evaluation`` at most: nothing from
+``federation`` and nothing of the party protocol.
 """

@@ -20,8 +20,8 @@ import numpy as np
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from federation.certs import make_node_cert, write_federation
 from federation.processes import Event, NodeProcess
+from federation.transport.certs import make_node_cert, write_federation
 
 START_TIMEOUT = 60.0
 

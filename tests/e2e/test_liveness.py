@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from federation.audit import AuditLog
-from federation.certs import NodeCerts, write_federation
-from federation.channel import Inbox
 from federation.coordinator import Coordinator, JobStage
-from federation.errors import ProtocolAbort
-from federation.grpc_client import watch_parties
-from federation.grpc_server import add_party, start_server
-from federation.messages import JoinRequest, Role, SyncRequest, TrainSettings
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import JoinRequest, Role, SyncRequest, TrainSettings
+from federation.transport.audit import AuditLog
+from federation.transport.certs import NodeCerts, write_federation
+from federation.transport.channel import Inbox
+from federation.transport.grpc_client import watch_parties
+from federation.transport.grpc_server import add_party, start_server
 
 pytestmark = pytest.mark.e2e
 

@@ -22,15 +22,10 @@ import grpc
 import numpy as np
 import pytest
 
-from federation import wire
-from federation.audit import AuditLog
-from federation.certs import NodeCerts, write_federation
-from federation.channel import ABORT_STEP, ROUND_WINDOW, Inbox, InMemoryChannel
 from federation.coordinator import Coordinator, JobStage
-from federation.errors import PeerUnavailable, ProtocolAbort, VflError
-from federation.grpc_client import secure_channel
-from federation.grpc_server import add_party, start_server
-from federation.messages import (
+from federation.proto import vfl_pb2, vfl_pb2_grpc
+from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
+from federation.protocol.messages import (
     Envelope,
     FailRequest,
     JoinRequest,
@@ -40,8 +35,13 @@ from federation.messages import (
     Tag,
     TrainSettings,
 )
-from federation.proto import vfl_pb2, vfl_pb2_grpc
-from federation.schedule import Schedule
+from federation.protocol.schedule import Schedule
+from federation.transport import wire
+from federation.transport.audit import AuditLog
+from federation.transport.certs import NodeCerts, write_federation
+from federation.transport.channel import ABORT_STEP, ROUND_WINDOW, Inbox, InMemoryChannel
+from federation.transport.grpc_client import secure_channel
+from federation.transport.grpc_server import add_party, start_server
 from parties.local_fit import LocalFit, with_intercept
 from parties.shared_fit import SharedFit
 

@@ -19,22 +19,18 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from federation import wire
-from federation.certs import NodeCerts
-from federation.errors import ProtocolAbort
-from federation.grpc_client import secure_channel
-from federation.messages import Envelope, Role, Tag
+from federation.processes import ServeProcess
 from federation.proto import vfl_pb2, vfl_pb2_grpc
-from federation.serve import ServeProcess, serve_module
-from parties.scorecard import Scorecard
-from parties.serving import (
-    NO_GRID_RECORD,
-    NOT_IN_BANK_DATA,
-    STEP_ROWS,
-    BankServing,
-    GridServing,
-    UnknownSession,
-)
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import Envelope, Role, Tag
+from federation.transport import wire
+from federation.transport.certs import NodeCerts
+from federation.transport.grpc_client import secure_channel
+from parties.evaluation.scorecard import Scorecard
+from parties.outputs import NO_GRID_RECORD
+from parties.serving import NOT_IN_BANK_DATA, STEP_ROWS, UnknownSession
+from parties.serving_bank import BankServing
+from parties.serving_grid import GridServing
 from tests.conftest import fate_file, run_cli
 
 START_TIMEOUT = 60.0
@@ -82,7 +78,7 @@ def _tail(node: ServeProcess) -> str:
 
 @pytest.fixture(scope="module")
 def bank_address(run: Path, bank_csv: Path) -> Iterator[str]:
-    module, certs = serve_module(), str(run / "certs")
+    module, certs = "federation.cli", str(run / "certs")
     grid = ServeProcess(
         "grid",
         [

@@ -20,15 +20,15 @@ from pathlib import Path
 import grpc
 import pytest
 
-from federation.audit import AuditLog
-from federation.certs import NodeCerts
 from federation.coordinator import Coordinator
-from federation.errors import PeerUnavailable, ProtocolAbort
-from federation.grpc_client import GrpcCoordinatorLink, secure_channel
-from federation.grpc_server import add_coordinator, start_server
-from federation.messages import JoinRequest, Role, TrainSettings
 from federation.processes import NodeProcess
 from federation.proto import vfl_pb2, vfl_pb2_grpc
+from federation.protocol.errors import PeerUnavailable, ProtocolAbort
+from federation.protocol.messages import JoinRequest, Role, TrainSettings
+from federation.transport.audit import AuditLog
+from federation.transport.certs import NodeCerts
+from federation.transport.grpc_client import GrpcCoordinatorLink, secure_channel
+from federation.transport.grpc_server import add_coordinator, start_server
 from tests.conftest import REPO
 from tests.e2e import nodes_helper as nh
 

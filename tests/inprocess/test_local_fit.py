@@ -7,10 +7,17 @@ import threading
 import numpy as np
 import pytest
 
-from federation.channel import InMemoryChannel
 from federation.coordinator import Coordinator, JobStage
-from federation.messages import JoinRequest, Mode, Optimizer, Role, SyncRequest, TrainSettings
-from federation.schedule import Schedule
+from federation.protocol.messages import (
+    JoinRequest,
+    Mode,
+    Optimizer,
+    Role,
+    SyncRequest,
+    TrainSettings,
+)
+from federation.protocol.schedule import Schedule
+from federation.transport.channel import InMemoryChannel
 from parties.local_fit import LocalFit, with_intercept
 from parties.reference import taylor_sgd
 

@@ -26,11 +26,10 @@ import numpy as np
 import pytest
 
 from crypto.ring import encode, truncate_share
-from federation.channel import InMemoryChannel
 from federation.coordinator import Coordinator, JobStage
 from federation.dealer_shared import SharedDealer
-from federation.errors import ConfigError
-from federation.messages import (
+from federation.protocol.errors import ConfigError
+from federation.protocol.messages import (
     Envelope,
     JoinRequest,
     Mode,
@@ -40,10 +39,12 @@ from federation.messages import (
     SyncRequest,
     TrainSettings,
 )
-from federation.schedule import Schedule
+from federation.protocol.schedule import Schedule
+from federation.transport.channel import InMemoryChannel
 from parties.local_fit import FitResult, LocalFit, with_intercept
 from parties.reference import shared_sgd, taylor_sgd
-from parties.shared_fit import SharedFit, wrap_probability
+from parties.shared_fit import SharedFit
+from parties.shared_params import wrap_probability
 from tests.conftest import fate_file
 
 JOB = "job-shared"
@@ -286,7 +287,7 @@ def _default_credit():
 @pytest.mark.parametrize(("clip", "gap"), [(8.0, 0.002), (128.0, 1e-4)])
 def test_default_credit_validation_auc_matches_mode_local(clip: float, gap: float) -> None:
     from crypto.sigmoid import sigmoid
-    from parties.metrics import roc_auc
+    from parties.evaluation.metrics import roc_auc
 
     grid, bank, standardizer = _default_credit()
     settings = Settings(epochs=3, batch_size=1024, tolerance=0.0, feature_clip=clip)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from federation.messages import Mode, TrainSettings
+from federation.protocol.messages import Mode, TrainSettings
 from tests.privacy.harness import Job, make_data, run_job, settings
 
 MODES = [Mode.LOCAL, Mode.SHARED]

@@ -6,7 +6,7 @@ the real PSI (``parties.alignment.align``), both parties in threads over
 ``InMemoryChannel.pair``. It records:
 
 - every party-to-party ``Envelope`` (a channel observer, "sent" side), with the protobuf
-  bytes the gRPC transport would put on the wire (``federation.wire``);
+  bytes the gRPC transport would put on the wire (``federation.transport.wire``);
 - every request a party makes of the coordinator (``JoinRequest``, ``SyncRequest``,
   ``DealRequest``, ``FailRequest``) through a recording wrapper that the parties use as
   their ``CoordinatorLink``, with its wire bytes, and every reply (the dealt corrections);
@@ -16,7 +16,7 @@ the real PSI (``parties.alignment.align``), both parties in threads over
   list of secrets to look for.
 
 Mode ``local`` ends, like ``parties.node.PartyNode``, with the evaluation message: the grid
-sends its partial logits u_G of all aligned rows to the bank (DESIGN.md reveals them to the
+sends its partial logits u_G of all aligned rows to the bank (docs/design.md reveals them to the
 bank by design; the transcript suite excludes that one step by name and shows it is found).
 Rows are put in ID order after PSI (as the node's canonical order does), so every party's
 data, the schedule and the recorded values refer to the same aligned row numbers.
@@ -53,11 +53,9 @@ from crypto.sigmoid import (
     residual_share_features,
     residual_share_label,
 )
-from federation import wire
-from federation.channel import InMemoryChannel
 from federation.coordinator import Coordinator, JobStage
 from federation.dealer_shared import SharedDealer
-from federation.messages import (
+from federation.protocol.messages import (
     DealReply,
     DealRequest,
     Envelope,
@@ -72,7 +70,9 @@ from federation.messages import (
     TrainSettings,
     peer_of,
 )
-from federation.schedule import Schedule
+from federation.protocol.schedule import Schedule
+from federation.transport import wire
+from federation.transport.channel import InMemoryChannel
 from parties import local_fit, shared_fit
 from parties.alignment import align
 from parties.local_fit import FitResult, LocalFit, with_intercept
@@ -718,7 +718,7 @@ def shared_catalog(job: Job) -> Catalog:
     """Mode shared: as mode local, at f, 2f and the features' f_x bits, plus every share a
     party holds (residual, weights, steps, gradients) as its exact ring words, and the
     reconstructed values (weights, u_G, u_B, residual, gradients) exactly and as reals."""
-    from parties.shared_fit import encode_features
+    from parties.shared_params import encode_features
 
     cfg = job.settings
     f, fx = cfg.frac_bits, int(getattr(cfg, "feature_frac_bits", 8))

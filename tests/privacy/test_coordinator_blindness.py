@@ -4,10 +4,10 @@ barrier, deal requests and failure notices; never a tensor, a share or a masked 
 Checked on every request the parties made of the coordinator during a whole job (the
 recording ``CoordinatorLink``), by type (only ``JoinRequest``, ``SyncRequest``,
 ``DealRequest``, ``FailRequest``), by content (every field a plain scalar or a short
-string; barrier values only the names DESIGN.md allows: intersection count, epoch loss
+string; barrier values only the names docs/design.md allows: intersection count, epoch loss
 share, weight-change norm) and by size (protobuf bytes as the gRPC transport sends them).
 Also: every party-to-party message went to the peer, none through the coordinator
-(DESIGN.md "Dealer": the coordinator knows every mask, a masked value routed through it
+(docs/design.md "Dealer": the coordinator knows every mask, a masked value routed through it
 would be opened). A negative control feeds the checker leaky requests.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from federation.messages import (
+from federation.protocol.messages import (
     DealRequest,
     FailRequest,
     JoinRequest,

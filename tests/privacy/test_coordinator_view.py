@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from federation.messages import Mode, Role, SyncRequest
+from federation.protocol.messages import Mode, Role, SyncRequest
 from tests.privacy.conftest import MODES, small_settings
 from tests.privacy.harness import Job, fixed_randomness, make_data, request_wire_bytes, run_job
 
@@ -39,9 +39,14 @@ def run(mode: Mode, seed: int, k_grid: int = 4) -> Job:
 
 
 def view(job: Job) -> dict[Role, list[tuple[str, bytes]]]:
-    """Per party, in order: (kind, wire bytes with the opened scalars zeroed)."""
+    """Per party and kind, in order: (kind, wire bytes with the opened scalars zeroed).
+
+    Requests are grouped by kind, keeping their order within each kind: a party fetches the
+    dealer's corrections one epoch ahead on its own thread, so how its Deal and Sync requests
+    interleave depends on thread timing (not on data); each kind's sequence does not.
+    """
     out: dict[Role, list[tuple[str, bytes]]] = {Role.GRID: [], Role.BANK: []}
-    for m in job.transcript.to_coordinator():
+    for m in sorted(job.transcript.to_coordinator(), key=lambda m: m.kind):  # stable sort
         req: Any = m.request
         if isinstance(req, SyncRequest):
             req = dataclasses.replace(

@@ -32,7 +32,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from crypto.ring import decode
-from federation.messages import Mode, Role
+from federation.protocol.messages import Mode, Role
 from tests.privacy.harness import Job, fixed_randomness, make_data, run_job, settings, signed
 
 Float = npt.NDArray[np.float64]

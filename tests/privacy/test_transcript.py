@@ -1,4 +1,4 @@
-"""Transcript: no secret value crosses a link, in any encoding, beyond DESIGN.md's reveals.
+"""Transcript: no secret value crosses a link, in any encoding, beyond docs/design.md's reveals.
 
 A whole job (PSI, training, and in mode local the evaluation message) runs on 400 common
 rows, 4 + 3 features. Every payload a party sends, to its peer (each tensor's bytes) or to
@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 
 from crypto.sigmoid import taylor_loss
-from federation.messages import Mode, Role
-from parties.shared_fit import encode_features
+from federation.protocol.messages import Mode, Role
+from parties.shared_params import encode_features
 from tests.privacy.conftest import MODES
 from tests.privacy.harness import (
     COORDINATOR,

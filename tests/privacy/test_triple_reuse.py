@@ -34,8 +34,8 @@ from crypto import correlated, prg
 from crypto.ring import Ring, encode
 from federation.dealer import Dealer
 from federation.dealer_shared import SharedDealer
-from federation.messages import DealRequest, Mode, Role, peer_of
-from federation.schedule import Schedule
+from federation.protocol.messages import DealRequest, Mode, Role, peer_of
+from federation.protocol.schedule import Schedule
 from parties import local_fit, shared_fit
 from tests.privacy.conftest import MODES, SMALL_EXTRA, SMALL_ROWS, small_settings
 from tests.privacy.harness import (

@@ -29,7 +29,7 @@ import numpy.typing as npt
 import pytest
 from scipy import stats
 
-from federation.messages import Mode, Role
+from federation.protocol.messages import Mode, Role
 from tests.privacy.conftest import MODES, small_settings
 from tests.privacy.harness import Job, make_data, run_job, sabotaged
 

@@ -21,8 +21,8 @@ from crypto.ring import encode
 from federation import coordinator as coord
 from federation.coordinator import ALLOWED as JOB_ALLOWED
 from federation.coordinator import Coordinator, JobStage
-from federation.errors import ProtocolAbort, StageError, VflError
-from federation.messages import (
+from federation.protocol.errors import ProtocolAbort, StageError, VflError
+from federation.protocol.messages import (
     DealRequest,
     Decision,
     JoinRequest,

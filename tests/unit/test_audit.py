@@ -1,4 +1,4 @@
-"""federation.audit: the hash-chained JSON Lines log, one line per message, no payload."""
+"""federation.transport.audit: the hash-chained JSON Lines log, one line per message, no payload."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from federation.audit import GENESIS, AuditLog, entry_hash
+from federation.transport.audit import GENESIS, AuditLog, entry_hash
 
 PAYLOADS = [b"first \x00 payload", b"SECRET-FEATURES-0123456789", b"", bytes(range(256))]
 

@@ -1,4 +1,4 @@
-"""federation.audit verification: chains, signatures, cross-matching, summary, and the CLI.
+"""Audit log verification: chains, signatures, cross-matching, summary, and the CLI.
 
 Every tampering must make ``verify_chain`` fail at the right line; a forger who rewrites
 the hashes passes the chain but not the signatures.
@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from federation.audit import AuditLog, Problem, entry_hash, match_peers, summarize, verify_chain
 from federation.audit_cli import main
-from federation.certs import write_federation
-from federation.messages import Role
+from federation.protocol.messages import Role
+from federation.transport.audit import AuditLog, entry_hash
+from federation.transport.audit_check import Problem, verify_chain
+from federation.transport.audit_pairs import match_peers, summarize
+from federation.transport.certs import write_federation
 
 JOB = "job-7"
 # (step, round, payload) of the grid -> bank messages of a toy job

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from federation.certs import NodeCerts
 from federation.config import load_toml, settings_from, tls_from
-from federation.errors import ConfigError
-from federation.messages import Mode, Optimizer, Role, Task, TrainSettings
+from federation.protocol.errors import ConfigError
+from federation.protocol.messages import Mode, Optimizer, Role, Task, TrainSettings
+from federation.transport.certs import NodeCerts
 
 
 def write(tmp_path: Path, text: str, name: str = "node.toml") -> Path:

@@ -12,9 +12,10 @@ import pytest
 
 from crypto import beaver, correlated
 from crypto.ring import Ring
-from federation.dealer import GRAD, LOSS, Dealer
-from federation.messages import Role
-from federation.schedule import Schedule
+from federation.dealer import Dealer
+from federation.protocol.messages import Role
+from federation.protocol.products import GRAD, LOSS
+from federation.protocol.schedule import Schedule
 
 MOD = 2**64
 SEEDS = {Role.GRID: b"g" * 32, Role.BANK: b"b" * 32}

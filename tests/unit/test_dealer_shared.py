@@ -14,9 +14,10 @@ from crypto import beaver, correlated
 from crypto.correlated import SQUARE, mask_label
 from crypto.prg import expand
 from crypto.ring import Ring
-from federation.dealer_shared import BACKWARD_PRODUCT, FORWARD_PRODUCT, SharedDealer
-from federation.messages import Role
-from federation.schedule import Schedule
+from federation.dealer_shared import SharedDealer
+from federation.protocol.messages import Role
+from federation.protocol.products import BACKWARD_PRODUCT, FORWARD_PRODUCT
+from federation.protocol.schedule import Schedule
 
 MOD = 2**64
 SEEDS = {Role.GRID: b"g" * 32, Role.BANK: b"b" * 32}

@@ -27,11 +27,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from federation import wire
 from federation.config import load_toml, settings_from
-from federation.errors import ConfigError, InputDataError, ProtocolAbort
-from federation.messages import Envelope, Role, Tag, TrainSettings
 from federation.proto import vfl_pb2
+from federation.protocol.errors import ConfigError, InputDataError, ProtocolAbort
+from federation.protocol.messages import Envelope, Role, Tag, TrainSettings
+from federation.transport import wire
 from parties.data import PartyData, load_party_csv
 
 T = TypeVar("T")

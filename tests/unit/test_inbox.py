@@ -1,4 +1,4 @@
-"""federation.channel.Inbox: tag matching, rejections, deadlines and abort wake-ups.
+"""federation.transport.channel.Inbox: tag matching, rejections, deadlines and abort wake-ups.
 
 Waits are bounded (at most a few seconds as a safety net, never a sleep > 0.5 s); the
 abort tests check the waiter returns long before its own deadline.
@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from federation.channel import ROUND_WINDOW, Inbox, InMemoryChannel, abort_envelope
-from federation.errors import PeerUnavailable, ProtocolAbort, VflError
-from federation.messages import Envelope, Role, Tag
+from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
+from federation.protocol.messages import Envelope, Role, Tag
+from federation.transport.channel import ROUND_WINDOW, Inbox, InMemoryChannel, abort_envelope
 
 JOB = "job-1"
 

@@ -1,4 +1,4 @@
-"""Tests for parties.metrics: against scikit-learn / scipy, brute force and hand-computed cases."""
+"""parties.evaluation.metrics: against scikit-learn / scipy, brute force and hand-computed cases."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn import metrics as skm
 
-from parties import metrics as m
+from parties.evaluation import metrics as m
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -1,4 +1,4 @@
-"""Tests for parties.plots: each function writes one readable PNG and leaves no figure open."""
+"""parties.evaluation.plots: each function writes one readable PNG and leaves no figure open."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from parties import plots
-from parties.scorecard import Scorecard
+from parties.evaluation import plots
+from parties.evaluation.scorecard import Scorecard
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FloatArray = npt.NDArray[np.float64]

@@ -1,4 +1,4 @@
-"""federation.schedule: the train/validation split, the batch partition, the batch order."""
+"""federation.protocol.schedule: the train/validation split, the batch partition and order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from federation.schedule import Schedule
+from federation.protocol.schedule import Schedule
 
 
 @given(n=st.integers(2, 500), frac=st.floats(0.0, 0.9), batch=st.integers(1, 64),

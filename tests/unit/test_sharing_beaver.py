@@ -145,7 +145,7 @@ def test_beaver_matvec_with_other_iterations_vector_mask_fails() -> None:
 
 @pytest.mark.parametrize("owner", ["grid", "bank"])
 def test_cross_term_protocol_reconstructs_xt_d_exactly(owner: str) -> None:
-    """DESIGN.md mode local: the owner gets X^T d with d = d_G + d_B born shared.
+    """docs/design.md mode local: the owner gets X^T d with d = d_G + d_B born shared.
 
     The owner adds X^T d_own locally to z_P; the peer sends z_Q. The sum is exactly
     X_ring^T (d_G + d_B) mod 2^64, and decoding with 2f bits matches float X^T d

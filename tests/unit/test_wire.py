@@ -1,4 +1,4 @@
-"""federation.wire: protobuf conversions of tensors, envelopes and coordinator messages.
+"""federation.transport.wire: protobuf conversions of tensors, envelopes and coordinator messages.
 
 Whatever arrives from the wire that is not a plain numeric / fixed-width text array of the
 announced size must become ``ProtocolAbort`` (the servicer maps it to a clean status);
@@ -11,9 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from federation import wire
-from federation.errors import ProtocolAbort
-from federation.messages import (
+from federation.proto import vfl_pb2
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import (
     DealReply,
     DealRequest,
     Decision,
@@ -30,7 +30,7 @@ from federation.messages import (
     Task,
     TrainSettings,
 )
-from federation.proto import vfl_pb2
+from federation.transport import wire
 
 ARRAYS: dict[str, npt.NDArray[np.generic]] = {
     "u64": np.array([0, 1, 2**63, 2**64 - 1], dtype=np.uint64),

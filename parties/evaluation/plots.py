@@ -1,8 +1,8 @@
 """PNG plots of the evaluation report: ROC, KS, calibration, score distribution, training loss.
 
 Each function draws one figure from arrays, writes it to ``path`` as PNG (dpi 120) and returns
-the path; the maths comes from :mod:`parties.metrics`, so the plots show exactly the numbers
-in the report.
+the path; the maths comes from :mod:`parties.evaluation.metrics`, so the plots show exactly
+the numbers in the report.
 
 Assumptions and design:
 
@@ -12,7 +12,7 @@ Assumptions and design:
   enters pyplot's registry, so nothing has to be closed and nothing leaks. It is also safe to
   plot from several threads at once.
 - ``y`` is 1 = bad, ``p`` the predicted probability of bad, validated as in
-  :mod:`parties.metrics` (``ValueError`` on bad input).
+  :mod:`parties.evaluation.metrics` (``ValueError`` on bad input).
 - Curves with many points are thinned to at most ``MAX_CURVE_POINTS`` vertices for drawing
   (keeping both ends); the AUC / KS values in the labels use every row.
 - The only I/O is writing the PNG; the parent directory must exist.
@@ -30,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from parties.metrics import (
+from parties.evaluation.metrics import (
     FloatArray,
     calibration_by_decile,
     check_labels,

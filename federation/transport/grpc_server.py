@@ -16,14 +16,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from federation import wire
-from federation.audit import AuditLog
-from federation.certs import NodeCerts
-from federation.channel import Inbox
-from federation.coordinator import Coordinator
-from federation.errors import PeerUnavailable, ProtocolAbort, StageError, VflError
-from federation.messages import Role
 from federation.proto import vfl_pb2, vfl_pb2_grpc
+from federation.protocol.errors import PeerUnavailable, ProtocolAbort, StageError, VflError
+from federation.protocol.messages import Role
+from federation.protocol.services import CoordinatorService
+from federation.transport import wire
+from federation.transport.audit import AuditLog
+from federation.transport.certs import NodeCerts
+from federation.transport.channel import Inbox
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,7 +102,7 @@ def describe(tensors: Mapping[str, object]) -> list[dict[str, object]]:
 class CoordinatorServicer(vfl_pb2_grpc.CoordinatorServicer):
     """The coordinator's RPCs; only the grid and the bank may call them, each as itself."""
 
-    def __init__(self, coordinator: Coordinator, audit: AuditLog) -> None:
+    def __init__(self, coordinator: CoordinatorService, audit: AuditLog) -> None:
         self._c = coordinator
         self._audit = audit
 
@@ -184,7 +184,7 @@ def add_party(inbox: Inbox, audit: AuditLog) -> Callable[[grpc.Server], list[str
     return add
 
 
-def add_coordinator(coordinator: Coordinator,
+def add_coordinator(coordinator: CoordinatorService,
                     audit: AuditLog) -> Callable[[grpc.Server], list[str]]:
     def add(server: grpc.Server) -> list[str]:
         vfl_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(coordinator, audit),

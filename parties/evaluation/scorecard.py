@@ -10,7 +10,7 @@ Points are linear in the log of the *good:bad* odds,
 
 so a borrower at the base odds (default 50:1, i.e. p = 1/51) gets the base score (default 600)
 and every ``pdo`` (default 20) more points halves the odds of default. ``p`` is the predicted
-probability of bad (``y = 1``), as in :mod:`parties.metrics`; it is clipped to
+probability of bad (``y = 1``), as in :mod:`parties.evaluation.metrics`; it is clipped to
 ``[EPS, 1 - EPS]`` so that p = 0 or 1 map to finite points (about +/- 1000 from the base).
 
 Bands are left-closed intervals ``[lower, upper)`` in points. By default they are 20 points
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from parties.metrics import EPS, FloatArray, check_labels
+from parties.evaluation.metrics import EPS, FloatArray, check_labels
 
 BAND_WIDTH = 20.0
 """Default width of a score band, in points."""
@@ -194,8 +194,15 @@ def _resolve_edges(s: FloatArray, edges: npt.ArrayLike | None, width: float) -> 
             raise ValueError(f"band width must be finite and > 0, got {width}")
         if s.size == 0:
             raise ValueError("no points to band")
-        first = math.floor(float(s.min()) / width)
-        last = math.floor(float(s.max()) / width)
+        lo, hi = float(s.min()), float(s.max())
+        first = math.floor(lo / width)
+        last = math.floor(hi / width)
+        # lo / width can round to an edge lo itself is not at (-5e-324 / 20 is -0.0): step
+        # outward until the edges, computed as below, really enclose lo and hi.
+        while first * width > lo:
+            first -= 1
+        while (last + 1) * width <= hi:
+            last += 1
         return np.arange(first, last + 2, dtype=np.float64) * width
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or e.shape[0] < 2:

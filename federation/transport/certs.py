@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from federation.errors import ConfigError
-from federation.messages import Role
+from federation.protocol.errors import ConfigError
+from federation.protocol.messages import Role
 
 ROLES = (Role.COORDINATOR, Role.GRID, Role.BANK)
 

@@ -4,7 +4,7 @@ Both parties and the dealer derive the same schedule from public numbers (row co
 validation fraction, batch size, seed). Nothing here is secret: the split and the
 batch order are known to the coordinator too, so numpy's seeded generator is fine.
 Batches are a fixed partition of the training rows; their order is reshuffled every
-epoch (DESIGN.md, mode ``local``).
+epoch (docs/design.md, mode ``local``).
 """
 
 from __future__ import annotations

@@ -19,14 +19,9 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from federation import wire
-from federation.audit import AuditLog
-from federation.certs import NodeCerts
-from federation.channel import Inbox, Observer, abort_envelope
-from federation.coordinator import Coordinator
-from federation.errors import PeerUnavailable, ProtocolAbort, VflError
-from federation.grpc_server import describe
-from federation.messages import (
+from federation.proto import vfl_pb2, vfl_pb2_grpc
+from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
+from federation.protocol.messages import (
     DealReply,
     DealRequest,
     Envelope,
@@ -38,7 +33,12 @@ from federation.messages import (
     SyncRequest,
     Tag,
 )
-from federation.proto import vfl_pb2, vfl_pb2_grpc
+from federation.protocol.services import CoordinatorService
+from federation.transport import wire
+from federation.transport.audit import AuditLog
+from federation.transport.certs import NodeCerts
+from federation.transport.channel import Inbox, Observer, abort_envelope
+from federation.transport.grpc_server import describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -258,7 +258,7 @@ class GrpcCoordinatorLink:
         self._grpc.close()
 
 
-def watch_parties(coordinator: Coordinator, certs: NodeCerts, every: float = 2.0,
+def watch_parties(coordinator: CoordinatorService, certs: NodeCerts, every: float = 2.0,
                   misses: int = 3) -> threading.Thread:
     """Fail the job when a joined party stops answering health checks.
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from federation.errors import ProtocolAbort
-from federation.messages import (
+from federation.proto import vfl_pb2
+from federation.protocol.codec import decode_tensor, encode_tensor
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import (
     DealReply,
     DealRequest,
     Decision,
@@ -27,38 +29,15 @@ from federation.messages import (
     Task,
     TrainSettings,
 )
-from federation.proto import vfl_pb2
-
-_ALLOWED_KINDS = "uifU"
-MAX_DIMS = 4
-MAX_DIM_SIZE = 2**31
 
 
 def tensor_to_proto(name: str, arr: npt.NDArray[np.generic]) -> vfl_pb2.Tensor:
-    a = np.ascontiguousarray(arr)
-    if a.dtype.kind not in _ALLOWED_KINDS:
-        raise TypeError(f"tensor {name!r}: dtype {a.dtype} cannot be sent")
-    little = a.astype(a.dtype.newbyteorder("<"), copy=False)
-    return vfl_pb2.Tensor(name=name, dtype=little.dtype.str, shape=list(a.shape),
-                          data=little.tobytes())
+    dtype, shape, data = encode_tensor(name, arr)
+    return vfl_pb2.Tensor(name=name, dtype=dtype, shape=shape, data=data)
 
 
 def tensor_from_proto(t: vfl_pb2.Tensor) -> npt.NDArray[np.generic]:
-    try:
-        dtype = np.dtype(t.dtype)
-    except (TypeError, ValueError, SyntaxError) as exc:
-        raise ProtocolAbort(f"tensor {t.name!r}: unknown dtype {t.dtype!r}") from exc
-    shape = tuple(int(s) for s in t.shape)
-    if (dtype.kind not in _ALLOWED_KINDS or dtype.itemsize == 0 or len(shape) > MAX_DIMS
-            or any(not 0 <= s <= MAX_DIM_SIZE for s in shape)):
-        raise ProtocolAbort(f"tensor {t.name!r}: refused dtype {t.dtype!r} / shape {shape}")
-    expected = dtype.itemsize
-    for size in shape:  # Python ints: a hostile shape cannot wrap the byte count
-        expected *= size
-    if expected != len(t.data):
-        raise ProtocolAbort(f"tensor {t.name!r}: {len(t.data)} bytes for {t.dtype} {shape} "
-                            f"(expected {expected})")
-    return np.frombuffer(t.data, dtype=dtype).reshape(shape)
+    return decode_tensor(t.name, t.dtype, list(t.shape), t.data)
 
 
 def envelope_to_bytes(env: Envelope) -> bytes:

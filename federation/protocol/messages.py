@@ -133,7 +133,7 @@ class JobPlan:
 
 @dataclass(frozen=True, slots=True)
 class SyncRequest:
-    """A party reached ``step`` of ``round``; ``values`` are the scalars DESIGN.md allows."""
+    """A party reached ``step`` of ``round``; ``values`` are the scalars docs/design.md allows."""
 
     job_id: str
     role: Role

@@ -18,8 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
-from federation.errors import PeerUnavailable, ProtocolAbort, VflError
-from federation.messages import (
+from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
+from federation.protocol.messages import (
     DealReply,
     DealRequest,
     Envelope,

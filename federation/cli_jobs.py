@@ -1,0 +1,243 @@
+"""The job commands of ``gridcredit``: simulate, coordinator, party, certs, score, evaluate.
+
+:func:`add_commands` adds them to the single ``gridcredit`` parser; each handler turns its
+flags into one config and calls the composition root that runs it (``federation.simulate``,
+``federation.nodes``, ``federation.report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from federation.cli_flags import (
+    DEFAULTS_HELP,
+    network,
+    network_flags,
+    training_flags,
+    training_values,
+)
+from federation.protocol.errors import ConfigError
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    from federation.config import CoordinatorConfig, settings_from
+    from federation.nodes import run_coordinator
+    from federation.protocol.messages import Role
+
+    net, raw, _ = network(args, Role.COORDINATOR)
+    training = {**raw.get("training", {}), **training_values(args)}
+    job = raw.get("job", {})
+    cfg = CoordinatorConfig(
+        net,
+        settings_from(training),
+        float(job.get("barrier_timeout", 120.0)),
+        float(job.get("job_timeout", 3600.0)),
+    )
+    return int(run_coordinator(cfg))
+
+
+def cmd_party(args: argparse.Namespace) -> int:
+    from federation.nodes import party_config, run_party
+    from federation.protocol.messages import Role
+
+    role = Role(args.role)
+    net, raw, _ = network(args, role)
+    if not net.coordinator:
+        raise ConfigError(
+            f"{role.value}: no coordinator address ([node] coordinator or --coordinator)"
+        )
+    data = dict(raw.get("data", {}))
+    for key in ("data", "id_column", "label_column", "model", "psi_workers"):
+        value = getattr(args, key, None)
+        if value is not None:
+            data["path" if key == "data" else key] = (
+                str(value) if isinstance(value, Path) else value
+            )
+    deadline = float(raw.get("job", {}).get("deadline", 30.0))
+    barrier = float(raw.get("job", {}).get("barrier_timeout", 600.0))
+    return int(run_party(net, party_config(net, data, deadline), deadline, barrier))
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from federation.transport.certs import write_federation
+
+    write_federation(args.out, days=args.days)
+    print(f"wrote a federation CA and certificates for coordinator, grid and bank to {args.out}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from federation.config import settings_from
+    from federation.simulate import SimulationSpec, run_simulation
+
+    if (args.grid_data is None) != (args.bank_data is None):
+        raise ConfigError("give both --grid-data and --bank-data, or neither for the bundled demo")
+    spec = SimulationSpec(
+        out=args.out,
+        grid_data=args.grid_data,
+        bank_data=args.bank_data,
+        id_column=args.id_column,
+        label_column=args.label_column,
+        settings=settings_from(training_values(args)),
+        demo_enterprises=args.demo_enterprises,
+        quiet=args.quiet,
+        threshold=args.threshold,
+        resume=args.resume,
+    )
+    report = run_simulation(spec)
+    auc = report["validation"]["auc"]
+    central = report["centralized"]["validation"]["auc"]
+    bank_only = report["bank_only"]["validation"]["auc"]
+    print(
+        f"validation AUC {auc:.4f} (centralized {central:.4f}, bank only {bank_only:.4f}); "
+        f"run folder: {args.out}"
+    )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from federation.simulate import ScoringSpec, run_scoring
+
+    result = run_scoring(
+        ScoringSpec(
+            run=args.run,
+            grid_data=args.grid_data,
+            bank_data=args.bank_data,
+            id_column=args.id_column,
+            out=args.out,
+            quiet=args.quiet,
+        )
+    )
+    print(
+        f"scored {result['scored']} enterprises, {result['no_grid_record']} without a grid "
+        f"record; scores: {result['scores']}"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from federation.report import evaluate_predictions
+
+    result = evaluate_predictions(args.predictions, args.out, args.threshold)
+    val = result.get("validation") or result["all"]
+    print(f"AUC {val['auc']:.4f}, KS {val['ks']:.4f}; written to {args.out}")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Add the job commands to ``sub`` (the ``gridcredit`` subparsers)."""
+    sim = sub.add_parser(
+        "simulate",
+        help="run coordinator, grid and bank as three local "
+        "processes over mutual TLS and write a run folder",
+        description="Start coordinator, grid and bank as three OS processes on "
+        "127.0.0.1 (ports chosen at run time, mutual TLS with throw-away "
+        "certificates), train, evaluate, and write DIR/report.json, "
+        "DIR/summary.md, plots, models and audit logs.",
+    )
+    sim.add_argument(
+        "--out", type=Path, default=Path("runs/latest"), help="run folder " + DEFAULTS_HELP
+    )
+    d = sim.add_argument_group("data (omit both for the bundled synthetic demo)")
+    d.add_argument("--grid-data", type=Path, help="the grid's CSV (ID column + features)")
+    d.add_argument("--bank-data", type=Path, help="the bank's CSV (ID column, label, features)")
+    d.add_argument("--id-column", default="id", help="ID column in both files " + DEFAULTS_HELP)
+    d.add_argument(
+        "--label-column", default="y", help="label column of the bank's file " + DEFAULTS_HELP
+    )
+    d.add_argument(
+        "--demo-enterprises",
+        type=int,
+        default=3000,
+        help="enterprises in the synthetic demo " + DEFAULTS_HELP,
+    )
+    sim.add_argument("--quiet", action="store_true", help="no progress display")
+    sim.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the run folder of a failed run and resume its training from "
+        "the parties' checkpoints (see --checkpoint-every)",
+    )
+    sim.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="extra decision threshold for accuracy/precision/recall/F1 in the "
+        "report, besides 0.5 " + DEFAULTS_HELP,
+    )
+    training_flags(sim)
+    sim.set_defaults(handler=cmd_simulate)
+
+    coord = sub.add_parser(
+        "coordinator",
+        help="run the coordinator node of one job",
+        description="Serve the coordinator: registers the two parties, deals "
+        "correlated randomness, runs the round barriers. Prints "
+        "'LISTENING host:port' once bound.",
+    )
+    network_flags(coord, party=False)
+    training_flags(coord)
+    coord.set_defaults(handler=cmd_coordinator)
+
+    party = sub.add_parser(
+        "party",
+        help="run a grid or bank party node of one job",
+        description="Serve one party node: loads its CSV, joins the "
+        "coordinator, aligns by PSI, trains or scores. Prints "
+        "'LISTENING host:port' once bound.",
+    )
+    party.add_argument("--role", required=True, choices=["grid", "bank"], help="this node's role")
+    network_flags(party, party=True)
+    party.set_defaults(handler=cmd_party)
+
+    certs = sub.add_parser(
+        "certs",
+        help="make a federation CA and node certificates",
+        description="Write ca.pem/ca.key and coordinator/grid/bank .pem/.key "
+        "into DIR (ECDSA P-256; each certificate names its role).",
+    )
+    certs.add_argument("--out", type=Path, required=True, help="folder to write into")
+    certs.add_argument("--days", type=int, default=30, help="validity in days " + DEFAULTS_HELP)
+    certs.set_defaults(handler=cmd_certs)
+
+    score = sub.add_parser(
+        "score",
+        help="score enterprises with a simulated run's models",
+        description="Start three local nodes with the models of a previous "
+        "'simulate' run; the bank's IDs are aligned by PSI with the grid's and "
+        "the bank gets probability and score points, or 'no grid record'.",
+    )
+    score.add_argument("--run", type=Path, required=True, help="run folder of 'simulate'")
+    score.add_argument(
+        "--bank-data",
+        type=Path,
+        required=True,
+        help="bank CSV of the enterprises to score (ID + the model's features)",
+    )
+    score.add_argument(
+        "--grid-data", type=Path, help="grid CSV (default: the grid data of the run)"
+    )
+    score.add_argument("--id-column", default="id", help="ID column " + DEFAULTS_HELP)
+    score.add_argument("--out", type=Path, required=True, help="folder for scores.csv and logs")
+    score.add_argument("--quiet", action="store_true", help="no progress display")
+    score.set_defaults(handler=cmd_score)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="credit-risk metrics and plots for a predictions file",
+        description="Read id,split,y,probability (as bank/predictions.csv) and "
+        "write metrics.json, summary.md and PNG plots: AUC, KS, Gini, "
+        "accuracy/precision/recall/F1, log-loss, Brier, Hosmer-Lemeshow, "
+        "-2LL, Cox-Snell and Nagelkerke R2, score bands.",
+    )
+    ev.add_argument("--predictions", type=Path, required=True, help="CSV with y and probability")
+    ev.add_argument("--out", type=Path, required=True, help="folder for the outputs")
+    ev.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="decision threshold for the classification metrics " + DEFAULTS_HELP,
+    )
+    ev.set_defaults(handler=cmd_evaluate)

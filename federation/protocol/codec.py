@@ -1,0 +1,60 @@
+"""The tensor codec: a numpy array as (dtype string, shape, little-endian bytes) and back.
+
+Only plain numeric and fixed-width text dtypes travel; a decoded tensor's dtype, rank,
+dimensions and byte count are checked before a view is made, so a hostile peer cannot make
+the receiver allocate or misread. Knows nothing of protobuf: ``federation.transport.wire``
+puts these three fields into its messages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from federation.protocol.errors import ProtocolAbort
+
+ALLOWED_KINDS = "uifU"
+MAX_DIMS = 4
+MAX_DIM_SIZE = 2**31
+
+
+def encode_tensor(name: str, arr: npt.NDArray[np.generic]) -> tuple[str, list[int], bytes]:
+    """(dtype string, shape, raw little-endian bytes) of ``arr``.
+
+    Raises
+    ------
+    TypeError
+        The dtype cannot be sent (objects, records, ...).
+    """
+    a = np.ascontiguousarray(arr)
+    if a.dtype.kind not in ALLOWED_KINDS:
+        raise TypeError(f"tensor {name!r}: dtype {a.dtype} cannot be sent")
+    little = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    return little.dtype.str, list(a.shape), little.tobytes()
+
+
+def decode_tensor(name: str, dtype_text: str, dims: list[int],
+                  data: bytes) -> npt.NDArray[np.generic]:
+    """The array of :func:`encode_tensor`'s fields (a read-only view of ``data``).
+
+    Raises
+    ------
+    ProtocolAbort
+        Unknown or refused dtype, too many or too large dimensions, or a byte count that
+        does not match dtype and shape.
+    """
+    try:
+        dtype = np.dtype(dtype_text)
+    except (TypeError, ValueError, SyntaxError) as exc:
+        raise ProtocolAbort(f"tensor {name!r}: unknown dtype {dtype_text!r}") from exc
+    shape = tuple(int(s) for s in dims)
+    if (dtype.kind not in ALLOWED_KINDS or dtype.itemsize == 0 or len(shape) > MAX_DIMS
+            or any(not 0 <= s <= MAX_DIM_SIZE for s in shape)):
+        raise ProtocolAbort(f"tensor {name!r}: refused dtype {dtype_text!r} / shape {shape}")
+    expected = dtype.itemsize
+    for size in shape:  # Python ints: a hostile shape cannot wrap the byte count
+        expected *= size
+    if expected != len(data):
+        raise ProtocolAbort(f"tensor {name!r}: {len(data)} bytes for {dtype_text} {shape} "
+                            f"(expected {expected})")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)

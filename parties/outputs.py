@@ -1,0 +1,89 @@
+"""What the bank writes after a job: predictions with metrics, and scores.
+
+Each function writes its files atomically (``parties.model.atomic_write_text``) and
+nothing else; the bank node calls them once training, evaluation or scoring is done.
+Assumes: ``p`` holds exact probabilities (the logistic function of the full logit).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import TrainSettings
+from federation.protocol.schedule import Schedule
+from parties.data import PartyData
+from parties.evaluation import metrics
+from parties.evaluation.scorecard import Scorecard
+from parties.model import atomic_write_text
+from parties.reference import centralized_lr
+
+Float = npt.NDArray[np.float64]
+NO_GRID_RECORD = "no grid record"
+
+
+def write_bank_evaluation(
+    out: Path, aligned: PartyData, schedule: Schedule, p: Float, z: Float, settings: TrainSettings
+) -> None:
+    """Write the bank's predictions, its bank-only baseline's and the metrics of both."""
+    if aligned.y is None:
+        raise ProtocolAbort("the bank has no labels")
+    y = aligned.y
+    split = np.full(len(y), "train", dtype=object)
+    split[schedule.validation_rows] = "validation"
+    lines = ["id,split,y,probability"] + [
+        f"{i},{s},{int(t)},{q:.10g}" for i, s, t, q in zip(aligned.ids, split, y, p)
+    ]
+    atomic_write_text(out / "predictions.csv", "\n".join(lines) + "\n")
+    train, valid = schedule.train_rows, schedule.validation_rows
+    # The bank's own model on its own features: the baseline that grid data must beat.
+    p_bank = centralized_lr(z[train], y[train], settings.l2, settings.seed).predict_proba(z)[
+        :, 1
+    ]
+    atomic_write_text(
+        out / "bank_only_predictions.csv",
+        "\n".join(
+            ["id,split,probability"]
+            + [f"{i},{s},{q:.10g}" for i, s, q in zip(aligned.ids, split, p_bank)]
+        )
+        + "\n",
+    )
+    report: dict[str, Any] = {
+        "train": metrics_or_reason(y[train], p[train]),
+        "validation": metrics_or_reason(y[valid], p[valid]),
+        "bank_only": {
+            "train": metrics_or_reason(y[train], p_bank[train]),
+            "validation": metrics_or_reason(y[valid], p_bank[valid]),
+        },
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+
+
+def write_scores(out: Path, data: PartyData, rows: npt.NDArray[np.intp], p: Float) -> None:
+    """``scores.csv``: every ID of the bank's file, scored or ``no grid record``."""
+    card = Scorecard()
+    points = card.points(p)
+    scored = {int(r): (float(q), float(s)) for r, q, s in zip(rows, p, points)}
+    lines = ["id,status,probability,points"]
+    for i, ent in enumerate(data.ids):
+        if i in scored:
+            q, s = scored[i]
+            lines.append(f"{ent},scored,{q:.10g},{s:.1f}")
+        else:
+            lines.append(f"{ent},{NO_GRID_RECORD},,")
+    atomic_write_text(out / "scores.csv", "\n".join(lines) + "\n")
+
+
+def metrics_or_reason(y: Float, p: Float) -> dict[str, Any]:
+    """The metric set, or why it is undefined (e.g. one class only in a tiny split)."""
+    if len(y) == 0:
+        return {"n": 0, "undefined": "empty split"}
+    try:
+        return dict(metrics.evaluate(y, p))
+    except ValueError as exc:
+        return {"n": len(y), "undefined": str(exc)}

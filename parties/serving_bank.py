@@ -1,0 +1,243 @@
+"""Online scoring, the bank's side: the session's lookup table and the steps of one request.
+
+The protocol and what each party learns are in :mod:`parties.serving`. The bank re-blinds
+the grid's points once per session into a lookup table, blinds the requested IDs it holds,
+matches the grid's answer, asks for the matched rows' partial logits and computes the exact
+probability, points and band. Thread-safe: the edge calls it from gRPC worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crypto import psi
+from crypto.sigmoid import sigmoid
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import Envelope, Role, Tag
+from parties.evaluation.scorecard import Scorecard, band_of
+from parties.outputs import NO_GRID_RECORD
+from parties.psi_pool import PsiPool, blind_parallel
+from parties.serving import (
+    ERROR,
+    MAX_IDS,
+    NOT_IN_BANK_DATA,
+    SCORED,
+    STEP_BLINDED,
+    STEP_DOUBLE,
+    STEP_OPEN,
+    STEP_PARTIAL,
+    STEP_POINTS,
+    STEP_ROWS,
+    Float,
+    RequestError,
+    ScoredId,
+    check_session,
+    clean_id,
+    reblind,
+    session_domain,
+    tensor_of,
+)
+
+log = logging.getLogger(__name__)
+
+# -- bank ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _BankSession:
+    session: str
+    key: bytes
+    table: dict[bytes, int]  # k_B*k_G*H(id) -> the grid's shuffled position
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """One scoring request between its steps: what was asked and what was sent.
+
+    Attributes
+    ----------
+    round : int
+        The request's number in its session (audit round).
+    session : str
+        The session it was blinded for.
+    ids : list of str
+        The IDs as requested (stripped), in request order.
+    sent : list of str
+        The distinct IDs the bank holds, in the order their points were sent.
+    """
+
+    round: int
+    session: str
+    ids: list[str]
+    sent: list[str]
+    state: _BankSession = field(repr=False)
+    matched: dict[str, int] = field(default_factory=dict)  # sent ID -> position in `rows`
+
+
+class BankServing:
+    """The bank's side: its partial logit per own row and the lookup table of the session.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        The bank's enterprise IDs, one per row of its ``--data`` (unique).
+    u : Float
+        The bank's partial logit u_B = z(x_B) . w_B + intercept per row, same order.
+    card : Scorecard
+        Scaling of probabilities to points.
+    bands : sequence of float, optional
+        Band edges (first -inf, last inf); default 20-point bands aligned to multiples of 20.
+    max_ids : int
+        The most IDs one request may carry.
+    pool : PsiPool, optional
+        Worker processes for the curve work of large sessions and requests.
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        u: Float,
+        card: Scorecard,
+        bands: Sequence[float] | None = None,
+        *,
+        max_ids: int = MAX_IDS,
+        pool: PsiPool | None = None,
+    ) -> None:
+        if len(ids) != len(u):
+            raise ValueError(f"{len(ids)} IDs but {len(u)} partial logits")
+        if bands is not None and (len(bands) < 2 or bands[0] != -np.inf or bands[-1] != np.inf):
+            raise ValueError("band edges must start with -inf and end with inf")
+        self._row = {x: i for i, x in enumerate(ids)}
+        self._u = np.asarray(u, dtype=np.float64)
+        self._card = card
+        self._bands = None if bands is None else np.asarray(bands, dtype=np.float64)
+        self._max_ids = max_ids
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._state: _BankSession | None = None
+        self._round = 0
+
+    @property
+    def session(self) -> str:
+        """The open session's id ("" before one is open)."""
+        return "" if self._state is None else self._state.session
+
+    @staticmethod
+    def open_request() -> Envelope:
+        """The ``serve/open`` message of a new session (its id is fresh)."""
+        return Envelope(secrets.token_hex(16), Tag(0, STEP_OPEN), Role.BANK, {})
+
+    def accept_points(self, env: Envelope) -> None:
+        """Re-blind the grid's points once into this session's lookup table."""
+        if env.tag != Tag(0, STEP_POINTS):
+            raise ProtocolAbort(
+                f"expected the grid's {STEP_POINTS!r} at round 0; got round "
+                f"{env.tag.round}, step {env.tag.step!r}"
+            )
+        check_session(env.job_id)
+        key = psi.new_key()
+        points = psi.as_points(tensor_of(env, "points", np.uint8, 2, psi.POINT_BYTES))
+        double = reblind(points, key, self._pool, env.sender)
+        raw = double.tobytes()
+        width = psi.POINT_BYTES
+        table = {raw[j : j + width]: i for i, j in enumerate(range(0, len(raw), width))}
+        if len(table) != len(double):
+            raise ProtocolAbort("the grid's points repeat: its IDs must be unique")
+        with self._lock:
+            self._state = _BankSession(env.job_id, key, table)
+        log.info("serving: session %s open, the grid has %d rows", env.job_id, len(table))
+
+    def blinded_request(self, ids: Sequence[str]) -> tuple[RequestPlan, Envelope | None]:
+        """Check a request and blind the IDs the bank holds (None: nothing to send).
+
+        Raises
+        ------
+        RequestError
+            Empty or too many IDs, or an ID that is not a non-empty string of at most
+            ``MAX_ID_CHARS`` characters.
+        ProtocolAbort
+            No session is open.
+        """
+        if not 0 < len(ids) <= self._max_ids:
+            raise RequestError(f"a request carries 1 to {self._max_ids} IDs, got {len(ids)}")
+        clean = [clean_id(x, i) for i, x in enumerate(ids)]
+        with self._lock:
+            state = self._state
+            if state is None:
+                raise ProtocolAbort("no serving session with the grid is open")
+            self._round += 1
+            r = self._round
+        sent = [x for x in dict.fromkeys(clean) if x in self._row]
+        plan = RequestPlan(r, state.session, clean, sent, state)
+        if not sent:
+            return plan, None
+        points = blind_parallel(sent, state.key, session_domain(state.session), pool=self._pool)
+        return plan, Envelope(state.session, Tag(r, STEP_BLINDED), Role.BANK, {"points": points})
+
+    def rows_request(self, plan: RequestPlan, env: Envelope) -> Envelope | None:
+        """Look the grid's answer up; the sorted positions to ask for (None: no match)."""
+        if env.tag != Tag(plan.round, STEP_DOUBLE) or env.job_id != plan.session:
+            raise ProtocolAbort(
+                f"expected {STEP_DOUBLE!r} for request {plan.round}; got round "
+                f"{env.tag.round}, step {env.tag.step!r}"
+            )
+        double = tensor_of(env, "points", np.uint8, 2, psi.POINT_BYTES)
+        if len(double) != len(plan.sent):
+            raise ProtocolAbort(
+                f"the grid returned {len(double)} points for request "
+                f"{plan.round}; expected {len(plan.sent)}"
+            )
+        raw, width = double.tobytes(), psi.POINT_BYTES
+        found = {
+            x: plan.state.table.get(raw[i * width : (i + 1) * width])
+            for i, x in enumerate(plan.sent)
+        }
+        hits = {x: j for x, j in found.items() if j is not None}
+        if not hits:
+            return None
+        rows = np.array(sorted(set(hits.values())), dtype=np.int64)
+        where = {int(j): k for k, j in enumerate(rows)}
+        plan.matched.update({x: where[j] for x, j in hits.items()})
+        return Envelope(plan.session, Tag(plan.round, STEP_ROWS), Role.BANK, {"rows": rows})
+
+    def results(self, plan: RequestPlan, env: Envelope | None) -> list[ScoredId]:
+        """Combine u_B with the grid's u_G: one ``ScoredId`` per requested ID, in order."""
+        n = len(set(plan.matched.values()))
+        u_grid = np.zeros(0)
+        if env is not None:
+            if env.tag != Tag(plan.round, STEP_PARTIAL) or env.job_id != plan.session:
+                raise ProtocolAbort(
+                    f"expected {STEP_PARTIAL!r} for request {plan.round}; got "
+                    f"round {env.tag.round}, step {env.tag.step!r}"
+                )
+            u_grid = tensor_of(env, "u", np.float64, 1).astype(np.float64)
+        if len(u_grid) != n:
+            raise ProtocolAbort(
+                f"the grid sent {len(u_grid)} partial logits for request {plan.round}; expected {n}"
+            )
+        scored = list(plan.matched)
+        p = sigmoid(
+            np.array([self._u[self._row[x]] for x in scored], dtype=np.float64)
+            + u_grid[[plan.matched[x] for x in scored]]
+        )
+        points = self._card.points(p)
+        bands = band_of(points, self._bands) if len(points) else np.array([], dtype=str)
+        answer = {
+            x: ScoredId(x, SCORED, float(q), float(s), str(b))
+            for x, q, s, b in zip(scored, p, points, bands)
+        }
+        return [
+            answer.get(x)
+            or (
+                ScoredId(x, NO_GRID_RECORD)
+                if x in self._row
+                else ScoredId(x, ERROR, error=NOT_IN_BANK_DATA)
+            )
+            for x in plan.ids
+        ]

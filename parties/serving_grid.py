@@ -1,0 +1,214 @@
+"""Online scoring, the grid's side: one blinded table per session, answers per request.
+
+The protocol and what each party learns are in :mod:`parties.serving`. The grid draws a
+fresh key per session, sends its blinded points once, re-blinds each request's points and
+returns its partial logits for the rows the request matched, at most once per request.
+Thread-safe: the edge calls it from gRPC worker threads.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from crypto import psi
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import Envelope, Role, Tag
+from parties.psi_pool import PsiPool, blind_parallel
+from parties.serving import (
+    DONE_WINDOW,
+    MAX_IDS,
+    MAX_PENDING,
+    MAX_SESSIONS,
+    PENDING_SECONDS,
+    STEP_BLINDED,
+    STEP_DOUBLE,
+    STEP_OPEN,
+    STEP_PARTIAL,
+    STEP_POINTS,
+    STEP_ROWS,
+    Float,
+    UnknownSession,
+    check_session,
+    reblind,
+    session_domain,
+    tensor_of,
+)
+
+log = logging.getLogger(__name__)
+
+# -- grid ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _GridSession:
+    session: str
+    key: bytes
+    perm: npt.NDArray[np.intp]  # shuffled position -> own row
+    pending: collections.OrderedDict[int, tuple[int, float]] = field(
+        default_factory=collections.OrderedDict
+    )  # round -> (points received, expiry)
+    done: collections.deque[int] = field(default_factory=collections.deque)
+    done_set: set[int] = field(default_factory=set)
+    floor: int = 0  # rounds <= floor are finished or too old
+    scored_rows: int = 0
+
+
+class GridServing:
+    """The grid's side: its partial logit per row, and the sessions the bank opened.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        The grid's enterprise IDs, one per row (unique).
+    u : Float
+        The grid's partial logit u_G = z(x_G) . w_G per row, same order.
+    max_ids : int
+        The most points one request may carry.
+    pool : PsiPool, optional
+        Worker processes for the curve work of large sessions and requests.
+    clock : callable
+        Monotonic seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        u: Float,
+        *,
+        max_ids: int = MAX_IDS,
+        pool: PsiPool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if len(ids) != len(u):
+            raise ValueError(f"{len(ids)} IDs but {len(u)} partial logits")
+        self._ids = list(ids)
+        self._u = np.asarray(u, dtype=np.float64)
+        self._max_ids = max_ids
+        self._pool = pool
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: collections.OrderedDict[str, _GridSession] = collections.OrderedDict()
+        self._handlers: dict[str, Callable[[_GridSession, Envelope], Envelope]] = {
+            STEP_BLINDED: self._double,
+            STEP_ROWS: self._partial,
+        }
+
+    def open(self, env: Envelope) -> Envelope:
+        """Answer ``serve/open``: a fresh key and the shuffled blinded points of every row."""
+        if env.tag != Tag(0, STEP_OPEN):
+            raise ProtocolAbort(
+                f"expected round 0, step {STEP_OPEN!r} to open a session; got "
+                f"round {env.tag.round}, step {env.tag.step!r}"
+            )
+        check_session(env.job_id)
+        with self._lock:
+            if env.job_id in self._sessions:
+                raise ProtocolAbort(f"session {env.job_id} is already open")
+        key = psi.new_key()
+        points, perm = psi.shuffle(
+            blind_parallel(self._ids, key, session_domain(env.job_id), pool=self._pool)
+        )
+        with self._lock:
+            self._sessions[env.job_id] = _GridSession(env.job_id, key, perm)
+            while len(self._sessions) > MAX_SESSIONS:
+                old, _ = self._sessions.popitem(last=False)
+                log.info("serving: session %s closed (more than %d open)", old, MAX_SESSIONS)
+        log.info("serving: session %s opened, %d rows", env.job_id, len(self._ids))
+        return Envelope(env.job_id, Tag(0, STEP_POINTS), Role.GRID, {"points": points})
+
+    def step(self, env: Envelope) -> Envelope:
+        """Answer one request step (``serve/blinded`` or ``serve/rows``) of an open session."""
+        handler = self._handlers.get(env.tag.step)
+        if handler is None:
+            raise ProtocolAbort(
+                f"unexpected step {env.tag.step!r}; expected one of {sorted(self._handlers)}"
+            )
+        with self._lock:
+            session = self._sessions.get(env.job_id)
+        if session is None:
+            raise UnknownSession(
+                f"no open serving session {env.job_id[:80]!r} on the grid "
+                "(restarted or evicted); open a new one"
+            )
+        return handler(session, env)
+
+    def _double(self, s: _GridSession, env: Envelope) -> Envelope:
+        r = env.tag.round
+        points = psi.as_points(tensor_of(env, "points", np.uint8, 2, psi.POINT_BYTES))
+        if not 0 < len(points) <= self._max_ids:
+            raise ProtocolAbort(
+                f"request {r} carries {len(points)} points; expected 1 to {self._max_ids}"
+            )
+        with self._lock:
+            self._admit(s, r)
+            s.pending[r] = (len(points), self._clock() + PENDING_SECONDS)
+        try:
+            double = reblind(points, s.key, self._pool, env.sender)
+        except ProtocolAbort:
+            with self._lock:
+                if s.pending.pop(r, None) is not None:
+                    self._finish(s, r)
+            raise
+        return Envelope(s.session, Tag(r, STEP_DOUBLE), Role.GRID, {"points": double})
+
+    def _admit(self, s: _GridSession, r: int) -> None:
+        """Refuse a round seen before; drop expired requests; bound the open ones."""
+        if r <= s.floor or r in s.pending or r in s.done_set:
+            raise ProtocolAbort(
+                f"request round {r} of session {s.session} was already used or is too old"
+            )
+        now = self._clock()
+        for old in [k for k, (_, expiry) in s.pending.items() if expiry < now]:
+            del s.pending[old]
+            self._finish(s, old)
+        while len(s.pending) >= MAX_PENDING:
+            old, _ = s.pending.popitem(last=False)
+            self._finish(s, old)
+
+    def _finish(self, s: _GridSession, r: int) -> None:
+        s.done.append(r)
+        s.done_set.add(r)
+        while len(s.done) > DONE_WINDOW:
+            gone = s.done.popleft()
+            s.done_set.discard(gone)
+            s.floor = max(s.floor, gone)
+
+    def _partial(self, s: _GridSession, env: Envelope) -> Envelope:
+        r = env.tag.round
+        rows = np.asarray(tensor_of(env, "rows", np.int64, 1), dtype=np.int64)
+        with self._lock:
+            entry = s.pending.pop(r, None)
+            if entry is None:
+                raise ProtocolAbort(
+                    f"rows for request round {r} of session {s.session}: no "
+                    "such open request (unknown, answered or expired)"
+                )
+            self._finish(s, r)
+        n_points, _ = entry
+        if len(rows) > n_points:
+            raise ProtocolAbort(
+                f"request {r} asks for {len(rows)} rows but carried only {n_points} IDs"
+            )
+        if len(rows) and (
+            rows[0] < 0 or rows[-1] >= len(s.perm) or not bool(np.all(rows[1:] > rows[:-1]))
+        ):
+            raise ProtocolAbort(
+                f"request {r}: rows must be strictly increasing positions in 0..{len(s.perm) - 1}"
+            )
+        u = self._u[s.perm[rows]]
+        with self._lock:
+            s.scored_rows += len(rows)
+        return Envelope(s.session, Tag(r, STEP_PARTIAL), Role.GRID, {"u": u})
+
+    def open_sessions(self) -> list[str]:
+        """Ids of the sessions currently open, oldest first."""
+        with self._lock:
+            return list(self._sessions)
