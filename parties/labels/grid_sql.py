@@ -196,7 +196,7 @@ def _bill_and_event_indicators() -> list[Column]:
             value = f"CAST(coalesce(e_{kind}_{column}{months}, 0) AS DOUBLE)"
             out.append((f"{kind}_{what}_{months}m", when(f"connected >= {months}", value)))
     return out + [("account_age_months", "CAST(connected AS DOUBLE)"),
-                  ("capacity_kva", "capacity_kva")]
+                  ("capacity_kva", "_capacity")]
 
 
 def shell_score_sql(model: ShellModel) -> str:
@@ -224,7 +224,7 @@ def indicator_stages(model: ShellModel) -> list[list[Column]]:
     """The derived columns in dependency order; the last stages hold every indicator."""
     derived = [
         ("use_last_vs_mean_12m", when("connected >= 12", ratio("u0", "use_mean_12m"))),
-        ("use_utilization_12m", ratio("use_mean_12m", f"capacity_kva * {lit(730.0)}")),
+        ("use_utilization_12m", ratio("use_mean_12m", f"_capacity * {lit(730.0)}")),
         ("score_diff", ratio("use_max_12m - use_min_12m", "use_mean_12m")),
         ("score_vola", ratio("use_std_12m", "use_industry_std_12m")),
     ]
@@ -255,7 +255,7 @@ def indicator_query(enterprises: str, usage: str, bills: str, events: str, as_of
     """
     facts = [*(f"u.u{k}" for k in range(HISTORY)), *(f"b.{c}" for c in BILL_COLUMNS),
              *(f"v.{c}" for c in EVENT_COLUMNS)]
-    base = (f"SELECT e.ent_id, e._ord, e.industry_code, e.province, e.capacity_kva, "
+    base = (f"SELECT e.ent_id, e._ord, e.industry_code, e.province, e.capacity_kva AS _capacity, "
             f"{as_of} - e.open_month + 1 AS connected, {', '.join(facts)} "
             f"FROM (SELECT ent_id, _ord, industry_code, province, capacity_kva, "
             f"year(account_open_date) * 12 + month(account_open_date) - 1 AS open_month "
