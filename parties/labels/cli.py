@@ -21,19 +21,14 @@ from collections.abc import Callable
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from parties.labels.features import build_bank_features, build_grid_features, grid_registry
+from parties.labels.engine import build_bank_features, build_grid_features
+from parties.labels.features import grid_registry
 from parties.labels.mask import mask_names, output_ids, read_key
 from parties.labels.output import write_csv
 from parties.labels.panel import build_grid_panel
+from parties.labels.reference import load_grid_raw
 from parties.labels.registry import build_table, data_dictionary, impute_for_training
-from parties.labels.schema import (
-    InputError,
-    format_month,
-    load_bank,
-    load_grid,
-    parse_month,
-    resolve_raw_dir,
-)
+from parties.labels.schema import InputError, format_month, parse_month
 from parties.labels.shell import (
     DEFAULT_MODEL,
     fit_shell_model,
@@ -41,6 +36,8 @@ from parties.labels.shell import (
     save_shell_model,
     score_matrix,
 )
+from parties.labels.sources import is_dsn, open_source
+from parties.labels.sqlkit import Engine
 from parties.labels.synth import synthesize, write_synth
 from parties.labels.warning import DEFAULT_RULES, load_rules, rate
 
@@ -55,9 +52,12 @@ class Impute(enum.StrEnum):
     MEDIAN = "median"  # median fill + <name>_missing columns, constant columns dropped
 
 
-def _as_of(args: argparse.Namespace, raw: pathlib.Path) -> int:
+def _as_of(args: argparse.Namespace) -> int:
     """``--as-of``, or the ``as_of`` of ``manifest.json`` in the raw folder or its parent."""
     text = args.as_of
+    if text is None and is_dsn(args.raw):
+        raise InputError("--as-of: required when --raw is a database (row -, column -)")
+    raw = pathlib.Path(args.raw)
     if text is None:
         for manifest in (raw / "manifest.json", raw.parent / "manifest.json"):
             if manifest.is_file():
@@ -87,14 +87,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_features_build(args: argparse.Namespace) -> int:
     """Build one party's feature table and data dictionary at the as-of month."""
-    marker = "enterprises.csv" if args.role == "grid" else "loans.csv"
-    raw = resolve_raw_dir(args.raw, args.role, marker)
-    as_of = _as_of(args, args.raw)
+    source = open_source(args.raw, args.role, args.schema)
+    as_of = _as_of(args)
     if args.role == "grid":
         model = load_shell_model(args.shell_model)
-        build = build_grid_features(load_grid(raw), as_of, model)
+        build = build_grid_features(source, as_of, args.engine, model=model,
+                                    spark_master=args.spark_master)
     else:
-        build = build_bank_features(load_bank(raw), as_of, args.horizon, args.overdue_days)
+        build = build_bank_features(source, as_of, args.engine, args.horizon,
+                                    args.overdue_days, spark_master=args.spark_master)
     table = build.table
     if args.impute is Impute.MEDIAN:
         table = impute_for_training(table)
@@ -112,10 +113,10 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 
 def cmd_features_fit_shell(args: argparse.Namespace) -> int:
     """Fit ENT_SHELL_SCORE's logistic regression on labelled enterprises and save it."""
-    raw = resolve_raw_dir(args.raw, "grid", "enterprises.csv")
-    as_of = _as_of(args, args.raw)
-    table = build_grid_features(load_grid(raw), as_of, load_shell_model()).table
-    truth_path = args.truth or args.raw / "truth" / "enterprises.csv"
+    as_of = _as_of(args)
+    source = open_source(args.raw, "grid", args.schema)
+    table = build_grid_features(source, as_of, Engine.PANDAS, model=load_shell_model()).table
+    truth_path = args.truth or pathlib.Path(args.raw) / "truth" / "enterprises.csv"
     if not truth_path.is_file():
         raise InputError(f"{truth_path}: file not found (row -, column -)")
     truth = pd.read_csv(truth_path, dtype={"ent_id": str})
@@ -145,9 +146,8 @@ def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
 
 def cmd_warn(args: argparse.Namespace) -> int:
     """Rate enterprises by the Table 7 rules (all of them, or those of ``--ids``)."""
-    raw = resolve_raw_dir(args.raw, "grid", "enterprises.csv")
-    as_of = _as_of(args, args.raw)
-    grid = load_grid(raw)
+    as_of = _as_of(args)
+    grid = load_grid_raw(open_source(args.raw, "grid", args.schema))
     by_name = {ind.name: ind for ind in grid_registry()}
     rules = load_rules(by_name, args.rules)
     panel = build_grid_panel(grid, as_of)
@@ -193,6 +193,12 @@ def _features_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                        help="bank label: days past due that count as overdue " + D)
     build.add_argument("--shell-model", type=pathlib.Path, default=DEFAULT_MODEL,
                        help="ENT_SHELL_SCORE model TOML (default: the packaged model)")
+    build.add_argument("--engine", type=Engine, choices=list(Engine), default=Engine.DUCKDB,
+                       help="duckdb: embedded; spark: a Spark cluster (--spark-master); "
+                       "pandas: the numpy reference " + D)
+    build.add_argument("--spark-master", default="local[2]", metavar="URL",
+                       help="Spark master (local[N], spark://HOST:PORT, yarn, k8s://...) or "
+                       "Spark Connect URL sc://HOST:PORT, for --engine spark " + D)
     build.set_defaults(handler=cmd_features_build)
     fit = fsub.add_parser("fit-shell", help="fit the ENT_SHELL_SCORE model on labelled data")
     _raw_flags(fit)
@@ -203,8 +209,12 @@ def _features_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _raw_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--raw", type=pathlib.Path, required=True,
-                   help="folder of the party's raw CSVs, or a 'synth' output folder")
+    p.add_argument("--raw", required=True, metavar="FOLDER|DSN",
+                   help="folder of the party's raw CSV or Parquet tables, a 'synth' output "
+                   "folder, or a PostgreSQL database postgresql://USER@HOST:PORT/DB")
+    p.add_argument("--schema", default=None,
+                   help="PostgreSQL schema of the party's tables (default: the role, grid or "
+                   "bank)")
     p.add_argument("--as-of", default=None, metavar="YYYY-MM",
                    help="month to build at; nothing later is read (default: as_of of "
                    "manifest.json in --raw)")

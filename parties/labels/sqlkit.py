@@ -83,8 +83,20 @@ def cols(prefix: str, months: int, offset: int = 0) -> list[str]:
 
 
 def total(columns: Sequence[str]) -> str:
-    """Their sum (NULL if any is NULL)."""
-    return "(" + " + ".join(columns) + ")"
+    """Their sum (NULL if any is NULL), added in the order numpy's pairwise summation adds a
+    row of up to 128 values, so that sums over pivoted months equal the reference's bits."""
+    terms = [f"({c})" for c in columns]
+    if len(terms) < 8:
+        return "(" + " + ".join(terms) + ")"
+    blocks = len(terms) - len(terms) % 8
+    acc = list(terms[:8])
+    for i in range(8, blocks, 8):
+        acc = [f"({acc[j]} + {terms[i + j]})" for j in range(8)]
+    out = (f"((({acc[0]} + {acc[1]}) + ({acc[2]} + {acc[3]})) + "
+           f"(({acc[4]} + {acc[5]}) + ({acc[6]} + {acc[7]})))")
+    for term in terms[blocks:]:
+        out = f"({out} + {term})"
+    return out
 
 
 def present(columns: Sequence[str]) -> str:
@@ -115,8 +127,8 @@ def mean(columns: Sequence[str]) -> str:
 
 def std(columns: Sequence[str], center: str) -> str:
     """Population standard deviation around the precomputed mean ``center``."""
-    squares = " + ".join(f"(({c}) - {center}) * (({c}) - {center})" for c in columns)
-    return f"sqrt(({squares}) / {lit(len(columns))})"
+    squares = total([f"(({c}) - {center}) * (({c}) - {center})" for c in columns])
+    return f"sqrt({squares} / {lit(len(columns))})"
 
 
 def stage_query(base: str, stages: Sequence[Sequence[Column]]) -> str:
