@@ -25,6 +25,7 @@ from parties.labels.schema import BANK_TABLES, month_end
 from parties.labels.sqlkit import (
     Column,
     cols,
+    exact_sum,
     lit,
     mean,
     pct_change,
@@ -65,9 +66,9 @@ def repayment_facts(typed: str, as_of: int, horizon: int) -> str:
     k12 = f"month BETWEEN {as_of - 11} AND {as_of}"
     k24 = f"month BETWEEN {as_of - HISTORY + 1} AND {as_of}"
     aggs = [
-        f"sum(amount_due) FILTER (WHERE month = {as_of}) AS r_due0",
-        f"sum(amount_due) FILTER (WHERE {k12}) AS r_due12",
-        f"sum(paid) FILTER (WHERE {k12}) AS r_paid12",
+        f"{exact_sum('amount_due', f'month = {as_of}')} AS r_due0",
+        f"{exact_sum('amount_due', k12)} AS r_due12",
+        f"{exact_sum('paid', k12)} AS r_paid12",
         f"count(DISTINCT month) FILTER (WHERE {k12} AND days > 0) AS r_over_n12",
         f"max(days) FILTER (WHERE {k12}) AS r_over_max12",
         f"count(DISTINCT month) FILTER (WHERE {k24} AND days >= 30) AS r_over30_n24",
@@ -81,8 +82,9 @@ def repayment_facts(typed: str, as_of: int, horizon: int) -> str:
 def borrowers(loans: str, as_of: int) -> str:
     """Enterprises with a loan started by ``as_of``: order, loan count, active principal and
     months since the latest loan."""
-    return (f"SELECT ent_id, min(_ord) AS _ord, count(*) AS n_loans, sum(CASE WHEN "
-            f"start_month + term_months > {as_of} THEN amount ELSE 0E0 END) AS active_amount, "
+    active = f"CASE WHEN start_month + term_months > {as_of} THEN amount ELSE 0E0 END"
+    return (f"SELECT ent_id, min(_ord) AS _ord, count(*) AS n_loans, "
+            f"{exact_sum(active)} AS active_amount, "
             f"{as_of} - max(start_month) AS since_loan FROM {loans} AS l "
             f"WHERE start_month <= {as_of} GROUP BY ent_id")
 

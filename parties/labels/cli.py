@@ -38,8 +38,9 @@ from parties.labels.shell import (
 )
 from parties.labels.sources import is_dsn, open_source
 from parties.labels.sqlkit import Engine
-from parties.labels.synth import synthesize, write_synth
+from parties.labels.synth import load_synth_postgres, synthesize, write_synth
 from parties.labels.warning import DEFAULT_RULES, load_rules, rate
+from parties.labels.writers import write_csv_fast
 
 D = "(default: %(default)s)"
 Handler = Callable[[argparse.Namespace], int]
@@ -78,10 +79,20 @@ def _key(args: argparse.Namespace) -> bytes | None:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write both parties' synthetic raw tables and the manifest."""
+    if args.out is None and args.to is None:
+        raise InputError("synth: give --out FOLDER, --to postgresql://... or both")
+    if args.to is not None and not is_dsn(args.to):
+        raise InputError("--to: expected a postgresql:// connection string")
     data = synthesize(args.enterprises, args.months, args.seed, args.shell_share)
-    manifest = write_synth(data, args.out)
-    print(f"wrote {args.out}/grid, {args.out}/bank, {args.out}/truth and {manifest} "
-          f"(as_of {data.manifest['as_of']})")
+    if args.to is not None:
+        schemas = {"grid": args.grid_schema, "bank": args.bank_schema}
+        load_synth_postgres(data, args.to, schemas)
+        print(f"loaded schemas {args.grid_schema} and {args.bank_schema} "
+              f"(as_of {data.manifest['as_of']})")
+    if args.out is not None:
+        manifest = write_synth(data, args.out, args.format)
+        print(f"wrote {args.out}/grid, {args.out}/bank, {args.out}/truth and {manifest} "
+              f"(as_of {data.manifest['as_of']})")
     return 0
 
 
@@ -102,7 +113,7 @@ def cmd_features_build(args: argparse.Namespace) -> int:
     table["id"] = output_ids(table["id"], _key(args))
     dictionary = data_dictionary(table, build.indicators)
     dictionary_path = args.dictionary or args.out.with_name(args.out.stem + ".dictionary.csv")
-    write_csv(args.out, table)
+    write_csv_fast(args.out, table)
     write_csv(dictionary_path, dictionary)
     left_out = f"; {build.excluded} borrowers without a repayment due in the label window " \
         "left out" if args.role == "bank" else ""
@@ -233,7 +244,14 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     synth.add_argument("--seed", type=int, default=7, help="generator seed " + D)
     synth.add_argument("--shell-share", type=float, default=0.05,
                        help="share of shell companies " + D)
-    synth.add_argument("--out", type=pathlib.Path, required=True, help="folder to write")
+    synth.add_argument("--out", type=pathlib.Path, default=None, help="folder to write")
+    synth.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                       help="file format of the tables under --out " + D)
+    synth.add_argument("--to", default=None, metavar="DSN",
+                       help="also load the tables into PostgreSQL postgresql://USER@HOST:PORT/DB"
+                       ", one schema per party (tables must not exist yet)")
+    synth.add_argument("--grid-schema", default="grid", help="schema of the grid's tables " + D)
+    synth.add_argument("--bank-schema", default="bank", help="schema of the bank's tables " + D)
     synth.set_defaults(handler=cmd_synth)
     _features_commands(subparsers)
     warn = subparsers.add_parser("warn", help="post-loan early-warning ratings (Table 7)",

@@ -38,7 +38,7 @@ from parties.labels.features import FeatureBuild, grid_registry
 from parties.labels.registry import data_dictionary
 from parties.labels.schema import BANK_TABLES, GRID_TABLES, UNIQUE_KEYS, Kind
 from parties.labels.shell import ShellModel, load_shell_model
-from parties.labels.sources import Format, RawSource, open_source, stage_postgres
+from parties.labels.sources import RawSource, open_source, staged
 from parties.labels.sqlkit import Engine
 
 Tables = dict[str, dict[str, Kind]]
@@ -68,16 +68,6 @@ class SqlRunner(Runner, Protocol):
     def frame(self, query: str) -> pd.DataFrame:
         """``query`` as pandas (NULL as NaN in float columns)."""
         ...
-
-
-@contextlib.contextmanager
-def staged(source: RawSource, tables: Sequence[str]) -> Iterator[RawSource]:
-    """``source`` itself, or its PostgreSQL tables copied to a temporary CSV folder."""
-    if source.format is Format.POSTGRES and source.root is None:
-        with stage_postgres(source, tables) as copy:
-            yield copy
-    else:
-        yield source
 
 
 def _typed(runner: SqlRunner, tables: Tables, cats: dict[str, dict[str, Category]],

@@ -36,6 +36,8 @@ from parties.labels.sqlkit import (
     Dialect,
     cols,
     date,
+    exact_sum,
+    group_mean,
     lit,
     mean,
     pct_change,
@@ -80,13 +82,12 @@ def bill_facts(d: Dialect, typed: str, as_of: int) -> str:
     aggs = [
         f"count(*) FILTER (WHERE month <= {as_of}) AS b_any",
         f"count(*) FILTER (WHERE {in12}) AS b_n12",
-        f"sum(amount_due) FILTER (WHERE {in12}) AS b_due12",
-        f"stddev_pop(amount_due) FILTER (WHERE {in12}) AS b_due_std12",
-        f"sum(paid) FILTER (WHERE {in12}) AS b_paid12",
+        *(f"max(amount_due) FILTER (WHERE month = {as_of - k}) AS d{k}" for k in range(12)),
+        f"{exact_sum('paid', in12)} AS b_paid12",
         f"count(*) FILTER (WHERE {in12} AND late > 0) AS b_late_n12",
-        f"sum(amount_due) FILTER (WHERE {in12} AND late > 0) AS b_late_due12",
-        f"sum(late) FILTER (WHERE {in12}) AS b_late_days12",
-        f"sum(fee) FILTER (WHERE {in12}) AS b_fee12",
+        f"{exact_sum('amount_due', f'{in12} AND late > 0')} AS b_late_due12",
+        f"{exact_sum('late', in12)} AS b_late_days12",
+        f"{exact_sum('fee', in12)} AS b_fee12",
         f"max(arrears_after) FILTER (WHERE month = {as_of}) AS b_arrears0",
         f"max_by(late, month) FILTER (WHERE month <= {as_of} AND late > 0) AS b_last_late",
     ]
@@ -103,7 +104,7 @@ def event_facts(typed: str, as_of: int) -> str:
         where = f"type = '{kind}' AND {month} BETWEEN {as_of - months + 1} AND {as_of}"
         aggs.append(f"count(*) FILTER (WHERE {where}) AS e_{kind}_n{months}")
         if amount:
-            aggs.append(f"sum(amount) FILTER (WHERE {where}) AS e_{kind}_a{months}")
+            aggs.append(f"{exact_sum('amount', where)} AS e_{kind}_a{months}")
     return (f"SELECT ent_id, {', '.join([*flag_aggregates(GRID_TABLES['events']), *aggs])} "
             f"FROM {typed} AS t GROUP BY ent_id")
 
@@ -135,17 +136,17 @@ def _helpers() -> list[Column]:
         ("_c12", present(u12)), ("_c24", present(u24)), ("_s12", total(u12)),
         ("_m12", mean(u12)),
         ("_t12", when(_need(12, u12), total(u12))),
-        ("_due_m12", when("connected >= 12 AND b_n12 = 12", f"b_due12 / {lit(12)}")),
+        ("_due_m12", when("connected >= 12 AND b_n12 = 12", mean(cols("d", 12)))),
         ("_paid_m12", when("connected >= 12 AND b_n12 = 12", f"b_paid12 / {lit(12)}")),
         ("_cpk12", when(f"connected >= 12 AND b_n12 = 12 AND {present(u12)}",
-                        ratio("b_due12", total(u12)))),
+                        ratio(total(cols("d", 12)), total(u12)))),
     ]
     out += [(f"_g{k}", pct_change(f"u{k}", f"u{k + 1}")) for k in range(11)]
     growth = [(f"_yg{k}", f"CASE WHEN u{k + 12} = 0 AND u{k} = 0 THEN 0E0 "
                f"WHEN u{k + 12} = 0 THEN {lit(1e300)} "
                f"ELSE round({lit(100.0)} * (u{k} - u{k + 12}) / u{k + 12}, 9) END")
               for k in range(12)]
-    return out + growth + [(f"_im{k}", f"avg(u{k}) OVER ({INDUSTRY})") for k in range(12)]
+    return out + growth + [(f"_im{k}", group_mean(f"u{k}", INDUSTRY)) for k in range(12)]
 
 
 def _usage_indicators() -> list[Column]:
@@ -183,11 +184,11 @@ def _bill_and_event_indicators() -> list[Column]:
         ("late_days_12m", c12("b_late_days12")), ("late_fee_12m", c12("b_fee12")),
         ("current_arrears", "b_arrears0"),
         ("last_default_days", when("b_any > 0", "coalesce(b_last_late, 0E0)")),
-        ("bill_due_vs_industry_12m", ratio("_due_m12", f"avg(_due_m12) OVER ({INDUSTRY})")),
-        ("bill_paid_vs_industry_12m", ratio("_paid_m12", f"avg(_paid_m12) OVER ({INDUSTRY})")),
+        ("bill_due_vs_industry_12m", ratio("_due_m12", group_mean("_due_m12", INDUSTRY))),
+        ("bill_paid_vs_industry_12m", ratio("_paid_m12", group_mean("_paid_m12", INDUSTRY))),
         ("bill_fluct_12m", when("connected >= 12 AND b_n12 = 12",
-                                ratio("b_due_std12", f"b_due12 / {lit(12)}"))),
-        ("cost_per_kwh_vs_industry_12m", ratio("_cpk12", f"avg(_cpk12) OVER ({INDUSTRY})")),
+                                ratio(std(cols("d", 12), "_due_m12"), "_due_m12"))),
+        ("cost_per_kwh_vs_industry_12m", ratio("_cpk12", group_mean("_cpk12", INDUSTRY))),
     ]
     for kind, months, amount in EVENT_WINDOWS:
         for what, column in (("count", "n"), ("amount", "a")):
@@ -214,7 +215,7 @@ def shell_score_sql(model: ShellModel) -> str:
             " END")
 
 
-BILL_COLUMNS = ("b_any", "b_n12", "b_due12", "b_due_std12", "b_paid12", "b_late_n12",
+BILL_COLUMNS = ("b_any", "b_n12", *(f"d{k}" for k in range(12)), "b_paid12", "b_late_n12",
                 "b_late_due12", "b_late_days12", "b_fee12", "b_arrears0", "b_last_late")
 EVENT_COLUMNS = tuple(f"e_{kind}_{c}{months}" for kind, months, amount in EVENT_WINDOWS
                       for c in ("n", "a") if c == "n" or amount)

@@ -33,14 +33,12 @@ from parties.labels.schema import (
     load_bank,
     load_grid,
 )
-from parties.labels.sources import Format, RawSource
+from parties.labels.sources import Format, RawSource, staged
 
 
 def _frames(source: RawSource, tables: dict[str, dict[str, Kind]],
             master: str, key: str) -> dict[str, pd.DataFrame]:
     """Typed frames of ``tables`` read and checked through DuckDB."""
-    from parties.labels.engine import staged
-
     out = {}
     with staged(source, list(tables)) as src, DuckRunner() as runner:
         cats = runner.attach(src, tables)

@@ -180,3 +180,13 @@ def stage_postgres(source: RawSource, tables: Sequence[str]) -> Iterator[RawSour
             for table in tables:
                 _copy_table(conn, source, table, pathlib.Path(tmp) / f"{table}.csv")
         yield replace(source, root=pathlib.Path(tmp))
+
+
+@contextlib.contextmanager
+def staged(source: RawSource, tables: Sequence[str]) -> Iterator[RawSource]:
+    """``source`` itself, or its PostgreSQL tables copied to a temporary CSV folder."""
+    if source.format is Format.POSTGRES and source.root is None:
+        with stage_postgres(source, tables) as copy:
+            yield copy
+    else:
+        yield source

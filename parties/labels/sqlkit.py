@@ -131,6 +131,24 @@ def std(columns: Sequence[str], center: str) -> str:
     return f"sqrt({squares} / {lit(len(columns))})"
 
 
+EXACT = "DECIMAL(38, 14)"
+
+
+def exact_sum(expr: str, where: str | None = None) -> str:
+    """``sum(expr)`` (optionally filtered) in decimal arithmetic: the same bits whatever the
+    order rows arrive in, on every engine and every run (a float sum over rows depends on how
+    the engine splits the work)."""
+    filtered = f" FILTER (WHERE {where})" if where else ""
+    return f"CAST(sum(CAST({expr} AS {EXACT})){filtered} AS DOUBLE)"
+
+
+def group_mean(expr: str, partition: str) -> str:
+    """Mean of the non-null ``expr`` over the window ``partition`` (NULL if none), summed
+    exactly as :func:`exact_sum`."""
+    return (f"(CAST(sum(CAST({expr} AS {EXACT})) OVER ({partition}) AS DOUBLE) / "
+            f"count({expr}) OVER ({partition}))")
+
+
 def stage_query(base: str, stages: Sequence[Sequence[Column]]) -> str:
     """Nest ``stages`` of derived columns over the ``base`` query.
 
