@@ -86,7 +86,7 @@ def bill_facts(d: Dialect, typed: str, as_of: int) -> str:
         f"{exact_sum('paid', in12)} AS b_paid12",
         f"count(*) FILTER (WHERE {in12} AND late > 0) AS b_late_n12",
         f"{exact_sum('amount_due', f'{in12} AND late > 0')} AS b_late_due12",
-        f"{exact_sum('late', in12)} AS b_late_days12",
+        f"sum(late) FILTER (WHERE {in12}) AS b_late_days12",  # whole days: exact anyway
         f"{exact_sum('fee', in12)} AS b_fee12",
         f"max(arrears_after) FILTER (WHERE month = {as_of}) AS b_arrears0",
         f"max_by(late, month) FILTER (WHERE month <= {as_of} AND late > 0) AS b_last_late",

@@ -134,19 +134,29 @@ def std(columns: Sequence[str], center: str) -> str:
 EXACT = "DECIMAL(38, 14)"
 
 
+def _to_exact(expr: str) -> str:
+    # Through the number's decimal text: Spark converts a DOUBLE to DECIMAL that way, DuckDB
+    # by a multiplication that can differ in the last digit; the text makes them agree.
+    return f"CAST(CAST({expr} AS STRING) AS {EXACT})"
+
+
+def _from_exact(expr: str) -> str:
+    return f"CAST(CAST({expr} AS STRING) AS DOUBLE)"  # correctly rounded on both engines
+
+
 def exact_sum(expr: str, where: str | None = None) -> str:
     """``sum(expr)`` (optionally filtered) in decimal arithmetic: the same bits whatever the
     order rows arrive in, on every engine and every run (a float sum over rows depends on how
     the engine splits the work)."""
     filtered = f" FILTER (WHERE {where})" if where else ""
-    return f"CAST(sum(CAST({expr} AS {EXACT})){filtered} AS DOUBLE)"
+    return _from_exact(f"sum({_to_exact(expr)}){filtered}")
 
 
 def group_mean(expr: str, partition: str) -> str:
     """Mean of the non-null ``expr`` over the window ``partition`` (NULL if none), summed
     exactly as :func:`exact_sum`."""
-    return (f"(CAST(sum(CAST({expr} AS {EXACT})) OVER ({partition}) AS DOUBLE) / "
-            f"count({expr}) OVER ({partition}))")
+    total_ = _from_exact(f"sum({_to_exact(expr)}) OVER ({partition})")
+    return f"({total_} / count({expr}) OVER ({partition}))"
 
 
 def stage_query(base: str, stages: Sequence[Sequence[Column]]) -> str:

@@ -28,7 +28,7 @@ from parties.labels.schema import (
     InputError,
     format_month,
 )
-from parties.labels.synth_tables import bank_tables, grid_tables, to_csv_frames
+from parties.labels.synth_tables import bank_tables, grid_tables
 from parties.labels.synth_universe import (
     HORIZON_MONTHS,
     START_MONTH,
@@ -102,6 +102,14 @@ def truth_table(universe: Universe) -> pd.DataFrame:
 SPECS = {"grid": GRID_TABLES, "bank": BANK_TABLES}
 
 
+def raw_frames(data: SynthData) -> dict[str, dict[str, pd.DataFrame]]:
+    """Both parties' typed raw tables by side and table name (as the files name them)."""
+    g, b = data.grid, data.bank
+    return {"grid": {"enterprises": g.enterprises, "monthly_usage": g.usage, "bills": g.bills,
+                     "events": g.events},
+            "bank": {"loans": b.loans, "repayments": b.repayments, "taxes": b.taxes}}
+
+
 def write_synth(data: SynthData, out: pathlib.Path, fmt: str = "csv") -> pathlib.Path:
     """Write ``grid/``, ``bank/`` tables, ``truth/`` CSV and ``manifest.json`` under ``out``.
 
@@ -115,14 +123,11 @@ def write_synth(data: SynthData, out: pathlib.Path, fmt: str = "csv") -> pathlib
     pathlib.Path
         The manifest's path.
     """
-    from parties.labels.writers import write_csv_fast, write_parquet
+    from parties.labels.writers import write_csv_fast, write_raw
 
-    for side, frames in to_csv_frames(data.grid, data.bank).items():
+    for side, frames in raw_frames(data).items():
         for name, frame in frames.items():
-            if fmt == "parquet":
-                write_parquet(out / side / f"{name}.parquet", frame, SPECS[side][name])
-            else:
-                write_csv_fast(out / side / f"{name}.csv", frame)
+            write_raw(out / side / f"{name}.{fmt}", frame, SPECS[side][name], fmt)
     write_csv_fast(out / "truth" / "enterprises.csv", truth_table(data.universe))
     return write_json(out / "manifest.json", data.manifest)
 
@@ -154,7 +159,7 @@ def load_synth_postgres(data: SynthData, dsn: str, schemas: dict[str, str]) -> N
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"--to: cannot connect to postgresql ({first})") from e
     with conn, conn.transaction():
-        for side, frames in to_csv_frames(data.grid, data.bank).items():
+        for side, frames in raw_frames(data).items():
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(schemas[side])))
             for name, frame in frames.items():

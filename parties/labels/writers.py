@@ -3,12 +3,14 @@
 What it does: :func:`write_csv_fast` writes a frame with the exact bytes of
 :func:`parties.labels.output.write_csv` (pandas' ``to_csv``: shortest round-trip floats,
 empty cells for missing values, minimal quoting) several times faster, atomically;
-:func:`write_parquet` writes a raw table with typed columns; :func:`copy_to_postgres` creates
-a party's table with typed columns and its key and streams the rows in with ``COPY``.
+:func:`write_raw` writes a typed raw table (as :mod:`parties.labels.schema` returns them) as
+the CSV files the library reads, or as Parquet with typed columns, formatting months and
+dates in DuckDB rather than as millions of Python strings; :func:`copy_to_postgres` creates a
+party's table with typed columns and its key and streams the rows in with ``COPY``.
 
-What it assumes: frames hold raw tables as :func:`synth_tables.to_csv_frames` formats them
-(months ``YYYY-MM``, dates ``YYYY-MM-DD`` or empty) or feature tables (text ``id``, numbers);
-an empty string and a missing value are written alike (an empty cell), as pandas does.
+What it assumes: typed raw frames hold months as ordinals, dates as ``datetime64`` (NaT
+where missing); an empty string and a missing value are written alike (an empty cell), as
+pandas does.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ def write_csv_fast(path: pathlib.Path, frame: pd.DataFrame) -> pathlib.Path:
 
 
 def write_parquet(path: pathlib.Path, frame: pd.DataFrame, spec: dict[str, Kind]) -> pathlib.Path:
-    """Write a raw table as Parquet, dates and numbers typed, months as ``YYYY-MM`` text."""
+    """Write a table of text cells (as a CSV reads) as Parquet, dates and numbers typed,
+    months as ``YYYY-MM`` text."""
     parts = []
     for column in frame.columns:
         kind = spec.get(column)
@@ -82,6 +85,32 @@ def write_parquet(path: pathlib.Path, frame: pd.DataFrame, spec: dict[str, Kind]
         value = f"nullif(CAST(\"{column}\" AS VARCHAR), '')" if typed else f'"{column}"'
         parts.append(f"CAST({value} AS {typed}) AS \"{column}\"" if typed else value)
     return _atomic(path, lambda tmp: _copy(frame, ", ".join(parts), tmp, "FORMAT parquet"))
+
+
+def _raw_select(frame: pd.DataFrame, spec: dict[str, Kind], parquet: bool) -> str:
+    parts = []
+    for column in frame.columns:
+        kind, q = spec.get(column), f'"{column}"'
+        if kind is Kind.MONTH:
+            value = f"printf('%04d-%02d', {q} // 12, {q} % 12 + 1)"
+        elif kind in (Kind.DATE, Kind.OPT_DATE):
+            value = f"CAST({q} AS DATE)" if parquet else f"strftime({q}, '%Y-%m-%d')"
+        elif _is_text(frame[column]) and not parquet:
+            value = f"nullif({q}, '')"
+        else:
+            value = q
+        parts.append(f"{value} AS {q}")
+    return ", ".join(parts)
+
+
+def write_raw(path: pathlib.Path, frame: pd.DataFrame, spec: dict[str, Kind],
+              fmt: str = "csv") -> pathlib.Path:
+    """Write a typed raw table as the library's CSV (the bytes pandas would write for its
+    text form) or as Parquet (``fmt="parquet"``), atomically."""
+    parquet = fmt == "parquet"
+    options = "FORMAT parquet" if parquet else "FORMAT csv, HEADER, DELIMITER ','"
+    select = _raw_select(frame, spec, parquet)
+    return _atomic(path, lambda tmp: _copy(frame, select, tmp, options))
 
 
 def _create(conn: psycopg.Connection[tuple[object, ...]], schema: str, table: str,
@@ -97,7 +126,8 @@ def _create(conn: psycopg.Connection[tuple[object, ...]], schema: str, table: st
 
 def copy_to_postgres(conn: psycopg.Connection[tuple[object, ...]], schema: str, table: str,
                      frame: pd.DataFrame, spec: dict[str, Kind]) -> None:
-    """Create ``schema.table`` (typed, keyed) and stream ``frame``'s declared columns in.
+    """Create ``schema.table`` (typed, keyed) and stream the typed raw ``frame``'s declared
+    columns in.
 
     Raises
     ------
@@ -111,7 +141,7 @@ def copy_to_postgres(conn: psycopg.Connection[tuple[object, ...]], schema: str, 
     _create(conn, schema, table, spec)
     with tempfile.TemporaryDirectory(prefix="gridcredit-copy-") as tmp:
         path = pathlib.Path(tmp) / f"{table}.csv"
-        write_csv_fast(path, frame[list(spec)])
+        write_raw(path, frame[list(spec)], spec)
         names = sql.SQL(", ").join(sql.Identifier(c) for c in spec)
         query = sql.SQL("COPY {}.{} ({}) FROM STDIN WITH (FORMAT csv, HEADER)").format(
             sql.Identifier(schema), sql.Identifier(table), names)
