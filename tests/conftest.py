@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests import pgserver
-from hypothesis import settings
 
 # Property tests run derandomized: the same examples on every run and machine, so CI never
 # fails on an example nobody has seen before. Examples a search once found are pinned with
