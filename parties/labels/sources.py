@@ -59,20 +59,32 @@ class RawSource:
         PostgreSQL connection string (None for folders).
     schema
         PostgreSQL schema of the party's tables.
+    url
+        A cluster folder of Parquet tables (``hdfs://...``, ``s3a://...``), for Spark.
     """
 
     format: Format
     root: pathlib.Path | None = None
     dsn: str | None = None
     schema: str = ""
+    url: str | None = None  # a cluster folder (hdfs://, s3a://, ...) only Spark reads
 
     @property
     def keyed(self) -> bool:
         """Rows are named by their key (database) rather than by their line (files)."""
         return self.format is Format.POSTGRES
 
+    def location(self, table: str) -> str:
+        """Where an engine reads ``table``: a local path or a cluster URL."""
+        if self.url is not None:
+            return f"{self.url}/{table}.parquet"
+        return str(self.path(table))
+
     def path(self, table: str) -> pathlib.Path:
-        """The file (or part-file folder) holding ``table``."""
+        """The local file (or part-file folder) holding ``table``."""
+        if self.url is not None:
+            raise InputError(f"{self.url}: a cluster folder is read by --engine spark only "
+                             "(row -, column -)")
         if self.root is None:
             raise ValueError(f"{self.label(table)}: not staged to files")
         ext = "parquet" if self.format is Format.PARQUET else "csv"
@@ -82,7 +94,7 @@ class RawSource:
         """How messages name ``table``: its path, or ``schema.table`` (never the DSN)."""
         if self.format is Format.POSTGRES:
             return f"{self.schema}.{table}"
-        return str(self.path(table))
+        return self.location(table)
 
     def header(self, table: str) -> list[str]:
         """Column names of a CSV table (its first line); [] for an empty file.
@@ -122,7 +134,8 @@ def open_source(raw: str | pathlib.Path, role: str, schema: str | None = None) -
     ----------
     raw
         A folder of ``<table>.csv`` / ``<table>.parquet``, a ``synth`` output root holding
-        ``<role>/``, or a ``postgresql://`` DSN.
+        ``<role>/``, a ``postgresql://`` DSN, or a cluster folder URL of ``<table>.parquet``
+        (``hdfs://``, ``s3a://``, ...) for the Spark engine.
     role
         ``grid`` or ``bank``.
     schema
@@ -130,6 +143,8 @@ def open_source(raw: str | pathlib.Path, role: str, schema: str | None = None) -
     """
     if is_dsn(raw):
         return RawSource(Format.POSTGRES, dsn=str(raw), schema=schema or role)
+    if "://" in str(raw):
+        return RawSource(Format.PARQUET, url=str(raw).rstrip("/"))
     folder = pathlib.Path(raw)
     marker = MARKERS[role]
     for candidate in (folder, folder / role):

@@ -98,7 +98,7 @@ class SparkRunner:
         return self.spark.sql(query).toPandas()
 
     def _read(self, source: RawSource, table: str) -> Any:
-        path = str(source.path(table))
+        path = source.location(table)
         if source.format is Format.PARQUET:
             return self.spark.read.parquet(path)
         header = source.header(table)
@@ -119,7 +119,8 @@ class SparkRunner:
         """
         out = {}
         for table, spec in tables.items():
-            if source.format is Format.PARQUET and not source.path(table).exists():
+            if source.url is None and source.format is Format.PARQUET \
+                    and not source.path(table).exists():
                 raise InputError(f"{source.label(table)}: file not found (row -, column -)")
             frame = self._read(source, table)
             stored = {f.name: f.dataType.simpleString() for f in frame.schema.fields}
