@@ -19,9 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from parties.labels.output import write_csv, write_json
-from parties.labels.schema import BankRaw, GridRaw, InputError, format_month
-from parties.labels.synth_tables import bank_tables, grid_tables, to_csv_frames
+from parties.labels.output import write_json
+from parties.labels.schema import (
+    BANK_TABLES,
+    GRID_TABLES,
+    BankRaw,
+    GridRaw,
+    InputError,
+    format_month,
+)
+from parties.labels.synth_tables import bank_tables, grid_tables
 from parties.labels.synth_universe import (
     HORIZON_MONTHS,
     START_MONTH,
@@ -92,16 +99,68 @@ def truth_table(universe: Universe) -> pd.DataFrame:
     })
 
 
-def write_synth(data: SynthData, out: pathlib.Path) -> pathlib.Path:
-    """Write ``grid/``, ``bank/``, ``truth/`` CSVs and ``manifest.json`` under ``out``.
+SPECS = {"grid": GRID_TABLES, "bank": BANK_TABLES}
+
+
+def raw_frames(data: SynthData) -> dict[str, dict[str, pd.DataFrame]]:
+    """Both parties' typed raw tables by side and table name (as the files name them)."""
+    g, b = data.grid, data.bank
+    return {"grid": {"enterprises": g.enterprises, "monthly_usage": g.usage, "bills": g.bills,
+                     "events": g.events},
+            "bank": {"loans": b.loans, "repayments": b.repayments, "taxes": b.taxes}}
+
+
+def write_synth(data: SynthData, out: pathlib.Path, fmt: str = "csv") -> pathlib.Path:
+    """Write ``grid/``, ``bank/`` tables, ``truth/`` CSV and ``manifest.json`` under ``out``.
+
+    Parameters
+    ----------
+    fmt
+        ``csv`` (``<table>.csv``) or ``parquet`` (``<table>.parquet``, typed columns).
 
     Returns
     -------
     pathlib.Path
         The manifest's path.
     """
-    for side, frames in to_csv_frames(data.grid, data.bank).items():
+    from parties.labels.writers import write_csv_fast, write_raw
+
+    for side, frames in raw_frames(data).items():
         for name, frame in frames.items():
-            write_csv(out / side / f"{name}.csv", frame)
-    write_csv(out / "truth" / "enterprises.csv", truth_table(data.universe))
+            write_raw(out / side / f"{name}.{fmt}", frame, SPECS[side][name], fmt)
+    write_csv_fast(out / "truth" / "enterprises.csv", truth_table(data.universe))
     return write_json(out / "manifest.json", data.manifest)
+
+
+def load_synth_postgres(data: SynthData, dsn: str, schemas: dict[str, str]) -> None:
+    """Create the grid's and the bank's tables in their schemas of a PostgreSQL database and
+    load them, in one transaction (nothing is left half-written on failure).
+
+    Parameters
+    ----------
+    dsn
+        ``postgresql://`` connection string.
+    schemas
+        ``{"grid": name, "bank": name}``; created if missing, tables must not exist yet.
+
+    Raises
+    ------
+    InputError
+        The server cannot be reached or a table exists already.
+    """
+    import psycopg
+    from psycopg import sql
+
+    from parties.labels.writers import copy_to_postgres
+
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=10)
+    except psycopg.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"--to: cannot connect to postgresql ({first})") from e
+    with conn, conn.transaction():
+        for side, frames in raw_frames(data).items():
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(schemas[side])))
+            for name, frame in frames.items():
+                copy_to_postgres(conn, schemas[side], name, frame, SPECS[side][name])
