@@ -43,7 +43,13 @@ from federation.protocol.schedule import Schedule
 from federation.transport.channel import Channel, CoordinatorLink
 from parties import checkpoint
 from parties.alignment import align, canonical_order
-from parties.data import PartyData, Standardizer, load_party_csv
+from parties.data import (
+    PartyData,
+    Standardizer,
+    check_classes,
+    check_split_classes,
+    load_party_csv,
+)
 from parties.joint import joint_logits
 from parties.local_fit import LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
@@ -116,6 +122,8 @@ class PartyNode:
         # A node given a model scores: its file needs no label, and extra columns are ignored.
         labelled = is_bank and cfg.model is None
         data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None)
+        if data.y is not None:  # one class, or a handful of rows of one, cannot be fitted
+            check_classes(data.y, f"{cfg.data}, column {cfg.label_column!r}")
         model = None
         if cfg.model is not None:  # the model's columns, so the dealer sizes masks right
             model = self._scoring_model(data)
@@ -198,6 +206,9 @@ class PartyNode:
         schedule = Schedule(
             len(rows), settings.validation_fraction, settings.batch_size, settings.seed
         )
+        if aligned.y is not None:
+            check_split_classes(aligned.y, schedule.train_rows, schedule.validation_rows,
+                                str(self.config.data))
         standardizer = Standardizer.fit(aligned.x[schedule.train_rows])
         z = standardizer.apply(aligned.x)
         x = with_intercept(z) if self.role is Role.BANK else z

@@ -49,6 +49,7 @@ def test_party_with_certificate_from_another_ca_is_refused(tmp_path: Path) -> No
     ("duplicate_id", "duplicate ID"),
     ("non_numeric", "non-numeric value 'abc'"),
     ("empty", "file is empty"),
+    ("one_class", "column 'y': no row labelled 1 among 569"),
 ])
 def test_bad_bank_input_fails_with_one_clear_line_and_no_model(
         tmp_path: Path, case: str, fragment: str) -> None:
@@ -61,6 +62,9 @@ def test_bad_bank_input_fails_with_one_clear_line_and_no_model(
         cells = lines[7].split(",")
         cells[3] = "abc"
         lines[7] = ",".join(cells)
+    elif case == "one_class":
+        lines = lines[:1] + [",".join([r.split(",")[0], "0", *r.split(",")[2:]])
+                             for r in lines[1:]]
     else:
         lines = []
     bank = tmp_path / "bank.csv"
@@ -76,3 +80,4 @@ def test_bad_bank_input_fails_with_one_clear_line_and_no_model(
     assert not (out / "bank" / "model.json").exists()
     assert not (out / "grid" / "model.json").exists()
     assert not (out / "report.json").exists()
+    assert not (out / "bank" / "predictions.csv").exists()
