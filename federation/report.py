@@ -106,6 +106,7 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         "fit_seconds": max(stats["grid"]["fit_seconds"], stats["bank"]["fit_seconds"]),
         "psi_seconds": max(stats["grid"]["psi_seconds"], stats["bank"]["psi_seconds"]),
         "epochs_run": stats["bank"]["epochs_run"], "losses": job["losses"],
+        "stop_reason": job.get("stop_reason", ""),
         "expected_wrap_failures": max(stats[n].get("expected_wrap_failures", 0.0)
                                       for n in ("grid", "bank")),
         "bytes_sent": {n: bytes_sent(out / n / "audit.jsonl") for n in NODES},
@@ -160,7 +161,8 @@ def summary_markdown(r: dict[str, Any]) -> str:
         f"Grid rows {r['rows']['grid']}, bank rows {r['rows']['bank']}, "
         f"aligned by PSI: **{r['intersection_size']}** enterprises "
         f"({r['psi_seconds']:.2f} s).", "",
-        f"Training: mode `{c['mode']}`, {r['epochs_run']} of {c['epochs']} epochs, batch "
+        f"Training: mode `{c['mode']}`, {r['epochs_run']} of at most {c['epochs']} epochs "
+        f"({r['stop_reason'] or 'stopped'}), batch "
         f"{c['batch_size']}, {c['optimizer']} at learning rate {c['learning_rate']}, L2 "
         f"{c['l2']}, seed {c['seed']}; federated fit {r['fit_seconds']:.2f} s vs centralized "
         f"{r['centralized']['fit_seconds']:.2f} s.", "",

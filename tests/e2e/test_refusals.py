@@ -81,3 +81,19 @@ def test_bad_bank_input_fails_with_one_clear_line_and_no_model(
     assert not (out / "grid" / "model.json").exists()
     assert not (out / "report.json").exists()
     assert not (out / "bank" / "predictions.csv").exists()
+
+
+def test_diverging_training_stops_with_one_line_and_no_model(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_cli("simulate", "--grid-data", str(fate_file("breast_hetero_host.csv")),
+                     "--bank-data", str(fate_file("breast_hetero_guest.csv")),
+                     "--learning-rate", "1", "--out", str(out), "--quiet", timeout=180)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "training diverged: the epoch" in last, last
+    assert last.endswith("try a smaller --learning-rate (now 1)"), last
+    assert "Traceback" not in result.stderr
+    for node in ("grid", "bank"):
+        assert not (out / node / "model.json").exists()
+    assert not (out / "bank" / "predictions.csv").exists()
+    assert not (out / "report.json").exists()
