@@ -48,15 +48,15 @@ class LogitGuard:
     def start(self, epoch: int) -> None:
         self.epoch, self.rows, self.squares = epoch, 0, 0.0
 
-    def add(self, u: npt.NDArray[np.float64]) -> None:
-        """Count one batch of partial logits; raise ``TrainingDiverged`` past the limit."""
+    def add(self, u: npt.NDArray[np.float64], what: str = "partial logits") -> None:
+        """Count one batch of logits; raise ``TrainingDiverged`` past the limit."""
         self.rows += int(u.shape[0])
         self.squares += float(np.dot(u, u))
         if math.isfinite(self.squares) and self.squares <= self.limit:
             return
         rms = math.sqrt(self.squares / max(self.rows, 1))
         raise TrainingDiverged(
-            f"training diverged: in epoch {self.epoch} the {self.role}'s partial logits reached "
+            f"training diverged: in epoch {self.epoch} the {self.role}'s {what} reached "
             f"an RMS of {rms:.3g} over {self.rows} rows, beyond what fixed point with "
             f"{self.frac_bits} fraction bits holds; stopped with no model: try a smaller "
             f"--learning-rate (now {self.learning_rate:g})")
