@@ -16,6 +16,7 @@ DEFAULTS_HELP = "(default: %(default)s)"
 
 
 def training_flags(parser: argparse.ArgumentParser) -> None:
+    from federation.protocol.convergence import WINDOW
     from federation.protocol.messages import TrainSettings
 
     d = TrainSettings()
@@ -47,7 +48,8 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
         f"(default: {d.feature_clip:g})",
     )
     g.add_argument(
-        "--epochs", type=int, help=f"passes over the training rows (default: {d.epochs})"
+        "--epochs", type=int, help=f"the most passes over the training rows; training stops "
+        f"earlier once the loss has converged (default: {d.epochs})"
     )
     g.add_argument(
         "--batch-size",
@@ -68,7 +70,8 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tolerance",
         type=float,
-        help=f"stop when the epoch loss changes less than this (default: {d.tolerance})",
+        help=f"stop once the best epoch loss of the last {WINDOW} epochs improves on the best "
+        f"before them by less than this fraction; 0 runs every epoch (default: {d.tolerance})",
     )
     g.add_argument(
         "--seed",

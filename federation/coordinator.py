@@ -23,6 +23,7 @@ from crypto.prg import new_seed
 from crypto.ring import decode
 from federation.dealer import Dealer, joint_correction
 from federation.dealer_shared import SharedDealer
+from federation.protocol.convergence import Outcome, judge
 from federation.protocol.errors import ProtocolAbort, StageError
 from federation.protocol.messages import (
     PARTY_ROLES,
@@ -95,6 +96,7 @@ class Coordinator:
         self.failure: str | None = None
         self.losses: list[float] = []
         self.delta_norms: list[float | None] = []
+        self.stop_reason = ""  # why training stopped: converged, the epoch limit, diverged
         self.intersection_size: int | None = None
         self.start_epoch = 0
         self.stage_seconds: dict[str, float] = {}
@@ -258,14 +260,23 @@ class Coordinator:
         # Mode shared keeps the weights secret, so its weight change is not reported (NaN).
         delta_sq = sum(r.values.get("delta_sq", math.nan) for r in arrived.values())
         delta = math.sqrt(delta_sq) if math.isfinite(delta_sq) else None
-        previous = self.losses[-1] if self.losses else math.inf
         self.losses.append(loss)
         self.delta_norms.append(delta)
-        converged = abs(previous - loss) < self.settings.tolerance
+        verdict = judge(self.losses, self.settings.tolerance, first_epoch=self.start_epoch + 1)
         last = epoch >= self.settings.epochs
-        decision = Decision.STOP if (converged or last) else Decision.CONTINUE
+        stop = verdict.outcome is not Outcome.CONTINUE or last
         self._on_event({"event": "epoch", "epoch": epoch, "epochs": self.settings.epochs,
-                        "loss": loss, "delta_norm": delta, "stop": decision is Decision.STOP})
+                        "loss": loss, "delta_norm": delta, "stop": stop})
+        if verdict.outcome is Outcome.DIVERGED:
+            self.stop_reason = (f"training diverged: {verdict.reason}; stopped with no model: "
+                                f"try a smaller --learning-rate (now "
+                                f"{self.settings.learning_rate:g})")
+            self._fail_locked(self.stop_reason)
+            return SyncReply(Decision.ABORT, reason=self.stop_reason)
+        if stop:
+            self.stop_reason = verdict.reason or (f"reached the epoch limit ({epoch}) before "
+                                                  "converging")
+        decision = Decision.STOP if stop else Decision.CONTINUE
         if decision is Decision.STOP:
             self._advance(JobStage.EVALUATE)
         return SyncReply(decision, {"loss": loss} if delta is None else

@@ -87,6 +87,7 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "job_id": net.job_id, "pid": os.getpid(), "stage": stage.value,
             "failure": coordinator.failure, "intersection_size": coordinator.intersection_size,
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
+            "stop_reason": coordinator.stop_reason,
             "stage_seconds": coordinator.stage_seconds,
             "peak_rss_mb": peak_rss_mb(),
             "settings": cfg.settings.as_dict(),

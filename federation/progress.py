@@ -43,10 +43,12 @@ class Progress:
                 description=f"aligned {event['intersection_size']} enterprises by PSI; training",
             )
         elif kind == "epoch":
+            epoch = int(str(event["epoch"]))
             self._bar.update(
                 self._task,
-                completed=int(str(event["epoch"])),
-                description=f"epoch {event['epoch']}: loss {float(str(event['loss'])):.4f}",
+                completed=epoch,
+                total=epoch if event.get("stop") else None,  # converged: the bar is full
+                description=f"epoch {epoch}: loss {float(str(event['loss'])):.4f}",
             )
         elif kind == "failed":
             self._bar.update(self._task, description=f"failed: {event['reason']}")

@@ -41,6 +41,38 @@ def _read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np
     return ids, split, y, p
 
 
+def _column(path: Path, name: str) -> np.ndarray | None:
+    """One numeric column of a CSV, or None if the file has no such column."""
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or name not in rows[0]:
+        return None
+    return np.array([float(r[name]) for r in rows])
+
+
+CALIBRATION_KEYS = ("log_loss", "brier", "hosmer_lemeshow", "hosmer_lemeshow_p")
+
+
+def calibration_section(bank: dict[str, Any], central: dict[str, Any]) -> dict[str, Any]:
+    """Platt scaling's slope and intercept, and the calibration metrics before and after it
+    (train and validation), next to the centralized model's on validation."""
+    def pick(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: m.get(k) for k in CALIBRATION_KEYS}
+
+    out: dict[str, Any] = {
+        **bank.get("calibration", {}),
+        "before": {s: pick(bank.get("uncalibrated", {}).get(s, {})) for s in ("train",
+                                                                              "validation")},
+        "after": {s: pick(bank.get(s, {})) for s in ("train", "validation")},
+        "centralized": {"validation": pick(central.get("validation", {}))},
+    }
+    after, ref = out["after"]["validation"]["log_loss"], central.get("validation", {}).get(
+        "log_loss")
+    if isinstance(after, float) and isinstance(ref, float) and ref > 0:
+        out["validation_log_loss_over_centralized"] = after / ref
+    return out
+
+
 def bytes_sent(audit: Path) -> int:
     """Bytes this node sent, summed from its audit log."""
     total = 0
@@ -103,9 +135,11 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         "config": settings.as_dict(),
         "validation": bank_metrics["validation"], "train": bank_metrics["train"],
         "bank_only": bank_metrics["bank_only"], "centralized": central,
+        "calibration": calibration_section(bank_metrics, central),
         "fit_seconds": max(stats["grid"]["fit_seconds"], stats["bank"]["fit_seconds"]),
         "psi_seconds": max(stats["grid"]["psi_seconds"], stats["bank"]["psi_seconds"]),
         "epochs_run": stats["bank"]["epochs_run"], "losses": job["losses"],
+        "stop_reason": job.get("stop_reason", ""),
         "expected_wrap_failures": max(stats[n].get("expected_wrap_failures", 0.0)
                                       for n in ("grid", "bank")),
         "bytes_sent": {n: bytes_sent(out / n / "audit.jsonl") for n in NODES},
@@ -123,22 +157,26 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         report["validation_at_threshold"] = {
             "threshold": threshold, **metrics.classification_at(y[valid], p[valid], threshold)}
         report["scorecard"] = scorecard_section(y[valid], p[valid], card or Scorecard())
+        raw = _column(out / "bank" / "predictions.csv", "uncalibrated")
+        curves = {"federated, calibrated (Platt)": p[valid], "centralized": p_central[valid]}
+        if raw is not None:
+            curves = {"federated, uncalibrated": raw[valid], **curves}
         report["plots"] = _plots(out, y[valid], p[valid], p_bank[valid], p_central[valid],
-                                 job["losses"], card or Scorecard())
+                                 job["losses"], card or Scorecard(), curves)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "summary.md", summary_markdown(report))
     return report
 
 
 def _plots(out: Path, y: np.ndarray, p: np.ndarray, p_bank: np.ndarray, p_central: np.ndarray,
-           losses: list[float], card: Scorecard) -> list[str]:
+           losses: list[float], card: Scorecard, curves: dict[str, np.ndarray]) -> list[str]:
     folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     made = [
         plots.plot_roc({"federated": (y, p), "bank only": (y, p_bank),
                         "centralized": (y, p_central)}, folder / "roc.png"),
         plots.plot_ks(y, p, folder / "ks.png"),
-        plots.plot_calibration(y, p, folder / "calibration.png"),
+        plots.plot_calibration_curves(y, curves, folder / "calibration.png"),
         plots.plot_score_distribution(y, card.points(p), folder / "score_distribution.png",
                                       xlabel="score points (higher = lower risk)"),
     ]
@@ -153,6 +191,32 @@ def _row(name: str, m: dict[str, Any]) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+def _calibration_lines(cal: dict[str, Any]) -> list[str]:
+    if "slope" not in cal:
+        return []
+
+    def cells(m: dict[str, Any]) -> str:
+        return " | ".join(f"{m[k]:.4f}" if isinstance(m.get(k), (int, float)) else "-"
+                          for k in CALIBRATION_KEYS)
+
+    lines = ["## Calibration (validation)", "",
+             f"The bank recalibrates the exact logits u of the trained model by Platt scaling "
+             f"fitted on the training rows: p = σ({cal['slope']:.4f}·u "
+             f"{'+' if cal['intercept'] >= 0 else '−'} {abs(cal['intercept']):.4f}). Every "
+             "probability it gives (predictions, `score`, "
+             "`serve`) is calibrated.", "",
+             "| probabilities | log-loss | Brier | Hosmer–Lemeshow | HL p |",
+             "|---|---|---|---|---|",
+             f"| federated, σ(u) (before) | {cells(cal['before']['validation'])} |",
+             f"| federated, Platt (after) | {cells(cal['after']['validation'])} |",
+             f"| centralized | {cells(cal['centralized']['validation'])} |", ""]
+    if "validation_log_loss_over_centralized" in cal:
+        lines += [f"Calibrated validation log-loss is "
+                  f"{cal['validation_log_loss_over_centralized']:.4f}× the centralized "
+                  "model's.", ""]
+    return lines
+
+
 def summary_markdown(r: dict[str, Any]) -> str:
     c = r["config"]
     lines = [
@@ -160,7 +224,8 @@ def summary_markdown(r: dict[str, Any]) -> str:
         f"Grid rows {r['rows']['grid']}, bank rows {r['rows']['bank']}, "
         f"aligned by PSI: **{r['intersection_size']}** enterprises "
         f"({r['psi_seconds']:.2f} s).", "",
-        f"Training: mode `{c['mode']}`, {r['epochs_run']} of {c['epochs']} epochs, batch "
+        f"Training: mode `{c['mode']}`, {r['epochs_run']} of at most {c['epochs']} epochs "
+        f"({r['stop_reason'] or 'stopped'}), batch "
         f"{c['batch_size']}, {c['optimizer']} at learning rate {c['learning_rate']}, L2 "
         f"{c['l2']}, seed {c['seed']}; federated fit {r['fit_seconds']:.2f} s vs centralized "
         f"{r['centralized']['fit_seconds']:.2f} s.", "",
@@ -175,6 +240,7 @@ def summary_markdown(r: dict[str, Any]) -> str:
         lines += [f"Power data adds **{r['lift']['auc_over_bank_only']:+.4f}** AUC over the "
                   f"bank's own model; the federated model is "
                   f"{r['lift']['auc_minus_centralized']:+.4f} AUC from the centralized one.", ""]
+    lines += _calibration_lines(r.get("calibration", {}))
     lines += ["## Traffic", "", "| node | bytes sent |", "|---|---|"]
     lines += [f"| {n} | {b:,} |" for n, b in r["bytes_sent"].items()]
     lines += ["", "Epoch losses (Taylor, mean per row): "

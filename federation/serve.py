@@ -178,7 +178,8 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
         else:
             try:
                 card = Scorecard(cfg.base_score, cfg.base_odds, cfg.pdo)
-                bank = BankServing(ids, u, card, cfg.bands, max_ids=cfg.max_ids, pool=pool)
+                bank = BankServing(ids, u, card, cfg.bands, max_ids=cfg.max_ids, pool=pool,
+                                   probability=PartyModel.load(cfg.model, cfg.role).probability)
             except ValueError as exc:
                 raise ConfigError(f"scorecard or bands: {exc}") from exc
             link = GridLink(cfg.peer, cfg.certs, audit, bank, cfg.deadline)

@@ -20,6 +20,9 @@ import pandas as pd
 from federation.protocol.errors import InputDataError
 
 Float = npt.NDArray[np.float64]
+# The fewest rows of either label class a training job accepts: fewer cannot be both fitted
+# and validated (a 20 % validation split of 10 rows of a class holds about 2 of them).
+MIN_CLASS_ROWS = 10
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,30 @@ def load_party_csv(path: str | Path, id_column: str = "id",
         raise InputDataError(f"{p}: no feature columns besides {id_column!r}")
     x = np.column_stack([_numeric(frame, p, c) for c in features])
     return PartyData(str(p), ids.tolist(), features, x, y)
+
+
+def check_classes(y: Float, where: str, minimum: int = MIN_CLASS_ROWS) -> None:
+    """Refuse labels with fewer than ``minimum`` rows of either class, before any training.
+
+    ``where`` names the rows (file and column, or a split of them) in the one-line message.
+    """
+    for label in (1, 0):
+        count = int(np.count_nonzero(y == label))
+        if count < minimum:
+            what = "no row" if count == 0 else f"only {count} row{'s' * (count > 1)}"
+            raise InputDataError(
+                f"{where}: {what} labelled {label} among {len(y)}; a credit model needs at "
+                f"least {minimum} rows of each class (0 = repaid, 1 = overdue)")
+
+
+def check_split_classes(y: Float, train: npt.NDArray[np.int64],
+                        validation: npt.NDArray[np.int64], path: str) -> None:
+    """After alignment: the training rows need ``MIN_CLASS_ROWS`` of each class, the
+    validation rows (if any) one of each, or no metric of the split is defined."""
+    check_classes(y[train], f"{path}: the {len(train)} training rows aligned with the grid")
+    if len(validation):
+        check_classes(y[validation], f"{path}: the {len(validation)} validation rows aligned "
+                      "with the grid", minimum=1)
 
 
 @dataclass(frozen=True)

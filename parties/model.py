@@ -1,4 +1,5 @@
-"""One party's own model file: its features, mu, sigma and weights (bank: intercept).
+"""One party's own model file: its features, mu, sigma and weights (bank: intercept and
+the Platt calibration of its probabilities).
 
 Written atomically (temp file + rename), so a failed job never leaves half a model.
 """
@@ -17,6 +18,7 @@ import numpy as np
 from federation.protocol.errors import InputDataError
 from federation.protocol.messages import Role
 from parties.data import Standardizer
+from parties.evaluation.platt import Platt
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -50,6 +52,13 @@ class PartyModel:
     shares: dict[str, list[int]] | None = None
     frac_bits: int | None = None
     feature_frac_bits: int | None = None
+    # Bank only: Platt scaling fitted on the training rows' exact logits (slope, intercept);
+    # every probability the bank gives is sigma(slope u + intercept). None: sigma(u).
+    calibration: dict[str, float] | None = None
+
+    def probability(self, u: np.ndarray) -> np.ndarray:
+        """The probability of bad for full logits u = u_G + u_B, calibrated if fitted."""
+        return Platt(**(self.calibration or {})).probability(u)
 
     def standardizer(self) -> Standardizer:
         return Standardizer(np.array(self.mean), np.array(self.std))
@@ -86,6 +95,7 @@ class PartyModel:
         try:
             raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
             model = PartyModel(**raw)
+            model.probability(np.zeros(1))  # a malformed calibration fails here, not later
         except (OSError, ValueError, TypeError) as exc:
             raise InputDataError(f"{path}: not a gridcredit model file ({exc})") from exc
         if model.role != role.value:

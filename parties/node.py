@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from crypto.sigmoid import sigmoid
 from federation.protocol.errors import ConfigError, InputDataError, ProtocolAbort, VflError
 from federation.protocol.messages import (
     Decision,
@@ -43,9 +42,16 @@ from federation.protocol.schedule import Schedule
 from federation.transport.channel import Channel, CoordinatorLink
 from parties import checkpoint
 from parties.alignment import align, canonical_order
-from parties.data import PartyData, Standardizer, load_party_csv
+from parties.data import (
+    PartyData,
+    Standardizer,
+    check_classes,
+    check_split_classes,
+    load_party_csv,
+)
+from parties.divergence import LogitGuard
 from parties.joint import joint_logits
-from parties.local_fit import LocalFit, with_intercept
+from parties.local_fit import FitResult, LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
 from parties.outputs import write_bank_evaluation, write_scores
 from parties.shared_fit import SharedFit
@@ -116,6 +122,8 @@ class PartyNode:
         # A node given a model scores: its file needs no label, and extra columns are ignored.
         labelled = is_bank and cfg.model is None
         data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None)
+        if data.y is not None:  # one class, or a handful of rows of one, cannot be fitted
+            check_classes(data.y, f"{cfg.data}, column {cfg.label_column!r}")
         model = None
         if cfg.model is not None:  # the model's columns, so the dealer sizes masks right
             model = self._scoring_model(data)
@@ -198,6 +206,9 @@ class PartyNode:
         schedule = Schedule(
             len(rows), settings.validation_fraction, settings.batch_size, settings.seed
         )
+        if aligned.y is not None:
+            check_split_classes(aligned.y, schedule.train_rows, schedule.validation_rows,
+                                str(self.config.data))
         standardizer = Standardizer.fit(aligned.x[schedule.train_rows])
         z = standardizer.apply(aligned.x)
         x = with_intercept(z) if self.role is Role.BANK else z
@@ -223,21 +234,11 @@ class PartyNode:
             expected_wrap_failures=fit.expected_wrap_failures,
         )
         self.state.advance(Stage.EVALUATING)
-        if fit.weight_shares:  # --reveal-weights none: the bank opens u, never u_G
-            u = self._joint(plan, x, fit.weight_shares, "evaluate", fit.last_round + 1)
-            if u is not None:
-                write_bank_evaluation(self.config.out, aligned, schedule, sigmoid(u), z, settings)
-        else:
-            tag = Tag(fit.last_round + 1, STEP_EVALUATE)
-            u_own = x @ fit.theta
-            if self.role is Role.GRID:
-                channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
-            else:
-                u_grid = self._partial_logits(
-                    channel.recv(tag, settings.deadline_seconds), len(rows)
-                )
-                p = sigmoid(u_own + u_grid)
-                write_bank_evaluation(self.config.out, aligned, schedule, p, z, settings)
+        u = self._evaluation_logits(plan, x, fit, schedule)
+        calibration = None
+        if u is not None:  # the bank: exact logits of every aligned row
+            platt = write_bank_evaluation(self.config.out, aligned, schedule, u, z, settings)
+            calibration = platt.as_dict()
         shared = bool(fit.weight_shares)
         theta = np.zeros(x.shape[1]) if shared else fit.theta
         weights = theta[:-1] if self.role is Role.BANK else theta
@@ -254,10 +255,31 @@ class PartyNode:
             {r: [int(v) for v in a] for r, a in fit.weight_shares.items()} if shared else None,
             settings.frac_bits,
             settings.feature_frac_bits,
+            calibration,
         )
         model.save(self.config.out / "model.json")
         atomic_write_text(self.config.out / "coefficients.csv", model.coefficient_table())
         self._sync(fit.epochs_run + 1, "evaluated", {})
+
+    def _evaluation_logits(self, plan: JobPlan, x: Float, fit: FitResult,
+                           schedule: Schedule) -> Float | None:
+        """The bank's full logits of the aligned rows (the grid: None), once each party has
+        checked the magnitudes it sees against the fixed-point range (parties.divergence)."""
+        s, channel = plan.settings, self._require_channel()
+        guard = LogitGuard(self.role, s.frac_bits, schedule.n_train, s.learning_rate)
+        guard.start(fit.epochs_run)
+        if fit.weight_shares:  # --reveal-weights none: the bank opens u, never u_G
+            u = self._joint(plan, x, fit.weight_shares, "evaluate", fit.last_round + 1)
+            if u is not None:
+                guard.add(u[schedule.train_rows], "logits")
+            return u
+        u_own = x @ fit.theta
+        guard.add(u_own[schedule.train_rows])
+        tag = Tag(fit.last_round + 1, STEP_EVALUATE)
+        if self.role is Role.GRID:
+            channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
+            return None
+        return u_own + self._partial_logits(channel.recv(tag, s.deadline_seconds), x.shape[0])
 
     def _joint(self, plan: JobPlan, x: Float, shares: dict[str, npt.NDArray[np.uint64]],
                purpose: str, round_: int) -> Float | None:
@@ -331,7 +353,7 @@ class PartyNode:
             shares = {r: np.array(v, dtype=np.uint64) for r, v in model.shares.items()}
             u = self._joint(joint, x, shares, "score", 1)
             if u is not None:
-                self._write_scores(data, rows, sigmoid(u))
+                self._write_scores(data, rows, model.probability(u))
             self._sync(1, "scored", {})
             return
         u_own = model.partial_logit(aligned.x)
@@ -340,7 +362,7 @@ class PartyNode:
             channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
         else:
             u_grid = self._partial_logits(channel.recv(tag, settings.deadline_seconds), len(rows))
-            self._write_scores(data, rows, sigmoid(u_own + u_grid))
+            self._write_scores(data, rows, model.probability(u_own + u_grid))
         self._sync(1, "scored", {})
 
     def _write_scores(self, data: PartyData, rows: npt.NDArray[np.intp], p: Float) -> None:

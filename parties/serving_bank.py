@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +97,9 @@ class BankServing:
         The most IDs one request may carry.
     pool : PsiPool, optional
         Worker processes for the curve work of large sessions and requests.
+    probability : callable, optional
+        Full logits u_B + u_G to probabilities: the model's calibration
+        (``PartyModel.probability``); default the logistic function itself.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class BankServing:
         *,
         max_ids: int = MAX_IDS,
         pool: PsiPool | None = None,
+        probability: Callable[[Float], Float] = sigmoid,
     ) -> None:
         if len(ids) != len(u):
             raise ValueError(f"{len(ids)} IDs but {len(u)} partial logits")
@@ -119,6 +123,7 @@ class BankServing:
         self._bands = None if bands is None else np.asarray(bands, dtype=np.float64)
         self._max_ids = max_ids
         self._pool = pool
+        self._probability = probability
         self._lock = threading.Lock()
         self._state: _BankSession | None = None
         self._round = 0
@@ -222,7 +227,7 @@ class BankServing:
                 f"the grid sent {len(u_grid)} partial logits for request {plan.round}; expected {n}"
             )
         scored = list(plan.matched)
-        p = sigmoid(
+        p = self._probability(
             np.array([self._u[self._row[x]] for x in scored], dtype=np.float64)
             + u_grid[[plan.matched[x] for x in scored]]
         )

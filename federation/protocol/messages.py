@@ -91,14 +91,16 @@ class TrainSettings:
     """The job's training parameters, decided by the coordinator's config, same for both."""
 
     mode: Mode = Mode.SHARED
-    epochs: int = 5
+    epochs: int = 100  # the most epochs; training stops earlier once converged
     batch_size: int = 256
     learning_rate: float = 0.15
     optimizer: Optimizer = Optimizer.SGD
     l2: float = 0.001
     l1: float = 0.0
     momentum: float = 0.9
-    tolerance: float = 1e-5
+    # Converged when the best epoch loss of a window improves by less than this, relative
+    # (federation/protocol/convergence.py); 0 runs every epoch.
+    tolerance: float = 1e-3
     seed: int = 42
     validation_fraction: float = 0.2
     frac_bits: int = 16

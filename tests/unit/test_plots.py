@@ -113,3 +113,15 @@ def test_plot_errors(tmp_path: Path, data: tuple[FloatArray, FloatArray, FloatAr
     with pytest.raises(ValueError, match="length mismatch"):
         plots.plot_score_distribution(y, p[:-1], tmp_path / "d.png")
     assert not list(tmp_path.iterdir()), "a failed call must not leave a file behind"
+
+
+def test_calibration_curves_before_and_after_platt_draw_each_set(
+        tmp_path: Path, data: tuple[FloatArray, FloatArray, FloatArray]) -> None:
+    y, p, _ = data
+    logit = np.log(p / (1 - p))
+    shrunk = 1.0 / (1.0 + np.exp(-0.6 * logit))  # the shape the Taylor loss leaves
+    path = plots.plot_calibration_curves(y, {"before": shrunk, "after": p}, tmp_path / "c.png")
+    assert_png(path, 720, 720)
+    with pytest.raises(ValueError, match="at least one"):
+        plots.plot_calibration_curves(y, {}, tmp_path / "none.png")
+    assert plots._p_value(1e-7) == "p < 0.001" and plots._p_value(0.25) == "p = 0.250"
