@@ -1,0 +1,227 @@
+"""Tests for crypto.psi.server_aided: both parties and the coordinator in one process.
+
+Every message goes through bytes as it would on the wire: the public keys party to party,
+the tags to the coordinator, the positions back.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crypto import psi
+from crypto.psi import server_aided as sa
+from crypto.psi.errors import PsiError
+
+DOMAIN = b"job-7f3a"
+
+
+def enterprise_ids(start: int, stop: int) -> list[str]:
+    return [f"91330{i:07d}MA{i % 97:02d}" for i in range(start, stop)]
+
+
+@dataclass
+class Party:
+    """One party: its IDs in its own list order and what it keeps between steps."""
+
+    ids: Sequence[str]
+    domain: bytes = DOMAIN
+    private: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    key: bytes = b""
+    sent: sa.Tags | None = None
+    perm: psi.Permutation | None = None
+
+    def public(self) -> bytes:
+        return sa.public_key(self.private)
+
+    def send_tags(self, peer_public: bytes) -> bytes:
+        self.key = sa.agree_key(self.private, peer_public, self.domain)
+        self.sent, self.perm = psi.shuffle(sa.tags(self.ids, self.key, self.domain))
+        return sa.tags_to_bytes(self.sent)
+
+    def finish(self, positions: bytes) -> tuple[list[str], bytes]:
+        assert self.sent is not None and self.perm is not None
+        pos = np.frombuffer(positions, dtype="<u4")
+        rows = sa.matched_rows(pos, self.sent, self.perm)
+        return [self.ids[i] for i in rows], sa.matched_digest(self.sent, pos)
+
+
+def coordinator(first: bytes, second: bytes) -> tuple[bytes, bytes]:
+    a, b = sa.match_tags(sa.tags_from_bytes(first), sa.tags_from_bytes(second))
+    return a.astype("<u4").tobytes(), b.astype("<u4").tobytes()
+
+
+def run(grid: Party, bank: Party) -> tuple[list[str], list[str]]:
+    pk_grid, pk_bank = grid.public(), bank.public()
+    pos_grid, pos_bank = coordinator(grid.send_tags(pk_bank), bank.send_tags(pk_grid))
+    rows_grid, digest_grid = grid.finish(pos_grid)
+    rows_bank, digest_bank = bank.finish(pos_bank)
+    assert digest_grid == digest_bank
+    return rows_grid, rows_bank
+
+
+def test_partial_overlap_is_exactly_the_set_intersection_in_one_order() -> None:
+    ids_a = enterprise_ids(0, 1000)
+    ids_b = enterprise_ids(700, 1500)
+    rng = np.random.default_rng(1)  # test data order only
+    ids_b = [ids_b[i] for i in rng.permutation(len(ids_b))]
+    rows_a, rows_b = run(Party(ids_a), Party(ids_b))
+    assert rows_a == rows_b
+    assert len(rows_a) == 300 and set(rows_a) == set(ids_a) & set(ids_b)
+
+
+def test_intersection_is_ordered_by_tag() -> None:
+    a, b = Party(enterprise_ids(0, 80)), Party(enterprise_ids(40, 120))
+    rows, _ = run(a, b)
+    t = sa.tags(rows, a.key, DOMAIN)
+    assert [bytes(r) for r in t] == sorted(bytes(r) for r in t)
+
+
+def test_unbalanced_sizes() -> None:
+    big = enterprise_ids(0, 20_000)
+    small = enterprise_ids(19_990, 20_010)
+    rows_a, rows_b = run(Party(big), Party(small))
+    assert rows_a == rows_b and set(rows_a) == set(big) & set(small) and len(rows_a) == 10
+    rows_c, rows_d = run(Party(small), Party(big))
+    assert sorted(rows_c) == sorted(rows_a) and rows_c == rows_d
+
+
+def test_empty_intersection_and_empty_lists() -> None:
+    assert run(Party(enterprise_ids(0, 200)), Party(enterprise_ids(200, 300))) == ([], [])
+    assert run(Party([]), Party(enterprise_ids(0, 10))) == ([], [])
+    assert run(Party([]), Party([])) == ([], [])
+
+
+def test_different_jobs_give_no_matches() -> None:
+    ids = enterprise_ids(0, 50)
+    assert run(Party(ids, domain=b"job-1"), Party(ids, domain=b"job-2")) == ([], [])
+
+
+def test_same_intersection_as_ecdh_on_the_same_data() -> None:
+    ids_a, ids_b = enterprise_ids(0, 400), enterprise_ids(250, 600)
+    rows, _ = run(Party(ids_a), Party(ids_b))
+    ka, kb = psi.new_key(), psi.new_key()
+    own = psi.reblind(psi.blind(ids_a, ka, DOMAIN), kb)
+    peer = psi.reblind(psi.blind(ids_b, kb, DOMAIN), ka)
+    ecdh_a, _ = psi.intersect(own, peer)
+    assert set(rows) == {ids_a[i] for i in ecdh_a}
+
+
+def test_key_agreement_gives_both_parties_the_same_key_and_nobody_else() -> None:
+    a, b, c = (secrets.token_bytes(32) for _ in range(3))
+    k_ab = sa.agree_key(a, sa.public_key(b), DOMAIN)
+    assert k_ab == sa.agree_key(b, sa.public_key(a), DOMAIN)
+    assert len(k_ab) == 32
+    assert k_ab != sa.agree_key(a, sa.public_key(c), DOMAIN)
+    assert k_ab != sa.agree_key(a, sa.public_key(b), b"another-job")
+    with pytest.raises(PsiError, match="small order"):
+        sa.agree_key(a, bytes(32), DOMAIN)
+
+
+def test_tags_are_16_bytes_and_look_unrelated_to_the_id_without_the_key() -> None:
+    ids = enterprise_ids(0, 2000)
+    k1, k2 = secrets.token_bytes(32), secrets.token_bytes(32)
+    t1, t2 = sa.tags(ids, k1, DOMAIN), sa.tags(ids, k2, DOMAIN)
+    assert t1.shape == (2000, 16) and t1.dtype == np.uint8
+    np.testing.assert_array_equal(t1, sa.tags(ids, k1, DOMAIN))  # deterministic under K
+    assert not {bytes(r) for r in t1} & {bytes(r) for r in t2}
+    # Neighbouring IDs (one character apart) and one ID under two keys differ in about
+    # half of their 128 bits; every bit position is set about half of the time.
+    for x, y in ((t1[:-1], t1[1:]), (t1, t2)):
+        flips = np.unpackbits(x ^ y, axis=1).sum(axis=1)
+        assert 60 < flips.mean() < 68
+    ones = np.unpackbits(t1, axis=1).mean(axis=0)
+    assert np.all((ones > 0.4) & (ones < 0.6))  # fails with probability < 1e-9
+
+
+def test_duplicate_ids_are_refused_naming_the_repeat() -> None:
+    ids = enterprise_ids(0, 10) + enterprise_ids(4, 5) + enterprise_ids(10, 12)
+    with pytest.raises(PsiError, match="duplicate ID .* at index 10$") as err:
+        sa.tags(ids, secrets.token_bytes(32), DOMAIN)
+    assert "91330" not in str(err.value)
+
+
+def test_the_coordinator_refuses_repeated_tags_in_either_list() -> None:
+    t = sa.tags(enterprise_ids(0, 20), secrets.token_bytes(32), DOMAIN)
+    rep = np.concatenate([t, t[5:6], t[:3]])
+    with pytest.raises(PsiError, match="repeated second tag at index 20$"):
+        sa.match_tags(t, rep)
+    with pytest.raises(PsiError, match="repeated first tag at index 20$"):
+        sa.match_tags(rep, t)
+
+
+def crafted(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("shared_prefix", [2, 3, 5])
+def test_prefix_collisions_do_not_fool_the_match(shared_prefix: int) -> None:
+    # Rows sharing their first 8 bytes: the fast path must compare all 16 bytes, and a run of
+    # three or more equal prefixes must fall back to the exact match.
+    rng = np.random.default_rng(shared_prefix)  # test data only
+    a, b = crafted(rng, 60), crafted(rng, 50)
+    a[:shared_prefix, :8] = 9
+    b[:shared_prefix, :8] = 9
+    b[10:30] = a[20:40]
+    b[0] = a[1]
+    pa, pb = sa.match_tags(a, b)
+    want = sorted({bytes(r) for r in a} & {bytes(r) for r in b})
+    assert [bytes(r) for r in a[pa]] == want
+    np.testing.assert_array_equal(a[pa], b[pb])
+
+
+@settings(max_examples=40, deadline=None)
+@given(common=st.sets(st.text(max_size=8), max_size=15), only_a=st.sets(st.text(max_size=8),
+       max_size=15), only_b=st.sets(st.text(max_size=8), max_size=15))
+def test_property_intersection_equals_python_set_intersection(
+    common: set[str], only_a: set[str], only_b: set[str]
+) -> None:
+    ids_a, ids_b = sorted(common | only_a), sorted(common | only_b, reverse=True)
+    rows_a, rows_b = run(Party(ids_a), Party(ids_b))
+    assert rows_a == rows_b
+    assert sorted(rows_a) == sorted(set(ids_a) & set(ids_b))
+
+
+def test_a_party_refuses_positions_out_of_range_repeated_or_out_of_order() -> None:
+    t = sa.tags(enterprise_ids(0, 30), secrets.token_bytes(32), DOMAIN)
+    perm = np.arange(30)
+    order = psi.byte_order(t)
+    np.testing.assert_array_equal(sa.matched_rows(order[:5], t, perm), order[:5])
+    with pytest.raises(PsiError, match="out of range 0..29 at index 1$"):
+        sa.matched_rows(np.array([order[0], 30]), t, perm)
+    with pytest.raises(PsiError, match="strictly ascend at index 2$"):
+        sa.matched_rows(np.array([order[0], order[3], order[3]]), t, perm)
+    with pytest.raises(PsiError, match="strictly ascend at index 1$"):
+        sa.matched_rows(np.array([order[4], order[2]]), t, perm)
+    with pytest.raises(PsiError, match="integer positions"):
+        sa.matched_rows(np.array([0.5]), t, perm)
+
+
+def test_bad_tags_and_bad_bytes_are_refused() -> None:
+    with pytest.raises(PsiError, match="multiple of 16"):
+        sa.tags_from_bytes(bytes(17))
+    with pytest.raises(PsiError, match=r"\(n, 16\) uint8"):
+        sa.match_tags(np.zeros((2, 32), dtype=np.uint8), np.zeros((2, 16), dtype=np.uint8))
+    with pytest.raises(PsiError, match="expected str IDs, got int at index 2$"):
+        sa.tags(["a", "b", 3], secrets.token_bytes(32), DOMAIN)  # type: ignore[list-item]
+
+
+def test_pairs_of_equal_prefixes_stay_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fallback(a: np.ndarray, b: np.ndarray) -> None:
+        raise AssertionError("fell back to the exact match")
+
+    monkeypatch.setattr(sa, "_exact_match", no_fallback)
+    rng = np.random.default_rng(7)  # test data only
+    a, b = crafted(rng, 40), crafted(rng, 40)
+    a[0, :8], b[5, :8] = 7, 7  # across the lists, different tails: not a match
+    a[7, :8], a[8, :8] = 5, 5  # within one list, different tails: not a repeat
+    b[20:30] = a[10:20]
+    pa, pb = sa.match_tags(a, b)
+    np.testing.assert_array_equal(pa, psi.byte_order(a[10:20]) + 10)
+    np.testing.assert_array_equal(a[pa], b[pb])
