@@ -199,12 +199,23 @@ def tags_from_bytes(data: bytes) -> Tags:
     return np.frombuffer(data, dtype=np.uint8).reshape(-1, TAG_BYTES).copy()
 
 
-def _exact_match(a: Tags, b: Tags) -> tuple[Positions, Positions]:
-    x, y = intersect(a, b, names=("first", "second"), what="tag")
+def _exact_match(a: Tags, b: Tags, names: tuple[str, str]) -> tuple[Positions, Positions]:
+    x, y = intersect(a, b, names=names, what="tag")
     return x.astype(np.int64), y.astype(np.int64)
 
 
-def match_tags(first: npt.ArrayLike, second: npt.ArrayLike) -> tuple[Positions, Positions]:
+def _rows_at(a: Tags, b: Tags, index: Positions) -> Tags:
+    """Rows of the concatenation of ``a`` and ``b`` (without building it)."""
+    out = np.empty((len(index), TAG_BYTES), dtype=np.uint8)
+    in_a = index < len(a)
+    out[in_a] = a[index[in_a]]
+    out[~in_a] = b[index[~in_a] - len(a)]
+    return out
+
+
+def match_tags(
+    first: npt.ArrayLike, second: npt.ArrayLike, names: tuple[str, str] = ("first", "second")
+) -> tuple[Positions, Positions]:
     """The coordinator's step 4: positions of the common tags in each list, by ascending tag.
 
     1. Key each tag by its top ``64 - k`` bits with its position in the low ``k`` bits
@@ -219,6 +230,8 @@ def match_tags(first: npt.ArrayLike, second: npt.ArrayLike) -> tuple[Positions, 
     ----------
     first, second : array_like
         (n, 16) and (m, 16) ``uint8`` tags, as received.
+    names : tuple of str
+        How the two lists are named in errors.
 
     Returns
     -------
@@ -245,13 +258,12 @@ def match_tags(first: npt.ArrayLike, second: npt.ArrayLike) -> tuple[Positions, 
     top = keys >> np.uint64(k)
     cand = np.flatnonzero(top[1:] == top[:-1])
     if cand.size > 1 and np.any(np.diff(cand) == 1):
-        return _exact_match(a, b)
+        return _exact_match(a, b, names)
     i = (keys[cand] & low).astype(np.int64)
     j = (keys[cand + 1] & low).astype(np.int64)  # i < j: equal top bits sort by position
-    rows = np.concatenate([a, b])
-    same = (rows[i] == rows[j]).all(axis=1)
+    same = (_rows_at(a, b, i) == _rows_at(a, b, j)).all(axis=1)
     cross = (i < n) & (j >= n)
-    for name, repeat in (("first", j[same & (j < n)]), ("second", j[same & (i >= n)] - n)):
+    for name, repeat in ((names[0], j[same & (j < n)]), (names[1], j[same & (i >= n)] - n)):
         if repeat.size:
             raise PsiError(f"repeated {name} tag", int(repeat.min()))
     hit = same & cross

@@ -154,6 +154,8 @@ def test_the_coordinator_refuses_repeated_tags_in_either_list() -> None:
         sa.match_tags(t, rep)
     with pytest.raises(PsiError, match="repeated first tag at index 20$"):
         sa.match_tags(rep, t)
+    with pytest.raises(PsiError, match="repeated bank's tag at index 20$"):
+        sa.match_tags(t, rep, names=("grid's", "bank's"))
 
 
 def crafted(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -213,7 +215,7 @@ def test_bad_tags_and_bad_bytes_are_refused() -> None:
 
 
 def test_pairs_of_equal_prefixes_stay_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_fallback(a: np.ndarray, b: np.ndarray) -> None:
+    def no_fallback(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
         raise AssertionError("fell back to the exact match")
 
     monkeypatch.setattr(sa, "_exact_match", no_fallback)
