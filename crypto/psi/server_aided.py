@@ -9,9 +9,10 @@ assumption the dealer already rests on (docs/design.md). Recipe for one job:
    party: the coordinator never sees them (``public_key``).
 2. Both derive the job key ``K = HKDF-SHA256(X25519(own, peer), info = TAG || domain ||
    lower public || higher public)`` (``agree_key``).
-3. Each computes the 128-bit tag ``t(id) = AES-256_K(SHA-256(TAG || len(domain) || domain
-   || utf8(id))[:16])`` of every own ID (``tags``), shuffles the tags with a permutation
-   from ``secrets`` (``matching.shuffle``) and sends them to the coordinator.
+3. Each computes the 128-bit tag of every own ID, CBC-MAC over AES-256 under a key
+   derived from K and the domain, of ``len(id) || utf8(id)`` padded to 16-byte blocks
+   (``tags``), shuffles the tags with a permutation from ``secrets``
+   (``matching.shuffle``) and sends them to the coordinator.
 4. The coordinator matches the two lists and returns to each party the positions of its
    matched tags, in ascending tag order (``match_tags``), so both parties list the
    intersection in the same order.
@@ -21,14 +22,19 @@ assumption the dealer already rests on (docs/design.md). Recipe for one job:
    is caught.
 
 What the coordinator learns: both list sizes and the intersection size (and which shuffled
-positions match, which says nothing). Tags are pseudorandom without K: AES-256 is a PRP,
-and SHA-256 truncated to 128 bits collides for two of 10^9 IDs with probability < 2^-68,
-so ``t`` is a PRF of the ID. If it colluded with a party, that party's K would let it
-test guesses of the other's IDs. What each party learns: the intersection, as with ECDH.
+positions match, which says nothing). Tags are pseudorandom without K: CBC-MAC over a PRP
+is a PRF on a prefix-free set of messages (Bellare, Kilian, Rogaway; Petrank, Rackoff), and
+the length in front makes ID encodings prefix-free; for 10^7 IDs of up to 17 blocks the
+distinguishing bound is ~ (q l)^2 / 2^128 < 2^-70. If the coordinator colluded with a party,
+that party's K would let it test guesses of the other's IDs. What each party learns: the
+intersection, as with ECDH.
 
-Costs per ID and party on this 2-core EPYC: SHA-256 ~1 us (a Python loop over hashlib,
-chunked so that memory stays bounded), AES-ECB ~0.03 us (one call per chunk), shuffle
-~0.15 us; the coordinator's match ~0.1-0.3 us per tag (one ``np.sort`` of 64-bit keys).
+Why CBC-MAC rather than AES over a SHA-256 of each ID: both are PRFs of the ID, but
+SHA-256 needs one hashlib call per ID from Python (~1.1 us, 80 % of a party's PSI time),
+while CBC-MAC needs one AES-ECB call per block position over all IDs at once; per ID and
+party on this 2-core EPYC: UTF-8 encoding and packing ~0.3 us, AES ~0.03 us per block,
+shuffle ~0.15 us; the coordinator's match ~0.1-0.3 us per tag (one ``np.sort`` of 64-bit
+keys).
 
 Assumes: two semi-honest parties and a semi-honest coordinator that does not collude with
 either; an authenticated party-to-party channel for step 1; IDs normalised by the caller
@@ -39,7 +45,9 @@ passed in or comes from ``secrets``. Errors name indices, never IDs or tags.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -59,7 +67,8 @@ from crypto.psi.errors import (
 from crypto.psi.matching import Permutation, byte_order, intersect, prefix64
 
 TAG_BYTES = 16
-CHUNK = 1 << 18  # IDs hashed per step: bounds the transient Python objects to ~50 MB
+CHUNK = 1 << 18  # IDs tagged per step: bounds the transient Python objects to ~50 MB
+MAX_ID_BYTES = 2**16 - 1
 TAG_KEY = b"gridcredit/psi/server-aided/v1/key\x00"
 TAG_ID = b"gridcredit/psi/server-aided/v1/id\x00"
 
@@ -136,8 +145,62 @@ def first_repeat(tags: Tags) -> int | None:
     return int(order[hit + 1].min()) if hit.size else None
 
 
+def tag_key(key: bytes, domain: bytes) -> bytes:
+    """The AES-256 key of the tags: ``HMAC-SHA256(K, TAG || len(domain) || domain)``."""
+    check_key(key)
+    return hmac.new(key, domain_prefix(TAG_ID, domain), hashlib.sha256).digest()
+
+
+def encode_block(x: bytes) -> bytes:
+    """One ID as CBC-MAC input: ``len(x)`` as 2 bytes, ``x``, zeros to a multiple of 16.
+
+    The length in front makes the encodings prefix-free (two IDs of different lengths
+    differ in the first block; IDs of equal length have as many blocks), which is what
+    makes CBC-MAC a PRF on IDs of any length. For tests and as the reference of ``tags``.
+    """
+    m = len(x).to_bytes(2, "big") + x
+    return m + bytes(-len(m) % 16)
+
+
+def _cbc_mac(ecb: Any, m: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """CBC-MAC (zero IV) of every row of ``m`` (n, 16 b): b ECB calls over all rows."""
+    state = np.frombuffer(ecb.update(np.ascontiguousarray(m[:, :16]).tobytes()), np.uint8)
+    for j in range(16, m.shape[1], 16):
+        x = state.reshape(-1, TAG_BYTES) ^ m[:, j : j + 16]
+        state = np.frombuffer(ecb.update(x.tobytes()), np.uint8)
+    return state.reshape(-1, TAG_BYTES)
+
+
+def _tags_of(encoded: list[bytes], ecb: Any) -> Tags:
+    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+    out = np.empty((len(encoded), TAG_BYTES), dtype=np.uint8)
+    if not len(encoded):
+        return out
+    long = np.flatnonzero(lengths > MAX_ID_BYTES)
+    if long.size:
+        raise PsiError(f"ID longer than {MAX_ID_BYTES} bytes", int(long[0]))
+    blocks = (lengths + 2 + 15) // 16
+    objects = np.array(encoded, dtype=object)
+    # Rows with the same block count go together, so one long ID widens only its group.
+    for b in np.unique(blocks).tolist():
+        rows = np.flatnonzero(blocks == b)
+        m = np.zeros((len(rows), 16 * b), dtype=np.uint8)
+        m[:, 0] = lengths[rows] >> 8
+        m[:, 1] = lengths[rows] & 0xFF
+        body = objects[rows].astype(f"S{16 * b - 2}")  # zero-padded, NUL bytes kept
+        m[:, 2:] = body.view(np.uint8).reshape(len(rows), 16 * b - 2)
+        out[rows] = _cbc_mac(ecb, m)
+    return out
+
+
 def tags(ids: Sequence[str], key: bytes, domain: bytes) -> Tags:
-    """``AES-256_K(SHA-256(TAG || len(domain) || domain || utf8(id))[:16])`` per ID (step 3).
+    """The 128-bit tag of each ID under K (step 3): CBC-MAC over AES-256, vectorized.
+
+    1. ``k = HMAC-SHA256(K, TAG || len(domain) || domain)`` (``tag_key``).
+    2. Each ID's UTF-8 becomes ``len || id || zeros`` in 16-byte blocks (``encode_block``).
+    3. ``t = CBC-MAC_k`` of those blocks: IDs with b blocks go through b AES-ECB calls
+       made over all of them at once, with an XOR in numpy between calls; no per-ID loop
+       but the UTF-8 encoding.
 
     Parameters
     ----------
@@ -156,25 +219,18 @@ def tags(ids: Sequence[str], key: bytes, domain: bytes) -> Tags:
     Raises
     ------
     PsiError
-        Bad key or domain, a non-string ID or a repeated ID (naming its index).
+        Bad key or domain, a non-string ID, an ID over 65535 bytes of UTF-8, or a repeated
+        ID (naming its index).
     """
-    check_key(key)
-    prefix = domain_prefix(TAG_ID, domain)
+    ecb = Cipher(algorithms.AES(tag_key(key, domain)), modes.ECB()).encryptor()
     n = len(ids)
     out = np.empty((n, TAG_BYTES), dtype=np.uint8)
-    sha = hashlib.sha256
-    aes = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     for a in range(0, n, CHUNK):
         try:
-            encoded = encode_ids(ids[a : a + CHUNK])
+            out[a : a + CHUNK] = _tags_of(encode_ids(ids[a : a + CHUNK]), ecb)
         except PsiError as exc:
             raise exc.shifted(a) from None
-        raw = b"".join([sha(prefix + x).digest() for x in encoded])
-        digests = np.frombuffer(raw, dtype=np.uint8).reshape(len(encoded), 32)
-        block = np.ascontiguousarray(digests[:, :TAG_BYTES]).tobytes()
-        sealed = np.frombuffer(aes.update(block), dtype=np.uint8)
-        out[a : a + len(encoded)] = sealed.reshape(-1, TAG_BYTES)
-    aes.finalize()
+    ecb.finalize()
     if first_repeat(out) is not None:
         dup = first_duplicate(ids)
         raise PsiError("duplicate ID (IDs must be unique)", dup)

@@ -140,6 +140,36 @@ def test_tags_are_16_bytes_and_look_unrelated_to_the_id_without_the_key() -> Non
     assert np.all((ones > 0.4) & (ones < 0.6))  # fails with probability < 1e-9
 
 
+def reference_tag(x: str, key: bytes, domain: bytes) -> bytes:
+    """CBC-MAC of one ID, one AES block at a time (the definition, not the vectorized code)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    ecb = Cipher(algorithms.AES(sa.tag_key(key, domain)), modes.ECB()).encryptor()
+    m = sa.encode_block(x.encode())
+    state = bytes(16)
+    for j in range(0, len(m), 16):
+        state = ecb.update(bytes(a ^ b for a, b in zip(state, m[j:j + 16], strict=True)))
+    return state
+
+
+def test_tags_are_the_cbc_mac_of_the_length_prefixed_id_for_every_length() -> None:
+    # Lengths around each block border, NUL bytes inside and at the end, non-ASCII, and one
+    # long ID among short ones (groups of different block counts in one call).
+    ids = ["", "a", "a\x00", "\x00a", "企业"] + ["x" * n for n in (13, 14, 15, 16, 29, 30, 31,
+                                                              46, 300)]
+    ids += enterprise_ids(0, 20)
+    key = secrets.token_bytes(32)
+    got = sa.tags(ids, key, DOMAIN)
+    assert [bytes(r) for r in got] == [reference_tag(x, key, DOMAIN) for x in ids]
+    assert sa.encode_block(b"a") != sa.encode_block(b"a\x00")
+    assert len(sa.encode_block(b"x" * 14)) == 16 and len(sa.encode_block(b"x" * 15)) == 32
+
+
+def test_an_id_longer_than_65535_bytes_is_refused() -> None:
+    with pytest.raises(PsiError, match="longer than 65535 bytes at index 1$"):
+        sa.tags(["a", "b" * 65536], secrets.token_bytes(32), DOMAIN)
+
+
 def test_duplicate_ids_are_refused_naming_the_repeat() -> None:
     ids = enterprise_ids(0, 10) + enterprise_ids(4, 5) + enterprise_ids(10, 12)
     with pytest.raises(PsiError, match="duplicate ID .* at index 10$") as err:
