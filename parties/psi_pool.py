@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from crypto import psi
 from crypto.psi import Points, PsiError
+from crypto.psi.curve import check_unique
 from crypto.psi.x25519 import multiply
 
 SERIAL_BELOW = 1_000
@@ -207,3 +208,28 @@ def reblind_parallel(
     psi.check_key(key)
     pts = psi.check_received(points)
     return multiply_parallel(pts, key, workers, pool=pool)
+
+
+def hash_points_parallel(
+    ids: Sequence[str],
+    domain: bytes,
+    workers: int | None = None,
+    *,
+    pool: PsiPool | None = None,
+) -> Points:
+    """``crypto.psi.hash_to_points`` in chunks over the pool (libsodium releases the GIL).
+
+    Raises
+    ------
+    PsiError
+        As ``hash_to_points``, with indices into ``ids``.
+    """
+    psi.check_domain(domain)
+    check_unique(ids)  # chunks cannot see duplicates across their borders
+    if not _use_workers(len(ids), workers, pool):
+        return psi.hash_to_points(ids, domain)
+    with _pool_for_call(workers, pool) as p:
+        ex = p.executor()
+        bounds = chunk_bounds(len(ids), p.workers)
+        return _gather([(a, ex.submit(psi.hash_to_points, list(ids[a:b]), domain))
+                        for a, b in bounds])
