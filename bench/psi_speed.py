@@ -103,9 +103,9 @@ def _party_server_aided(ids: list[str], peer: Any, coord: Any, domain: bytes,
     marks["send"] = time.perf_counter()
     pos = np.frombuffer(coord.recv_bytes(), dtype="<u4")
     marks["wait for coordinator"] = time.perf_counter()
-    rows = sa.matched_rows(pos, sent, perm)
-    peer.send_bytes(sa.matched_digest(sent, pos))
-    if peer.recv_bytes() != sa.matched_digest(sent, pos):
+    rows, digest = sa.accept_match(pos, sent, perm)
+    peer.send_bytes(digest)
+    if peer.recv_bytes() != digest:
         raise RuntimeError("the parties' matched tags differ")
     marks["check"] = time.perf_counter()
     return rows.tolist(), len(data)
@@ -147,14 +147,17 @@ def party_main(protocol: str, side: int, n: int, common: int, seed: int, workers
     ids = make_ids(n, common, side, seed)
     domain = f"bench-{seed}-{n}".encode()
     go.wait()
+    cpu0 = time.process_time()
     marks = {"start": time.perf_counter()}
     if protocol == "server-aided":
         rows, sent = _party_server_aided(ids, peer, coord, domain, marks)
     else:
         rows, sent = _party_ecdh(ids, peer, side, domain, workers, marks)
     done = time.perf_counter()
+    cpu = time.process_time() - cpu0
     matched = [ids[i] for i in rows]
-    out.send({"marks": marks, "done": done, "bytes_sent": sent, "rss_mb": peak_rss_mb(),
+    out.send({"marks": marks, "done": done, "cpu_s": cpu, "bytes_sent": sent,
+              "rss_mb": peak_rss_mb(),
               "count": len(matched), "ordered": _digest_rows(matched),
               "sorted": _digest_rows(sorted(matched))})
 
@@ -162,13 +165,15 @@ def party_main(protocol: str, side: int, n: int, common: int, seed: int, workers
 def coordinator_main(grid: Any, bank: Any, out: Any) -> None:
     """The coordinator: receive both tag lists, match, return positions, report."""
     first = np.frombuffer(grid.recv_bytes(), dtype=np.uint8).reshape(-1, sa.TAG_BYTES)
+    cpu0 = time.process_time()
     second = np.frombuffer(bank.recv_bytes(), dtype=np.uint8).reshape(-1, sa.TAG_BYTES)
     t0 = time.perf_counter()
     pos_grid, pos_bank = sa.match_tags(first, second)
     t1 = time.perf_counter()
     grid.send_bytes(pos_grid.astype("<u4").tobytes())
     bank.send_bytes(pos_bank.astype("<u4").tobytes())
-    out.send({"match_s": t1 - t0, "rss_mb": peak_rss_mb(), "received": first.nbytes
+    out.send({"match_s": t1 - t0, "cpu_s": time.process_time() - cpu0,
+              "rss_mb": peak_rss_mb(), "received": first.nbytes
               + second.nbytes, "bytes_sent": 4 * (len(pos_grid) + len(pos_bank))})
 
 
@@ -185,6 +190,7 @@ class Run:
     workers: int | None
     load_average_1m: float
     ours_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
     pandas_s: float = 0.0
     ratio: float = 0.0
     steps_s: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -240,8 +246,10 @@ def run_once(protocol: str, n: int, overlap: float, seed: int, workers: int | No
         run.steps_s[name] = {k: t - marks[i][1] for i, (k, t) in enumerate(marks[1:])}
         run.bytes_sent[name] = r["bytes_sent"]
         run.peak_rss_mb[name] = r["rss_mb"]
+        run.cpu_s[name] = r["cpu_s"]
     if len(reports) == 3:
         run.coordinator_match_s = reports[2]["match_s"]
+        run.cpu_s["coordinator"] = reports[2]["cpu_s"]
         run.bytes_sent["coordinator"] = reports[2]["bytes_sent"]
         run.peak_rss_mb["coordinator"] = reports[2]["rss_mb"]
     g, b = reports[0], reports[1]
@@ -253,12 +261,15 @@ def run_once(protocol: str, n: int, overlap: float, seed: int, workers: int | No
 
 def format_table(runs: list[Run]) -> str:
     head = (f"{'protocol':<13} {'n/side':>11} {'ours s':>8} {'pandas s':>9} {'ratio':>7} "
-            f"{'MB sent':>8} {'RSS MB g/b/c':>16}")
+            f"{'CPU s g/b/c':>16} {'MB sent':>8} {'RSS MB g/b/c':>16}")
     lines = [head]
     for r in runs:
-        rss = "/".join(f"{r.peak_rss_mb.get(k, 0):.0f}" for k in ("grid", "bank", "coordinator"))
+        roles = ("grid", "bank", "coordinator")
+        rss = "/".join(f"{r.peak_rss_mb.get(k, 0):.0f}" for k in roles)
+        cpu = "/".join(f"{r.cpu_s.get(k, 0):.2f}" for k in roles)
         lines.append(f"{r.protocol:<13} {r.n_per_side:>11,} {r.ours_s:8.3f} {r.pandas_s:9.3f} "
-                     f"{r.ratio:7.1f} {sum(r.bytes_sent.values()) / 1e6:8.1f} {rss:>16}")
+                     f"{r.ratio:7.1f} {cpu:>16} {sum(r.bytes_sent.values()) / 1e6:8.1f} "
+                     f"{rss:>16}")
     lines.append("")
     for r in runs:
         steps = ", ".join(f"{k} {v:.3f}" for k, v in r.steps_s["grid"].items())

@@ -136,10 +136,9 @@ def align_server_aided(ids: list[str], channel: Channel, role: Role, job_id: str
     sent, perm = psi.shuffle(sa.tags(ids, key, domain))
     reply = coordinator.match(MatchRequest(job_id, role, sent))
     try:
-        rows = sa.matched_rows(reply.positions, sent, perm)
+        rows, digest = sa.accept_match(reply.positions, sent, perm)
     except psi.PsiError as exc:
         raise ProtocolAbort(f"the coordinator's PSI answer is invalid: {exc}") from exc
-    digest = sa.matched_digest(sent, reply.positions)
     tag = Tag(0, STEP_CONFIRM)
     channel.send(Envelope(job_id, tag, role, {"digest": _as_array(digest)}))
     wait = deadline + SECONDS_PER_TAG * len(ids)

@@ -20,20 +20,45 @@ Rows = npt.NDArray[np.uint8]
 """(n, w) ``uint8``: one byte string of width w per row."""
 
 
-def random_permutation(n: int) -> Permutation:
-    """A uniformly random permutation of ``range(n)`` from ``secrets``.
-
-    Sorts n random 64-bit keys; on a tie (probability < n^2 / 2^65) it draws again, so the
-    result is exactly uniform.
-    """
-    if n < 0:
-        raise PsiError(f"expected n >= 0, got {n}")
+def _argsort_permutation(n: int) -> Permutation:
+    """Sort n random 64-bit keys; draw again on a tie (probability < n^2 / 2^65)."""
     while True:
         keys = np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64)
         perm = np.argsort(keys)
         ordered = keys[perm]
         if not np.any(ordered[1:] == ordered[:-1]):
             return perm.astype(np.intp, copy=False)
+
+
+def random_permutation(n: int) -> Permutation:
+    """A uniformly random permutation of ``range(n)`` from ``secrets``.
+
+    1. Draw n random 64-bit keys and put each row's index in the low k bits
+       (2^k >= n), so one ``np.sort`` of ``uint64`` (SIMD, ~8x faster than an argsort)
+       orders the rows by their random high bits.
+    2. Rows whose high bits tie were ordered by index: swap each such pair with a fresh
+       random bit, so every order is equally likely. A run of three or more ties
+       (probability ~ n^3 / 2^(3(64 - k)) / 6) falls back to an argsort of fresh keys.
+    """
+    if n < 0:
+        raise PsiError(f"expected n >= 0, got {n}")
+    k = max(1, (n - 1).bit_length())
+    if k > 40:
+        return _argsort_permutation(n)
+    low = np.uint64((1 << k) - 1)
+    keys = np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64) & ~low
+    keys |= np.arange(n, dtype=np.uint64)
+    keys.sort()
+    high = keys >> np.uint64(k)
+    tie = np.flatnonzero(high[1:] == high[:-1])
+    if tie.size > 1 and np.any(np.diff(tie) == 1):
+        return _argsort_permutation(n)
+    perm = (keys & low).astype(np.intp)
+    if tie.size:
+        coin = np.frombuffer(secrets.token_bytes(tie.size), dtype=np.uint8) & 1
+        swap = tie[coin == 1]
+        perm[swap], perm[swap + 1] = perm[swap + 1], perm[swap].copy()
+    return perm
 
 
 def invert_permutation(perm: Permutation) -> Permutation:

@@ -17,9 +17,8 @@ assumption the dealer already rests on (docs/design.md). Recipe for one job:
    matched tags, in ascending tag order (``match_tags``), so both parties list the
    intersection in the same order.
 5. Each party checks that the tags at its positions strictly ascend and maps them through
-   its permutation to own rows (``matched_rows``); the parties then compare a digest of
-   the matched tags (``matched_digest``), so a server that answered the two differently
-   is caught.
+   its permutation to own rows (``accept_match``); the parties then compare a digest of
+   the matched tags, so a server that answered the two differently is caught.
 
 What the coordinator learns: both list sizes and the intersection size (and which shuffled
 positions match, which says nothing). Tags are pseudorandom without K: CBC-MAC over a PRP
@@ -308,11 +307,14 @@ def match_tags(
     if k > 40:
         raise PsiError(f"too many tags to match: {total}")
     low = np.uint64((1 << k) - 1)
-    index = np.arange(total, dtype=np.uint64)
-    keys = np.concatenate([prefix64(a), prefix64(b)]) & ~low | index
+    keys = np.empty(total, dtype=np.uint64)  # built in place: this runs on 10^7-row lists
+    keys[:n] = prefix64(a)
+    keys[n:] = prefix64(b)
+    keys &= ~low
+    keys |= np.arange(total, dtype=np.uint64)
     keys.sort()
-    top = keys >> np.uint64(k)
-    cand = np.flatnonzero(top[1:] == top[:-1])
+    # Equal top bits <=> the XOR of neighbours is below 2^k.
+    cand = np.flatnonzero(np.bitwise_xor(keys[1:], keys[:-1]) <= low)
     if cand.size > 1 and np.any(np.diff(cand) == 1):
         return _exact_match(a, b, names)
     i = (keys[cand] & low).astype(np.int64)
@@ -326,8 +328,10 @@ def match_tags(
     return i[hit], j[hit] - n
 
 
-def matched_rows(positions: npt.ArrayLike, sent: Tags, perm: Permutation) -> Permutation:
-    """A party's step 5: own rows of the matched tags, after checking the server's answer.
+def accept_match(
+    positions: npt.ArrayLike, sent: Tags, perm: Permutation
+) -> tuple[Permutation, bytes]:
+    """A party's step 5: own rows of the matched tags and their digest, after checking.
 
     Parameters
     ----------
@@ -340,8 +344,11 @@ def matched_rows(positions: npt.ArrayLike, sent: Tags, perm: Permutation) -> Per
 
     Returns
     -------
-    Permutation
+    rows : Permutation
         Own row indices, in ascending tag order.
+    digest : bytes
+        SHA-256 of the matched tags in that order: equal on both sides iff the coordinator
+        gave both the same match (the parties compare it).
 
     Raises
     ------
@@ -352,11 +359,11 @@ def matched_rows(positions: npt.ArrayLike, sent: Tags, perm: Permutation) -> Per
     pos = np.asarray(positions)
     if pos.ndim != 1 or (pos.size and pos.dtype.kind not in "iu"):
         raise PsiError(f"expected 1-d integer positions, got {pos.shape} {pos.dtype}")
-    pos = pos.astype(np.int64)
+    pos = pos.astype(np.int64, copy=False)
     bad = np.flatnonzero((pos < 0) | (pos >= len(sent)))
     if bad.size:
         raise PsiError(f"position out of range 0..{len(sent) - 1}", int(bad[0]))
-    t = sent[pos]
+    t = as_tags(sent)[pos]
     hi = prefix64(t)
     lo = np.ascontiguousarray(t[:, 8:]).view(">u8").ravel().astype(np.uint64)
     ok = (hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] > lo[:-1]))
@@ -364,9 +371,4 @@ def matched_rows(positions: npt.ArrayLike, sent: Tags, perm: Permutation) -> Per
     if bad.size:
         raise PsiError("matched tags do not strictly ascend", int(bad[0]) + 1)
     rows: Permutation = perm[pos].astype(np.intp, copy=False)
-    return rows
-
-
-def matched_digest(sent: Tags, positions: npt.ArrayLike) -> bytes:
-    """SHA-256 of the matched tags in order: equal on both sides iff they got the same match."""
-    return hashlib.sha256(as_tags(sent)[np.asarray(positions, dtype=np.int64)].tobytes()).digest()
+    return rows, hashlib.sha256(t.tobytes()).digest()

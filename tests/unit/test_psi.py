@@ -6,6 +6,7 @@ Every message between the two parties goes through ``points_to_bytes`` /
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import importlib
 import itertools
@@ -422,3 +423,26 @@ def test_closed_pool_refuses_work() -> None:
     pool.close()
     with pytest.raises(RuntimeError, match="closed"):
         pool.executor()
+
+
+def test_random_permutation_is_uniform_over_all_orders() -> None:
+    counts = collections.Counter(tuple(psi.random_permutation(3).tolist()) for _ in range(3000))
+    assert set(counts) == set(itertools.permutations(range(3)))
+    assert all(400 < c < 600 for c in counts.values())  # each ~500; fails w.p. < 1e-5
+
+
+def test_random_permutation_breaks_ties_with_a_fresh_coin(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crypto.psi import matching
+
+    draws: list[bytes] = []
+
+    def fake(n: int) -> bytes:
+        out = bytes(n) if not draws else bytes([draws[-1][0] ^ 1] * n)  # keys 0; then coins
+        draws.append(out)
+        return out
+
+    monkeypatch.setattr(secrets, "token_bytes", fake)
+    assert matching.random_permutation(2).tolist() == [1, 0]  # coin 1: the tied pair swaps
+    draws.clear()
+    monkeypatch.setattr(matching, "_argsort_permutation", lambda n: np.arange(n)[::-1].copy())
+    assert matching.random_permutation(3).tolist() == [2, 1, 0]  # 3 ties: argsort fallback

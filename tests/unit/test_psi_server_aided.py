@@ -6,6 +6,7 @@ the tags to the coordinator, the positions back.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,8 +49,8 @@ class Party:
     def finish(self, positions: bytes) -> tuple[list[str], bytes]:
         assert self.sent is not None and self.perm is not None
         pos = np.frombuffer(positions, dtype="<u4")
-        rows = sa.matched_rows(pos, self.sent, self.perm)
-        return [self.ids[i] for i in rows], sa.matched_digest(self.sent, pos)
+        rows, digest = sa.accept_match(pos, self.sent, self.perm)
+        return [self.ids[i] for i in rows], digest
 
 
 def coordinator(first: bytes, second: bytes) -> tuple[bytes, bytes]:
@@ -224,15 +225,17 @@ def test_a_party_refuses_positions_out_of_range_repeated_or_out_of_order() -> No
     t = sa.tags(enterprise_ids(0, 30), secrets.token_bytes(32), DOMAIN)
     perm = np.arange(30)
     order = psi.byte_order(t)
-    np.testing.assert_array_equal(sa.matched_rows(order[:5], t, perm), order[:5])
+    rows, digest = sa.accept_match(order[:5], t, perm)
+    np.testing.assert_array_equal(rows, order[:5])
+    assert digest == hashlib.sha256(t[order[:5]].tobytes()).digest()
     with pytest.raises(PsiError, match="out of range 0..29 at index 1$"):
-        sa.matched_rows(np.array([order[0], 30]), t, perm)
+        sa.accept_match(np.array([order[0], 30]), t, perm)
     with pytest.raises(PsiError, match="strictly ascend at index 2$"):
-        sa.matched_rows(np.array([order[0], order[3], order[3]]), t, perm)
+        sa.accept_match(np.array([order[0], order[3], order[3]]), t, perm)
     with pytest.raises(PsiError, match="strictly ascend at index 1$"):
-        sa.matched_rows(np.array([order[4], order[2]]), t, perm)
+        sa.accept_match(np.array([order[4], order[2]]), t, perm)
     with pytest.raises(PsiError, match="integer positions"):
-        sa.matched_rows(np.array([0.5]), t, perm)
+        sa.accept_match(np.array([0.5]), t, perm)
 
 
 def test_bad_tags_and_bad_bytes_are_refused() -> None:
