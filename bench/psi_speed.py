@@ -13,6 +13,11 @@ until both hold their intersection rows, in the same order:
 - ``ecdh`` (``crypto.psi.ecdh``, ``--psi ecdh``): blind, exchange, re-blind, exchange,
   match; each party runs its curve work on a pool of ``--workers`` threads.
 
+With ``--transport grpc`` it runs the real thing instead: ``gridcredit simulate`` (three
+node processes, mutual TLS, audit logs) on CSVs of the same IDs with one feature, for one
+epoch, and reports the job's ``psi_seconds`` (the slower party's alignment, as in
+report.json) and the coordinator's match time.
+
 In the same run, on the same IDs, it times the non-private limit: a plain pandas inner join
 (``DataFrame.merge`` on the ID column) in one process, and prints our time, the join's and
 the ratio. It also prints the time of each step, bytes sent, and each process's peak RSS
@@ -24,6 +29,7 @@ Usage (from the repository root)::
     python bench/psi_speed.py                                   # server-aided, 100k and 1M
     python bench/psi_speed.py --protocol server-aided,ecdh --sizes 100000
     python bench/psi_speed.py --sizes 10000000 --json bench/results/psi_10m.json
+    python bench/psi_speed.py --transport grpc --protocol server-aided,ecdh --sizes 100000
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ import json
 import multiprocessing
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -259,6 +267,44 @@ def run_once(protocol: str, n: int, overlap: float, seed: int, workers: int | No
     return run
 
 
+def run_grpc(protocol: str, n: int, overlap: float, seed: int, folder: Path) -> Run:
+    """``gridcredit simulate`` on n IDs per side (one feature), one epoch; PSI seconds."""
+    import pandas as pd
+
+    from federation.protocol.messages import PsiProtocol, TrainSettings
+    from federation.simulate import SimulationSpec, run_simulation
+
+    common = round(n * overlap)
+    run = Run(protocol, n, common, None, os.getloadavg()[0])
+    run.pandas_s, join_size, _ = pandas_join(n, common, seed)
+    rng = np.random.default_rng(seed)  # synthetic features and labels, not keys
+    data = folder / f"data-{n}"
+    data.mkdir(parents=True, exist_ok=True)
+    for side, name in enumerate(("grid", "bank")):
+        frame = pd.DataFrame({"id": make_ids(n, common, side, seed),
+                              "x": rng.normal(size=n).round(4)})
+        if side == 1:
+            frame["y"] = (rng.random(n) < 0.3).astype(int)
+        frame.to_csv(data / f"{name}.csv", index=False)
+    settings = TrainSettings(psi=PsiProtocol(protocol), epochs=1, batch_size=4096,
+                             tolerance=0.0, deadline_seconds=600.0)
+    spec = SimulationSpec(folder / f"run-{protocol}-{n}", data / "grid.csv",
+                          data / "bank.csv", settings=settings, quiet=True, timeout=7200.0)
+    report = run_simulation(spec)
+    if report["intersection_size"] != join_size:
+        raise RuntimeError(f"{protocol} PSI over gRPC found {report['intersection_size']} "
+                           f"rows, expected {join_size}")
+    run.ours_s = float(report["psi_seconds"])
+    run.ratio = run.ours_s / run.pandas_s
+    job = json.loads((spec.out / "coordinator" / "job.json").read_text())
+    run.coordinator_match_s = float(job.get("psi_match_seconds") or 0.0)
+    for name in ("grid", "bank"):
+        stats = json.loads((spec.out / name / "stats.json").read_text())
+        run.steps_s[name] = {"psi": float(stats["psi_seconds"])}
+        run.peak_rss_mb[name] = float(stats.get("peak_rss_mb", 0.0))
+    return run
+
+
 def format_table(runs: list[Run]) -> str:
     head = (f"{'protocol':<13} {'n/side':>11} {'ours s':>8} {'pandas s':>9} {'ratio':>7} "
             f"{'CPU s g/b/c':>16} {'MB sent':>8} {'RSS MB g/b/c':>16}")
@@ -291,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="ECDH threads per party (default: cores)")
     p.add_argument("--seed", type=int, default=1, help="seed of the synthetic IDs (default: 1)")
+    p.add_argument("--transport", choices=["pipes", "grpc"], default="pipes",
+                   help="pipes: the protocol alone in three processes; grpc: a whole "
+                   "'gridcredit simulate' job, PSI seconds from its report (default: pipes)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     return p
 
@@ -311,15 +360,22 @@ def main(argv: list[str] | None = None) -> int:
         print("--sizes must be >= 2 and --overlap within [0, 1]")
         return 2
     runs: list[Run] = []
+    scratch = Path(tempfile.mkdtemp(prefix="psi_speed-"))
     for n in sizes:
         for protocol in protocols:
-            run = run_once(protocol, n, args.overlap, args.seed, args.workers)
+            if args.transport == "grpc":
+                run = run_grpc(protocol, n, args.overlap, args.seed, scratch)
+            else:
+                run = run_once(protocol, n, args.overlap, args.seed, args.workers)
             runs.append(run)
             print(f"{protocol} n={n:,}: {run.ours_s:.3f} s, pandas {run.pandas_s:.3f} s "
                   f"(load avg {run.load_average_1m:.2f})", file=sys.stderr, flush=True)
             if args.json is not None:
                 _write_json(args.json, runs)
-    print(f"PSI in three processes over pipes, {os.cpu_count()} cores, overlap "
+    shutil.rmtree(scratch, ignore_errors=True)
+    where = ("a whole 'gridcredit simulate' job (mutual TLS, audit)" if args.transport == "grpc"
+             else "three processes over pipes")
+    print(f"PSI in {where}, {os.cpu_count()} cores, overlap "
           f"{args.overlap:.0%}, load avg {runs[0].load_average_1m:.2f}; ratio = ours / pandas")
     print(format_table(runs))
     return 0

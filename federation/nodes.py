@@ -88,6 +88,8 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "failure": coordinator.failure, "intersection_size": coordinator.intersection_size,
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
             "stage_seconds": coordinator.stage_seconds,
+            "psi_sizes": coordinator.psi_sizes,
+            "psi_match_seconds": coordinator.psi_match_seconds,
             "peak_rss_mb": peak_rss_mb(),
             "settings": cfg.settings.as_dict(),
         }
