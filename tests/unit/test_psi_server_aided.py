@@ -195,8 +195,8 @@ def crafted(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @pytest.mark.parametrize("shared_prefix", [2, 3, 5])
 def test_prefix_collisions_do_not_fool_the_match(shared_prefix: int) -> None:
-    # Rows sharing their first 8 bytes: the fast path must compare all 16 bytes, and a run of
-    # three or more equal prefixes must fall back to the exact match.
+    # Rows sharing their first 8 bytes: the fast path must compare all 16 bytes, and runs of
+    # three or more equal prefixes are resolved on all bytes.
     rng = np.random.default_rng(shared_prefix)  # test data only
     a, b = crafted(rng, 60), crafted(rng, 50)
     a[:shared_prefix, :8] = 9
@@ -248,10 +248,10 @@ def test_bad_tags_and_bad_bytes_are_refused() -> None:
 
 
 def test_pairs_of_equal_prefixes_stay_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_fallback(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
-        raise AssertionError("fell back to the exact match")
+    def no_runs(*args: object) -> None:
+        raise AssertionError("took the path of runs of three")
 
-    monkeypatch.setattr(sa, "_exact_match", no_fallback)
+    monkeypatch.setattr(sa, "_match_runs", no_runs)
     rng = np.random.default_rng(7)  # test data only
     a, b = crafted(rng, 40), crafted(rng, 40)
     a[0, :8], b[5, :8] = 7, 7  # across the lists, different tails: not a match
@@ -260,3 +260,27 @@ def test_pairs_of_equal_prefixes_stay_on_the_fast_path(monkeypatch: pytest.Monke
     pa, pb = sa.match_tags(a, b)
     np.testing.assert_array_equal(pa, psi.byte_order(a[10:20]) + 10)
     np.testing.assert_array_equal(a[pa], b[pb])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_many_runs_of_equal_prefixes_match_like_the_exact_intersection(seed: int) -> None:
+    # Few distinct 8-byte prefixes, so runs of 3+ abound, some holding several matches.
+    rng = np.random.default_rng(seed)  # test data only
+    a, b = crafted(rng, 300), crafted(rng, 250)
+    a[:, :8] = rng.integers(0, 40, size=(300, 1), dtype=np.uint8)
+    b[:, :8] = rng.integers(0, 40, size=(250, 1), dtype=np.uint8)
+    b[rng.permutation(250)[:120]] = a[rng.permutation(300)[:120]]
+    pa, pb = sa.match_tags(a, b)
+    xa, xb = psi.intersect(a, b)
+    np.testing.assert_array_equal(pa, xa)
+    np.testing.assert_array_equal(pb, xb)
+    assert len(pa) == 120
+
+
+def test_a_repeat_inside_a_run_of_equal_prefixes_is_refused() -> None:
+    rng = np.random.default_rng(9)  # test data only
+    a, b = crafted(rng, 10), crafted(rng, 10)
+    a[:4, :8] = 1  # a run of four equal prefixes in the first list
+    a[3] = a[1]  # ... holding a repeat
+    with pytest.raises(PsiError, match="repeated first tag at index 3$"):
+        sa.match_tags(a, b)
