@@ -96,6 +96,14 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
         "completed (default: 0, never)",
     )
     g.add_argument(
+        "--psi",
+        choices=["server-aided", "ecdh"],
+        help="how the parties align their IDs: 'server-aided', PRF tags under a key the "
+        "parties agree on, matched by the coordinator (it learns both set sizes and the "
+        "intersection size); 'ecdh', two-party Diffie-Hellman without the coordinator, "
+        f"slower (default: {d.psi.value})",
+    )
+    g.add_argument(
         "--deadline",
         type=float,
         dest="deadline_seconds",
@@ -122,6 +130,7 @@ def training_values(args: argparse.Namespace) -> dict[str, Any]:
         "feature_frac_bits",
         "feature_clip",
         "checkpoint_every",
+        "psi",
     ]
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
@@ -154,7 +163,13 @@ def network_flags(parser: argparse.ArgumentParser, party: bool) -> None:
         d.add_argument("--label-column", help="bank only: 0/1 overdue label column (default: y)")
         d.add_argument("--model", type=Path, help="scoring jobs: this party's model.json")
         d.add_argument(
-            "--psi-workers", type=int, help="processes for PSI curve work (default: all cores)"
+            "--psi-workers", type=int, help="threads for ECDH PSI curve work (default: all cores)"
+        )
+        d.add_argument(
+            "--psi",
+            choices=["server-aided", "ecdh"],
+            help="refuse a job that aligns IDs any other way (default: the coordinator's "
+            "choice)",
         )
 
 

@@ -49,7 +49,7 @@ def cmd_party(args: argparse.Namespace) -> int:
             f"{role.value}: no coordinator address ([node] coordinator or --coordinator)"
         )
     data = dict(raw.get("data", {}))
-    for key in ("data", "id_column", "label_column", "model", "psi_workers"):
+    for key in ("data", "id_column", "label_column", "model", "psi_workers", "psi"):
         value = getattr(args, key, None)
         if value is not None:
             data["path" if key == "data" else key] = (

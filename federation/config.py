@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.protocol.errors import ConfigError
-from federation.protocol.messages import Mode, Optimizer, Role, Task, TrainSettings
+from federation.protocol.messages import Mode, Optimizer, PsiProtocol, Role, Task, TrainSettings
 from federation.transport.certs import NodeCerts
 
 SECTIONS = {"node", "tls", "data", "training", "job"}
@@ -23,7 +23,7 @@ SECTIONS = {"node", "tls", "data", "training", "job"}
 KEYS: dict[str, frozenset[str]] = {
     "node": frozenset({"role", "job_id", "listen", "advertise", "coordinator", "out"}),
     "tls": frozenset({"dir", "ca", "cert", "key"}),
-    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers"}),
+    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers", "psi"}),
     "job": frozenset({"barrier_timeout", "job_timeout", "deadline"}),
 }
 
@@ -98,7 +98,7 @@ def tls_from(section: dict[str, Any], role: Role) -> NodeCerts:
     return NodeCerts(Path(section["ca"]), Path(section["cert"]), Path(section["key"]))
 
 
-_CONVERT = {"mode": Mode, "optimizer": Optimizer, "task": Task}
+_CONVERT = {"mode": Mode, "optimizer": Optimizer, "task": Task, "psi": PsiProtocol}
 
 
 def settings_from(section: dict[str, Any], base: TrainSettings | None = None) -> TrainSettings:

@@ -22,7 +22,7 @@ from typing import Any
 from federation.config import CoordinatorConfig, NetworkConfig
 from federation.coordinator import Coordinator, JobStage
 from federation.protocol.errors import ConfigError, InputDataError, VflError
-from federation.protocol.messages import Role, peer_of
+from federation.protocol.messages import PsiProtocol, Role, peer_of
 from federation.transport.audit import AuditLog
 from federation.transport.certs import check_own_certificate
 from federation.transport.channel import Inbox
@@ -89,6 +89,8 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
             "stop_reason": coordinator.stop_reason,
             "stage_seconds": coordinator.stage_seconds,
+            "psi_sizes": coordinator.psi_sizes,
+            "psi_match_seconds": coordinator.psi_match_seconds,
             "peak_rss_mb": peak_rss_mb(),
             "settings": cfg.settings.as_dict(),
         }
@@ -145,8 +147,15 @@ def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float) -> P
     if "path" not in data:
         raise ConfigError(f"{net.role}: no data file given ([data] path or --data)")
     model = data.get("model")
+    psi = data.get("psi")
+    try:
+        required = PsiProtocol(psi) if psi is not None else None
+    except ValueError:
+        raise ConfigError(f"{net.role}: [data] psi = {psi!r}: expected 'server-aided' or "
+                          "'ecdh'") from None
     return PartyConfig(role=net.role, job_id=net.job_id, data=Path(data["path"]), out=net.out,
                        id_column=data.get("id_column", "id"),
                        label_column=data.get("label_column", "y"),
                        model=Path(model) if model else None,
-                       psi_workers=data.get("psi_workers"), deadline_seconds=deadline)
+                       psi_workers=data.get("psi_workers"), deadline_seconds=deadline,
+                       psi=required)

@@ -138,6 +138,7 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         "calibration": calibration_section(bank_metrics, central),
         "fit_seconds": max(stats["grid"]["fit_seconds"], stats["bank"]["fit_seconds"]),
         "psi_seconds": max(stats["grid"]["psi_seconds"], stats["bank"]["psi_seconds"]),
+        "psi_protocol": settings.psi.value,
         "epochs_run": stats["bank"]["epochs_run"], "losses": job["losses"],
         "stop_reason": job.get("stop_reason", ""),
         "expected_wrap_failures": max(stats[n].get("expected_wrap_failures", 0.0)
@@ -222,7 +223,7 @@ def summary_markdown(r: dict[str, Any]) -> str:
     lines = [
         f"# gridcredit run {r['job_id']}", "",
         f"Grid rows {r['rows']['grid']}, bank rows {r['rows']['bank']}, "
-        f"aligned by PSI: **{r['intersection_size']}** enterprises "
+        f"aligned by {r['psi_protocol']} PSI: **{r['intersection_size']}** enterprises "
         f"({r['psi_seconds']:.2f} s).", "",
         f"Training: mode `{c['mode']}`, {r['epochs_run']} of at most {c['epochs']} epochs "
         f"({r['stop_reason'] or 'stopped'}), batch "

@@ -49,7 +49,7 @@ from parties.data import load_party_csv
 from parties.evaluation.scorecard import Scorecard
 from parties.model import PartyModel
 from parties.psi_pool import PsiPool
-from parties.serving import MAX_IDS
+from parties.serving import MAX_IDS, ROTATE_SECONDS
 from parties.serving_bank import BankServing
 from parties.serving_grid import GridServing
 
@@ -93,6 +93,7 @@ class ServeConfig:
     deadline: float = 10.0
     connect_timeout: float = 60.0
     psi_workers: int | None = None
+    rotate_seconds: float = ROTATE_SECONDS  # grid: a new key epoch (and table) after this
 
 
 # -- the process -------------------------------------------------------------------------
@@ -161,6 +162,8 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
         raise ConfigError("bank: --peer HOST:PORT of the grid's serve node is required")
     if cfg.role is Role.GRID and cfg.peer:
         raise ConfigError("grid: --peer is not used (the bank dials the grid)")
+    if not cfg.rotate_seconds > 0:
+        raise ConfigError(f"--rotate-hours must be > 0, got {cfg.rotate_seconds / 3600:g}")
     if not 0 < cfg.max_ids <= 1_000_000:
         raise ConfigError(f"--max-ids must be 1 to 1000000, got {cfg.max_ids}")
     check_own_certificate(cfg.certs, cfg.role)
@@ -173,7 +176,9 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
     server: grpc.Server | None = None
     try:
         if cfg.role is Role.GRID:
-            grid = GridServing(ids, u, max_ids=cfg.max_ids, pool=pool)
+            grid = GridServing(ids, u, max_ids=cfg.max_ids, pool=pool,
+                               rotate_seconds=cfg.rotate_seconds)
+            grid.epoch()  # blind the table now, so that the first open costs no curve work
             server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
         else:
             try:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +31,7 @@ from federation.protocol.messages import (
     JobPlan,
     JoinRequest,
     Mode,
+    PsiProtocol,
     Role,
     SyncReply,
     SyncRequest,
@@ -41,7 +42,7 @@ from federation.protocol.messages import (
 from federation.protocol.schedule import Schedule
 from federation.transport.channel import Channel, CoordinatorLink
 from parties import checkpoint
-from parties.alignment import align, canonical_order
+from parties.alignment import TagMatcher, align, canonical_order
 from parties.data import (
     PartyData,
     Standardizer,
@@ -76,16 +77,21 @@ class PartyConfig:
     model: Path | None = None
     psi_workers: int | None = None
     deadline_seconds: float = 30.0
+    psi: PsiProtocol | None = None  # refuse a job that aligns any other way (None: any)
 
 
 Connect = Callable[[str], Channel]
+
+
+class PartyLink(CoordinatorLink, TagMatcher, Protocol):
+    """What a party node calls on the coordinator: the job's RPCs and the PSI match."""
 
 
 class PartyNode:
     def __init__(
         self,
         config: PartyConfig,
-        coordinator: CoordinatorLink,
+        coordinator: PartyLink,
         connect: Connect,
         address: str,
         on_epoch: Callable[[int, float], None] | None = None,
@@ -148,6 +154,9 @@ class PartyNode:
             raise ConfigError(
                 "bank: a training job needs labels, but this node was given a model to score with"
             )
+        if cfg.psi is not None and cfg.psi is not settings.psi:
+            raise ConfigError(f"{self.role}: this party aligns only with --psi {cfg.psi}, "
+                              f"but job {cfg.job_id} uses --psi {settings.psi}")
         self._channel = self._connect(plan.peer_address)
         self.state.advance(Stage.PSI)
         started = time.perf_counter()
@@ -159,11 +168,14 @@ class PartyNode:
                 cfg.job_id,
                 settings.deadline_seconds,
                 cfg.psi_workers,
+                protocol=settings.psi,
+                coordinator=self._coordinator,
             ),
             data.ids,
             settings.seed,
         )
         self.stats["psi_seconds"] = time.perf_counter() - started
+        self.stats["psi_protocol"] = settings.psi.value
         self.stats["intersection_size"] = len(rows)
         resume = self._checkpoints(settings, len(rows), data.x.shape[1] + int(is_bank))
         offer = float(max(resume.states, default=0))

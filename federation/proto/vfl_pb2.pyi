@@ -45,7 +45,7 @@ class DeliverReply(_message.Message):
     def __init__(self, bytes_received: _Optional[int] = ...) -> None: ...
 
 class TrainSettings(_message.Message):
-    __slots__ = ("mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1", "momentum", "tolerance", "seed", "validation_fraction", "frac_bits", "task", "deadline_seconds", "feature_frac_bits", "feature_clip", "reveal_weights", "checkpoint_every")
+    __slots__ = ("mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1", "momentum", "tolerance", "seed", "validation_fraction", "frac_bits", "task", "deadline_seconds", "feature_frac_bits", "feature_clip", "reveal_weights", "checkpoint_every", "psi")
     MODE_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class TrainSettings(_message.Message):
     FEATURE_CLIP_FIELD_NUMBER: _ClassVar[int]
     REVEAL_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    PSI_FIELD_NUMBER: _ClassVar[int]
     mode: str
     epochs: int
     batch_size: int
@@ -82,7 +83,8 @@ class TrainSettings(_message.Message):
     feature_clip: float
     reveal_weights: str
     checkpoint_every: int
-    def __init__(self, mode: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., momentum: _Optional[float] = ..., tolerance: _Optional[float] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., frac_bits: _Optional[int] = ..., task: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., feature_frac_bits: _Optional[int] = ..., feature_clip: _Optional[float] = ..., reveal_weights: _Optional[str] = ..., checkpoint_every: _Optional[int] = ...) -> None: ...
+    psi: str
+    def __init__(self, mode: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., momentum: _Optional[float] = ..., tolerance: _Optional[float] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., frac_bits: _Optional[int] = ..., task: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., feature_frac_bits: _Optional[int] = ..., feature_clip: _Optional[float] = ..., reveal_weights: _Optional[str] = ..., checkpoint_every: _Optional[int] = ..., psi: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("job_id", "role", "address", "n_rows", "n_columns")
@@ -186,6 +188,28 @@ class FailRequest(_message.Message):
 class FailReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class MatchRequest(_message.Message):
+    __slots__ = ("job_id", "role", "tags")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    role: str
+    tags: bytes
+    def __init__(self, job_id: _Optional[str] = ..., role: _Optional[str] = ..., tags: _Optional[bytes] = ...) -> None: ...
+
+class MatchReply(_message.Message):
+    __slots__ = ("positions",)
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    positions: bytes
+    def __init__(self, positions: _Optional[bytes] = ...) -> None: ...
+
+class MatchPiece(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("ids",)

@@ -2,7 +2,9 @@
 
 A party-to-party ``Envelope`` carries named numpy tensors under a ``Tag``; the receiver
 matches by tag, never by arrival order. Coordinator requests and replies are small
-dataclasses of scalars and seeds: the coordinator never receives a tensor.
+dataclasses of scalars and seeds; the one array the coordinator receives is a party's
+list of server-aided PSI tags (``MatchRequest``: pseudorandom without the parties' key),
+and the one it returns is that party's matched positions (``MatchReply``).
 """
 
 from __future__ import annotations
@@ -86,6 +88,13 @@ class Task(StrEnum):
     SCORE = "score"
 
 
+class PsiProtocol(StrEnum):
+    """How the parties align their IDs (README "What each party learns")."""
+
+    SERVER_AIDED = "server-aided"  # PRF tags matched by the coordinator (the default)
+    ECDH = "ecdh"  # two-party Diffie-Hellman; the coordinator takes no part
+
+
 @dataclass(frozen=True, slots=True)
 class TrainSettings:
     """The job's training parameters, decided by the coordinator's config, same for both."""
@@ -113,6 +122,7 @@ class TrainSettings:
     # Parties checkpoint their training state every N epochs (0: never); a job started
     # again with the same data and settings resumes from the last epoch both completed.
     checkpoint_every: int = 0
+    psi: PsiProtocol = PsiProtocol.SERVER_AIDED
 
     def as_dict(self) -> dict[str, object]:
         """The settings as plain values (enums by their value), for JSON and TOML."""
@@ -171,3 +181,19 @@ class FailRequest:
     job_id: str
     role: Role
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRequest:
+    """Server-aided PSI: a party's shuffled 16-byte tags, (n, 16) ``uint8``."""
+
+    job_id: str
+    role: Role
+    tags: npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchReply:
+    """Positions of the party's matched tags in the list it sent, ascending by tag."""
+
+    positions: npt.NDArray[np.int64]

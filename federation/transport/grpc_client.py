@@ -28,6 +28,8 @@ from federation.protocol.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    MatchReply,
+    MatchRequest,
     Role,
     SyncReply,
     SyncRequest,
@@ -38,7 +40,7 @@ from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
 from federation.transport.channel import Inbox, Observer, abort_envelope
-from federation.transport.grpc_server import describe
+from federation.transport.grpc_server import STEP_MATCH, describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -246,6 +248,29 @@ class GrpcCoordinatorLink:
         reply = self._rpc("deal", req.epoch, req.job_id, wire.deal_request_to_proto(req),
                           self._stub.Deal, self._deadline, 0.0)
         return wire.deal_reply_from_proto(reply)
+
+    def match(self, req: MatchRequest) -> MatchReply:
+        """Server-aided PSI: stream the tags, wait for both parties, read the positions."""
+        data = wire.match_request_to_bytes(req)
+        self._audit.record(direction="sent", peer="coordinator", job=req.job_id, round_=0,
+                           step=STEP_MATCH, payload=data, tensors=describe({"tags": req.tags}))
+        self.bytes_sent += len(data)
+        timeout = self._barrier_wait + len(data) / 20e6
+
+        def pieces() -> Iterator[vfl_pb2.MatchPiece]:
+            for start in range(0, len(data), CHUNK):
+                yield vfl_pb2.MatchPiece(chunk=data[start:start + CHUNK])
+
+        def once() -> bytes:
+            replies = self._stub.Match(pieces(), timeout=timeout)
+            return b"".join(piece.chunk for piece in replies)
+
+        out = call(f"{STEP_MATCH} at the coordinator ({self.address})", once, retry_for=0.0)
+        reply = wire.match_reply_from_bytes(out)
+        self._audit.record(direction="received", peer="coordinator", job=req.job_id, round_=0,
+                           step=STEP_MATCH, payload=out,
+                           tensors=describe({"positions": reply.positions}))
+        return reply
 
     def fail(self, req: FailRequest) -> None:
         try:

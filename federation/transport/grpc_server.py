@@ -27,6 +27,8 @@ from federation.transport.channel import Inbox
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CHUNK = 1 << 20
+STEP_MATCH = "psi/match"  # the audit step of the server-aided PSI call
 
 
 def caller_role(context: grpc.ServicerContext) -> str:
@@ -146,6 +148,31 @@ class CoordinatorServicer(vfl_pb2_grpc.CoordinatorServicer):
             self._c.deal(wire.deal_request_from_proto(request))))
         self._log("sent", role, "deal", request.epoch, reply)
         return reply
+
+    def Match(self, request_iterator: Iterator[vfl_pb2.MatchPiece],
+              context: grpc.ServicerContext) -> Iterator[vfl_pb2.MatchPiece]:
+        """Server-aided PSI: the party's tags in pieces; its matched positions in pieces."""
+        role = require_role(context, (Role.GRID, Role.BANK))
+        data = b"".join(piece.chunk for piece in request_iterator)
+
+        def answer() -> bytes:
+            req = wire.match_request_from_bytes(data)
+            if req.role is not role:
+                raise ProtocolAbort(f"PSI tags claim role {req.role} but the certificate "
+                                    f"names {role}")
+            self._audit.record(direction="received", peer=role.value, job=req.job_id,
+                               round_=0, step=STEP_MATCH, payload=data,
+                               tensors=describe({"tags": req.tags}))
+            reply = self._c.match(req)
+            out = wire.match_reply_to_bytes(reply)
+            self._audit.record(direction="sent", peer=role.value, job=req.job_id, round_=0,
+                               step=STEP_MATCH, payload=out,
+                               tensors=describe({"positions": reply.positions}))
+            return out
+
+        out = _guard(context, answer)
+        for start in range(0, len(out), CHUNK):
+            yield vfl_pb2.MatchPiece(chunk=out[start:start + CHUNK])
 
     def Fail(self, request: vfl_pb2.FailRequest,
              context: grpc.ServicerContext) -> vfl_pb2.FailReply:

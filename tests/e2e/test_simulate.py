@@ -46,6 +46,8 @@ def test_simulate_breast_matches_centralized_auc_with_three_processes(breast_run
         assert lines, f"{node} audit log is empty"
         assert report["bytes_sent"][node] > 0
     assert report["config"]["mode"] == "shared" and report["config"]["batch_size"] == 128
+    assert report["psi_protocol"] == report["config"]["psi"] == "server-aided"
+    assert 0 < report["psi_seconds"] < report["fit_seconds"] + 60
     assert 0 <= report["expected_wrap_failures"] < 1e-3
     for key in ("fit_seconds", "bank_only", "validation"):
         assert key in report
@@ -106,6 +108,16 @@ def test_audit_logs_hold_digests_not_values(breast_run: Path) -> None:
         if json.loads(line)["direction"] == "received" and json.loads(line)["peer"] == "grid"
     }
     assert sent and sent == received
+    # Server-aided PSI: each party's tags and the coordinator's answer, paired by digest.
+    for party in ("grid", "bank"):
+        own = [json.loads(line) for line in
+               (breast_run / party / "audit.jsonl").read_text().splitlines()]
+        coord = [json.loads(line) for line in
+                 (breast_run / "coordinator" / "audit.jsonl").read_text().splitlines()]
+        mine = {(e["direction"], e["sha256"]) for e in own if e["step"] == "psi/match"}
+        theirs = {({"sent": "received", "received": "sent"}[e["direction"]], e["sha256"])
+                  for e in coord if e["step"] == "psi/match" and e["peer"] == party}
+        assert len(mine) == 2 and mine == theirs
 
 
 def test_score_reports_ids_without_grid_record(breast_run: Path, tmp_path: Path) -> None:
@@ -139,7 +151,8 @@ def test_score_reports_ids_without_grid_record(breast_run: Path, tmp_path: Path)
     assert abs(float(scored[first]["probability"]) - trained[first]) < 1e-9
 
 
-def test_partial_overlap_aligns_exactly_the_common_ids(tmp_path: Path) -> None:
+@pytest.mark.parametrize("psi", ["server-aided", "ecdh"])
+def test_partial_overlap_aligns_exactly_the_common_ids(tmp_path: Path, psi: str) -> None:
     grid_lines = fate_file("breast_hetero_host.csv").read_text().splitlines()
     kept = grid_lines[1:][::2]  # every other enterprise has a grid record
     grid = tmp_path / "grid.csv"
@@ -157,11 +170,13 @@ def test_partial_overlap_aligns_exactly_the_common_ids(tmp_path: Path) -> None:
         "128",
         "--mode",
         "local",
+        "--psi",
+        psi,
         "--quiet",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["mode"] == "local"
+    assert report["config"]["mode"] == "local" and report["psi_protocol"] == psi
     assert abs(report["validation"]["auc"] - report["centralized"]["validation"]["auc"]) <= 0.01
     common = {line.split(",")[0] for line in kept}
     assert report["intersection_size"] == len(common) == 285
