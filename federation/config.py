@@ -23,7 +23,8 @@ SECTIONS = {"node", "tls", "data", "training", "job"}
 KEYS: dict[str, frozenset[str]] = {
     "node": frozenset({"role", "job_id", "listen", "advertise", "coordinator", "out"}),
     "tls": frozenset({"dir", "ca", "cert", "key"}),
-    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers"}),
+    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers", "features",
+                       "pca"}),
     "job": frozenset({"barrier_timeout", "job_timeout", "deadline"}),
 }
 

@@ -108,6 +108,7 @@ class Coordinator:
         self._deal_lock = threading.Lock()
         self._joint_dealt: set[tuple[Role, str]] = set()
         self._schedule: Schedule | None = None
+        self._columns: dict[Role, int] = {}
         self._stage_started = time.monotonic()
 
     # -- state machine ---------------------------------------------------------------
@@ -238,7 +239,16 @@ class Coordinator:
             raise ValueError("the parties share no enterprise IDs: nothing to train on")
         s = self.settings
         self._schedule = Schedule(n, s.validation_fraction, s.batch_size, s.seed)
-        columns = {role: r.n_columns for role, r in self._joined.items()}
+        # A party that replaces its features by its own principal components (--pca) knows
+        # its column count only after alignment; it reports it here.
+        columns = {role: int(arrived[role].values.get("columns", r.n_columns))
+                   for role, r in self._joined.items()}
+        grown = [role for role, k in columns.items() if k > self._joined[role].n_columns]
+        if grown:
+            raise ValueError(f"{grown[0]} reported {columns[grown[0]]} columns after "
+                             f"alignment, more than the {self._joined[grown[0]].n_columns} "
+                             "it joined with")
+        self._columns = columns
         dealer = SharedDealer if s.mode is Mode.SHARED else Dealer
         self._dealer = dealer(self._seeds, self._schedule, columns)
         self._advance(JobStage.FIT)
@@ -304,7 +314,7 @@ class Coordinator:
             if (req.role, purpose) in self._joint_dealt:
                 raise ProtocolAbort(f"joint corrections for {req.role} were already dealt")
             self._joint_dealt.add((req.role, purpose))
-            columns = {role: r.n_columns for role, r in self._joined.items()}
+            columns = self._columns or {role: r.n_columns for role, r in self._joined.items()}
             n = self.intersection_size
         return DealReply({purpose: joint_correction(self._seeds, req.role, purpose, n, columns)})
 

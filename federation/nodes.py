@@ -30,6 +30,7 @@ from federation.transport.grpc_client import GrpcChannel, GrpcCoordinatorLink, w
 from federation.transport.grpc_server import add_coordinator, add_party, start_server
 from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
+from parties.pca import parse_components
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,17 @@ def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float) -> P
     if "path" not in data:
         raise ConfigError(f"{net.role}: no data file given ([data] path or --data)")
     model = data.get("model")
+    features = data.get("features")
+    if features is not None and (not isinstance(features, list)
+                                 or not all(isinstance(f, str) for f in features)):
+        raise ConfigError(f"{net.role}: [data] features must be a list of column names")
+    try:
+        pca = parse_components(data.get("pca"))
+    except ValueError as exc:
+        raise ConfigError(f"{net.role}: [data] pca: {exc}") from exc
     return PartyConfig(role=net.role, job_id=net.job_id, data=Path(data["path"]), out=net.out,
                        id_column=data.get("id_column", "id"),
                        label_column=data.get("label_column", "y"),
                        model=Path(model) if model else None,
-                       psi_workers=data.get("psi_workers"), deadline_seconds=deadline)
+                       psi_workers=data.get("psi_workers"), deadline_seconds=deadline,
+                       features=None if features is None else tuple(features), pca=pca)

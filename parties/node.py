@@ -44,10 +44,12 @@ from federation.transport.channel import Channel, CoordinatorLink
 from parties import checkpoint
 from parties.alignment import align, canonical_order
 from parties.data import PartyData, Standardizer, load_party_csv
+from parties.inputs import fit_training_pca, select_columns
 from parties.joint import joint_logits
 from parties.local_fit import LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
 from parties.outputs import write_bank_evaluation, write_scores
+from parties.pca import Pca
 from parties.shared_fit import SharedFit
 from parties.state import PartyState, Stage
 
@@ -70,6 +72,10 @@ class PartyConfig:
     model: Path | None = None
     psi_workers: int | None = None
     deadline_seconds: float = 30.0
+    # Train on these columns only (a screening's selection or a stage's indicators).
+    features: tuple[str, ...] | None = None
+    # Replace this party's features by its own principal components (count or "auto").
+    pca: int | str | None = None
 
 
 Connect = Callable[[str], Channel]
@@ -92,6 +98,7 @@ class PartyNode:
         self._address = address
         self._on_epoch = on_epoch
         self._channel: Channel | None = None
+        self._pca: Pca | None = None
         self.stats: dict[str, Any] = {"role": self.role.value, "pid": os.getpid()}
 
     def run(self) -> dict[str, Any]:
@@ -120,6 +127,8 @@ class PartyNode:
         if cfg.model is not None:  # the model's columns, so the dealer sizes masks right
             model = self._scoring_model(data)
             data = data.select(model.features)
+        elif cfg.features is not None:
+            data = select_columns(data, list(cfg.features), self.role)
         self.stats["rows"] = len(data.ids)
         plan = self._coordinator.join(
             JoinRequest(
@@ -127,7 +136,7 @@ class PartyNode:
                 self.role,
                 self._address,
                 len(data.ids),
-                data.x.shape[1] + (1 if is_bank else 0),
+                (data.x.shape[1] if model is None else len(model.mean)) + (1 if is_bank else 0),
             )
         )
         self.state.advance(Stage.JOINED)
@@ -157,10 +166,17 @@ class PartyNode:
         )
         self.stats["psi_seconds"] = time.perf_counter() - started
         self.stats["intersection_size"] = len(rows)
-        resume = self._checkpoints(settings, len(rows), data.x.shape[1] + int(is_bank))
+        columns = data.x.shape[1]
+        if model is None and cfg.pca is not None and settings.task is Task.TRAIN:
+            self._pca = fit_training_pca(data, rows, settings, cfg.pca)
+            columns = self._pca.loadings.shape[1]
+            self.stats["pca_components"] = columns
+            self.stats["pca_explained"] = float(self._pca.explained.sum())
+        resume = self._checkpoints(settings, len(rows), columns + int(is_bank))
         offer = float(max(resume.states, default=0))
         reply = self._sync(
-            0, "aligned", {"intersection": float(len(rows)), "checkpoint_epoch": offer}
+            0, "aligned", {"intersection": float(len(rows)), "checkpoint_epoch": offer,
+                           "columns": float(columns + int(is_bank))}
         )
         resume.start = int(reply.values.get("start_epoch", 0))
         self.state.advance(Stage.ALIGNED)
@@ -198,8 +214,9 @@ class PartyNode:
         schedule = Schedule(
             len(rows), settings.validation_fraction, settings.batch_size, settings.seed
         )
-        standardizer = Standardizer.fit(aligned.x[schedule.train_rows])
-        z = standardizer.apply(aligned.x)
+        inputs = aligned.x if self._pca is None else self._pca.apply(aligned.x)
+        standardizer = Standardizer.fit(inputs[schedule.train_rows])
+        z = standardizer.apply(inputs)
         x = with_intercept(z) if self.role is Role.BANK else z
         self.state.advance(Stage.TRAINING)
         args = (self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
@@ -254,6 +271,7 @@ class PartyNode:
             {r: [int(v) for v in a] for r, a in fit.weight_shares.items()} if shared else None,
             settings.frac_bits,
             settings.feature_frac_bits,
+            None if self._pca is None else self._pca.as_dict(),
         )
         model.save(self.config.out / "model.json")
         atomic_write_text(self.config.out / "coefficients.csv", model.coefficient_table())
@@ -322,7 +340,7 @@ class PartyNode:
         self.state.advance(Stage.SCORING)
         aligned = data.take(rows.astype(np.int64))
         if model.shares is not None:  # a model kept shared scores jointly
-            z = model.standardizer().apply(aligned.x)
+            z = model.standardized(aligned.x)
             x = with_intercept(z) if self.role is Role.BANK else z
             joint = replace(plan, settings=replace(
                 settings, frac_bits=model.frac_bits or settings.frac_bits,

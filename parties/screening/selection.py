@@ -164,3 +164,35 @@ def selection_document(kept: Sequence[Candidate], dropped: Sequence[Dropped], ru
                         for d in dropped if d.party == party],
         }
     return out
+
+
+MISSING_SUFFIX = "_missing"
+
+
+def kept_names(document: Mapping[str, Any], party: str, where: str = "selection") -> list[str]:
+    """``party``'s kept indicator names from a ``selection.json`` document."""
+    try:
+        kept = document["parties"][party]["kept"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{where}: no parties.{party}.kept list (not a selection.json "
+                         "written by gridcredit screen)") from exc
+    if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
+        raise ValueError(f"{where}: parties.{party}.kept must be a list of names")
+    return list(kept)
+
+
+def selected_columns(header: Sequence[str], kept: Sequence[str], where: str) -> list[str]:
+    """The columns of a trainer-ready table that a selection keeps: the kept indicators and
+    their ``<name>_missing`` flags, in table order.
+
+    Raises
+    ------
+    ValueError
+        If a kept indicator is not a column of the table (naming ``where``).
+    """
+    names = set(kept)
+    absent = [k for k in kept if k not in header]
+    if absent:
+        raise ValueError(f"{where}: no column(s) {absent} that the selection keeps")
+    return [c for c in header if c in names
+            or (c.endswith(MISSING_SUFFIX) and c[: -len(MISSING_SUFFIX)] in names)]
