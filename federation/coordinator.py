@@ -22,10 +22,12 @@ import numpy as np
 from crypto.prg import new_seed
 from crypto.ring import decode
 from federation.dealer import Dealer, joint_correction
+from federation.dealer_screen import ScreenDealer, ScreenSizes
 from federation.dealer_shared import SharedDealer
 from federation.protocol.errors import ProtocolAbort, StageError
 from federation.protocol.messages import (
     PARTY_ROLES,
+    SCREEN_DEAL_EPOCH,
     DealReply,
     DealRequest,
     Decision,
@@ -51,16 +53,19 @@ class JobStage(StrEnum):
     FIT = auto()
     EVALUATE = auto()
     SCORE = auto()
+    SCREEN = auto()
     DONE = auto()
     FAILED = auto()
 
 
 ALLOWED: dict[JobStage, frozenset[JobStage]] = {
     JobStage.REGISTER: frozenset({JobStage.ALIGN, JobStage.FAILED}),
-    JobStage.ALIGN: frozenset({JobStage.FIT, JobStage.SCORE, JobStage.FAILED}),
+    JobStage.ALIGN: frozenset({JobStage.FIT, JobStage.SCORE, JobStage.SCREEN,
+                               JobStage.FAILED}),
     JobStage.FIT: frozenset({JobStage.EVALUATE, JobStage.FAILED}),
     JobStage.EVALUATE: frozenset({JobStage.DONE, JobStage.FAILED}),
     JobStage.SCORE: frozenset({JobStage.DONE, JobStage.FAILED}),
+    JobStage.SCREEN: frozenset({JobStage.DONE, JobStage.FAILED}),
     JobStage.DONE: frozenset(),
     JobStage.FAILED: frozenset(),
 }
@@ -70,6 +75,8 @@ STEP_ALIGNED = "aligned"
 STEP_EPOCH = "epoch"
 STEP_EVALUATED = "evaluated"
 STEP_SCORED = "scored"
+STEP_SCREENED = "screened"
+SCREEN_SIZES = ("train_rows", "count_bits", "pearson_bits")
 JOINT_EPOCH = 0  # a deal request for epoch 0 asks for a joint forward pass's corrections
 
 
@@ -105,6 +112,7 @@ class Coordinator:
         self._seeds = {role: new_seed() for role in PARTY_ROLES}
         self._barriers: dict[tuple[int, str], _Barrier] = {}
         self._dealer: Dealer | SharedDealer | None = None
+        self._screen_dealer: ScreenDealer | None = None
         self._deal_lock = threading.Lock()
         self._joint_dealt: set[tuple[Role, str]] = set()
         self._schedule: Schedule | None = None
@@ -211,6 +219,7 @@ class Coordinator:
             STEP_EPOCH: self._on_epoch,
             STEP_EVALUATED: self._on_finished,
             STEP_SCORED: self._on_finished,
+            STEP_SCREENED: self._on_finished,
         }
         handler = handlers.get(step)
         if handler is None:
@@ -235,6 +244,8 @@ class Coordinator:
         if self.settings.task is Task.SCORE:
             self._advance(JobStage.SCORE)
             return SyncReply(Decision.CONTINUE, {"intersection": n})
+        if self.settings.task is Task.SCREEN:
+            return self._start_screening(n, arrived)
         if n == 0:
             raise ValueError("the parties share no enterprise IDs: nothing to train on")
         s = self.settings
@@ -254,6 +265,24 @@ class Coordinator:
         self._advance(JobStage.FIT)
         return SyncReply(Decision.CONTINUE, {"intersection": n,
                                              "start_epoch": float(self.start_epoch)})
+
+    def _start_screening(self, n: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
+        """Sizes of the two screening products, which both parties must report alike."""
+        if n == 0:
+            raise ValueError("the parties share no enterprise IDs: nothing to screen")
+        agreed = {}
+        for key in SCREEN_SIZES:
+            values = {role: int(r.values.get(key, -1)) for role, r in arrived.items()}
+            if len(set(values.values())) != 1 or min(values.values()) < 1:
+                raise ValueError(f"parties report different or no {key}: {values}")
+            agreed[key] = values[Role.GRID]
+        grid, bank = arrived[Role.GRID].values, arrived[Role.BANK].values
+        self._screen_dealer = ScreenDealer(self._seeds, ScreenSizes(
+            n, agreed["train_rows"], int(grid.get("width", 0)), int(grid.get("columns", 0)),
+            int(bank.get("columns", 0)), agreed["count_bits"], agreed["pearson_bits"]))
+        self._on_event({"event": "screening", "rows": n})
+        self._advance(JobStage.SCREEN)
+        return SyncReply(Decision.CONTINUE, {"intersection": n})
 
     def _on_epoch(self, epoch: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
         if self.stage is not JobStage.FIT or self._schedule is None:
@@ -288,6 +317,8 @@ class Coordinator:
     def deal(self, req: DealRequest) -> DealReply:
         if req.epoch == JOINT_EPOCH:
             return self._deal_joint(req)
+        if req.epoch == SCREEN_DEAL_EPOCH:
+            return self._deal_screen(req)
         with self._cond:
             self._check_job(req.job_id, req.role)
             if self.stage is not JobStage.FIT or self._dealer is None:
@@ -299,6 +330,26 @@ class Coordinator:
         try:
             with self._deal_lock:
                 return DealReply(dealer.corrections(req.role, req.epoch))
+        except ValueError as exc:
+            raise ProtocolAbort(str(exc)) from exc
+
+    def _deal_screen(self, req: DealRequest) -> DealReply:
+        """The bank's corrections of the two screening products, once."""
+        with self._cond:
+            self._check_job(req.job_id, req.role)
+            dealer = self._screen_dealer
+            if self.stage is not JobStage.SCREEN or dealer is None:
+                raise StageError(f"{req.role} asked for screening corrections in stage "
+                                 f"{self.stage}")
+            if req.role is not Role.BANK:
+                raise ProtocolAbort(f"{req.role} asked for screening corrections; only the "
+                                    "bank receives any")
+        s = dealer.sizes
+        if min(s.width, s.grid_columns, s.bank_columns) < 1:
+            raise ProtocolAbort(f"screening sizes incomplete: {s}")
+        try:
+            with self._deal_lock:
+                return DealReply(dealer.corrections())
         except ValueError as exc:
             raise ProtocolAbort(str(exc)) from exc
 

@@ -50,6 +50,7 @@ from parties.local_fit import LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
 from parties.outputs import write_bank_evaluation, write_scores
 from parties.pca import Pca
+from parties.screen_step import ROUND_SELECTION, ScreenConfig, run_bank, run_grid, screen_sizes
 from parties.shared_fit import SharedFit
 from parties.state import PartyState, Stage
 
@@ -76,6 +77,8 @@ class PartyConfig:
     features: tuple[str, ...] | None = None
     # Replace this party's features by its own principal components (count or "auto").
     pca: int | str | None = None
+    # Screen indicators (Task.SCREEN) instead of training: empty cells are missing values.
+    screen: ScreenConfig | None = None
 
 
 Connect = Callable[[str], Channel]
@@ -122,7 +125,8 @@ class PartyNode:
         is_bank = self.role is Role.BANK
         # A node given a model scores: its file needs no label, and extra columns are ignored.
         labelled = is_bank and cfg.model is None
-        data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None)
+        data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None,
+                              allow_missing=cfg.screen is not None)
         model = None
         if cfg.model is not None:  # the model's columns, so the dealer sizes masks right
             model = self._scoring_model(data)
@@ -143,6 +147,9 @@ class PartyNode:
         settings = plan.settings
         if settings.task is Task.SCORE and model is None:
             raise ConfigError(f"{self.role}: a scoring job needs --model PATH")
+        if (settings.task is Task.SCREEN) != (cfg.screen is not None):
+            raise ConfigError(f"{self.role}: a screening job needs a [screen] table and "
+                              "only a screening job takes one")
         if settings.task is not Task.SCORE:
             model = None
         if is_bank and model is None and data.y is None:
@@ -166,6 +173,9 @@ class PartyNode:
         )
         self.stats["psi_seconds"] = time.perf_counter() - started
         self.stats["intersection_size"] = len(rows)
+        if cfg.screen is not None:
+            self._screen(plan, data, rows, cfg.screen)
+            return
         columns = data.x.shape[1]
         if model is None and cfg.pca is not None and settings.task is Task.TRAIN:
             self._pca = fit_training_pca(data, rows, settings, cfg.pca)
@@ -186,6 +196,27 @@ class PartyNode:
             self._score(plan, data, rows, model)
         self.state.advance(Stage.DONE)
         self.stats["bytes_sent"] = self._channel.bytes_sent
+        atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
+
+    def _screen(self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp],
+                screen: ScreenConfig) -> None:
+        """Screening instead of training (``parties.screen_step``); no model is written."""
+        settings, channel = plan.settings, self._require_channel()
+        aligned = data.take(rows.astype(np.int64))
+        self._sync(0, "aligned", screen_sizes(self.role, settings, aligned, screen))
+        self.state.advance(Stage.ALIGNED)
+        self.state.advance(Stage.SCREENING)
+        cfg = self.config
+        if self.role is Role.GRID:
+            result = run_grid(channel, cfg.job_id, plan.dealer_seed, settings, aligned, screen,
+                              cfg.out, cfg.id_column)
+        else:
+            result = run_bank(channel, self._coordinator, cfg.job_id, plan.dealer_seed,
+                              settings, aligned, screen, cfg.out, cfg.id_column)
+        self.stats.update(result)
+        self._sync(ROUND_SELECTION + 1, "screened", {})
+        self.state.advance(Stage.DONE)
+        self.stats["bytes_sent"] = channel.bytes_sent
         atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
 
     def _sync(self, round_: int, step: str, values: dict[str, float]) -> SyncReply:
