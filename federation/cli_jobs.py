@@ -57,7 +57,8 @@ def cmd_party(args: argparse.Namespace) -> int:
             )
     deadline = float(raw.get("job", {}).get("deadline", 30.0))
     barrier = float(raw.get("job", {}).get("barrier_timeout", 600.0))
-    return int(run_party(net, party_config(net, data, deadline), deadline, barrier))
+    screen = raw.get("screen")
+    return int(run_party(net, party_config(net, data, deadline, screen), deadline, barrier))
 
 
 def cmd_certs(args: argparse.Namespace) -> int:

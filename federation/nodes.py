@@ -31,6 +31,7 @@ from federation.transport.grpc_server import add_coordinator, add_party, start_s
 from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
 from parties.pca import parse_components
+from parties.screen_step import ScreenConfig
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,26 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     return ExitCode.OK
 
 
-def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float) -> PartyConfig:
+def screen_config(table: dict[str, Any] | None) -> ScreenConfig | None:
+    """The [screen] table of a party's config (None: not a screening node)."""
+    if table is None:
+        return None
+    bins = table.get("bins", 10)
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 256:
+        raise ConfigError(f"[screen] bins = {bins!r}: expected an integer in [2, 256]")
+    reveal = table.get("reveal_to_grid", "none")
+    if reveal not in ("none", "summary"):
+        raise ConfigError(f"[screen] reveal_to_grid = {reveal!r}: expected 'none' or 'summary'")
+    merge = table.get("monotone_merge", False)
+    if not isinstance(merge, bool):
+        raise ConfigError(f"[screen] monotone_merge = {merge!r}: expected true or false")
+    rules, compare = table.get("rules"), table.get("compare")
+    return ScreenConfig(bins, Path(rules) if rules else None, reveal, merge,
+                        Path(compare) if compare else None)
+
+
+def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float,
+                 screen: dict[str, Any] | None = None) -> PartyConfig:
     if "path" not in data:
         raise ConfigError(f"{net.role}: no data file given ([data] path or --data)")
     model = data.get("model")
@@ -158,4 +178,5 @@ def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float) -> P
                        label_column=data.get("label_column", "y"),
                        model=Path(model) if model else None,
                        psi_workers=data.get("psi_workers"), deadline_seconds=deadline,
-                       features=None if features is None else tuple(features), pca=pca)
+                       features=None if features is None else tuple(features), pca=pca,
+                       screen=screen_config(screen))

@@ -83,6 +83,8 @@ class _Federation:
     data: dict[Role, dict[str, object]]
     quiet: bool
     timeout: float
+    # More TOML tables per party (e.g. [screen] for a screening job).
+    tables: dict[Role, dict[str, dict[str, object]]] = field(default_factory=dict)
 
     def run(self) -> dict[Role, NodeProcess]:
         out, certs = self.out.resolve(), self.out.resolve() / "certs"
@@ -124,6 +126,7 @@ class _Federation:
                         "tls": {"dir": str(certs)},
                         "data": self.data[role],
                         "job": {"deadline": self.settings.deadline_seconds},
+                        **self.tables.get(role, {}),
                     },
                 )
                 nodes[role] = NodeProcess(

@@ -21,16 +21,14 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from parties.labels.features import build_bank_features, build_grid_features
 from parties.labels.output import write_csv
 from parties.labels.registry import impute_for_training
-from parties.labels.schema import parse_month
+from parties.labels.schema import BankRaw, GridRaw, parse_month
 from parties.labels.synth import synthesize
 
 
 def full_tables(enterprises: int = 3000, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(grid, bank)``: ``id`` (bank: ``id``, ``y``) and every indicator, NaN kept."""
     data = synthesize(enterprises, 36, seed)
-    as_of = parse_month(str(data.manifest["as_of"]))
-    return build_grid_features(data.grid, as_of).table, build_bank_features(data.bank,
-                                                                            as_of).table
+    return tables_at(data.grid, data.bank, parse_month(str(data.manifest["as_of"])))
 
 
 def trainer_tables(grid: pd.DataFrame, bank: pd.DataFrame, grid_columns: Sequence[str],
@@ -45,3 +43,10 @@ def write_tables(out_dir: pathlib.Path, grid: pd.DataFrame, bank: pd.DataFrame,
     """``out_dir/grid_<stem>.csv`` and ``out_dir/bank_<stem>.csv`` (empty cell = missing)."""
     return (write_csv(out_dir / f"grid_{stem}.csv", grid),
             write_csv(out_dir / f"bank_{stem}.csv", bank))
+
+
+def tables_at(grid_raw: GridRaw, bank_raw: BankRaw, as_of: int) -> tuple[pd.DataFrame,
+                                                                         pd.DataFrame]:
+    """Both parties' indicators at ``as_of`` with missing values kept (bank: with ``y``)."""
+    return (build_grid_features(grid_raw, as_of).table,
+            build_bank_features(bank_raw, as_of).table)

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from federation.messages import DealRequest, JoinRequest, Role, SyncRequest, TrainSettings
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from crypto.limbs import unpack
-from federation.messages import DealRequest, JoinRequest, Role, SyncRequest, TrainSettings
 from parties.screen_step import Sizes
 from tests.inprocess.screening_harness import Screening, run_screening, write_table
 from tests.privacy.harness import request_wire_bytes
