@@ -12,7 +12,7 @@ bank as three real processes over loopback with mutual TLS, PSI included) and re
   screening, summary and plots);
 - the centralized computation of the same outputs on the joined data in this process
   (binning, per-bin counts with ``np.bincount``, correlations, statistics and selection:
-  ``parties.screening.document.screen``), and the ratio;
+  ``parties.evaluation.screening.document.screen``), and the ratio;
 - bytes the parties sent during screening (audit logs, PSI steps excluded) against the
   protocol's lower bound: the tensors the protocol defines at their ring widths (E of the
   one-hot matrix, F and z of the counts product; E, F, z of the correlation product; the
@@ -47,14 +47,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from crypto.limbs import elementwise_bytes
-from federation.messages import TrainSettings
-from federation.schedule import Schedule
+from federation.protocol.messages import TrainSettings
+from federation.protocol.schedule import Schedule
 from federation.screen import ScreenSpec, run_screen
 from parties.binning import bin_matrix
+from parties.evaluation.screening.document import SlotCounts, screen
+from parties.evaluation.screening.redundancy import correlation, standardize
+from parties.evaluation.screening.selection import Rules
 from parties.screen_step import Sizes
-from parties.screening.document import SlotCounts, screen
-from parties.screening.redundancy import correlation, standardize
-from parties.screening.selection import Rules
 
 NODES = ("coordinator", "grid", "bank")
 SCREEN_STEPS = ("bins-masked", "bins-product", "screen-grid-info", "screen-selection",

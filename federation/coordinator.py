@@ -27,7 +27,6 @@ from federation.dealer_shared import SharedDealer
 from federation.protocol.errors import ProtocolAbort, StageError
 from federation.protocol.messages import (
     PARTY_ROLES,
-    SCREEN_DEAL_EPOCH,
     DealReply,
     DealRequest,
     Decision,
@@ -41,6 +40,7 @@ from federation.protocol.messages import (
     Task,
     TrainSettings,
 )
+from federation.protocol.products import SCREEN_DEAL_EPOCH
 from federation.protocol.schedule import Schedule
 
 log = logging.getLogger(__name__)

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from crypto.ring import Ring
 from federation.dealer_bins import BinDealer
 from federation.protocol.messages import (
+    Role,
+)
+from federation.protocol.products import (
     SCREEN_COUNT_COLUMNS,
     SCREEN_COUNTS_BLOCK,
     SCREEN_COUNTS_MATRIX,
     SCREEN_PEARSON_BLOCK,
     SCREEN_PEARSON_MATRIX,
-    Role,
 )
 
 

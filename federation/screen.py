@@ -129,7 +129,7 @@ def run_screen(spec: ScreenSpec) -> dict[str, Any]:
         raise ConfigError(f"--reveal-to-grid: expected none or summary, got "
                           f"{spec.reveal_to_grid!r}")
     if spec.rules is not None:
-        from parties.screening.selection import load_rules
+        from parties.evaluation.screening.selection import load_rules
 
         load_rules(spec.rules)  # a bad rules file stops here, before any process starts
     spec.out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +187,7 @@ def _assemble(spec: ScreenSpec, job_id: str, inputs: _Inputs,
 
 def _plots(out: Path, document: dict[str, Any], selection: dict[str, Any],
            top: int) -> list[str]:
-    from parties.screening.plots import plot_iv, plot_woe
+    from parties.evaluation.screening.plots import plot_iv, plot_woe
 
     folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)

@@ -151,7 +151,7 @@ def _resolve_data(spec: SimulationSpec) -> tuple[Path, Path, str, str]:
     if spec.grid_data is not None and spec.bank_data is not None:
         return spec.grid_data.resolve(), spec.bank_data.resolve(), spec.id_column, spec.label_column
     if spec.select is not None or spec.stage is not None:
-        from parties.screening.choose import demo_subset
+        from parties.choose import demo_subset
 
         grid, bank = demo_subset(spec.out.resolve() / "data", spec.demo_enterprises,
                                  spec.select, spec.stage)
@@ -168,7 +168,7 @@ def _chosen_columns(spec: SimulationSpec, grid: Path, bank: Path, id_col: str,
     (the demo is written already reduced to them)."""
     if spec.grid_data is None or (spec.select is None and spec.stage is None):
         return None
-    from parties.screening.choose import chosen_columns
+    from parties.choose import chosen_columns
 
     return {role.value: chosen_columns(path, role.value, id_col, label_col, spec.select,
                                        spec.stage)

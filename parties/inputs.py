@@ -11,6 +11,8 @@ coordinator see of either is the resulting column count.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -33,12 +35,17 @@ def select_columns(data: PartyData, features: list[str], role: Role) -> PartyDat
 
 
 def fit_training_pca(data: PartyData, rows: npt.NDArray[np.intp], settings: TrainSettings,
-                     components: int | str) -> Pca:
-    """PCA of ``data``'s aligned training rows (the split both parties derive alike)."""
+                     components: int | str, stats: dict[str, Any] | None = None) -> Pca:
+    """PCA of ``data``'s aligned training rows (the split both parties derive alike); the
+    component count and explained share go into ``stats`` if given."""
     schedule = Schedule(len(rows), settings.validation_fraction, settings.batch_size,
                         settings.seed)
     train = data.x[rows.astype(np.int64)[schedule.train_rows]]
     try:
-        return fit_pca(train, components)
+        pca = fit_pca(train, components)
     except ValueError as exc:
         raise InputDataError(f"{data.path}: {exc}") from exc
+    if stats is not None:
+        stats.update(pca_components=pca.loadings.shape[1],
+                     pca_explained=float(pca.explained.sum()))
+    return pca

@@ -50,7 +50,7 @@ from parties.local_fit import LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
 from parties.outputs import write_bank_evaluation, write_scores
 from parties.pca import Pca
-from parties.screen_step import ROUND_SELECTION, ScreenConfig, run_bank, run_grid, screen_sizes
+from parties.screen_step import ROUND_SELECTION, ScreenConfig, run_side, screen_sizes
 from parties.shared_fit import SharedFit
 from parties.state import PartyState, Stage
 
@@ -73,12 +73,9 @@ class PartyConfig:
     model: Path | None = None
     psi_workers: int | None = None
     deadline_seconds: float = 30.0
-    # Train on these columns only (a screening's selection or a stage's indicators).
-    features: tuple[str, ...] | None = None
-    # Replace this party's features by its own principal components (count or "auto").
-    pca: int | str | None = None
-    # Screen indicators (Task.SCREEN) instead of training: empty cells are missing values.
-    screen: ScreenConfig | None = None
+    features: tuple[str, ...] | None = None  # train on these columns only (--select, --stage)
+    pca: int | str | None = None  # this party's own principal components (count or "auto")
+    screen: ScreenConfig | None = None  # screen indicators instead (empty cell = missing)
 
 
 Connect = Callable[[str], Channel]
@@ -148,8 +145,7 @@ class PartyNode:
         if settings.task is Task.SCORE and model is None:
             raise ConfigError(f"{self.role}: a scoring job needs --model PATH")
         if (settings.task is Task.SCREEN) != (cfg.screen is not None):
-            raise ConfigError(f"{self.role}: a screening job needs a [screen] table and "
-                              "only a screening job takes one")
+            raise ConfigError(f"{self.role}: a [screen] table needs a screening job and vice versa")
         if settings.task is not Task.SCORE:
             model = None
         if is_bank and model is None and data.y is None:
@@ -178,16 +174,13 @@ class PartyNode:
             return
         columns = data.x.shape[1]
         if model is None and cfg.pca is not None and settings.task is Task.TRAIN:
-            self._pca = fit_training_pca(data, rows, settings, cfg.pca)
+            self._pca = fit_training_pca(data, rows, settings, cfg.pca, self.stats)
             columns = self._pca.loadings.shape[1]
-            self.stats["pca_components"] = columns
-            self.stats["pca_explained"] = float(self._pca.explained.sum())
         resume = self._checkpoints(settings, len(rows), columns + int(is_bank))
         offer = float(max(resume.states, default=0))
-        reply = self._sync(
-            0, "aligned", {"intersection": float(len(rows)), "checkpoint_epoch": offer,
-                           "columns": float(columns + int(is_bank))}
-        )
+        values = {"intersection": float(len(rows)), "checkpoint_epoch": offer,
+                  "columns": float(columns + int(is_bank))}  # columns: after any PCA
+        reply = self._sync(0, "aligned", values)
         resume.start = int(reply.values.get("start_epoch", 0))
         self.state.advance(Stage.ALIGNED)
         if model is None:
@@ -201,22 +194,15 @@ class PartyNode:
     def _screen(self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp],
                 screen: ScreenConfig) -> None:
         """Screening instead of training (``parties.screen_step``); no model is written."""
-        settings, channel = plan.settings, self._require_channel()
-        aligned = data.take(rows.astype(np.int64))
-        self._sync(0, "aligned", screen_sizes(self.role, settings, aligned, screen))
+        aligned, cfg = data.take(rows.astype(np.int64)), self.config
+        self._sync(0, "aligned", screen_sizes(self.role, plan.settings, aligned, screen))
         self.state.advance(Stage.ALIGNED)
         self.state.advance(Stage.SCREENING)
-        cfg = self.config
-        if self.role is Role.GRID:
-            result = run_grid(channel, cfg.job_id, plan.dealer_seed, settings, aligned, screen,
-                              cfg.out, cfg.id_column)
-        else:
-            result = run_bank(channel, self._coordinator, cfg.job_id, plan.dealer_seed,
-                              settings, aligned, screen, cfg.out, cfg.id_column)
-        self.stats.update(result)
+        self.stats.update(run_side(self.role, self._require_channel(), self._coordinator, plan,
+                                   aligned, screen, cfg.out, cfg.id_column))
         self._sync(ROUND_SELECTION + 1, "screened", {})
         self.state.advance(Stage.DONE)
-        self.stats["bytes_sent"] = channel.bytes_sent
+        self.stats["bytes_sent"] = self._require_channel().bytes_sent
         atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
 
     def _sync(self, round_: int, step: str, values: dict[str, float]) -> SyncReply:

@@ -35,17 +35,20 @@ import numpy.typing as npt
 from crypto.limbs import MAX_BITS, ring_bits
 from federation.protocol.errors import ConfigError, InputDataError, ProtocolAbort
 from federation.protocol.messages import (
+    DealRequest,
+    Envelope,
+    JobPlan,
+    Role,
+    Tag,
+    TrainSettings,
+)
+from federation.protocol.products import (
     SCREEN_COUNT_COLUMNS,
     SCREEN_COUNTS_BLOCK,
     SCREEN_COUNTS_MATRIX,
     SCREEN_DEAL_EPOCH,
     SCREEN_PEARSON_BLOCK,
     SCREEN_PEARSON_MATRIX,
-    DealRequest,
-    Envelope,
-    Role,
-    Tag,
-    TrainSettings,
 )
 from federation.protocol.schedule import Schedule
 from federation.transport.channel import Channel, CoordinatorLink
@@ -53,11 +56,11 @@ from parties.bin_product import BankBins, BinSpec, GridBins
 from parties.binning import BinnedMatrix, apply_edges, bin_matrix
 from parties.data import PartyData, load_party_csv
 from parties.dense_product import DenseGrid
+from parties.evaluation.screening.document import SlotCounts, screen
+from parties.evaluation.screening.redundancy import correlation, standardize
+from parties.evaluation.screening.selection import load_rules
+from parties.evaluation.screening.stability import psi
 from parties.model import atomic_write_text
-from parties.screening.document import SlotCounts, screen
-from parties.screening.redundancy import correlation, standardize
-from parties.screening.selection import load_rules
-from parties.screening.stability import psi
 
 ROUND_COUNTS, ROUND_PEARSON, ROUND_INFO, ROUND_SELECTION = 1, 3, 5, 6
 STEP_GRID_INFO, STEP_SELECTION = "screen-grid-info", "screen-selection"
@@ -318,3 +321,14 @@ def screen_sizes(role: Role, settings: TrainSettings, aligned: PartyData,
     if role is Role.GRID:
         values["width"] = float(k * (cfg.bins + 1))  # fixed width: bins + a missing slot
     return values
+
+
+def run_side(role: Role, channel: Channel, coordinator: CoordinatorLink, plan: JobPlan,
+             aligned: PartyData, cfg: ScreenConfig, out: Path, id_column: str
+             ) -> dict[str, Any]:
+    """This party's side of the screening (after the aligned barrier); its statistics."""
+    if role is Role.GRID:
+        return run_grid(channel, plan.job_id, plan.dealer_seed, plan.settings, aligned, cfg,
+                        out, id_column)
+    return run_bank(channel, coordinator, plan.job_id, plan.dealer_seed, plan.settings,
+                    aligned, cfg, out, id_column)

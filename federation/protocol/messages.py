@@ -171,10 +171,3 @@ class FailRequest:
     role: Role
     reason: str
 
-
-# Screening (Task.SCREEN): the two bin products' matrix and block names, known to both parties
-# and the dealer, and the deal request that asks for their corrections.
-SCREEN_DEAL_EPOCH = -1
-SCREEN_COUNTS_MATRIX, SCREEN_COUNTS_BLOCK = "screen-bins", "screen-counts"
-SCREEN_PEARSON_MATRIX, SCREEN_PEARSON_BLOCK = "screen-z", "screen-pearson"
-SCREEN_COUNT_COLUMNS = 3  # y on training rows, training rows, validation rows

@@ -16,8 +16,8 @@ from federation.coordinator import JobStage
 from federation.protocol.messages import Role, TrainSettings
 from federation.protocol.schedule import Schedule
 from parties.binning import bin_matrix
+from parties.evaluation.screening.redundancy import correlation, standardize
 from parties.screen_step import ScreenConfig
-from parties.screening.redundancy import correlation, standardize
 from tests.inprocess.screening_harness import Screening, run_screening, write_table
 
 N, EXTRA, SEED = 700, 60, 42

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parties.screening.selection import (
+from parties.evaluation.screening.selection import (
     Candidate,
     Rules,
     load_rules,

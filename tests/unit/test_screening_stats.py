@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from parties.screening.binstats import (
+from parties.evaluation.screening.binstats import (
     bin_stats,
     ks_auc,
     merge_counts,
@@ -19,8 +19,8 @@ from parties.screening.binstats import (
     trend,
     woe_iv,
 )
-from parties.screening.redundancy import correlation, standardize, vif, vif_filter
-from parties.screening.stability import psi
+from parties.evaluation.screening.redundancy import correlation, standardize, vif, vif_filter
+from parties.evaluation.screening.stability import psi
 
 # Three bins of 10 rows with 1, 2 and 7 bads: 10 bads, 20 goods; +0.5 on every count.
 COUNT = np.array([10, 10, 10])

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from parties.screening.redundancy import vif_filter
+from parties.evaluation.screening.redundancy import vif_filter
 
 
 @dataclass(frozen=True, slots=True)

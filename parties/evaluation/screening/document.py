@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from parties.screening.binstats import bin_stats, merge_counts, monotone_merge
-from parties.screening.selection import Candidate, Rules, select, selection_document
-from parties.screening.stability import psi
+from parties.evaluation.screening.binstats import bin_stats, merge_counts, monotone_merge
+from parties.evaluation.screening.selection import Candidate, Rules, select, selection_document
+from parties.evaluation.screening.stability import psi
 
 Counts = npt.NDArray[np.int64]
 

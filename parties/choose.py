@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from parties.evaluation.screening.selection import kept_names, selected_columns
 from parties.labels.stages import LoanStage, stage_columns, stage_indicators
-from parties.screening.selection import kept_names, selected_columns
 
 
 def read_selection(path: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from parties.screening.binstats import SMOOTHING
+from parties.evaluation.screening.binstats import SMOOTHING
 
 Counts = npt.NDArray[np.int64]
 
