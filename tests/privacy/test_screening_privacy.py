@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from federation.messages import DealRequest, JoinRequest, Role, SyncRequest, TrainSettings
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from crypto.limbs import unpack
+from federation.protocol.messages import DealRequest, JoinRequest, Role, SyncRequest, TrainSettings
 from parties.screen_step import Sizes
 from tests.inprocess.screening_harness import Screening, run_screening, write_table
 from tests.privacy.harness import request_wire_bytes
@@ -57,7 +57,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Screening, list
 def grid_view_per_row(result: Screening, n: int) -> np.ndarray:
     """The per-row part of what the grid received: F of the counts product (all aligned
     rows) and F of the correlation product (training rows, padded with zeros)."""
-    from federation.schedule import Schedule
+    from federation.protocol.schedule import Schedule
 
     sizes = Sizes.of(n, Schedule(n, 0.2, 256, SEED).n_train)
     products = [e for e in result.received[Role.GRID] if e.tag.step == "bins-product"]
@@ -83,7 +83,7 @@ def test_the_grids_view_predicts_labels_at_chance(jobs: list[tuple[Screening, li
     assert abs(holdout_auc(view, y) - 0.5) < 0.07
     # Control: the same attack on the values F hides (V = [y on training rows, training
     # flag, validation flag]) finds the labels of the training rows.
-    from federation.schedule import Schedule
+    from federation.protocol.schedule import Schedule
 
     train = np.sort(Schedule(len(y), 0.2, 256, SEED).train_rows)
     v = np.column_stack([y[train], np.ones(len(train)), np.zeros(len(train))])
