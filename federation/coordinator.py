@@ -280,6 +280,9 @@ class Coordinator:
         self._screen_dealer = ScreenDealer(self._seeds, ScreenSizes(
             n, agreed["train_rows"], int(grid.get("width", 0)), int(grid.get("columns", 0)),
             int(bank.get("columns", 0)), agreed["count_bits"], agreed["pearson_bits"]))
+        if min(self._screen_dealer.sizes.width, self._screen_dealer.sizes.grid_columns,
+               self._screen_dealer.sizes.bank_columns) >= 1:
+            self._screen_dealer.start()
         self._on_event({"event": "screening", "rows": n})
         self._advance(JobStage.SCREEN)
         return SyncReply(Decision.CONTINUE, {"intersection": n})
