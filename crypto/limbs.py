@@ -81,30 +81,16 @@ def _exact(prod: npt.NDArray[np.float64]) -> Ring:
     return prod.astype(np.uint64)
 
 
-def _direct(a: Ring, b: Ring, bits: int) -> Ring:
-    """a^T b mod 2^l without limbs: every chunk's sums stay below 2^53, so are exact."""
-    out = np.zeros((a.shape[1], b.shape[1]), dtype=np.uint64)
-    for start in range(0, a.shape[0], _CHUNK_ROWS):
-        chunk = slice(start, start + _CHUNK_ROWS)
-        out += _exact(a[chunk].astype(np.float64).T @ b[chunk].astype(np.float64))
-    return reduce(out, bits)
-
-
 def matmul_t(a: Ring, b: Ring, bits: int) -> Ring:
     """a^T b mod 2^l for a (n x k) and b (n x t) with entries in [0, 2^l).
 
     1. w = ceil(l / 2); split both operands into limbs lo, hi (below 2^w).
     2. Per chunk of r rows (r * 2^(2w) <= 2^53): float64 products lo^T lo, lo^T hi, hi^T lo.
     3. Accumulate as uint64 integers; result = LL + 2^w (LH + HL) mod 2^l.
-
-    A narrow ring (2l + 13 <= 53, e.g. the 17-20 bits of per-bin counts) needs no split:
-    whole elements go through one float64 product per chunk of 2^13 rows (``_direct``).
     """
     _check_bits(bits)
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
         raise ValueError(f"cannot multiply {a.shape}^T by {b.shape}")
-    if 2 * bits + _CHUNK_ROWS.bit_length() - 1 <= _MANTISSA:
-        return _direct(a, b, bits)
     w = (bits + 1) // 2
     rows = max(1, min(_CHUNK_ROWS, 1 << (_MANTISSA - 2 * w)))
     low = np.zeros((a.shape[1], b.shape[1]), dtype=np.uint64)
