@@ -33,6 +33,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -140,11 +141,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bank.to_csv(bank_csv, index=False, lineterminator="\n")
     del grid, bank
     load_before = os.getloadavg()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     report = run_screen(ScreenSpec(work / "run", grid_csv, bank_csv, bins=args.bins,
                                    settings=TrainSettings(deadline_seconds=args.deadline),
                                    quiet=True, top_plots=args.plots))
     wall = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    node_cpu = (children.ru_utime - children_before.ru_utime
+                + children.ru_stime - children_before.ru_stime)
     sent = audit_bytes(work / "run")
     traffic = {n: sum(v for k, v in sent[n].items() if k in SCREEN_STEPS) for n in NODES}
     bound = lower_bound(args.rows, args.grid, args.bank, args.bins, report["kept"]["grid"])
@@ -153,6 +158,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bins": args.bins, "screen_seconds": report["screen_seconds"],
         "psi_seconds": report["psi_seconds"], "command_wall_seconds": wall,
         "central_seconds": central_seconds,
+        "screen_cpu_seconds": report["screen_cpu_seconds"],
+        "all_nodes_cpu_seconds": node_cpu,
         "ratio_screen_to_central": report["screen_seconds"] / central_seconds,
         "traffic_bytes": traffic, "lower_bound_bytes": bound,
         "traffic_over_bound": {n: traffic[n] / bound[n] for n in ("grid", "bank")},
@@ -183,6 +190,9 @@ def main() -> int:
           f"indicators, {r['bins']} bins")
     print(f"  screening {r['screen_seconds']:.2f} s (PSI excluded; PSI {r['psi_seconds']:.1f} s; "
           f"whole command {r['command_wall_seconds']:.1f} s)")
+    cpu = r["screen_cpu_seconds"]
+    print(f"  CPU seconds of the screening step: grid {cpu['grid']:.2f}, bank {cpu['bank']:.2f}; "
+          f"all three processes, whole command {r['all_nodes_cpu_seconds']:.1f}")
     print(f"  centralized same outputs {r['central_seconds']:.2f} s; ratio "
           f"{r['ratio_screen_to_central']:.1f}x")
     for n in ("grid", "bank"):

@@ -138,7 +138,7 @@ def _compare_psi(binned: BinnedMatrix, train: npt.NDArray[np.int64], data: Party
 def run_grid(channel: Channel, job_id: str, seed: bytes, settings: TrainSettings,
              data: PartyData, cfg: ScreenConfig, out: Path, id_column: str) -> dict[str, Any]:
     """The grid's side; ``data`` holds the aligned rows in canonical order."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     n = len(data.ids)
     schedule, s = sizes(settings, n)
     train = np.sort(schedule.train_rows)
@@ -176,7 +176,8 @@ def run_grid(channel: Channel, job_id: str, seed: bytes, settings: TrainSettings
             raise ProtocolAbort(f"bank sent {iv.shape} IVs for {k} grid indicators")
         view["iv"] = dict(zip(data.features, iv.tolist()))
     atomic_write_text(out / "screen.json", json.dumps(view, indent=2) + "\n")
-    return {"screen_seconds": time.perf_counter() - started, "masked_bytes": sent,
+    return {"screen_seconds": time.perf_counter() - started,
+            "screen_cpu_seconds": time.process_time() - cpu, "masked_bytes": sent,
             "kept": len(kept)}
 
 
@@ -224,7 +225,7 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
         rules = load_rules(cfg.rules)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     n, y = len(data.ids), data.y
     schedule, s = sizes(settings, n)
     train, valid = np.sort(schedule.train_rows), schedule.validation_rows
@@ -278,6 +279,7 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
         reply["iv"] = np.array([e["iv"] or 0.0 for e in document["indicators"][:k_grid]])
     channel.send(Envelope(job_id, Tag(ROUND_SELECTION, STEP_SELECTION), Role.BANK, reply))
     return {"screen_seconds": time.perf_counter() - started,
+            "screen_cpu_seconds": time.process_time() - cpu,
             "kept": {p: len(v["kept"]) for p, v in selection["parties"].items()}}
 
 
