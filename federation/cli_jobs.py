@@ -57,7 +57,8 @@ def cmd_party(args: argparse.Namespace) -> int:
             )
     deadline = float(raw.get("job", {}).get("deadline", 30.0))
     barrier = float(raw.get("job", {}).get("barrier_timeout", 600.0))
-    return int(run_party(net, party_config(net, data, deadline), deadline, barrier))
+    screen = raw.get("screen")
+    return int(run_party(net, party_config(net, data, deadline, screen), deadline, barrier))
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -85,6 +86,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         threshold=args.threshold,
         resume=args.resume,
+        select=args.select,
+        stage=args.stage,
+        pca=args.pca,
     )
     report = run_simulation(spec)
     auc = report["validation"]["auc"]
@@ -152,6 +156,25 @@ def add_commands(sub: Any) -> None:
         type=int,
         default=3000,
         help="enterprises in the synthetic demo " + DEFAULTS_HELP,
+    )
+    c = sim.add_argument_group("what each party trains on (default: every column)")
+    c.add_argument(
+        "--select",
+        type=Path,
+        metavar="FILE",
+        help="a screening's selection.json: each party trains on its kept indicators "
+        "(and their _missing flags)",
+    )
+    c.add_argument(
+        "--stage",
+        choices=["pre", "in", "post"],
+        help="the paper's pre-, in- or post-loan indicator set (parties/labels/stages.toml)",
+    )
+    c.add_argument(
+        "--pca",
+        metavar="K|auto",
+        help="each party replaces its own features by K principal components fitted "
+        "locally on its training rows ('auto': those explaining 90 %% of the variance)",
     )
     sim.add_argument("--quiet", action="store_true", help="no progress display")
     sim.add_argument(

@@ -18,13 +18,15 @@ from federation.protocol.errors import ConfigError
 from federation.protocol.messages import Mode, Optimizer, PsiProtocol, Role, Task, TrainSettings
 from federation.transport.certs import NodeCerts
 
-SECTIONS = {"node", "tls", "data", "training", "job"}
+SECTIONS = {"node", "tls", "data", "training", "job", "screen"}
 # Keys each table may hold ([training] is checked against TrainSettings).
 KEYS: dict[str, frozenset[str]] = {
     "node": frozenset({"role", "job_id", "listen", "advertise", "coordinator", "out"}),
     "tls": frozenset({"dir", "ca", "cert", "key"}),
-    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers", "psi"}),
+    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers", "psi",
+                       "features", "pca"}),
     "job": frozenset({"barrier_timeout", "job_timeout", "deadline"}),
+    "screen": frozenset({"bins", "rules", "reveal_to_grid", "monotone_merge", "compare"}),
 }
 
 
@@ -74,12 +76,15 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
             )
     for section, table in raw.items():
         for key, value in table.items():
+            if (section, key) == ("data", "features") and isinstance(value, list) \
+                    and all(isinstance(v, str) for v in value):
+                continue
             if section != "training" and not isinstance(value, (str, int, float, bool)):
                 raise ConfigError(f"config {path}: [{section}] {key} = {value!r}: expected a "
                                   "string or a number")
     base = path.parent
-    for section in ("tls", "data", "node"):
-        for key in ("dir", "ca", "cert", "key", "path", "model", "out"):
+    for section in ("tls", "data", "node", "screen"):
+        for key in ("dir", "ca", "cert", "key", "path", "model", "out", "rules", "compare"):
             value = raw.get(section, {}).get(key)
             if isinstance(value, str) and value and not Path(value).is_absolute():
                 raw[section][key] = str(base / value)

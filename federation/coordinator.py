@@ -25,6 +25,7 @@ from crypto.psi.errors import PsiError
 from crypto.psi.server_aided import match_tags
 from crypto.ring import decode
 from federation.dealer import Dealer, joint_correction
+from federation.dealer_screen import ScreenDealer, ScreenSizes
 from federation.dealer_shared import SharedDealer
 from federation.protocol.convergence import Outcome, judge
 from federation.protocol.errors import ProtocolAbort, StageError
@@ -46,6 +47,7 @@ from federation.protocol.messages import (
     Task,
     TrainSettings,
 )
+from federation.protocol.products import SCREEN_DEAL_EPOCH
 from federation.protocol.schedule import Schedule
 
 log = logging.getLogger(__name__)
@@ -58,16 +60,19 @@ class JobStage(StrEnum):
     FIT = auto()
     EVALUATE = auto()
     SCORE = auto()
+    SCREEN = auto()
     DONE = auto()
     FAILED = auto()
 
 
 ALLOWED: dict[JobStage, frozenset[JobStage]] = {
     JobStage.REGISTER: frozenset({JobStage.ALIGN, JobStage.FAILED}),
-    JobStage.ALIGN: frozenset({JobStage.FIT, JobStage.SCORE, JobStage.FAILED}),
+    JobStage.ALIGN: frozenset({JobStage.FIT, JobStage.SCORE, JobStage.SCREEN,
+                               JobStage.FAILED}),
     JobStage.FIT: frozenset({JobStage.EVALUATE, JobStage.FAILED}),
     JobStage.EVALUATE: frozenset({JobStage.DONE, JobStage.FAILED}),
     JobStage.SCORE: frozenset({JobStage.DONE, JobStage.FAILED}),
+    JobStage.SCREEN: frozenset({JobStage.DONE, JobStage.FAILED}),
     JobStage.DONE: frozenset(),
     JobStage.FAILED: frozenset(),
 }
@@ -77,6 +82,8 @@ STEP_ALIGNED = "aligned"
 STEP_EPOCH = "epoch"
 STEP_EVALUATED = "evaluated"
 STEP_SCORED = "scored"
+STEP_SCREENED = "screened"
+SCREEN_SIZES = ("train_rows", "count_bits", "pearson_bits")
 JOINT_EPOCH = 0  # a deal request for epoch 0 asks for a joint forward pass's corrections
 
 
@@ -113,9 +120,11 @@ class Coordinator:
         self._seeds = {role: new_seed() for role in PARTY_ROLES}
         self._barriers: dict[tuple[int, str], _Barrier] = {}
         self._dealer: Dealer | SharedDealer | None = None
+        self._screen_dealer: ScreenDealer | None = None
         self._deal_lock = threading.Lock()
         self._joint_dealt: set[tuple[Role, str]] = set()
         self._schedule: Schedule | None = None
+        self._columns: dict[Role, int] = {}
         self._stage_started = time.monotonic()
         self._tags: dict[Role, npt.NDArray[np.uint8]] = {}
         self._positions: dict[Role, npt.NDArray[np.int64]] = {}
@@ -260,6 +269,7 @@ class Coordinator:
             STEP_EPOCH: self._on_epoch,
             STEP_EVALUATED: self._on_finished,
             STEP_SCORED: self._on_finished,
+            STEP_SCREENED: self._on_finished,
         }
         handler = handlers.get(step)
         if handler is None:
@@ -284,16 +294,48 @@ class Coordinator:
         if self.settings.task is Task.SCORE:
             self._advance(JobStage.SCORE)
             return SyncReply(Decision.CONTINUE, {"intersection": n})
+        if self.settings.task is Task.SCREEN:
+            return self._start_screening(n, arrived)
         if n == 0:
             raise ValueError("the parties share no enterprise IDs: nothing to train on")
         s = self.settings
         self._schedule = Schedule(n, s.validation_fraction, s.batch_size, s.seed)
-        columns = {role: r.n_columns for role, r in self._joined.items()}
+        # A party that replaces its features by its own principal components (--pca) knows
+        # its column count only after alignment; it reports it here.
+        columns = {role: int(arrived[role].values.get("columns", r.n_columns))
+                   for role, r in self._joined.items()}
+        grown = [role for role, k in columns.items() if k > self._joined[role].n_columns]
+        if grown:
+            raise ValueError(f"{grown[0]} reported {columns[grown[0]]} columns after "
+                             f"alignment, more than the {self._joined[grown[0]].n_columns} "
+                             "it joined with")
+        self._columns = columns
         dealer = SharedDealer if s.mode is Mode.SHARED else Dealer
         self._dealer = dealer(self._seeds, self._schedule, columns)
         self._advance(JobStage.FIT)
         return SyncReply(Decision.CONTINUE, {"intersection": n,
                                              "start_epoch": float(self.start_epoch)})
+
+    def _start_screening(self, n: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
+        """Sizes of the two screening products, which both parties must report alike."""
+        if n == 0:
+            raise ValueError("the parties share no enterprise IDs: nothing to screen")
+        agreed = {}
+        for key in SCREEN_SIZES:
+            values = {role: int(r.values.get(key, -1)) for role, r in arrived.items()}
+            if len(set(values.values())) != 1 or min(values.values()) < 1:
+                raise ValueError(f"parties report different or no {key}: {values}")
+            agreed[key] = values[Role.GRID]
+        grid, bank = arrived[Role.GRID].values, arrived[Role.BANK].values
+        self._screen_dealer = ScreenDealer(self._seeds, ScreenSizes(
+            n, agreed["train_rows"], int(grid.get("width", 0)), int(grid.get("columns", 0)),
+            int(bank.get("columns", 0)), agreed["count_bits"], agreed["pearson_bits"]))
+        if min(self._screen_dealer.sizes.width, self._screen_dealer.sizes.grid_columns,
+               self._screen_dealer.sizes.bank_columns) >= 1:
+            self._screen_dealer.start()
+        self._on_event({"event": "screening", "rows": n})
+        self._advance(JobStage.SCREEN)
+        return SyncReply(Decision.CONTINUE, {"intersection": n})
 
     def _on_epoch(self, epoch: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
         if self.stage is not JobStage.FIT or self._schedule is None:
@@ -337,6 +379,8 @@ class Coordinator:
     def deal(self, req: DealRequest) -> DealReply:
         if req.epoch == JOINT_EPOCH:
             return self._deal_joint(req)
+        if req.epoch == SCREEN_DEAL_EPOCH:
+            return self._deal_screen(req)
         with self._cond:
             self._check_job(req.job_id, req.role)
             if self.stage is not JobStage.FIT or self._dealer is None:
@@ -348,6 +392,26 @@ class Coordinator:
         try:
             with self._deal_lock:
                 return DealReply(dealer.corrections(req.role, req.epoch))
+        except ValueError as exc:
+            raise ProtocolAbort(str(exc)) from exc
+
+    def _deal_screen(self, req: DealRequest) -> DealReply:
+        """The bank's corrections of the two screening products, once."""
+        with self._cond:
+            self._check_job(req.job_id, req.role)
+            dealer = self._screen_dealer
+            if self.stage is not JobStage.SCREEN or dealer is None:
+                raise StageError(f"{req.role} asked for screening corrections in stage "
+                                 f"{self.stage}")
+            if req.role is not Role.BANK:
+                raise ProtocolAbort(f"{req.role} asked for screening corrections; only the "
+                                    "bank receives any")
+        s = dealer.sizes
+        if min(s.width, s.grid_columns, s.bank_columns) < 1:
+            raise ProtocolAbort(f"screening sizes incomplete: {s}")
+        try:
+            with self._deal_lock:
+                return DealReply(dealer.corrections())
         except ValueError as exc:
             raise ProtocolAbort(str(exc)) from exc
 
@@ -363,7 +427,7 @@ class Coordinator:
             if (req.role, purpose) in self._joint_dealt:
                 raise ProtocolAbort(f"joint corrections for {req.role} were already dealt")
             self._joint_dealt.add((req.role, purpose))
-            columns = {role: r.n_columns for role, r in self._joined.items()}
+            columns = self._columns or {role: r.n_columns for role, r in self._joined.items()}
             n = self.intersection_size
         return DealReply({purpose: joint_correction(self._seeds, req.role, purpose, n, columns)})
 

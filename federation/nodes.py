@@ -30,6 +30,8 @@ from federation.transport.grpc_client import GrpcChannel, GrpcCoordinatorLink, w
 from federation.transport.grpc_server import add_coordinator, add_party, start_server
 from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
+from parties.pca import parse_components
+from parties.screen_step import ScreenConfig
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +145,26 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     return ExitCode.OK
 
 
-def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float) -> PartyConfig:
+def screen_config(table: dict[str, Any] | None) -> ScreenConfig | None:
+    """The [screen] table of a party's config (None: not a screening node)."""
+    if table is None:
+        return None
+    bins = table.get("bins", 10)
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 256:
+        raise ConfigError(f"[screen] bins = {bins!r}: expected an integer in [2, 256]")
+    reveal = table.get("reveal_to_grid", "none")
+    if reveal not in ("none", "summary"):
+        raise ConfigError(f"[screen] reveal_to_grid = {reveal!r}: expected 'none' or 'summary'")
+    merge = table.get("monotone_merge", False)
+    if not isinstance(merge, bool):
+        raise ConfigError(f"[screen] monotone_merge = {merge!r}: expected true or false")
+    rules, compare = table.get("rules"), table.get("compare")
+    return ScreenConfig(bins, Path(rules) if rules else None, reveal, merge,
+                        Path(compare) if compare else None)
+
+
+def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float,
+                 screen: dict[str, Any] | None = None) -> PartyConfig:
     if "path" not in data:
         raise ConfigError(f"{net.role}: no data file given ([data] path or --data)")
     model = data.get("model")
@@ -153,9 +174,19 @@ def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float) -> P
     except ValueError:
         raise ConfigError(f"{net.role}: [data] psi = {psi!r}: expected 'server-aided' or "
                           "'ecdh'") from None
+    features = data.get("features")
+    if features is not None and (not isinstance(features, list)
+                                 or not all(isinstance(f, str) for f in features)):
+        raise ConfigError(f"{net.role}: [data] features must be a list of column names")
+    try:
+        pca = parse_components(data.get("pca"))
+    except ValueError as exc:
+        raise ConfigError(f"{net.role}: [data] pca: {exc}") from exc
     return PartyConfig(role=net.role, job_id=net.job_id, data=Path(data["path"]), out=net.out,
                        id_column=data.get("id_column", "id"),
                        label_column=data.get("label_column", "y"),
                        model=Path(model) if model else None,
                        psi_workers=data.get("psi_workers"), deadline_seconds=deadline,
-                       psi=required)
+                       psi=required,
+                       features=None if features is None else tuple(features), pca=pca,
+                       screen=screen_config(screen))

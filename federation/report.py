@@ -85,9 +85,12 @@ def bytes_sent(audit: Path) -> int:
 
 
 def _centralized(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, ids: list[str],
-                 split: np.ndarray, l2: float, seed: int) -> tuple[dict[str, Any], np.ndarray]:
+                 split: np.ndarray, l2: float, seed: int,
+                 columns: dict[str, list[str]] | None = None) -> tuple[dict[str, Any], np.ndarray]:
     grid = load_party_csv(grid_csv, id_col)
     bank = load_party_csv(bank_csv, id_col, label_col)
+    if columns is not None:  # the same columns the parties trained on (before any PCA)
+        grid, bank = grid.select(columns["grid"]), bank.select(columns["bank"])
     g_index = {v: i for i, v in enumerate(grid.ids)}
     b_index = {v: i for i, v in enumerate(bank.ids)}
     rows_g = np.array([g_index[i] for i in ids], dtype=np.int64)
@@ -120,19 +123,21 @@ def scorecard_section(y: np.ndarray, p: np.ndarray, card: Scorecard) -> dict[str
 
 def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str, int],
                  grid_csv: Path, bank_csv: Path, id_col: str, label_col: str,
-                 threshold: float = 0.5, card: Scorecard | None = None) -> dict[str, Any]:
+                 threshold: float = 0.5, card: Scorecard | None = None,
+                 columns: dict[str, list[str]] | None = None,
+                 inputs: dict[str, object] | None = None) -> dict[str, Any]:
     bank_metrics = _json(out / "bank" / "metrics.json")
     stats = {n: _json(out / n / "stats.json") for n in ("grid", "bank")}
     job = _json(out / "coordinator" / "job.json")
     ids, split, y, p = _read_predictions(out / "bank" / "predictions.csv")
     _, _, _, p_bank = _read_predictions(out / "bank" / "bank_only_predictions.csv")
     central, p_central = _centralized(grid_csv, bank_csv, id_col, label_col, ids, split,
-                                      settings.l2, settings.seed)
+                                      settings.l2, settings.seed, columns)
     report: dict[str, Any] = {
         "job_id": job_id,
         "intersection_size": job["intersection_size"],
         "rows": {"grid": stats["grid"]["rows"], "bank": stats["bank"]["rows"]},
-        "config": settings.as_dict(),
+        "config": {**settings.as_dict(), **(inputs or {})},
         "validation": bank_metrics["validation"], "train": bank_metrics["train"],
         "bank_only": bank_metrics["bank_only"], "centralized": central,
         "calibration": calibration_section(bank_metrics, central),

@@ -40,6 +40,11 @@ class SimulationSpec:
     timeout: float = 3600.0
     threshold: float = 0.5
     resume: bool = False
+    # Train on a screening's kept indicators (its selection.json), on one of the paper's
+    # stage sets ("pre", "in", "post"), and/or on each party's own principal components.
+    select: Path | None = None
+    stage: str | None = None
+    pca: str | None = None
 
 
 def _toml_value(value: object) -> str:
@@ -47,6 +52,8 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))
 
 
@@ -76,6 +83,8 @@ class _Federation:
     data: dict[Role, dict[str, object]]
     quiet: bool
     timeout: float
+    # More TOML tables per party (e.g. [screen] for a screening job).
+    tables: dict[Role, dict[str, dict[str, object]]] = field(default_factory=dict)
 
     def run(self) -> dict[Role, NodeProcess]:
         out, certs = self.out.resolve(), self.out.resolve() / "certs"
@@ -117,6 +126,7 @@ class _Federation:
                         "tls": {"dir": str(certs)},
                         "data": self.data[role],
                         "job": {"deadline": self.settings.deadline_seconds},
+                        **self.tables.get(role, {}),
                     },
                 )
                 nodes[role] = NodeProcess(
@@ -140,29 +150,65 @@ class _Federation:
 def _resolve_data(spec: SimulationSpec) -> tuple[Path, Path, str, str]:
     if spec.grid_data is not None and spec.bank_data is not None:
         return spec.grid_data.resolve(), spec.bank_data.resolve(), spec.id_column, spec.label_column
+    if spec.select is not None or spec.stage is not None:
+        from parties.choose import demo_subset
+
+        grid, bank = demo_subset(spec.out.resolve() / "data", spec.demo_enterprises,
+                                 spec.select, spec.stage)
+        return grid, bank, "id", "y"
     from parties.labels.demo import build_demo_features
 
     grid, bank = build_demo_features(spec.out.resolve() / "data", spec.demo_enterprises)
     return grid, bank, "id", "y"
 
 
+def _chosen_columns(spec: SimulationSpec, grid: Path, bank: Path, id_col: str,
+                    label_col: str) -> dict[str, list[str]] | None:
+    """The columns each party trains on when --select or --stage applies to given files
+    (the demo is written already reduced to them)."""
+    if spec.grid_data is None or (spec.select is None and spec.stage is None):
+        return None
+    from parties.choose import chosen_columns
+
+    return {role.value: chosen_columns(path, role.value, id_col, label_col, spec.select,
+                                       spec.stage)
+            for role, path in ((Role.GRID, grid), (Role.BANK, bank))}
+
+
+def _party_data(spec: SimulationSpec, grid: Path, bank: Path, id_col: str, label_col: str,
+                columns: dict[str, list[str]] | None) -> dict[Role, dict[str, object]]:
+    """Each party's [data] table: its file, and the columns and PCA it trains on."""
+    data: dict[Role, dict[str, object]] = {
+        Role.GRID: {"path": str(grid), "id_column": id_col},
+        Role.BANK: {"path": str(bank), "id_column": id_col, "label_column": label_col},
+    }
+    for role, table in data.items():
+        if columns is not None:
+            table["features"] = columns[role.value]
+        if spec.pca is not None:
+            table["pca"] = spec.pca
+    return data
+
+
 def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
     """Run one training job as three processes and write the run folder; returns the report."""
     from federation.report import build_report
 
+    if spec.pca is not None:
+        from parties.pca import parse_components
+
+        parse_components(spec.pca)  # a bad --pca stops here, before any process starts
     spec.out.mkdir(parents=True, exist_ok=True)
     if not spec.resume:
         _clean(spec.out)
     grid, bank, id_col, label_col = _resolve_data(spec)
+    columns = _chosen_columns(spec, grid, bank, id_col, label_col)
     settings = replace(spec.settings, task=Task.TRAIN)
     fed = _Federation(
         spec.out,
         f"sim-{secrets.token_hex(4)}",
         settings,
-        {
-            Role.GRID: {"path": str(grid), "id_column": id_col},
-            Role.BANK: {"path": str(bank), "id_column": id_col, "label_column": label_col},
-        },
+        _party_data(spec, grid, bank, id_col, label_col, columns),
         spec.quiet,
         spec.timeout,
     )
@@ -177,6 +223,9 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
         id_col,
         label_col,
         spec.threshold,
+        columns=columns,
+        inputs={"select": None if spec.select is None else str(spec.select),
+                "stage": spec.stage, "pca": spec.pca},
     )
 
 
@@ -189,11 +238,16 @@ def simulate(
     label_column: str = "y",
     quiet: bool = True,
     threshold: float = 0.5,
+    select: str | Path | None = None,
+    stage: str | None = None,
+    pca: str | int | None = None,
     **training: Any,
 ) -> dict[str, Any]:
     """Python API: run a simulation and return ``report.json`` as a dict.
 
-    ``training`` takes the ``TrainSettings`` fields (epochs=5, batch_size=256, ...).
+    ``select`` is a screening's ``selection.json``, ``stage`` one of "pre", "in", "post",
+    ``pca`` a component count or "auto". ``training`` takes the ``TrainSettings`` fields
+    (epochs=5, batch_size=256, ...).
     """
     from federation.config import settings_from
 
@@ -206,6 +260,9 @@ def simulate(
         settings_from(training),
         quiet=quiet,
         threshold=threshold,
+        select=None if select is None else Path(select),
+        stage=stage,
+        pca=None if pca is None else str(pca),
     )
     return run_simulation(spec)
 

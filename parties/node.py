@@ -51,10 +51,13 @@ from parties.data import (
     load_party_csv,
 )
 from parties.divergence import LogitGuard
+from parties.inputs import fit_training_pca, select_columns
 from parties.joint import joint_logits
 from parties.local_fit import FitResult, LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
 from parties.outputs import write_bank_evaluation, write_scores
+from parties.pca import Pca
+from parties.screen_step import ROUND_SELECTION, ScreenConfig, run_side, screen_sizes
 from parties.shared_fit import SharedFit
 from parties.state import PartyState, Stage
 
@@ -78,6 +81,9 @@ class PartyConfig:
     psi_workers: int | None = None
     deadline_seconds: float = 30.0
     psi: PsiProtocol | None = None  # refuse a job that aligns any other way (None: any)
+    features: tuple[str, ...] | None = None  # train on these columns only (--select, --stage)
+    pca: int | str | None = None  # this party's own principal components (count or "auto")
+    screen: ScreenConfig | None = None  # screen indicators instead (empty cell = missing)
 
 
 Connect = Callable[[str], Channel]
@@ -104,6 +110,7 @@ class PartyNode:
         self._address = address
         self._on_epoch = on_epoch
         self._channel: Channel | None = None
+        self._pca: Pca | None = None
         self.stats: dict[str, Any] = {"role": self.role.value, "pid": os.getpid()}
 
     def run(self) -> dict[str, Any]:
@@ -127,13 +134,16 @@ class PartyNode:
         is_bank = self.role is Role.BANK
         # A node given a model scores: its file needs no label, and extra columns are ignored.
         labelled = is_bank and cfg.model is None
-        data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None)
+        data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None,
+                              allow_missing=cfg.screen is not None)
         if data.y is not None:  # one class, or a handful of rows of one, cannot be fitted
             check_classes(data.y, f"{cfg.data}, column {cfg.label_column!r}")
         model = None
         if cfg.model is not None:  # the model's columns, so the dealer sizes masks right
             model = self._scoring_model(data)
             data = data.select(model.features)
+        elif cfg.features is not None:
+            data = select_columns(data, list(cfg.features), self.role)
         self.stats["rows"] = len(data.ids)
         plan = self._coordinator.join(
             JoinRequest(
@@ -141,13 +151,15 @@ class PartyNode:
                 self.role,
                 self._address,
                 len(data.ids),
-                data.x.shape[1] + (1 if is_bank else 0),
+                (data.x.shape[1] if model is None else len(model.mean)) + (1 if is_bank else 0),
             )
         )
         self.state.advance(Stage.JOINED)
         settings = plan.settings
         if settings.task is Task.SCORE and model is None:
             raise ConfigError(f"{self.role}: a scoring job needs --model PATH")
+        if (settings.task is Task.SCREEN) != (cfg.screen is not None):
+            raise ConfigError(f"{self.role}: a [screen] table needs a screening job and vice versa")
         if settings.task is not Task.SCORE:
             model = None
         if is_bank and model is None and data.y is None:
@@ -177,11 +189,18 @@ class PartyNode:
         self.stats["psi_seconds"] = time.perf_counter() - started
         self.stats["psi_protocol"] = settings.psi.value
         self.stats["intersection_size"] = len(rows)
-        resume = self._checkpoints(settings, len(rows), data.x.shape[1] + int(is_bank))
+        if cfg.screen is not None:
+            self._screen(plan, data, rows, cfg.screen)
+            return
+        columns = data.x.shape[1]
+        if model is None and cfg.pca is not None and settings.task is Task.TRAIN:
+            self._pca = fit_training_pca(data, rows, settings, cfg.pca, self.stats)
+            columns = self._pca.loadings.shape[1]
+        resume = self._checkpoints(settings, len(rows), columns + int(is_bank))
         offer = float(max(resume.states, default=0))
-        reply = self._sync(
-            0, "aligned", {"intersection": float(len(rows)), "checkpoint_epoch": offer}
-        )
+        values = {"intersection": float(len(rows)), "checkpoint_epoch": offer,
+                  "columns": float(columns + int(is_bank))}  # columns: after any PCA
+        reply = self._sync(0, "aligned", values)
         resume.start = int(reply.values.get("start_epoch", 0))
         self.state.advance(Stage.ALIGNED)
         if model is None:
@@ -190,6 +209,20 @@ class PartyNode:
             self._score(plan, data, rows, model)
         self.state.advance(Stage.DONE)
         self.stats["bytes_sent"] = self._channel.bytes_sent
+        atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
+
+    def _screen(self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp],
+                screen: ScreenConfig) -> None:
+        """Screening instead of training (``parties.screen_step``); no model is written."""
+        aligned, cfg = data.take(rows.astype(np.int64)), self.config
+        self._sync(0, "aligned", screen_sizes(self.role, plan.settings, aligned, screen))
+        self.state.advance(Stage.ALIGNED)
+        self.state.advance(Stage.SCREENING)
+        self.stats.update(run_side(self.role, self._require_channel(), self._coordinator, plan,
+                                   aligned, screen, cfg.out, cfg.id_column))
+        self._sync(ROUND_SELECTION + 1, "screened", {})
+        self.state.advance(Stage.DONE)
+        self.stats["bytes_sent"] = self._require_channel().bytes_sent
         atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
 
     def _sync(self, round_: int, step: str, values: dict[str, float]) -> SyncReply:
@@ -221,8 +254,9 @@ class PartyNode:
         if aligned.y is not None:
             check_split_classes(aligned.y, schedule.train_rows, schedule.validation_rows,
                                 str(self.config.data))
-        standardizer = Standardizer.fit(aligned.x[schedule.train_rows])
-        z = standardizer.apply(aligned.x)
+        inputs = aligned.x if self._pca is None else self._pca.apply(aligned.x)
+        standardizer = Standardizer.fit(inputs[schedule.train_rows])
+        z = standardizer.apply(inputs)
         x = with_intercept(z) if self.role is Role.BANK else z
         self.state.advance(Stage.TRAINING)
         args = (self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
@@ -268,6 +302,7 @@ class PartyNode:
             settings.frac_bits,
             settings.feature_frac_bits,
             calibration,
+            None if self._pca is None else self._pca.as_dict(),
         )
         model.save(self.config.out / "model.json")
         atomic_write_text(self.config.out / "coefficients.csv", model.coefficient_table())
@@ -356,7 +391,7 @@ class PartyNode:
         self.state.advance(Stage.SCORING)
         aligned = data.take(rows.astype(np.int64))
         if model.shares is not None:  # a model kept shared scores jointly
-            z = model.standardizer().apply(aligned.x)
+            z = model.standardized(aligned.x)
             x = with_intercept(z) if self.role is Role.BANK else z
             joint = replace(plan, settings=replace(
                 settings, frac_bits=model.frac_bits or settings.frac_bits,

@@ -86,6 +86,7 @@ class Optimizer(StrEnum):
 class Task(StrEnum):
     TRAIN = "train"
     SCORE = "score"
+    SCREEN = "screen"  # univariate screening of indicators (no model)
 
 
 class PsiProtocol(StrEnum):

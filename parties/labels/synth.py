@@ -40,6 +40,24 @@ from parties.labels.synth_universe import (
 OVERDUE_DAYS = 30
 MIN_MONTHS = 24 + HORIZON_MONTHS  # 24 months of history before the label window
 
+# Which indicators the generator drives from the hidden risk state, by mechanism (what a
+# screening should find): a decline (distress) cuts use and brings late bills and overdue
+# repayments; bad health brings late bills, overdue repayments and lower taxes; shell
+# companies use little, flat, with many outages. NOT_DRIVEN lists indicators no hidden
+# risk factor touches (their IV is noise).
+RISK_SIGNALS: dict[str, tuple[str, ...]] = {
+    "usage decline": ("use_yoy_3m_pct", "use_yoy_12m_pct", "use_mom_3m_pct",
+                      "use_growth_avg_12m", "use_last_vs_mean_12m", "use_yoy_index_12m",
+                      "use_utilization_12m"),
+    "late bills": ("late_count_12m", "late_days_12m", "late_amount_12m", "late_fee_12m",
+                   "current_arrears", "last_default_days"),
+    "shell": ("outage_count_12m", "score_diff", "score_vola", "ent_shell_score"),
+    "repayment history": ("overdue_count_12m", "overdue_max_days_12m", "overdue_30_count_24m",
+                          "repaid_ratio_12m"),
+    "taxes": ("tax_yoy_12m_pct", "tax_h2h_6m_pct", "tax_last_3m_vs_mean_12m", "tax_mean_12m"),
+}
+NOT_DRIVEN = ("capacity_kva", "loan_count")
+
 
 @dataclass(frozen=True, slots=True)
 class SynthData:
