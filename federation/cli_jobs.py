@@ -118,10 +118,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from federation.report import evaluate_predictions
+    from federation.evaluate import evaluate_predictions
 
-    result = evaluate_predictions(args.predictions, args.out, args.threshold)
-    val = result.get("validation") or result["all"]
+    result = evaluate_predictions(args.predictions, args.out, args.threshold,
+                                  id_column=args.id_column, label_column=args.label_column,
+                                  labels=args.labels)
+    val = result.get("validation") or result.get("train") or result["all"]
     print(f"AUC {val['auc']:.4f}, KS {val['ks']:.4f}; written to {args.out}")
     return 0
 
@@ -227,12 +229,19 @@ def add_commands(sub: Any) -> None:
     ev = sub.add_parser(
         "evaluate",
         help="credit-risk metrics and plots for a predictions file",
-        description="Read id,split,y,probability (as bank/predictions.csv) and "
-        "write metrics.json, summary.md and PNG plots: AUC, KS, Gini, "
+        description="Read id,split,y,probability (as bank/predictions.csv; 'split' is "
+        "optional) or the scores.csv of 'gridcredit score' (with --labels), and write "
+        "metrics.json, summary.md and PNG plots: AUC, KS, Gini, "
         "accuracy/precision/recall/F1, log-loss, Brier, Hosmer-Lemeshow, "
         "-2LL, Cox-Snell and Nagelkerke R2, score bands.",
     )
-    ev.add_argument("--predictions", type=Path, required=True, help="CSV with y and probability")
+    ev.add_argument("--predictions", type=Path, required=True,
+                    help="CSV with an ID, a probability and (unless --labels) a label column")
+    ev.add_argument("--labels", type=Path,
+                    help="CSV with the ID and label columns, for a file without labels "
+                    "(e.g. the bank's file that was scored)")
+    ev.add_argument("--id-column", default="id", help="ID column " + DEFAULTS_HELP)
+    ev.add_argument("--label-column", default="y", help="0/1 label column " + DEFAULTS_HELP)
     ev.add_argument("--out", type=Path, required=True, help="folder for the outputs")
     ev.add_argument(
         "--threshold",
