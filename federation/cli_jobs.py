@@ -20,6 +20,9 @@ from federation.cli_flags import (
 )
 from federation.protocol.errors import ConfigError
 
+FORCE_HELP = ("write into an existing folder that is not an earlier run folder (nothing in "
+              "it is deleted; files of the same names are replaced)")
+
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
     from federation.config import CoordinatorConfig, settings_from
@@ -61,9 +64,10 @@ def cmd_party(args: argparse.Namespace) -> int:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
+    from federation.run_folder import ensure_folder
     from federation.transport.certs import write_federation
 
-    write_federation(args.out, days=args.days)
+    write_federation(ensure_folder(args.out), days=args.days, force=args.force)
     print(f"wrote a federation CA and certificates for coordinator, grid and bank to {args.out}")
     return 0
 
@@ -72,8 +76,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from federation.config import settings_from
     from federation.simulate import SimulationSpec, run_simulation
 
-    if (args.grid_data is None) != (args.bank_data is None):
-        raise ConfigError("give both --grid-data and --bank-data, or neither for the bundled demo")
     spec = SimulationSpec(
         out=args.out,
         grid_data=args.grid_data,
@@ -85,6 +87,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         threshold=args.threshold,
         resume=args.resume,
+        force=args.force,
+        log_level=args.log_level or "INFO",
     )
     report = run_simulation(spec)
     auc = report["validation"]["auc"]
@@ -108,6 +112,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             id_column=args.id_column,
             out=args.out,
             quiet=args.quiet,
+            force=args.force,
+            log_level=args.log_level or "INFO",
         )
     )
     print(
@@ -119,7 +125,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from federation.evaluate import evaluate_predictions
+    from federation.run_folder import ensure_folder
 
+    ensure_folder(args.out)
     result = evaluate_predictions(args.predictions, args.out, args.threshold,
                                   id_column=args.id_column, label_column=args.label_column,
                                   labels=args.labels)
@@ -156,6 +164,7 @@ def add_commands(sub: Any) -> None:
         help="enterprises in the synthetic demo " + DEFAULTS_HELP,
     )
     sim.add_argument("--quiet", action="store_true", help="no progress display")
+    sim.add_argument("--force", action="store_true", help=FORCE_HELP)
     sim.add_argument(
         "--resume",
         action="store_true",
@@ -202,6 +211,9 @@ def add_commands(sub: Any) -> None:
     )
     certs.add_argument("--out", type=Path, required=True, help="folder to write into")
     certs.add_argument("--days", type=int, default=30, help="validity in days " + DEFAULTS_HELP)
+    certs.add_argument("--force", action="store_true",
+                       help="replace an existing CA and certificates in DIR (certificates "
+                       "already copied to other hosts stop matching)")
     certs.set_defaults(handler=cmd_certs)
 
     score = sub.add_parser(
@@ -224,6 +236,7 @@ def add_commands(sub: Any) -> None:
     score.add_argument("--id-column", default="id", help="ID column " + DEFAULTS_HELP)
     score.add_argument("--out", type=Path, required=True, help="folder for scores.csv and logs")
     score.add_argument("--quiet", action="store_true", help="no progress display")
+    score.add_argument("--force", action="store_true", help=FORCE_HELP)
     score.set_defaults(handler=cmd_score)
 
     ev = sub.add_parser(

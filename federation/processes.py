@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from federation.lifeline import PARENT_ENV
 from federation.protocol.errors import VflError
 
 Event = dict[str, object]
+EVENTS_ENV = "GRIDCREDIT_EVENTS"
 
 
 class NodeFailed(VflError):
@@ -37,14 +39,25 @@ class NodeProcess:
     out: Path
     proc: subprocess.Popen[str] | None = None
     address: str = ""
+    log_level: str = ""  # passed to the child as --log-level; its log is out/node.log
     events: queue.Queue[Event] = field(default_factory=queue.Queue)
     _listening: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
+        self._spawn("federation.cli")
+
+    def _spawn(self, module: str) -> None:
+        """Start ``python -m module [--log-level L] ARGS``; stderr to ``out/node.log``.
+
+        The child knows its parent (``GRIDCREDIT_PARENT_PID``: it stops if this process is
+        gone) and prints machine-readable ``EVENT`` lines (``GRIDCREDIT_EVENTS``).
+        """
         self.out.mkdir(parents=True, exist_ok=True)
         log = (self.out / "node.log").open("w", encoding="utf-8")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "federation.cli", *self.args],
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
+               EVENTS_ENV: "1"}
+        level = ["--log-level", self.log_level] if self.log_level else []
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *level, *self.args],
                                      stdout=subprocess.PIPE, stderr=log, text=True, env=env,
                                      start_new_session=True)
         log.close()
@@ -85,7 +98,10 @@ class NodeProcess:
         errors = [line for line in lines if line.startswith("error:")]
         if errors:
             return errors[-1][len("error:"):].strip()
-        return lines[-1].strip() if lines else f"exit code {self.returncode()}"
+        code = self.returncode()
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return lines[-1].strip() if lines else f"exit code {code}"
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -155,16 +171,4 @@ class ServeProcess(NodeProcess):
     module: str = "federation.cli"
 
     def start(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        log_file = (self.out / "node.log").open("w", encoding="utf-8")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args],
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        log_file.close()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._spawn(self.module)

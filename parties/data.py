@@ -153,7 +153,7 @@ def load_party_csv(path: str | Path, id_column: str = "id",
         if bad.size:
             row = int(bad[0])
             raise InputDataError(f"{p}: row {row + 2}, column {label_column!r}: label must be "
-                                 f"0 or 1, got {frame[label_column].iloc[row]!r}")
+                                 f"0 or 1, got {str(frame[label_column].iloc[row])!r}")
     features = [c for c in frame.columns if c not in (id_column, label_column)]
     if not features:
         raise InputDataError(f"{p}: no feature columns besides {id_column!r}")

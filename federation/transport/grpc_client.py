@@ -291,3 +291,35 @@ def watch_parties(coordinator: CoordinatorService, certs: NodeCerts, every: floa
     thread = threading.Thread(target=run, name="watch-parties", daemon=True)
     thread.start()
     return thread
+
+
+def watch_coordinator(address: str, certs: NodeCerts, on_gone: Callable[[str], None],
+                      stop: threading.Event, every: float = 1.0,
+                      misses: int = 5) -> threading.Thread:
+    """Call ``on_gone(reason)`` once the coordinator stops answering health checks.
+
+    Counting starts after the first answer (a node may start before its coordinator); it
+    ends when ``stop`` is set (the job is over, the coordinator may exit). A frozen
+    coordinator (SIGSTOP) is noticed as surely as a dead one: its checks time out.
+    """
+    def run() -> None:
+        channel = secure_channel(address, certs, Role.COORDINATOR)
+        stub = health_pb2_grpc.HealthStub(channel)
+        answered, missed = False, 0
+        try:
+            while not stop.wait(every):
+                try:
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=every)
+                    answered, missed = True, 0
+                except grpc.RpcError as exc:
+                    missed += answered
+                    if missed >= misses and not stop.is_set():
+                        on_gone(f"the coordinator at {address} stopped answering "
+                                f"({exc.code().name}); it is gone or frozen")
+                        return
+        finally:
+            channel.close()
+
+    thread = threading.Thread(target=run, name="watch-coordinator", daemon=True)
+    thread.start()
+    return thread

@@ -64,12 +64,25 @@ def _as_of(args: argparse.Namespace, raw: pathlib.Path) -> int:
                 text = str(json.loads(manifest.read_text(encoding="utf-8")).get("as_of"))
                 break
         else:
-            raise InputError(f"--as-of: not given and no manifest.json in {raw} (row -, "
-                             "column -)")
+            raise InputError(f"--as-of: not given and no manifest.json in {raw}")
     try:
         return parse_month(text)
     except InputError as e:
         raise InputError(f"--as-of: {e}") from e
+
+
+def _raw_dir(raw: pathlib.Path, role: str, marker: str) -> pathlib.Path:
+    if not raw.is_dir():
+        raise InputError(f"--raw {raw}: no such folder")
+    return resolve_raw_dir(raw, role, marker)
+
+
+def _within_data(as_of: int, months: list[pd.Series], raw: pathlib.Path) -> None:
+    """Refuse an as-of month after the last month of the raw records: nothing to build."""
+    last = max((int(m.max()) for m in months if len(m)), default=None)
+    if last is not None and as_of > last:
+        raise InputError(f"--as-of {format_month(as_of)}: after the last month of the data "
+                         f"in {raw} ({format_month(last)})")
 
 
 def _key(args: argparse.Namespace) -> bytes | None:
@@ -88,14 +101,22 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_features_build(args: argparse.Namespace) -> int:
     """Build one party's feature table and data dictionary at the as-of month."""
     marker = "enterprises.csv" if args.role == "grid" else "loans.csv"
-    raw = resolve_raw_dir(args.raw, args.role, marker)
+    raw = _raw_dir(args.raw, args.role, marker)
     as_of = _as_of(args, args.raw)
     if args.role == "grid":
         model = load_shell_model(args.shell_model)
-        build = build_grid_features(load_grid(raw), as_of, model)
+        grid = load_grid(raw)
+        _within_data(as_of, [grid.usage["month"], grid.bills["month"]], raw)
+        build = build_grid_features(grid, as_of, model)
     else:
-        build = build_bank_features(load_bank(raw), as_of, args.horizon, args.overdue_days)
+        bank = load_bank(raw)
+        _within_data(as_of, [bank.repayments["month"], bank.taxes["month"]], raw)
+        build = build_bank_features(bank, as_of, args.horizon, args.overdue_days)
     table = build.table
+    if table.empty:
+        raise InputError(f"--as-of {format_month(as_of)}: no enterprise of {raw} has data "
+                         "to build features from" + (" and a repayment due in the label "
+                                                     "window" if args.role == "bank" else ""))
     if args.impute is Impute.MEDIAN:
         table = impute_for_training(table)
     table["id"] = output_ids(table["id"], _key(args))
@@ -112,18 +133,18 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 
 def cmd_features_fit_shell(args: argparse.Namespace) -> int:
     """Fit ENT_SHELL_SCORE's logistic regression on labelled enterprises and save it."""
-    raw = resolve_raw_dir(args.raw, "grid", "enterprises.csv")
+    raw = _raw_dir(args.raw, "grid", "enterprises.csv")
     as_of = _as_of(args, args.raw)
     table = build_grid_features(load_grid(raw), as_of, load_shell_model()).table
     truth_path = args.truth or args.raw / "truth" / "enterprises.csv"
     if not truth_path.is_file():
-        raise InputError(f"{truth_path}: file not found (row -, column -)")
+        raise InputError(f"{truth_path}: file not found")
     truth = pd.read_csv(truth_path, dtype={"ent_id": str})
     if "is_shell" not in truth.columns or "ent_id" not in truth.columns:
         raise InputError(f"{truth_path}: row 1, column 'ent_id,is_shell': missing")
     labels = truth.set_index("ent_id")["is_shell"].reindex(table["id"])
     if bool(labels.isna().any()):
-        raise InputError(f"{truth_path}: row -, column 'ent_id': some enterprises have no label")
+        raise InputError(f"{truth_path}: column 'ent_id': some enterprises have no label")
     note = (f"ENT_SHELL_SCORE model fitted by `gridcredit features fit-shell` on {len(table)} "
             f"grid customers ({int(labels.sum())} shells) at as-of {format_month(as_of)}."
             "\nENT_SHELL_SCORE = 100 / (1 + exp(intercept + "
@@ -136,7 +157,7 @@ def cmd_features_fit_shell(args: argparse.Namespace) -> int:
 
 def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
     if not path.is_file():
-        raise InputError(f"{path}: file not found (row -, column -)")
+        raise InputError(f"{path}: file not found")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     if column not in frame.columns:
         raise InputError(f"{path}: row 1, column '{column}': missing from the header")
@@ -145,7 +166,7 @@ def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
 
 def cmd_warn(args: argparse.Namespace) -> int:
     """Rate enterprises by the Table 7 rules (all of them, or those of ``--ids``)."""
-    raw = resolve_raw_dir(args.raw, "grid", "enterprises.csv")
+    raw = _raw_dir(args.raw, "grid", "enterprises.csv")
     as_of = _as_of(args, args.raw)
     grid = load_grid(raw)
     by_name = {ind.name: ind for ind in grid_registry()}
