@@ -93,6 +93,10 @@ def _event_line(payload: dict[str, object]) -> str:
         return f"aligned {payload['intersection_size']} enterprises by PSI"
     if kind == "failed":
         return f"job failed: {payload['reason']}"
+    if kind == "stage":
+        return f"stage: {payload['stage']}"
+    if kind == "joined":
+        return f"{payload['role']} joined"
     details = ", ".join(f"{k} {v}" for k, v in payload.items() if k != "event")
     return f"{kind}: {details}" if details else str(kind)
 

@@ -310,6 +310,8 @@ def watch_coordinator(address: str, certs: NodeCerts, on_gone: Callable[[str], N
             while not stop.wait(every):
                 try:
                     stub.Check(health_pb2.HealthCheckRequest(), timeout=every)
+                    if not answered:
+                        log.info("watching the coordinator at %s (health checks)", address)
                     answered, missed = True, 0
                 except grpc.RpcError as exc:
                     missed += answered
