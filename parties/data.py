@@ -110,8 +110,10 @@ def _numeric(frame: pd.DataFrame, path: Path, column: str) -> Float:
         row = int(bad[0])
         cell = raw.iloc[row]
         what = "missing value" if cell == "" else f"non-numeric value {cell!r}"
+        hint = ("; fill missing values first (gridcredit features build --impute median does)"
+                if cell == "" else "")
         raise InputDataError(f"{path}: row {row + 2}, column {column!r}: {what} "
-                             f"({bad.size} bad cell(s) in this column)")
+                             f"({bad.size} bad cell(s) in this column){hint}")
     return np.asarray(values, dtype=np.float64)
 
 

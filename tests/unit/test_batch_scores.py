@@ -41,3 +41,12 @@ def test_a_bad_label_is_named_plainly(tmp_path: Path) -> None:
     with pytest.raises(InputDataError) as info:
         load_party_csv(path, "id", "y")
     assert "got '2'" in str(info.value) and "np." not in str(info.value)
+
+
+def test_a_missing_value_suggests_impute_median(tmp_path: Path) -> None:
+    path = tmp_path / "grid.csv"
+    path.write_text("id,a,b\ne1,1.0,2.0\ne2,,3.0\n")
+    with pytest.raises(InputDataError) as info:
+        load_party_csv(path, "id")
+    message = str(info.value)
+    assert "row 3, column 'a': missing value" in message and "--impute median" in message
