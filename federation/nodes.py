@@ -32,7 +32,7 @@ from federation.lifeline import stop_self, watch_parent
 from federation.processes import EVENTS_ENV
 from federation.protocol.errors import ConfigError, InputDataError, VflError
 from federation.protocol.messages import Role, peer_of
-from federation.run_folder import ensure_folder, listing, remove_created
+from federation.run_folder import ensure_folder, remove_written, stamp
 from federation.transport.audit import AuditLog
 from federation.transport.certs import check_own_certificate
 from federation.transport.channel import Inbox
@@ -47,8 +47,9 @@ from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
 
 log = logging.getLogger(__name__)
-# What a party keeps when its job fails: evidence and the state --resume needs.
-PARTY_KEEP = ("audit.jsonl", "checkpoint.json", "node.log")
+# What a party removes when its job fails (audit log and checkpoints stay).
+PARTY_OUTPUTS = ("model.json", "coefficients.csv", "predictions.csv",
+                 "bank_only_predictions.csv", "metrics.json", "stats.json", "scores.csv")
 
 
 class ExitCode(IntEnum):
@@ -150,7 +151,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
               barrier_wait: float) -> ExitCode:
     role = net.role
     check_own_certificate(net.certs, role)
-    before = listing(ensure_folder(net.out))
+    before = stamp(ensure_folder(net.out), PARTY_OUTPUTS)
     watch_parent()
     audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes())
     inbox = Inbox(net.job_id, peer_of(role))
@@ -184,7 +185,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         atomic_write_text(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
     except BaseException:
         over.set()
-        remove_created(net.out, before, PARTY_KEEP)
+        remove_written(net.out, before)
         raise
     finally:
         over.set()

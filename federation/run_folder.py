@@ -82,11 +82,28 @@ def _remove(root: Path, names: set[str]) -> None:
             pass  # not empty: something not ours is in it, or it is gone already
 
 
-def remove_created(root: Path, before: set[str], keep: tuple[str, ...]) -> None:
-    """Remove what appeared under ``root`` since ``before`` (a :func:`listing`), except files
-    named in ``keep``; folders only when left empty."""
-    created = listing(root) - before
-    _remove(root, {n for n in created if n.endswith("/") or Path(n).name not in keep})
+def stamp(root: Path, names: tuple[str, ...]) -> dict[str, tuple[int, int] | None]:
+    """(inode, mtime) of each named file in ``root``, None where there is none."""
+    stamps: dict[str, tuple[int, int] | None] = {}
+    for name in names:
+        try:
+            st = (root / name).stat()
+            stamps[name] = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            stamps[name] = None
+    return stamps
+
+
+def remove_written(root: Path, before: dict[str, tuple[int, int] | None]) -> None:
+    """Remove each named file written since ``before`` (a :func:`stamp`): new or replaced.
+
+    A node's outputs are written atomically (a new inode), so a file this run wrote differs
+    from its stamp; one it did not touch keeps it and stays.
+    """
+    for name, old in before.items():
+        now = stamp(root, (name,))[name]
+        if now is not None and now != old:
+            (root / name).unlink(missing_ok=True)
 
 
 def _read_marker(path: Path) -> dict[str, Any] | None:

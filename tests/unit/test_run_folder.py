@@ -108,3 +108,18 @@ def test_python_api_with_one_data_file_fails_like_the_cli(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="give both"):
         simulate(tmp_path / "mine", bank_data=grid)
     assert not (tmp_path / "mine").exists()
+
+
+def test_a_failed_party_removes_only_the_outputs_it_wrote(tmp_path: Path) -> None:
+    from federation.nodes import PARTY_OUTPUTS
+    from federation.run_folder import remove_written, stamp
+    from parties.model import atomic_write_text
+
+    _write(tmp_path, ("model.json", "notes.txt", "audit.jsonl"), "old")
+    before = stamp(tmp_path, PARTY_OUTPUTS)
+    atomic_write_text(tmp_path / "stats.json", "{}")  # written by the failed run
+    atomic_write_text(tmp_path / "predictions.csv", "id")
+    remove_written(tmp_path, before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.jsonl", "model.json",
+                                                          "notes.txt"]
+    assert (tmp_path / "model.json").read_text() == "old"
