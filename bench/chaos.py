@@ -58,7 +58,7 @@ from federation.transport.certs import write_federation  # noqa: E402
 KINDS = ("kill", "stop", "delay", "drop", "corrupt", "restart")
 ROLES = ("coordinator", "grid", "bank")
 PARTIES = ("grid", "bank")
-GRACE = 25.0  # noticing (health checks, 5-10 s) + aborting (5 s) + stopping nodes (5 s)
+GRACE = 25.0  # noticing (health checks, 5-10 s) + aborting (5 s) + supervise settling (5 s)
 JOB_TIMEOUT = 180.0
 
 
@@ -170,7 +170,7 @@ def run_job(s: Setup, index: int, fault: Fault | None) -> tuple[Outcome, dict[st
             timers.append(timer)
             timer.start()
 
-    started = time.monotonic()
+    started = failed_at = time.monotonic()
     pgids: set[int] = set()
     try:
         nodes[0].start()
@@ -187,6 +187,7 @@ def run_job(s: Setup, index: int, fault: Fault | None) -> tuple[Outcome, dict[st
         outcome.result = "finished"
         folder.done()
     except NodeFailed as exc:
+        failed_at = time.monotonic()  # when the job reports its failure (before cleanup)
         outcome.result, outcome.message = "failed", str(exc)
         folder.failed(str(exc))
     finally:
@@ -202,7 +203,7 @@ def run_job(s: Setup, index: int, fault: Fault | None) -> tuple[Outcome, dict[st
                          *(p.fired_at for p in proxies.values())] if t is not None]
     outcome.fired = bool(fired)
     if outcome.result == "failed" and fired:
-        outcome.fail_after_fault = started + outcome.seconds - min(fired)
+        outcome.fail_after_fault = failed_at - min(fired)
     outcome.violations += orphans(pgids, out)
     info = {"events": len(events), "chunks": {r: p.eligible_chunks for r, p in proxies.items()}}
     return outcome, info

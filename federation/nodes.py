@@ -166,7 +166,8 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     link = GrpcCoordinatorLink(role, net.coordinator, net.certs, audit, deadline, barrier_wait)
     channels: list[GrpcChannel] = []
     over = threading.Event()
-    watch_coordinator(net.coordinator, net.certs, lambda why: stop_self(f"{role}: {why}"), over)
+    watch_coordinator(net.coordinator, net.certs, lambda why: stop_self(f"{role}: {why}"), over,
+                      grace=deadline)
 
     def connect(peer_address: str) -> GrpcChannel:
         channel = GrpcChannel(role, peer_address, net.certs, inbox, audit, deadline)

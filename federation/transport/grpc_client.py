@@ -294,31 +294,34 @@ def watch_parties(coordinator: CoordinatorService, certs: NodeCerts, every: floa
 
 
 def watch_coordinator(address: str, certs: NodeCerts, on_gone: Callable[[str], None],
-                      stop: threading.Event, every: float = 1.0,
-                      misses: int = 5) -> threading.Thread:
+                      stop: threading.Event, every: float = 1.0, misses: int = 5,
+                      grace: float = 30.0) -> threading.Thread:
     """Call ``on_gone(reason)`` once the coordinator stops answering health checks.
 
-    Counting starts after the first answer (a node may start before its coordinator); it
-    ends when ``stop`` is set (the job is over, the coordinator may exit). A frozen
-    coordinator (SIGSTOP) is noticed as surely as a dead one: its checks time out.
+    ``misses`` checks in a row must fail; before the coordinator first answered, misses
+    count only after ``grace`` seconds (a node may start before its coordinator, and joining
+    retries that long). It ends when ``stop`` is set (the job is over, the coordinator may
+    exit). A frozen coordinator (SIGSTOP) is noticed as surely as a dead one: checks time out.
     """
     def run() -> None:
         channel = secure_channel(address, certs, Role.COORDINATOR)
         stub = health_pb2_grpc.HealthStub(channel)
-        answered, missed = False, 0
+        started, answered, missed = time.monotonic(), False, 0
         try:
-            while not stop.wait(every):
+            while not stop.is_set():
                 try:
                     stub.Check(health_pb2.HealthCheckRequest(), timeout=every)
                     if not answered:
                         log.info("watching the coordinator at %s (health checks)", address)
                     answered, missed = True, 0
                 except grpc.RpcError as exc:
-                    missed += answered
+                    if answered or time.monotonic() - started > grace:
+                        missed += 1
                     if missed >= misses and not stop.is_set():
                         on_gone(f"the coordinator at {address} stopped answering "
                                 f"({exc.code().name}); it is gone or frozen")
                         return
+                stop.wait(every)
         finally:
             channel.close()
 
