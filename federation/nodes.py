@@ -166,8 +166,12 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     link = GrpcCoordinatorLink(role, net.coordinator, net.certs, audit, deadline, barrier_wait)
     channels: list[GrpcChannel] = []
     over = threading.Event()
-    watch_coordinator(net.coordinator, net.certs, lambda why: stop_self(f"{role}: {why}"), over,
-                      grace=deadline)
+
+    def coordinator_gone(why: str) -> None:  # from the watcher thread
+        link.gone = True
+        stop_self(f"{role}: {why}")
+
+    watch_coordinator(net.coordinator, net.certs, coordinator_gone, over, grace=deadline)
 
     def connect(peer_address: str) -> GrpcChannel:
         channel = GrpcChannel(role, peer_address, net.certs, inbox, audit, deadline)

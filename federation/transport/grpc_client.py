@@ -217,6 +217,7 @@ class GrpcCoordinatorLink:
         self._grpc = secure_channel(address, certs, Role.COORDINATOR)
         self._stub = vfl_pb2_grpc.CoordinatorStub(self._grpc)
         self.bytes_sent = 0
+        self.gone = False  # set when health checks found the coordinator dead or frozen
 
     def _rpc(self, step: str, round_: int, job: str, request: object,
              method: Callable[..., T], timeout: float, retry_for: float) -> T:
@@ -248,6 +249,9 @@ class GrpcCoordinatorLink:
         return wire.deal_reply_from_proto(reply)
 
     def fail(self, req: FailRequest) -> None:
+        if self.gone:  # no one to tell: do not wait out a call to a frozen coordinator
+            log.info("not telling the coordinator of the failure: it is gone")
+            return
         try:
             self._rpc("fail", 0, req.job_id, wire.fail_request_to_proto(req), self._stub.Fail,
                       5.0, 0.0)
