@@ -183,7 +183,7 @@ def run_job(s: Setup, index: int, fault: Fault | None) -> tuple[Outcome, dict[st
         for node in nodes[1:]:
             proxies[node.name].forward_to(node.wait_listening(60))
         pgids = {n.pid for n in nodes}
-        supervise(nodes, JOB_TIMEOUT, on_event, nodes[0])
+        supervise(nodes, JOB_TIMEOUT, on_event, nodes[0], linger=2 * s.deadline + 5)
         outcome.result = "finished"
         folder.done()
     except NodeFailed as exc:

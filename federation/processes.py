@@ -26,6 +26,8 @@ from federation.protocol.errors import VflError
 
 Event = dict[str, object]
 EVENTS_ENV = "GRIDCREDIT_EVENTS"
+# A node still running this long after another finished the job is frozen or stuck.
+LINGER_SECONDS = 30.0
 
 
 class NodeFailed(VflError):
@@ -123,9 +125,16 @@ class NodeProcess:
 
 
 def supervise(nodes: list[NodeProcess], timeout: float,
-              on_event: Callable[[Event], None], events_from: NodeProcess) -> None:
-    """Wait for every node to exit 0; on the first failure stop all and raise."""
+              on_event: Callable[[Event], None], events_from: NodeProcess,
+              linger: float = LINGER_SECONDS) -> None:
+    """Wait for every node to exit 0; on the first failure stop all and raise.
+
+    Once one node finished (exit 0), the others get ``linger`` seconds to finish too: a
+    node frozen (SIGSTOP) or stuck after the job's last barrier fails the job, naming it,
+    instead of keeping it open until ``timeout``.
+    """
     deadline = time.monotonic() + timeout
+    first_done: float | None = None
     try:
         while True:
             try:
@@ -141,9 +150,16 @@ def supervise(nodes: list[NodeProcess], timeout: float,
                                  f"{first.reason()}")
             if all(code == 0 for code in codes.values()):
                 return
+            running = [k for k, v in codes.items() if v is None]
+            if first_done is None and len(running) < len(codes):
+                first_done = time.monotonic()
+            if first_done is not None and time.monotonic() - first_done > linger:
+                done = [k for k, v in codes.items() if v == 0]
+                raise NodeFailed(f"{', '.join(running)} did not exit within {linger:g} s after "
+                                 f"{', '.join(done)} finished the job (frozen or stuck)")
             if time.monotonic() > deadline:
                 raise NodeFailed(f"the job did not finish within {timeout:g} s "
-                                 f"(still running: {[k for k, v in codes.items() if v is None]})")
+                                 f"(still running: {running})")
             time.sleep(0.05)
     finally:
         for node in nodes:

@@ -158,7 +158,8 @@ class _Federation:
                 nodes[role].wait_listening(START_TIMEOUT)
             with progress:
                 supervise(
-                    list(nodes.values()), self.timeout, progress.on_event, nodes[Role.COORDINATOR]
+                    list(nodes.values()), self.timeout, progress.on_event, nodes[Role.COORDINATOR],
+                    linger=2 * self.settings.deadline_seconds + 5,  # a party's last flush
                 )
         finally:
             for node in nodes.values():
