@@ -20,6 +20,9 @@ from federation.cli_flags import (
 )
 from federation.protocol.errors import ConfigError
 
+FORCE_HELP = ("write into an existing folder that is not an earlier run folder (nothing in "
+              "it is deleted; files of the same names are replaced)")
+
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
     from federation.config import CoordinatorConfig, settings_from
@@ -62,9 +65,10 @@ def cmd_party(args: argparse.Namespace) -> int:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
+    from federation.run_folder import ensure_folder
     from federation.transport.certs import write_federation
 
-    write_federation(args.out, days=args.days)
+    write_federation(ensure_folder(args.out), days=args.days, force=args.force)
     print(f"wrote a federation CA and certificates for coordinator, grid and bank to {args.out}")
     return 0
 
@@ -73,8 +77,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from federation.config import settings_from
     from federation.simulate import SimulationSpec, run_simulation
 
-    if (args.grid_data is None) != (args.bank_data is None):
-        raise ConfigError("give both --grid-data and --bank-data, or neither for the bundled demo")
     spec = SimulationSpec(
         out=args.out,
         grid_data=args.grid_data,
@@ -89,6 +91,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         select=args.select,
         stage=args.stage,
         pca=args.pca,
+        force=args.force,
+        log_level=args.log_level or "INFO",
     )
     report = run_simulation(spec)
     auc = report["validation"]["auc"]
@@ -112,6 +116,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             id_column=args.id_column,
             out=args.out,
             quiet=args.quiet,
+            force=args.force,
+            log_level=args.log_level or "INFO",
         )
     )
     print(
@@ -122,10 +128,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from federation.report import evaluate_predictions
+    from federation.evaluate import evaluate_predictions
+    from federation.run_folder import ensure_folder
 
-    result = evaluate_predictions(args.predictions, args.out, args.threshold)
-    val = result.get("validation") or result["all"]
+    ensure_folder(args.out)
+    result = evaluate_predictions(args.predictions, args.out, args.threshold,
+                                  id_column=args.id_column, label_column=args.label_column,
+                                  labels=args.labels)
+    val = result.get("validation") or result.get("train") or result["all"]
     print(f"AUC {val['auc']:.4f}, KS {val['ks']:.4f}; written to {args.out}")
     return 0
 
@@ -177,6 +187,7 @@ def add_commands(sub: Any) -> None:
         "locally on its training rows ('auto': those explaining 90 %% of the variance)",
     )
     sim.add_argument("--quiet", action="store_true", help="no progress display")
+    sim.add_argument("--force", action="store_true", help=FORCE_HELP)
     sim.add_argument(
         "--resume",
         action="store_true",
@@ -223,6 +234,9 @@ def add_commands(sub: Any) -> None:
     )
     certs.add_argument("--out", type=Path, required=True, help="folder to write into")
     certs.add_argument("--days", type=int, default=30, help="validity in days " + DEFAULTS_HELP)
+    certs.add_argument("--force", action="store_true",
+                       help="replace an existing CA and certificates in DIR (certificates "
+                       "already copied to other hosts stop matching)")
     certs.set_defaults(handler=cmd_certs)
 
     score = sub.add_parser(
@@ -245,17 +259,25 @@ def add_commands(sub: Any) -> None:
     score.add_argument("--id-column", default="id", help="ID column " + DEFAULTS_HELP)
     score.add_argument("--out", type=Path, required=True, help="folder for scores.csv and logs")
     score.add_argument("--quiet", action="store_true", help="no progress display")
+    score.add_argument("--force", action="store_true", help=FORCE_HELP)
     score.set_defaults(handler=cmd_score)
 
     ev = sub.add_parser(
         "evaluate",
         help="credit-risk metrics and plots for a predictions file",
-        description="Read id,split,y,probability (as bank/predictions.csv) and "
-        "write metrics.json, summary.md and PNG plots: AUC, KS, Gini, "
+        description="Read id,split,y,probability (as bank/predictions.csv; 'split' is "
+        "optional) or the scores.csv of 'gridcredit score' (with --labels), and write "
+        "metrics.json, summary.md and PNG plots: AUC, KS, Gini, "
         "accuracy/precision/recall/F1, log-loss, Brier, Hosmer-Lemeshow, "
         "-2LL, Cox-Snell and Nagelkerke R2, score bands.",
     )
-    ev.add_argument("--predictions", type=Path, required=True, help="CSV with y and probability")
+    ev.add_argument("--predictions", type=Path, required=True,
+                    help="CSV with an ID, a probability and (unless --labels) a label column")
+    ev.add_argument("--labels", type=Path,
+                    help="CSV with the ID and label columns, for a file without labels "
+                    "(e.g. the bank's file that was scored)")
+    ev.add_argument("--id-column", default="id", help="ID column " + DEFAULTS_HELP)
+    ev.add_argument("--label-column", default="y", help="0/1 label column " + DEFAULTS_HELP)
     ev.add_argument("--out", type=Path, required=True, help="folder for the outputs")
     ev.add_argument(
         "--threshold",

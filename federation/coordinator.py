@@ -200,8 +200,9 @@ class Coordinator:
             need = min_batch_size(columns)
             if self.settings.batch_size < need:
                 self._fail_locked(
-                    f"batch size {self.settings.batch_size} is below 4x the larger party's "
-                    f"column count ({need}); per-batch gradients could reveal labels")
+                    f"batch size {self.settings.batch_size} is below the minimum batch {need} "
+                    f"(4x the larger party's {need // 4} columns); per-batch gradients could "
+                    "reveal labels")
                 return
         self._advance(JobStage.ALIGN)
 

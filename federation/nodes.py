@@ -1,9 +1,15 @@
 """Running one node as an OS process: servers, clients, outputs (the gRPC edge).
 
 Each node prints ``LISTENING host:port`` on stdout as soon as its mutual-TLS server is
-bound, then runs its job. The coordinator also prints ``EVENT {json}`` lines (stage
-changes, epoch losses) that ``simulate`` turns into a progress display. Exit codes are
-``ExitCode`` values; the last stderr line of a failed node is its reason.
+bound, then runs its job. The coordinator also reports stage changes and epoch losses on
+stdout: as readable lines for an operator, or as ``EVENT {json}`` lines when started by
+``simulate`` (``GRIDCREDIT_EVENTS=1``), which turns them into a progress display. Exit codes
+are ``ExitCode`` values; the last stderr line of a failed node is its reason.
+
+A node stops by itself when the process that started it is gone (``federation.lifeline``);
+a party also when its coordinator stops answering. A party whose job fails, for whatever
+reason, removes the outputs it wrote in this run (model, predictions, statistics, scores)
+and keeps its audit log and checkpoints.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import os
 import resource
 import sys
+import threading
 import time
 from dataclasses import replace
 from enum import IntEnum
@@ -21,12 +28,20 @@ from typing import Any
 
 from federation.config import CoordinatorConfig, NetworkConfig
 from federation.coordinator import Coordinator, JobStage
+from federation.lifeline import stop_self, watch_parent
+from federation.processes import EVENTS_ENV
 from federation.protocol.errors import ConfigError, InputDataError, VflError
 from federation.protocol.messages import PsiProtocol, Role, peer_of
+from federation.run_folder import ensure_folder, remove_written, stamp
 from federation.transport.audit import AuditLog
 from federation.transport.certs import check_own_certificate
 from federation.transport.channel import Inbox
-from federation.transport.grpc_client import GrpcChannel, GrpcCoordinatorLink, watch_parties
+from federation.transport.grpc_client import (
+    GrpcChannel,
+    GrpcCoordinatorLink,
+    watch_coordinator,
+    watch_parties,
+)
 from federation.transport.grpc_server import add_coordinator, add_party, start_server
 from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
@@ -34,6 +49,9 @@ from parties.pca import parse_components
 from parties.screen_step import ScreenConfig
 
 log = logging.getLogger(__name__)
+# What a party removes when its job fails (audit log and checkpoints stay).
+PARTY_OUTPUTS = ("model.json", "coefficients.csv", "predictions.csv",
+                 "bank_only_predictions.csv", "metrics.json", "stats.json", "scores.csv")
 
 
 class ExitCode(IntEnum):
@@ -68,19 +86,45 @@ def _announce(listen: str, port: int) -> str:
     return address
 
 
+def _event_line(payload: dict[str, object]) -> str:
+    """An event as an operator reads it (``simulate`` reads the JSON form instead)."""
+    kind = payload.get("event")
+    if kind == "epoch":
+        return (f"epoch {payload['epoch']}/{payload.get('epochs', '?')}: mean Taylor loss "
+                f"{float(str(payload['loss'])):.6f}")
+    if kind == "aligned":
+        return f"aligned {payload['intersection_size']} enterprises by PSI"
+    if kind == "failed":
+        return f"job failed: {payload['reason']}"
+    if kind == "stage":
+        return f"stage: {payload['stage']}"
+    if kind == "joined":
+        return f"{payload['role']} joined"
+    details = ", ".join(f"{k} {v}" for k, v in payload.items() if k != "event")
+    return f"{kind}: {details}" if details else str(kind)
+
+
+def print_event(payload: dict[str, object]) -> None:
+    if os.environ.get(EVENTS_ENV) == "1":
+        print("EVENT " + json.dumps(payload), flush=True)
+    else:
+        print(_event_line(payload), flush=True)
+
+
 def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
     net = cfg.network
     check_own_certificate(net.certs, Role.COORDINATOR)
-    net.out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(net.out)
+    watch_parent()
     audit = AuditLog(net.out / "audit.jsonl", Role.COORDINATOR.value,
                      net.certs.key.read_bytes())
-
-    def event(payload: dict[str, object]) -> None:
-        print("EVENT " + json.dumps(payload), flush=True)
-
     coordinator = Coordinator(net.job_id, cfg.settings, barrier_timeout=cfg.barrier_timeout,
-                              on_event=event)
-    server, port = start_server(net.certs, net.listen, add_coordinator(coordinator, audit))
+                              on_event=print_event)
+    try:
+        server, port = start_server(net.certs, net.listen, add_coordinator(coordinator, audit))
+    except BaseException:
+        audit.close()
+        raise
     _announce(net.listen, port)
     watch_parties(coordinator, net.certs)
     try:
@@ -112,15 +156,27 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
               barrier_wait: float) -> ExitCode:
     role = net.role
     check_own_certificate(net.certs, role)
-    net.out.mkdir(parents=True, exist_ok=True)
+    before = stamp(ensure_folder(net.out), PARTY_OUTPUTS)
+    watch_parent()
     audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes())
     inbox = Inbox(net.job_id, peer_of(role))
-    server, port = start_server(net.certs, net.listen, add_party(inbox, audit))
+    try:
+        server, port = start_server(net.certs, net.listen, add_party(inbox, audit))
+    except BaseException:
+        audit.close()
+        raise
     address = _announce(net.listen, port)
     if net.advertise:
         address = net.advertise
     link = GrpcCoordinatorLink(role, net.coordinator, net.certs, audit, deadline, barrier_wait)
     channels: list[GrpcChannel] = []
+    over = threading.Event()
+
+    def coordinator_gone(why: str) -> None:  # from the watcher thread
+        link.gone = True
+        stop_self(f"{role}: {why}")
+
+    watch_coordinator(net.coordinator, net.certs, coordinator_gone, over, grace=deadline)
 
     def connect(peer_address: str) -> GrpcChannel:
         channel = GrpcChannel(role, peer_address, net.certs, inbox, audit, deadline)
@@ -133,10 +189,16 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     try:
         node = PartyNode(replace(party, out=net.out), link, connect, address, on_epoch)
         stats = node.run()
+        over.set()  # the job is over: the coordinator may exit now
         stats["bytes_sent_to_coordinator"] = link.bytes_sent
         stats["peak_rss_mb"] = peak_rss_mb()
         atomic_write_text(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
+    except BaseException:
+        over.set()
+        remove_written(net.out, before)
+        raise
     finally:
+        over.set()
         for channel in channels:
             channel.close()
         link.close()

@@ -99,6 +99,8 @@ def _centralized(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, id
     y = bank.y[rows_b] if bank.y is not None else np.zeros(len(ids))
     train, valid = split == "train", split == "validation"
     z = Standardizer.fit(x[train]).apply(x)
+    import sklearn.linear_model  # noqa: F401  (imported before the clock: fit time only)
+
     start = time.perf_counter()
     model = centralized_lr(z[train], y[train], l2, seed)
     seconds = time.perf_counter() - start
@@ -187,7 +189,8 @@ def _plots(out: Path, y: np.ndarray, p: np.ndarray, p_bank: np.ndarray, p_centra
                                       xlabel="score points (higher = lower risk)"),
     ]
     if losses:
-        made.append(plots.plot_loss(losses, folder / "loss.png"))
+        made.append(plots.plot_loss(losses, folder / "loss.png",
+                                    ylabel="Taylor loss (mean per row)"))
     return [str(path.relative_to(out)) for path in made]
 
 
@@ -273,37 +276,3 @@ def summary_markdown(r: dict[str, Any]) -> str:
     lines += ["Each node's audit log (one line per message, digests only) is in "
               "`<node>/audit.jsonl`; models in `grid/model.json` and `bank/model.json`.", ""]
     return "\n".join(lines)
-
-
-def evaluate_predictions(path: Path, out: Path, threshold: float = 0.5,
-                         card: Scorecard | None = None) -> dict[str, Any]:
-    """Standalone evaluation of a predictions CSV (``gridcredit evaluate``)."""
-    from federation.protocol.errors import InputDataError
-
-    try:
-        _, split, y, p = _read_predictions(path)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputDataError(f"{path}: not a predictions file with y and probability "
-                             f"columns ({exc})") from exc
-    card = card or Scorecard()
-    groups = {name: split == name for name in ("train", "validation") if (split == name).any()}
-    groups = groups or {"all": np.ones(len(y), dtype=bool)}
-    result: dict[str, Any] = {}
-    for name, rows in groups.items():
-        result[name] = {**metrics.evaluate(y[rows], p[rows]),
-                        "at_threshold": {"threshold": threshold,
-                                         **metrics.classification_at(y[rows], p[rows], threshold)}}
-    key = "validation" if "validation" in groups else next(iter(groups))
-    rows = groups[key]
-    result["scorecard"] = scorecard_section(y[rows], p[rows], card)
-    folder = out / "plots"
-    folder.mkdir(parents=True, exist_ok=True)
-    result["plots"] = [str(x.relative_to(out)) for x in (
-        plots.plot_roc({"model": (y[rows], p[rows])}, folder / "roc.png"),
-        plots.plot_ks(y[rows], p[rows], folder / "ks.png"),
-        plots.plot_calibration(y[rows], p[rows], folder / "calibration.png"),
-        plots.plot_score_distribution(y[rows], card.points(p[rows]),
-                                      folder / "score_distribution.png",
-                                      xlabel="score points (higher = lower risk)"))]
-    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
-    return result

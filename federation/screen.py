@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from typing import Any
 from federation.protocol.errors import ConfigError
 from federation.protocol.messages import Role, Task, TrainSettings
 from federation.report import bytes_sent
-from federation.simulate import NODE_DIRS, _Federation
+from federation.run_folder import RunFolder
+from federation.simulate import _Federation, in_run_folder
 from parties.model import atomic_write_text
 
 OUTPUTS = ("selection.json", "report.json", "summary.md")
@@ -103,13 +103,6 @@ def _inputs(spec: ScreenSpec) -> _Inputs:
     return _build(spec)
 
 
-def _clean(out: Path) -> None:
-    for name in NODE_DIRS:
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in OUTPUTS:
-        (out / name).unlink(missing_ok=True)
-
-
 def _screen_table(spec: ScreenSpec, compare: Path | None, bank: bool) -> dict[str, object]:
     table: dict[str, object] = {"bins": spec.bins}
     if compare is not None:
@@ -132,8 +125,11 @@ def run_screen(spec: ScreenSpec) -> dict[str, Any]:
         from parties.evaluation.screening.selection import load_rules
 
         load_rules(spec.rules)  # a bad rules file stops here, before any process starts
-    spec.out.mkdir(parents=True, exist_ok=True)
-    _clean(spec.out)
+    folder = RunFolder.open(spec.out, "screen")
+    return in_run_folder(folder, lambda: _screen(spec))
+
+
+def _screen(spec: ScreenSpec) -> dict[str, Any]:
     inputs = _inputs(spec)
     settings = replace(spec.settings, task=Task.SCREEN)
     fed = _Federation(
@@ -142,7 +138,7 @@ def run_screen(spec: ScreenSpec) -> dict[str, Any]:
          Role.BANK: {"path": str(inputs.bank), "id_column": inputs.id_column,
                      "label_column": inputs.label_column}},
         spec.quiet, spec.timeout,
-        {Role.GRID: {"screen": _screen_table(spec, inputs.grid_compare, False)},
+        tables={Role.GRID: {"screen": _screen_table(spec, inputs.grid_compare, False)},
          Role.BANK: {"screen": _screen_table(spec, inputs.bank_compare, True)}})
     nodes = fed.run()
     return _assemble(spec, fed.job_id, inputs, {r.value: n.pid for r, n in nodes.items()})

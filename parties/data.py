@@ -122,8 +122,10 @@ def _numeric(frame: pd.DataFrame, path: Path, column: str, allow_missing: bool =
         row = int(bad[0])
         cell = raw.iloc[row]
         what = "missing value" if cell == "" else f"non-numeric value {cell!r}"
+        hint = ("; fill missing values first (gridcredit features build --impute median does)"
+                if cell == "" else "")
         raise InputDataError(f"{path}: row {row + 2}, column {column!r}: {what} "
-                             f"({bad.size} bad cell(s) in this column)")
+                             f"({bad.size} bad cell(s) in this column){hint}")
     return np.asarray(values, dtype=np.float64)
 
 
@@ -168,7 +170,7 @@ def load_party_csv(path: str | Path, id_column: str = "id",
         if bad.size:
             row = int(bad[0])
             raise InputDataError(f"{p}: row {row + 2}, column {label_column!r}: label must be "
-                                 f"0 or 1, got {frame[label_column].iloc[row]!r}")
+                                 f"0 or 1, got {str(frame[label_column].iloc[row])!r}")
     features = [c for c in frame.columns if c not in (id_column, label_column)]
     if not features:
         raise InputDataError(f"{p}: no feature columns besides {id_column!r}")

@@ -120,6 +120,9 @@ class PartyNode:
         except VflError as exc:
             self._abort(str(exc))
             raise
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, or the node's watchers
+            self._abort(str(exc) or "interrupted")
+            raise
         return self.stats
 
     def _abort(self, reason: str) -> None:

@@ -22,7 +22,7 @@ from federation.protocol.schedule import Schedule
 from parties.data import PartyData
 from parties.evaluation import metrics
 from parties.evaluation.platt import Platt, fit_platt
-from parties.evaluation.scorecard import Scorecard
+from parties.evaluation.scorecard import Scorecard, band_of
 from parties.model import atomic_write_text
 from parties.reference import centralized_lr
 
@@ -84,17 +84,23 @@ def write_bank_evaluation(
 
 
 def write_scores(out: Path, data: PartyData, rows: npt.NDArray[np.intp], p: Float) -> None:
-    """``scores.csv``: every ID of the bank's file, scored or ``no grid record``."""
+    """``scores.csv``: every ID of the bank's file, scored or ``no grid record``.
+
+    Probability and points at full precision (``repr`` round-trips a float) and the band of
+    ``band_of`` with the default scorecard, exactly as ``gridcredit serve`` answers.
+    """
     card = Scorecard()
     points = card.points(p)
-    scored = {int(r): (float(q), float(s)) for r, q, s in zip(rows, p, points)}
-    lines = ["id,status,probability,points"]
+    bands = band_of(points) if len(points) else np.array([], dtype=str)
+    scored = {int(r): (float(q), float(s), str(b))
+              for r, q, s, b in zip(rows, p, points, bands)}
+    lines = ["id,status,probability,points,band"]
     for i, ent in enumerate(data.ids):
         if i in scored:
-            q, s = scored[i]
-            lines.append(f"{ent},scored,{q:.10g},{s:.1f}")
+            q, s, b = scored[i]
+            lines.append(f'{ent},scored,{q!r},{s!r},"{b}"')
         else:
-            lines.append(f"{ent},{NO_GRID_RECORD},,")
+            lines.append(f"{ent},{NO_GRID_RECORD},,,")
     atomic_write_text(out / "scores.csv", "\n".join(lines) + "\n")
 
 

@@ -8,6 +8,7 @@ names a role allowed to call it. Our exceptions become status codes here.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from typing import TypeVar
@@ -17,7 +18,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from federation.proto import vfl_pb2, vfl_pb2_grpc
-from federation.protocol.errors import PeerUnavailable, ProtocolAbort, StageError, VflError
+from federation.protocol.errors import (
+    ConfigError,
+    PeerUnavailable,
+    ProtocolAbort,
+    StageError,
+    VflError,
+)
 from federation.protocol.messages import Role
 from federation.protocol.services import CoordinatorService
 from federation.transport import wire
@@ -182,9 +189,35 @@ class CoordinatorServicer(vfl_pb2_grpc.CoordinatorServicer):
         return vfl_pb2.FailReply()
 
 
+def _refuse_unbindable(listen: str) -> None:
+    """Fail with one line before gRPC tries (and logs its own multi-line complaint)."""
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not port_text.isdigit() or not host:
+        raise ConfigError(f"cannot listen on {listen!r}: expected HOST:PORT")
+    if int(port_text) == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    for family, kind, proto, _, address in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {listen}: {exc.strerror} (--listen "
+                                  "HOST:PORT; port 0 picks a free one)") from None
+
+
 def start_server(certs: NodeCerts, listen: str,
                  add: Callable[[grpc.Server], list[str]]) -> tuple[grpc.Server, int]:
-    """Start a mutual-TLS server with health and reflection; returns (server, port)."""
+    """Start a mutual-TLS server with health and reflection; returns (server, port).
+
+    Raises ``ConfigError`` naming the address when it cannot be bound (port in use).
+    """
+    _refuse_unbindable(listen)
     ca, cert, key = certs.read()
     creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
                                         require_client_auth=True)
@@ -197,9 +230,14 @@ def start_server(certs: NodeCerts, listen: str,
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_secure_port(listen, creds)
+    try:
+        port = server.add_secure_port(listen, creds)
+    except RuntimeError:  # grpcio >= 1.60 raises where older versions returned 0
+        port = 0
     if port == 0:
-        raise PeerUnavailable(f"cannot listen on {listen}")
+        server.stop(0)
+        raise ConfigError(f"cannot listen on {listen}: the port is in use or the address is "
+                          "not one of this host's (--listen HOST:PORT; port 0 picks a free one)")
     server.start()
     return server, port
 

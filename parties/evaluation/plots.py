@@ -20,6 +20,7 @@ Assumptions and design:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -190,7 +191,7 @@ def plot_calibration(y: npt.ArrayLike, p: npt.ArrayLike, path: PathLike) -> Path
     title = "Calibration by decile of predicted risk"
     if table.count.shape[0] >= 3:
         hl, hl_p = hosmer_lemeshow(y, p)
-        title += f"\nHosmer\u2013Lemeshow = {hl:.2f}, p = {hl_p:.3f}"
+        title += f"\nHosmer\u2013Lemeshow = {hl:.2f}, {format_p_value(hl_p)}"
     top = 1.05 * float(max(table.mean_predicted.max(), table.observed_rate.max(), 0.01))
     top = min(top, 1.0)
     fig, ax = _new_figure(6.0, 6.0)
@@ -326,7 +327,19 @@ def plot_score_distribution(
     return _save(fig, path)
 
 
-def plot_loss(losses: Sequence[float] | Mapping[str, Sequence[float]], path: PathLike) -> Path:
+def format_p_value(p: float) -> str:
+    """``p = 0.042``, or ``p = 3.1e-04`` / ``p < 1e-300`` where three decimals would read 0."""
+    if not math.isfinite(p):
+        return "p undefined"
+    if p >= 0.001:
+        return f"p = {p:.3f}"
+    if p > 1e-300:
+        return f"p = {p:.1e}"
+    return "p < 1e-300"
+
+
+def plot_loss(losses: Sequence[float] | Mapping[str, Sequence[float]], path: PathLike,
+              ylabel: str = "loss") -> Path:
     """Loss per epoch, one line per series.
 
     Parameters
@@ -336,6 +349,8 @@ def plot_loss(losses: Sequence[float] | Mapping[str, Sequence[float]], path: Pat
         ``{"train": [...], "validation": [...]}``.
     path : str or os.PathLike
         Output ``.png`` file.
+    ylabel : str, default "loss"
+        What the values are, e.g. "Taylor loss (mean per row)" for the training objective.
 
     Returns
     -------
@@ -360,7 +375,7 @@ def plot_loss(losses: Sequence[float] | Mapping[str, Sequence[float]], path: Pat
         ax.plot(np.arange(1, arr.size + 1), arr, marker="o", markersize=3, label=name)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Epoch")
-    ax.set_ylabel("Log-loss")
+    ax.set_ylabel(ylabel)
     ax.set_title("Training loss per epoch")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")

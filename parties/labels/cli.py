@@ -36,7 +36,7 @@ from parties.labels.shell import (
     save_shell_model,
     score_matrix,
 )
-from parties.labels.sources import is_dsn, open_source
+from parties.labels.sources import Format, RawSource, is_dsn, open_source
 from parties.labels.sqlkit import Engine
 from parties.labels.synth import load_synth_postgres, synthesize, write_synth
 from parties.labels.warning import DEFAULT_RULES, load_rules, rate
@@ -65,12 +65,42 @@ def _as_of(args: argparse.Namespace) -> int:
                 text = str(json.loads(manifest.read_text(encoding="utf-8")).get("as_of"))
                 break
         else:
-            raise InputError(f"--as-of: not given and no manifest.json in {raw} (row -, "
-                             "column -)")
+            raise InputError(f"--as-of: not given and no manifest.json in {raw}")
     try:
         return parse_month(text)
     except InputError as e:
         raise InputError(f"--as-of: {e}") from e
+
+
+def _raw_exists(raw: str | pathlib.Path) -> None:
+    if not is_dsn(raw) and not pathlib.Path(raw).is_dir():
+        raise InputError(f"--raw {raw}: no such folder")
+
+
+def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None:
+    """Refuse an as-of month after the last month of the raw records: nothing to build.
+
+    Checked on files only (one DuckDB aggregate per table); a database source is checked by
+    the engine's own row counts.
+    """
+    if source.root is None or source.url is not None:
+        return
+    import duckdb
+
+    last: int | None = None
+    for table in tables:
+        path = source.path(table)
+        if not path.exists():
+            continue
+        reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
+        row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {reader}(?)",
+                             [str(path)]).fetchone()
+        if row and row[0]:
+            month = parse_month(str(row[0])[:7])
+            last = month if last is None else max(last, month)
+    if last is not None and as_of > last:
+        raise InputError(f"--as-of {format_month(as_of)}: after the last month of the data "
+                         f"in {source.root} ({format_month(last)})")
 
 
 def _key(args: argparse.Namespace) -> bytes | None:
@@ -98,8 +128,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_features_build(args: argparse.Namespace) -> int:
     """Build one party's feature table and data dictionary at the as-of month."""
+    _raw_exists(args.raw)
     source = open_source(args.raw, args.role, args.schema)
     as_of = _as_of(args)
+    _within_data(as_of, source, (("monthly_usage", "bills") if args.role == "grid"
+                                 else ("repayments", "taxes")))
     if args.role == "grid":
         model = load_shell_model(args.shell_model)
         build = build_grid_features(source, as_of, args.engine, model=model,
@@ -108,6 +141,10 @@ def cmd_features_build(args: argparse.Namespace) -> int:
         build = build_bank_features(source, as_of, args.engine, args.horizon,
                                     args.overdue_days, spark_master=args.spark_master)
     table = build.table
+    if table.empty:
+        raise InputError(f"--as-of {format_month(as_of)}: no enterprise of {args.raw} has data "
+                         "to build features from" + (" and a repayment due in the label "
+                                                     "window" if args.role == "bank" else ""))
     if args.impute is Impute.MEDIAN:
         table = impute_for_training(table)
     table["id"] = output_ids(table["id"], _key(args))
@@ -124,18 +161,19 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 
 def cmd_features_fit_shell(args: argparse.Namespace) -> int:
     """Fit ENT_SHELL_SCORE's logistic regression on labelled enterprises and save it."""
+    _raw_exists(args.raw)
     as_of = _as_of(args)
     source = open_source(args.raw, "grid", args.schema)
     table = build_grid_features(source, as_of, Engine.PANDAS, model=load_shell_model()).table
     truth_path = args.truth or pathlib.Path(args.raw) / "truth" / "enterprises.csv"
     if not truth_path.is_file():
-        raise InputError(f"{truth_path}: file not found (row -, column -)")
+        raise InputError(f"{truth_path}: file not found")
     truth = pd.read_csv(truth_path, dtype={"ent_id": str})
     if "is_shell" not in truth.columns or "ent_id" not in truth.columns:
         raise InputError(f"{truth_path}: row 1, column 'ent_id,is_shell': missing")
     labels = truth.set_index("ent_id")["is_shell"].reindex(table["id"])
     if bool(labels.isna().any()):
-        raise InputError(f"{truth_path}: row -, column 'ent_id': some enterprises have no label")
+        raise InputError(f"{truth_path}: column 'ent_id': some enterprises have no label")
     note = (f"ENT_SHELL_SCORE model fitted by `gridcredit features fit-shell` on {len(table)} "
             f"grid customers ({int(labels.sum())} shells) at as-of {format_month(as_of)}."
             "\nENT_SHELL_SCORE = 100 / (1 + exp(intercept + "
@@ -148,7 +186,7 @@ def cmd_features_fit_shell(args: argparse.Namespace) -> int:
 
 def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
     if not path.is_file():
-        raise InputError(f"{path}: file not found (row -, column -)")
+        raise InputError(f"{path}: file not found")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     if column not in frame.columns:
         raise InputError(f"{path}: row 1, column '{column}': missing from the header")
@@ -157,6 +195,7 @@ def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
 
 def cmd_warn(args: argparse.Namespace) -> int:
     """Rate enterprises by the Table 7 rules (all of them, or those of ``--ids``)."""
+    _raw_exists(args.raw)
     as_of = _as_of(args)
     grid = load_grid_raw(open_source(args.raw, "grid", args.schema))
     by_name = {ind.name: ind for ind in grid_registry()}

@@ -115,13 +115,38 @@ def test_plot_errors(tmp_path: Path, data: tuple[FloatArray, FloatArray, FloatAr
     assert not list(tmp_path.iterdir()), "a failed call must not leave a file behind"
 
 
-def test_calibration_curves_before_and_after_platt_draw_each_set(
-        tmp_path: Path, data: tuple[FloatArray, FloatArray, FloatArray]) -> None:
-    y, p, _ = data
-    logit = np.log(p / (1 - p))
-    shrunk = 1.0 / (1.0 + np.exp(-0.6 * logit))  # the shape the Taylor loss leaves
-    path = plots.plot_calibration_curves(y, {"before": shrunk, "after": p}, tmp_path / "c.png")
-    assert_png(path, 720, 720)
-    with pytest.raises(ValueError, match="at least one"):
-        plots.plot_calibration_curves(y, {}, tmp_path / "none.png")
-    assert plots._p_value(1e-7) == "p < 0.001" and plots._p_value(0.25) == "p = 0.250"
+def _captured(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Figures handed to ``plots._save`` (so a test can read titles and labels)."""
+    figures: list[object] = []
+    original = plots._save
+
+    def keep(fig: object, path: Path) -> Path:
+        figures.append(fig)
+        return original(fig, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def test_calibration_title_never_prints_a_zero_p_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A badly calibrated model: Hosmer-Lemeshow p is far below 0.001.
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 0.95, 5_000)
+    y = (rng.random(5_000) < p**3).astype(np.float64)
+    figures = _captured(monkeypatch)
+    plots.plot_calibration(y, p, tmp_path / "cal.png")
+    title = figures[0].axes[0].get_title()  # type: ignore[attr-defined]
+    assert "p = 0.000" not in title and ("p = " in title or "p < " in title), title
+    assert plots.format_p_value(0.0003) == "p = 3.0e-04"
+    assert plots.format_p_value(0.25) == "p = 0.250"
+    assert plots.format_p_value(0.0) == "p < 1e-300"
+
+
+def test_loss_plot_names_the_loss_it_draws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = _captured(monkeypatch)
+    plots.plot_loss([0.7, 0.6], tmp_path / "a.png")
+    plots.plot_loss([0.7, 0.6], tmp_path / "b.png", ylabel="Taylor loss (mean per row)")
+    labels = [fig.axes[0].get_ylabel() for fig in figures]  # type: ignore[attr-defined]
+    assert labels == ["loss", "Taylor loss (mean per row)"]
