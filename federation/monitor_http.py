@@ -62,6 +62,8 @@ def render(store: MonitorStore) -> str:
     drift = [(str(s["period"]), float(str(s["psi_points"] or 0.0))) for s in summaries[1:]]
     drift_chart = _bars([v for _, v in drift], [p for p, _ in drift], "#5566aa") \
         if drift else "<p>Drift needs two periods.</p>"
+    drift_chart += "<p>" + ", ".join(f"{p}: {v:.3f}" for p, v in drift) + \
+        " (below 0.1 stable, above 0.25 shifted)</p>"
     body = (
         f'<h2>Period <span id="period">{html.escape(period)}</span></h2>'
         f'<p>{last["borrowers"]} borrowers in the active book, {last["no_grid_record"]} with '
