@@ -47,7 +47,8 @@ def test_levels_and_alerts_against_the_previous_period() -> None:
     assert math.isnan(second["change"].iat[4])
     assert sorted(alerts) == sorted([
         ("a", NEW_ALERT, "normal -> alert"), ("a", RATING_WORSENED, "stable -> alert"),
-        ("b", NEW_ALERT, "watch -> alert"), ("b", SCORE_DROP, "520.0 -> 470.0"), ("c", NEW_ALERT, "normal -> alert"),
+        ("b", NEW_ALERT, "watch -> alert"), ("b", SCORE_DROP, "520.0 -> 470.0"),
+        ("c", NEW_ALERT, "normal -> alert"),
         ("c", SCORE_DROP, "610.0 -> 565.0"), ("d", NEW_ALERT, "watch -> alert"),
         ("d", SCORE_DROP, "480.0 -> 440.0")])
     third, alerts = compare(_book([("a", 590, "alert")]), second, rules)
