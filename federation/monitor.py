@@ -25,7 +25,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from federation.nodes import ExitCode
@@ -155,7 +154,7 @@ def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
     source = open_source(cfg.raw, "grid", cfg.schema)
     pool = PsiPool(None)
     grid = MonitorGrid(lambda m: grid_period(source, m, model, cfg.table7), pool=pool)
-    server: grpc.Server | None = None
+    server = None
     try:
         server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
         _announce(cfg.listen, port)
