@@ -171,7 +171,6 @@ def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
 
     model = PartyModel.load(cfg.model, Role.BANK)
     wanted = months(cfg)
-    load_warning_rules(cfg.rules)  # bad rules stop the node before any work
     store = MonitorStore(cfg.out)
     dashboard = start_dashboard(cfg.http, store) if cfg.http else None
     if dashboard is None:
@@ -206,6 +205,15 @@ def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> Exit
     if cfg.role is Role.BANK and not (cfg.period_from and cfg.period_to):
         raise ConfigError("bank: --period-from and --period-to YYYY-MM are required")
     check_own_certificate(cfg.certs, cfg.role)
+    PartyModel.load(cfg.model, cfg.role)
+    if cfg.role is Role.BANK:  # bad flags stop the node before anything is written
+        from federation.monitor_http import loopback_address
+
+        months(cfg)
+        load_warning_rules(cfg.rules)
+        if cfg.http:
+            loopback_address(cfg.http)
+    cfg.out.mkdir(parents=True, exist_ok=True)
     if stop is None:
         stop = _stop_event()
     audit = AuditWriter(AuditLog(cfg.audit, cfg.role.value, cfg.certs.key.read_bytes()))

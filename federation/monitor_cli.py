@@ -32,7 +32,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         base_odds=args.base_odds, pdo=args.pdo, deadline=args.deadline,
         connect_timeout=args.connect_timeout, http=args.http or "",
         alert_url=args.alert_url or "", alert_retries=args.alert_retries)
-    args.out.mkdir(parents=True, exist_ok=True)
     return int(run_monitor(cfg))
 
 

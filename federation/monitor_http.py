@@ -85,8 +85,8 @@ def _page(title: str, body: str) -> str:
             f"<body><h1>gridcredit post-loan monitoring</h1>{body}</body></html>")
 
 
-def start_dashboard(address: str, store: MonitorStore) -> ThreadingHTTPServer:
-    """Serve the dashboard on ``address`` (HOST:PORT, loopback only) in a thread.
+def loopback_address(address: str) -> tuple[str, int]:
+    """(host, port) of a loopback HOST:PORT.
 
     Raises
     ------
@@ -97,10 +97,15 @@ def start_dashboard(address: str, store: MonitorStore) -> ThreadingHTTPServer:
     try:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError("not loopback")
-        number = int(port)
+        return host, int(port)
     except ValueError as exc:
         raise ConfigError(f"--http {address!r}: expected a loopback HOST:PORT such as "
                           "127.0.0.1:8080") from exc
+
+
+def start_dashboard(address: str, store: MonitorStore) -> ThreadingHTTPServer:
+    """Serve the dashboard on ``address`` (HOST:PORT, loopback only) in a thread."""
+    host, number = loopback_address(address)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)

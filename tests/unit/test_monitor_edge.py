@@ -109,3 +109,31 @@ def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
     assert 'id="period">2024-02<' in page
     assert 'id="alert-count">1<' in page  # a's score drop of 40 points
     assert 'id="level-alert">1<' in page and "<svg" in page
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--period-from", "2024-13", "--period-to", "2024-02"], "expected a month YYYY-MM"),
+    (["--period-from", "2024-03", "--period-to", "2024-02"], "--period-to must be"),
+    (["--period-from", "2024-01", "--period-to", "2024-02", "--http", "0.0.0.0:80"],
+     "loopback"),
+    (["--period-from", "2024-01", "--period-to", "2024-02", "--rules", "missing.toml"],
+     "missing.toml: cannot read"),
+])
+def test_bad_flags_one_line_nothing_written(tmp_path: Path, flags: list[str],
+                                            says: str) -> None:
+    from federation.protocol.messages import Role
+    from parties.model import PartyModel
+    from tests.conftest import run_cli
+
+    assert run_cli("certs", "--out", str(tmp_path / "certs")).returncode == 0
+    model = tmp_path / "bank.json"
+    PartyModel(Role.BANK.value, "j", "shared", ["x"], [0.0], [1.0], [1.0], 0.0).save(model)
+    out = tmp_path / "out"
+    flags = [f.replace("missing.toml", str(tmp_path / "missing.toml")) for f in flags]
+    result = run_cli("monitor", "--role", "bank", "--model", str(model), "--raw",
+                     str(tmp_path), "--tls-dir", str(tmp_path / "certs"), "--peer",
+                     "127.0.0.1:1", "--out", str(out), *flags)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
+    assert not out.exists()
