@@ -22,7 +22,7 @@ from parties.labels.engine import bank_frame, build_grid_features
 from parties.labels.features import grid_registry
 from parties.labels.schema import BANK_TABLES
 from parties.labels.sources import RawSource, staged
-from parties.labels.warning import DEFAULT_RULES, load_rules, rate
+from parties.labels.warning import DEFAULT_RULES, Rating, load_rules, rate
 from parties.model import PartyModel
 from parties.monitoring import model_matrix
 
@@ -43,8 +43,6 @@ def grid_period(source: RawSource, month: int, model: PartyModel,
     rules = load_rules({i.name for i in registry}, rules_path)
     table = build_grid_features(source, month, model_only=False).table
     ratings = rate(table, rules)["rating"].str.upper()
-    from parties.labels.warning import Rating
-
     codes = np.array([int(Rating[r]) for r in ratings], dtype=np.int8)
     x = model_matrix(table, model, f"grid indicators at month {month}")
     ids = table["id"].astype(str).tolist()
