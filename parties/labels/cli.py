@@ -57,7 +57,7 @@ def _as_of(args: argparse.Namespace) -> int:
     """``--as-of``, or the ``as_of`` of ``manifest.json`` in the raw folder or its parent."""
     text = args.as_of
     if text is None and is_dsn(args.raw):
-        raise InputError("--as-of: required when --raw is a database (row -, column -)")
+        raise InputError("--as-of: required when --raw is a database")
     raw = pathlib.Path(args.raw)
     if text is None:
         for manifest in (raw / "manifest.json", raw.parent / "manifest.json"):

@@ -138,7 +138,7 @@ def attach(runner: DuckRunner, source: RawSource,
         runner.labels[str(path)] = source.label(table)
         if source.format is Format.PARQUET:
             if not path.exists():
-                raise InputError(f"{source.label(table)}: file not found (row -, column -)")
+                raise InputError(f"{source.label(table)}: file not found")
             relation = f"read_parquet({_parquet_files(path)})"
             stored = runner.columns(relation)
         else:

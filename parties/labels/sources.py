@@ -83,8 +83,7 @@ class RawSource:
     def path(self, table: str) -> pathlib.Path:
         """The local file (or part-file folder) holding ``table``."""
         if self.url is not None:
-            raise InputError(f"{self.url}: a cluster folder is read by --engine spark only "
-                             "(row -, column -)")
+            raise InputError(f"{self.url}: a cluster folder is read by --engine spark only")
         if self.root is None:
             raise ValueError(f"{self.label(table)}: not staged to files")
         ext = "parquet" if self.format is Format.PARQUET else "csv"
@@ -106,7 +105,7 @@ class RawSource:
         """
         path = self.path(table)
         if not path.is_file():
-            raise InputError(f"{self.label(table)}: file not found (row -, column -)")
+            raise InputError(f"{self.label(table)}: file not found")
         try:
             with path.open(encoding="utf-8", newline="") as stream:
                 return next(csv.reader(stream), [])
@@ -163,9 +162,9 @@ def _copy_table(conn: psycopg.Connection[tuple[object, ...]], source: RawSource,
             for chunk in copy:
                 out.write(chunk)
     except psycopg.errors.UndefinedTable as e:
-        raise InputError(f"{source.label(table)}: table not found (row -, column -)") from e
+        raise InputError(f"{source.label(table)}: table not found") from e
     except psycopg.errors.InvalidSchemaName as e:
-        raise InputError(f"{source.label(table)}: schema not found (row -, column -)") from e
+        raise InputError(f"{source.label(table)}: schema not found") from e
 
 
 @contextlib.contextmanager
@@ -188,7 +187,7 @@ def stage_postgres(source: RawSource, tables: Sequence[str]) -> Iterator[RawSour
             conn = psycopg.connect(source.dsn, connect_timeout=10)
         except psycopg.Error as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"postgresql: cannot connect ({first}) (row -, column -)") from e
+            raise InputError(f"postgresql: cannot connect ({first})") from e
         with conn:
             conn.execute("SET DateStyle TO ISO, YMD")
             conn.execute("SET extra_float_digits TO 1")

@@ -121,7 +121,7 @@ class SparkRunner:
         for table, spec in tables.items():
             if source.url is None and source.format is Format.PARQUET \
                     and not source.path(table).exists():
-                raise InputError(f"{source.label(table)}: file not found (row -, column -)")
+                raise InputError(f"{source.label(table)}: file not found")
             frame = self._read(source, table)
             stored = {f.name: f.dataType.simpleString() for f in frame.schema.fields}
             require_columns(source, table, spec, list(stored))

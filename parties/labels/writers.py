@@ -137,7 +137,7 @@ def copy_to_postgres(conn: psycopg.Connection[tuple[object, ...]], schema: str, 
     exists = conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()
     if exists is not None and exists[0] is not None:
         raise InputError(f"{schema}.{table}: table exists already; drop it or choose another "
-                         "schema (row -, column -)")
+                         "schema")
     _create(conn, schema, table, spec)
     with tempfile.TemporaryDirectory(prefix="gridcredit-copy-") as tmp:
         path = pathlib.Path(tmp) / f"{table}.csv"
