@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum, auto
 
 import numpy as np
 import numpy.typing as npt
@@ -24,15 +23,24 @@ from crypto.prg import new_seed
 from crypto.psi.errors import PsiError
 from crypto.psi.tag_match import match_tags
 from crypto.ring import decode
-from federation.dealer import Dealer, joint_correction
-from federation.dealer_screen import ScreenDealer, ScreenSizes
+from federation.coordinator_deals import DealsMixin
+from federation.dealer import Dealer
+from federation.dealer_screen import ScreenDealer, agree_sizes
 from federation.dealer_shared import SharedDealer
+from federation.job_stages import (
+    ALLOWED,
+    STEP_ALIGNED,
+    STEP_EPOCH,
+    STEP_EVALUATED,
+    STEP_SCORED,
+    STEP_SCREENED,
+    JobStage,
+    min_batch_size,
+)
 from federation.protocol.convergence import Outcome, judge
 from federation.protocol.errors import ProtocolAbort, StageError
 from federation.protocol.messages import (
     PARTY_ROLES,
-    DealReply,
-    DealRequest,
     Decision,
     FailRequest,
     JobPlan,
@@ -47,49 +55,10 @@ from federation.protocol.messages import (
     Task,
     TrainSettings,
 )
-from federation.protocol.products import SCREEN_DEAL_EPOCH
 from federation.protocol.schedule import Schedule
 
 log = logging.getLogger(__name__)
 Event = Callable[[dict[str, object]], None]
-
-
-class JobStage(StrEnum):
-    REGISTER = auto()
-    ALIGN = auto()
-    FIT = auto()
-    EVALUATE = auto()
-    SCORE = auto()
-    SCREEN = auto()
-    DONE = auto()
-    FAILED = auto()
-
-
-ALLOWED: dict[JobStage, frozenset[JobStage]] = {
-    JobStage.REGISTER: frozenset({JobStage.ALIGN, JobStage.FAILED}),
-    JobStage.ALIGN: frozenset({JobStage.FIT, JobStage.SCORE, JobStage.SCREEN,
-                               JobStage.FAILED}),
-    JobStage.FIT: frozenset({JobStage.EVALUATE, JobStage.FAILED}),
-    JobStage.EVALUATE: frozenset({JobStage.DONE, JobStage.FAILED}),
-    JobStage.SCORE: frozenset({JobStage.DONE, JobStage.FAILED}),
-    JobStage.SCREEN: frozenset({JobStage.DONE, JobStage.FAILED}),
-    JobStage.DONE: frozenset(),
-    JobStage.FAILED: frozenset(),
-}
-
-# Barrier steps the parties call, in order; each names the stage it closes.
-STEP_ALIGNED = "aligned"
-STEP_EPOCH = "epoch"
-STEP_EVALUATED = "evaluated"
-STEP_SCORED = "scored"
-STEP_SCREENED = "screened"
-SCREEN_SIZES = ("train_rows", "count_bits", "pearson_bits")
-JOINT_EPOCH = 0  # a deal request for epoch 0 asks for a joint forward pass's corrections
-
-
-def min_batch_size(n_columns: dict[Role, int]) -> int:
-    """docs/design.md: a batch must be at least 4x the larger party's column count."""
-    return 4 * max(n_columns.values())
 
 
 @dataclass
@@ -98,7 +67,7 @@ class _Barrier:
     reply: SyncReply | None = None
 
 
-class Coordinator:
+class Coordinator(DealsMixin):
     """Thread-safe job logic; the gRPC servicer and in-process tests call it directly."""
 
     def __init__(self, job_id: str, settings: TrainSettings, *, barrier_timeout: float = 60.0,
@@ -321,16 +290,8 @@ class Coordinator:
         """Sizes of the two screening products, which both parties must report alike."""
         if n == 0:
             raise ValueError("the parties share no enterprise IDs: nothing to screen")
-        agreed = {}
-        for key in SCREEN_SIZES:
-            values = {role: int(r.values.get(key, -1)) for role, r in arrived.items()}
-            if len(set(values.values())) != 1 or min(values.values()) < 1:
-                raise ValueError(f"parties report different or no {key}: {values}")
-            agreed[key] = values[Role.GRID]
-        grid, bank = arrived[Role.GRID].values, arrived[Role.BANK].values
-        self._screen_dealer = ScreenDealer(self._seeds, ScreenSizes(
-            n, agreed["train_rows"], int(grid.get("width", 0)), int(grid.get("columns", 0)),
-            int(bank.get("columns", 0)), agreed["count_bits"], agreed["pearson_bits"]))
+        self._screen_dealer = ScreenDealer(self._seeds, agree_sizes(
+            n, {role: r.values for role, r in arrived.items()}))
         if min(self._screen_dealer.sizes.width, self._screen_dealer.sizes.grid_columns,
                self._screen_dealer.sizes.bank_columns) >= 1:
             self._screen_dealer.start()
@@ -376,61 +337,6 @@ class Coordinator:
     def _on_finished(self, _round: int, _arrived: dict[Role, SyncRequest]) -> SyncReply:
         self._advance(JobStage.DONE)
         return SyncReply(Decision.STOP)
-
-    def deal(self, req: DealRequest) -> DealReply:
-        if req.epoch == JOINT_EPOCH:
-            return self._deal_joint(req)
-        if req.epoch == SCREEN_DEAL_EPOCH:
-            return self._deal_screen(req)
-        with self._cond:
-            self._check_job(req.job_id, req.role)
-            if self.stage is not JobStage.FIT or self._dealer is None:
-                raise StageError(f"{req.role} asked for corrections in stage {self.stage}")
-            if not 1 <= req.epoch <= self.settings.epochs:
-                raise ProtocolAbort(f"{req.role} asked for corrections of epoch {req.epoch}; "
-                                    f"the job has {self.settings.epochs}")
-            dealer = self._dealer
-        try:
-            with self._deal_lock:
-                return DealReply(dealer.corrections(req.role, req.epoch))
-        except ValueError as exc:
-            raise ProtocolAbort(str(exc)) from exc
-
-    def _deal_screen(self, req: DealRequest) -> DealReply:
-        """The bank's corrections of the two screening products, once."""
-        with self._cond:
-            self._check_job(req.job_id, req.role)
-            dealer = self._screen_dealer
-            if self.stage is not JobStage.SCREEN or dealer is None:
-                raise StageError(f"{req.role} asked for screening corrections in stage "
-                                 f"{self.stage}")
-            if req.role is not Role.BANK:
-                raise ProtocolAbort(f"{req.role} asked for screening corrections; only the "
-                                    "bank receives any")
-        s = dealer.sizes
-        if min(s.width, s.grid_columns, s.bank_columns) < 1:
-            raise ProtocolAbort(f"screening sizes incomplete: {s}")
-        try:
-            with self._deal_lock:
-                return DealReply(dealer.corrections())
-        except ValueError as exc:
-            raise ProtocolAbort(str(exc)) from exc
-
-    def _deal_joint(self, req: DealRequest) -> DealReply:
-        """Corrections of the joint forward pass over the aligned rows (weights kept shared):
-        after training (evaluate) or in a scoring job (score), once per party."""
-        purposes = {JobStage.EVALUATE: "evaluate", JobStage.SCORE: "score"}
-        with self._cond:
-            self._check_job(req.job_id, req.role)
-            purpose = purposes.get(self.stage)
-            if purpose is None or self.intersection_size is None:
-                raise StageError(f"{req.role} asked for joint corrections in stage {self.stage}")
-            if (req.role, purpose) in self._joint_dealt:
-                raise ProtocolAbort(f"joint corrections for {req.role} were already dealt")
-            self._joint_dealt.add((req.role, purpose))
-            columns = self._columns or {role: r.n_columns for role, r in self._joined.items()}
-            n = self.intersection_size
-        return DealReply({purpose: joint_correction(self._seeds, req.role, purpose, n, columns)})
 
     def party_addresses(self) -> dict[Role, str]:
         """Where the joined parties serve (for liveness checks)."""

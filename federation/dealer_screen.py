@@ -41,6 +41,26 @@ class ScreenSizes:
     pearson_bits: int
 
 
+def agree_sizes(n: int, reported: dict[Role, dict[str, float]]) -> ScreenSizes:
+    """The screening sizes from both parties' reports at the aligned barrier.
+
+    Raises
+    ------
+    ValueError
+        The parties report different or no training rows or bit widths.
+    """
+    agreed = {}
+    for key in ("train_rows", "count_bits", "pearson_bits"):
+        values = {role: int(r.get(key, -1)) for role, r in reported.items()}
+        if len(set(values.values())) != 1 or min(values.values()) < 1:
+            raise ValueError(f"parties report different or no {key}: {values}")
+        agreed[key] = values[Role.GRID]
+    grid, bank = reported[Role.GRID], reported[Role.BANK]
+    return ScreenSizes(n, agreed["train_rows"], int(grid.get("width", 0)),
+                       int(grid.get("columns", 0)), int(bank.get("columns", 0)),
+                       agreed["count_bits"], agreed["pearson_bits"])
+
+
 class ScreenDealer:
     def __init__(self, seeds: dict[Role, bytes], sizes: ScreenSizes) -> None:
         self._seeds, self.sizes = seeds, sizes

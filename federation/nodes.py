@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from federation.config import CoordinatorConfig, NetworkConfig
-from federation.coordinator import Coordinator, JobStage
+from federation.coordinator import Coordinator
+from federation.job_stages import JobStage
 from federation.lifeline import stop_self, watch_parent
 from federation.processes import EVENTS_ENV
 from federation.protocol.errors import ConfigError, InputDataError, VflError

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from federation.protocol.errors import InputDataError
-from federation.protocol.messages import TrainSettings
+from federation.protocol.errors import InputDataError, ProtocolAbort
+from federation.protocol.messages import Task, TrainSettings
 from federation.protocol.schedule import Schedule
 from parties.model import atomic_write_text
 
@@ -53,3 +55,51 @@ def save(path: Path, expected: str, states: dict[int, State]) -> dict[int, State
     atomic_write_text(path, json.dumps({"fingerprint": expected,
                                         "states": {str(e): s for e, s in kept.items()}}) + "\n")
     return kept
+
+
+@dataclass
+class Resume:
+    """This party's checkpoints for the job, and the epoch the coordinator resumes after."""
+
+    fingerprint: str
+    states: dict[int, State]
+    start: int = 0
+
+
+def resume_plan(settings: TrainSettings, n_rows: int, n_columns: int, path: Path) -> Resume:
+    """The checkpoints this party can offer for this job (none unless checkpointing)."""
+    if settings.task is not Task.TRAIN or settings.checkpoint_every <= 0:
+        return Resume("", {})
+    schedule = Schedule(n_rows, settings.validation_fraction, settings.batch_size, settings.seed)
+    fp = fingerprint(settings, schedule, n_columns)
+    return Resume(fp, load(path, fp))
+
+
+class Resumable(Protocol):
+    """What a fit offers for checkpoints (``LocalFit``, ``SharedFit``)."""
+
+    on_checkpoint: Callable[[int, State], None] | None
+
+    def resume_from(self, epoch: int, state: State) -> None: ...
+
+
+def wire(fitter: Resumable, settings: TrainSettings, resume: Resume, who: str,
+         path: Path) -> int:
+    """Resume ``fitter`` where the coordinator said and keep its checkpoints every N epochs.
+
+    Returns the epoch resumed after (0: a fresh start).
+    """
+    if resume.start > 0:
+        if resume.start not in resume.states:
+            raise ProtocolAbort(f"{who}: asked to resume after epoch {resume.start}, "
+                                f"but its checkpoints hold epochs {sorted(resume.states)}")
+        fitter.resume_from(resume.start, resume.states[resume.start])
+    if settings.checkpoint_every > 0:
+        every = settings.checkpoint_every
+
+        def keep(epoch: int, state: State) -> None:
+            if epoch % every == 0 or epoch == settings.epochs:
+                resume.states = save(path, resume.fingerprint, {**resume.states, epoch: state})
+
+        fitter.on_checkpoint = keep
+    return resume.start

@@ -37,7 +37,6 @@ from federation.protocol.messages import (
     SyncRequest,
     Tag,
     Task,
-    TrainSettings,
 )
 from federation.protocol.schedule import Schedule
 from federation.transport.channel import Channel, CoordinatorLink
@@ -199,7 +198,8 @@ class PartyNode:
         if model is None and cfg.pca is not None and settings.task is Task.TRAIN:
             self._pca = fit_training_pca(data, rows, settings, cfg.pca, self.stats)
             columns = self._pca.loadings.shape[1]
-        resume = self._checkpoints(settings, len(rows), columns + int(is_bank))
+        resume = checkpoint.resume_plan(settings, len(rows), columns + int(is_bank),
+                                        cfg.out / "checkpoint.json")
         offer = float(max(resume.states, default=0))
         values = {"intersection": float(len(rows)), "checkpoint_epoch": offer,
                   "columns": float(columns + int(is_bank))}  # columns: after any PCA
@@ -236,24 +236,14 @@ class PartyNode:
             raise ProtocolAbort(f"coordinator stopped the job: {reply.reason}")
         return reply
 
-    def _checkpoints(self, settings: TrainSettings, n_rows: int, n_columns: int) -> _Resume:
-        if settings.task is not Task.TRAIN or settings.checkpoint_every <= 0:
-            return _Resume("", {})
-        schedule = Schedule(
-            n_rows, settings.validation_fraction, settings.batch_size, settings.seed
-        )
-        fp = checkpoint.fingerprint(settings, schedule, n_columns)
-        return _Resume(fp, checkpoint.load(self.config.out / "checkpoint.json", fp))
-
     # -- training --------------------------------------------------------------------
     def _train(
-        self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp], resume: _Resume
+        self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp], resume: checkpoint.Resume
     ) -> None:
         settings, channel = plan.settings, self._require_channel()
         aligned = data.take(rows.astype(np.int64))
-        schedule = Schedule(
-            len(rows), settings.validation_fraction, settings.batch_size, settings.seed
-        )
+        schedule = Schedule(len(rows), settings.validation_fraction, settings.batch_size,
+                            settings.seed)
         if aligned.y is not None:
             check_split_classes(aligned.y, schedule.train_rows, schedule.validation_rows,
                                 str(self.config.data))
@@ -269,7 +259,9 @@ class PartyNode:
             fitter = SharedFit(*args, reveal=settings.reveal_weights)
         else:
             fitter = LocalFit(*args)
-        self._wire_checkpoints(fitter, settings, resume)
+        if resumed := checkpoint.wire(fitter, settings, resume, self.role.value,
+                                      self.config.out / "checkpoint.json"):
+            self.stats["resumed_after_epoch"] = resumed
         fit = fitter.run()
         clip = settings.feature_clip if settings.mode is Mode.SHARED else None
         if clip is not None:  # score the features exactly as training saw them
@@ -340,28 +332,6 @@ class PartyNode:
             feature_frac_bits=s.feature_frac_bits, clip=s.feature_clip, purpose=purpose,
             round_=round_, timeout=s.deadline_seconds)
 
-    def _wire_checkpoints(
-        self, fitter: LocalFit | SharedFit, settings: TrainSettings, resume: _Resume
-    ) -> None:
-        if resume.start > 0:
-            if resume.start not in resume.states:
-                raise ProtocolAbort(
-                    f"{self.role}: asked to resume after epoch {resume.start}, "
-                    f"but its checkpoints hold epochs {sorted(resume.states)}"
-                )
-            fitter.resume_from(resume.start, resume.states[resume.start])
-            self.stats["resumed_after_epoch"] = resume.start
-        if settings.checkpoint_every <= 0:
-            return
-        path, every = self.config.out / "checkpoint.json", settings.checkpoint_every
-
-        def keep(epoch: int, state: dict[str, Any]) -> None:
-            if epoch % every == 0 or epoch == settings.epochs:
-                resume.states = checkpoint.save(
-                    path, resume.fingerprint, {**resume.states, epoch: state}
-                )
-
-        fitter.on_checkpoint = keep
 
     def _partial_logits(self, env: Envelope, n: int) -> Float:
         u = env.tensors.get("u")
@@ -426,12 +396,5 @@ class PartyNode:
         return self._channel
 
 
-@dataclass
-class _Resume:
-    """This party's checkpoints for the job, and the epoch the coordinator resumes after."""
-
-    fingerprint: str
-    states: dict[int, dict[str, Any]]
-    start: int = 0
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from federation.coordinator import Coordinator, JobStage
+from federation.coordinator import Coordinator
+from federation.job_stages import JobStage
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import JoinRequest, Role, SyncRequest, TrainSettings
 from federation.transport.audit import AuditLog

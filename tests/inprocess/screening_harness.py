@@ -18,7 +18,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from federation.coordinator import Coordinator, JobStage
+from federation.coordinator import Coordinator
+from federation.job_stages import JobStage
 from federation.protocol.messages import (
     DealReply,
     DealRequest,
@@ -26,6 +27,8 @@ from federation.protocol.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    MatchReply,
+    MatchRequest,
     Role,
     SyncReply,
     SyncRequest,
@@ -65,6 +68,12 @@ class Recorder:
     def fail(self, req: FailRequest) -> None:
         self.requests.append(req)
         self.coordinator.fail(req)
+
+    def match(self, req: MatchRequest) -> MatchReply:
+        self.requests.append(req)
+        reply = self.coordinator.match(req)
+        self.replies.append(reply)
+        return reply
 
 
 @dataclass

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from federation.coordinator import Coordinator, JobStage
+from federation.coordinator import Coordinator
+from federation.job_stages import JobStage
 from federation.protocol.errors import ConfigError, ProtocolAbort, StageError
 from federation.protocol.messages import (
     DealReply,
@@ -168,7 +169,8 @@ class FakeLink:
 
 def test_a_party_refuses_a_job_that_aligns_with_another_protocol(tmp_path: Path) -> None:
     data = tmp_path / "bank.csv"
-    data.write_text("id,x,y\na,1.0,0\nb,2.0,1\n")
+    rows = "".join(f"e{i},{i}.0,{i % 2}\n" for i in range(20))  # 10 of each class
+    data.write_text("id,x,y\n" + rows)
     cfg = PartyConfig(Role.BANK, JOB, data, tmp_path / "out", psi=PsiProtocol.ECDH)
     link = FakeLink()
 

@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from federation.coordinator import Coordinator, JobStage
+from federation.coordinator import Coordinator
+from federation.job_stages import JobStage
 from federation.protocol.errors import TrainingDiverged
 from federation.protocol.messages import (
     JoinRequest,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from federation.coordinator import JobStage
+from federation.job_stages import JobStage
 from federation.protocol.messages import Role, TrainSettings
 from federation.protocol.schedule import Schedule
 from parties.binning import bin_matrix

@@ -26,8 +26,9 @@ import numpy as np
 import pytest
 
 from crypto.ring import encode, truncate_share
-from federation.coordinator import Coordinator, JobStage
+from federation.coordinator import Coordinator
 from federation.dealer_shared import SharedDealer
+from federation.job_stages import JobStage
 from federation.protocol.errors import ConfigError
 from federation.protocol.messages import (
     Envelope,

@@ -19,8 +19,9 @@ import pytest
 
 from crypto.ring import encode
 from federation import coordinator as coord
-from federation.coordinator import ALLOWED as JOB_ALLOWED
-from federation.coordinator import Coordinator, JobStage
+from federation.coordinator import Coordinator
+from federation.job_stages import ALLOWED as JOB_ALLOWED
+from federation.job_stages import JobStage
 from federation.protocol.errors import ProtocolAbort, StageError, VflError
 from federation.protocol.messages import (
     DealRequest,
