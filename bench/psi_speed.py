@@ -41,7 +41,6 @@ import multiprocessing
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,8 +53,10 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import write_json
 from crypto import psi
 from crypto.psi import server_aided as sa
+from crypto.psi import tag_match
 from parties.psi_pool import PsiPool, blind_parallel, reblind_parallel
 
 PROTOCOLS = ("server-aided", "ecdh")
@@ -176,7 +177,7 @@ def coordinator_main(grid: Any, bank: Any, out: Any) -> None:
     cpu0 = time.process_time()
     second = np.frombuffer(bank.recv_bytes(), dtype=np.uint8).reshape(-1, sa.TAG_BYTES)
     t0 = time.perf_counter()
-    pos_grid, pos_bank = sa.match_tags(first, second)
+    pos_grid, pos_bank = tag_match.match_tags(first, second)
     t1 = time.perf_counter()
     grid.send_bytes(pos_grid.astype("<u4").tobytes())
     bank.send_bytes(pos_bank.astype("<u4").tobytes())
@@ -371,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{protocol} n={n:,}: {run.ours_s:.3f} s, pandas {run.pandas_s:.3f} s "
                   f"(load avg {run.load_average_1m:.2f})", file=sys.stderr, flush=True)
             if args.json is not None:
-                _write_json(args.json, runs)
+                write_json(args.json, [asdict(r) for r in runs],
+                           {"x25519_backend": psi.x25519.BACKEND})
     shutil.rmtree(scratch, ignore_errors=True)
     where = ("a whole 'gridcredit simulate' job (mutual TLS, audit)" if args.transport == "grpc"
              else "three processes over pipes")
@@ -379,25 +381,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.overlap:.0%}, load avg {runs[0].load_average_1m:.2f}; ratio = ours / pandas")
     print(format_table(runs))
     return 0
-
-
-def _git_commit() -> str:
-    root = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, check=False)
-    return out.stdout.strip() or "unknown"
-
-
-def _write_json(path: Path, runs: list[Run]) -> None:
-    payload: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": _git_commit(),
-        "cores": os.cpu_count(),
-        "x25519_backend": psi.x25519.BACKEND,
-        "runs": [asdict(r) for r in runs],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ class PeriodGrid(GridServing):
         answer = super()._partial(s, env)  # checks the rows
         rows = np.asarray(tensor_of(env, "rows", np.int64, 1), dtype=np.int64)
         tensors = dict(answer.tensors)
-        tensors["rating"] = self._rating[s.perm[rows]]
+        tensors["rating"] = self._rating[s.epoch.perm[rows]]
         return Envelope(answer.job_id, answer.tag, answer.sender, tensors)
 
 
