@@ -36,7 +36,6 @@ import multiprocessing
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import write_json
 from crypto import psi
 from crypto.psi import server_aided as sa
 from crypto.psi import tag_match
@@ -367,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{protocol} n={n:,}: {run.ours_s:.3f} s, pandas {run.pandas_s:.3f} s "
                   f"(load avg {run.load_average_1m:.2f})", file=sys.stderr, flush=True)
             if args.json is not None:
-                _write_json(args.json, runs)
+                write_json(args.json, [asdict(r) for r in runs],
+                           {"x25519_backend": psi.x25519.BACKEND})
     shutil.rmtree(scratch, ignore_errors=True)
     where = ("a whole 'gridcredit simulate' job (mutual TLS, audit)" if args.transport == "grpc"
              else "three processes over pipes")
@@ -375,25 +376,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.overlap:.0%}, load avg {runs[0].load_average_1m:.2f}; ratio = ours / pandas")
     print(format_table(runs))
     return 0
-
-
-def _git_commit() -> str:
-    root = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, check=False)
-    return out.stdout.strip() or "unknown"
-
-
-def _write_json(path: Path, runs: list[Run]) -> None:
-    payload: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": _git_commit(),
-        "cores": os.cpu_count(),
-        "x25519_backend": psi.x25519.BACKEND,
-        "runs": [asdict(r) for r in runs],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

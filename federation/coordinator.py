@@ -17,11 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from crypto.prg import new_seed
 from crypto.psi.errors import PsiError
-from crypto.psi.tag_match import match_tags
 from crypto.ring import decode
 from federation.coordinator_deals import DealsMixin
 from federation.dealer import Dealer
@@ -56,6 +54,7 @@ from federation.protocol.messages import (
     TrainSettings,
 )
 from federation.protocol.schedule import Schedule
+from federation.psi_match import TagMatchState
 
 log = logging.getLogger(__name__)
 Event = Callable[[dict[str, object]], None]
@@ -95,10 +94,7 @@ class Coordinator(DealsMixin):
         self._schedule: Schedule | None = None
         self._columns: dict[Role, int] = {}
         self._stage_started = time.monotonic()
-        self._tags: dict[Role, npt.NDArray[np.uint8]] = {}
-        self._positions: dict[Role, npt.NDArray[np.int64]] = {}
-        self.psi_sizes: dict[str, int] = {}
-        self.psi_match_seconds: float | None = None
+        self.psi = TagMatchState()
 
     # -- state machine ---------------------------------------------------------------
     def _advance(self, to: JobStage) -> None:
@@ -176,11 +172,7 @@ class Coordinator(DealsMixin):
         self._advance(JobStage.ALIGN)
 
     def match(self, req: MatchRequest) -> MatchReply:
-        """Server-aided PSI: wait for both parties' tags, match them once, answer each.
-
-        The coordinator learns both list sizes and the intersection size; the tags are
-        pseudorandom without the key the parties agreed on between themselves.
-        """
+        """Server-aided PSI: wait for both parties' tags, match them once, answer each."""
         with self._cond:
             self._check_job(req.job_id, req.role)
             if self.settings.psi is not PsiProtocol.SERVER_AIDED:
@@ -188,30 +180,18 @@ class Coordinator(DealsMixin):
                                     f"aligns with --psi {self.settings.psi}")
             if self.stage is not JobStage.ALIGN:
                 raise StageError(f"{req.role} sent PSI tags in stage {self.stage}")
-            if req.role in self._tags or self.psi_match_seconds is not None:
-                raise ProtocolAbort(f"{req.role} sent PSI tags twice")
-            self._tags[req.role] = req.tags
-            if len(self._tags) == len(PARTY_ROLES):
-                self._match_locked()
+            if self.psi.add(req.role, req.tags):
+                try:
+                    common = self.psi.match()
+                except PsiError as exc:
+                    self._fail_locked(f"server-aided PSI: {exc}")
+                    raise ProtocolAbort(f"job {self.job_id} failed: {self.failure}") from exc
+                self._on_event({"event": "psi", "sizes": self.psi.sizes,
+                                "intersection": common, "match_seconds": self.psi.seconds})
             self._cond.notify_all()
-            self._wait(lambda: req.role in self._positions,
-                       f"both parties' PSI tags (have {sorted(self._tags)})")
-            return MatchReply(self._positions.pop(req.role))
-
-    def _match_locked(self) -> None:
-        started = time.perf_counter()
-        try:
-            pos = match_tags(self._tags[Role.GRID], self._tags[Role.BANK],
-                             names=("grid's", "bank's"))
-        except PsiError as exc:
-            self._fail_locked(f"server-aided PSI: {exc}")
-            raise ProtocolAbort(f"job {self.job_id} failed: {self.failure}") from exc
-        self.psi_match_seconds = time.perf_counter() - started
-        self.psi_sizes = {role.value: len(t) for role, t in self._tags.items()}
-        self._tags.clear()
-        self._positions = {Role.GRID: pos[0], Role.BANK: pos[1]}
-        self._on_event({"event": "psi", "sizes": self.psi_sizes, "intersection": len(pos[0]),
-                        "match_seconds": self.psi_match_seconds})
+            self._wait(lambda: self.psi.ready(req.role),
+                       f"both parties' PSI tags (have {self.psi.waiting()})")
+            return self.psi.take(req.role)
 
     def sync(self, req: SyncRequest) -> SyncReply:
         """Barrier: wait for both parties at (round, step), then decide once for both."""

@@ -136,8 +136,8 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
             "stop_reason": coordinator.stop_reason,
             "stage_seconds": coordinator.stage_seconds,
-            "psi_sizes": coordinator.psi_sizes,
-            "psi_match_seconds": coordinator.psi_match_seconds,
+            "psi_sizes": coordinator.psi.sizes,
+            "psi_match_seconds": coordinator.psi.seconds,
             "peak_rss_mb": peak_rss_mb(),
             "settings": cfg.settings.as_dict(),
         }

@@ -5,7 +5,9 @@
 - ``curve``: hashing IDs to u-coordinates; checking received ones.
 - ``ecdh``: the two-party ECDH protocol's blind and re-blind (``--psi ecdh``).
 - ``matching``: secret shuffles, byte order, matching equal rows.
-- ``server_aided``: key agreement, PRF tags and the coordinator's match (the default).
+- ``server_aided``: key agreement, PRF tags, the parties' check (the default).
+- ``tag_match``: the coordinator's match of two tag lists.
+- ``oprf``: the unbalanced PSI of serving (a blinded table per key epoch).
 
 The names below are the ECDH protocol's API, as ``from crypto import psi`` callers use it.
 """

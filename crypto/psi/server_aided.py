@@ -14,19 +14,27 @@ assumption the dealer already rests on (docs/design.md). Recipe for one job:
    (``tags``), shuffles the tags with a permutation from ``secrets``
    (``matching.shuffle``) and sends them to the coordinator.
 4. The coordinator matches the two lists and returns to each party the positions of its
-   matched tags, in ascending tag order (``crypto.psi.tag_match.match_tags``), so both
-   parties list the intersection in the same order.
+   matched tags, in ascending tag order (``tag_match.match_tags``), so both parties list
+   the intersection in the same order.
 5. Each party checks that the tags at its positions strictly ascend and maps them through
    its permutation to own rows (``accept_match``); the parties then compare a digest of
    the matched tags, so a server that answered the two differently is caught.
 
-What the coordinator learns: both list sizes and the intersection size (which shuffled
-positions match says nothing). Tags are pseudorandom without K: CBC-MAC over a PRP is a PRF
-on prefix-free messages (Bellare, Kilian, Rogaway; Petrank, Rackoff), the length prefix makes
-ID encodings prefix-free; for 10^7 IDs of up to 17 blocks the bound is < 2^-70. Were the
-coordinator to collude with a party, that party's K would let it test guesses of the other's
-IDs. Each party learns the intersection, as with ECDH. Why CBC-MAC, and its measured costs:
-docs/design.md, "One training job", step 2.
+What the coordinator learns: both list sizes and the intersection size (and which shuffled
+positions match, which says nothing). Tags are pseudorandom without K: CBC-MAC over a PRP
+is a PRF on a prefix-free set of messages (Bellare, Kilian, Rogaway; Petrank, Rackoff), and
+the length in front makes ID encodings prefix-free; for 10^7 IDs of up to 17 blocks the
+distinguishing bound is ~ (q l)^2 / 2^128 < 2^-70. If the coordinator colluded with a party,
+that party's K would let it test guesses of the other's IDs. What each party learns: the
+intersection, as with ECDH.
+
+Why CBC-MAC rather than AES over a SHA-256 of each ID: both are PRFs of the ID, but
+SHA-256 needs one hashlib call per ID from Python (1.1-1.4 us of CPU per ID here, more than
+all the rest of a party's work), while CBC-MAC needs one AES-ECB call per block position
+over all IDs at once. CPU per ID on this 2-core EPYC at 10^6 IDs (busy machine, so upper
+bounds): tags 0.69 us (UTF-8 0.13, packing 0.3, AES 0.14 for two blocks, repeat check
+0.04), shuffle 0.07 us, checking the answer 0.15 us; the coordinator's match 0.23 us per
+tag (one ``np.sort`` of 64-bit keys).
 
 Assumes: two semi-honest parties and a semi-honest coordinator that does not collude with
 either; an authenticated party-to-party channel for step 1; IDs normalised by the caller
@@ -291,5 +299,3 @@ def accept_match(
         raise PsiError("matched tags do not strictly ascend", int(bad[0]) + 1)
     rows: Permutation = perm[pos].astype(np.intp, copy=False)
     return rows, hashlib.sha256(t.tobytes()).digest()
-
-

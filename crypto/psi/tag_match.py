@@ -1,10 +1,10 @@
-"""Server-aided PSI, the server's step: match two parties' tag lists (recipe step 4 of
-:mod:`crypto.psi.server_aided`).
+"""The coordinator's step of server-aided PSI: match two lists of 16-byte tags, by tag order.
 
-The coordinator refuses a repeated tag, sorts the two lists by their first 64 bits, compares
-the full 16 bytes where those agree, and returns each party the positions of its matched
-tags in ascending tag order, so both list the intersection in the same order. Pure: arrays
-in, arrays out; errors name indices, never tags.
+See ``crypto.psi.server_aided`` for the protocol. The tags are pseudorandom (PRF outputs),
+so sorting them on their first 64 bits is almost always exact; what is not (prefix
+collisions, runs of equal prefixes) is resolved on all 16 bytes.
+
+Assumes: lists of at most 2^40 tags in all. Pure functions; errors name indices, never tags.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from crypto.psi.errors import (
-    PsiError,
-)
+from crypto.psi.errors import PsiError
 from crypto.psi.matching import prefix64
 from crypto.psi.server_aided import TAG_BYTES, Positions, Tags, as_tags
 

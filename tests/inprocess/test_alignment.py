@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from federation.coordinator import Coordinator
-from federation.job_stages import JobStage
+from federation.coordinator import Coordinator, JobStage
 from federation.protocol.errors import ConfigError, ProtocolAbort, StageError
 from federation.protocol.messages import (
     DealReply,
@@ -84,9 +83,9 @@ def test_server_aided_and_ecdh_find_the_same_set_each_in_one_order_on_both_sides
 
 def test_the_coordinator_learns_both_sizes_and_nothing_of_an_ecdh_alignment() -> None:
     _, coordinator = run(ids(0, 50), ids(40, 130), PsiProtocol.SERVER_AIDED)
-    assert coordinator.psi_sizes == {"grid": 50, "bank": 90}
+    assert coordinator.psi.sizes == {"grid": 50, "bank": 90}
     _, coordinator = run(ids(0, 50), ids(40, 130), PsiProtocol.ECDH)
-    assert coordinator.psi_sizes == {} and coordinator.psi_match_seconds is None
+    assert coordinator.psi.sizes == {} and coordinator.psi.seconds is None
 
 
 def test_unbalanced_and_empty_intersections() -> None:
@@ -140,7 +139,7 @@ def test_tags_are_refused_in_an_ecdh_job_twice_or_outside_alignment() -> None:
     with pytest.raises(StageError, match="in stage register"):
         fresh.match(MatchRequest(JOB, Role.GRID, tags(3, 1)))
     c = joined(PsiProtocol.SERVER_AIDED)
-    c._tags[Role.GRID] = tags(3, 1)  # as if the grid had sent its tags already
+    c.psi.add(Role.GRID, tags(3, 1))  # as if the grid had sent its tags already
     with pytest.raises(ProtocolAbort, match="sent PSI tags twice"):
         c.match(MatchRequest(JOB, Role.GRID, tags(3, 2)))
 
@@ -169,8 +168,7 @@ class FakeLink:
 
 def test_a_party_refuses_a_job_that_aligns_with_another_protocol(tmp_path: Path) -> None:
     data = tmp_path / "bank.csv"
-    rows = "".join(f"e{i},{i}.0,{i % 2}\n" for i in range(20))  # 10 of each class
-    data.write_text("id,x,y\n" + rows)
+    data.write_text("id,x,y\n" + "".join(f"e{i},{i}.0,{i % 2}\n" for i in range(24)))
     cfg = PartyConfig(Role.BANK, JOB, data, tmp_path / "out", psi=PsiProtocol.ECDH)
     link = FakeLink()
 

@@ -169,7 +169,7 @@ def test_server_aided_psi_shows_the_coordinator_only_random_looking_tags_and_siz
         assert 0.48 < ones < 0.52  # 53,760 bits: fails with probability < 1e-18
     common = {bytes(t) for t in match[0].request.tags} & {bytes(t) for t in match[1].request.tags}
     assert len(common) == SMALL_ROWS  # what the coordinator learns: the intersection size
-    assert job.coordinator.psi_sizes == {"grid": rows, "bank": rows}
+    assert job.coordinator.psi.sizes == {"grid": rows, "bank": rows}
     replies = [r for r in job.transcript.replies if isinstance(r.reply, MatchReply)]
     assert len(replies) == 2
     for r in replies:

@@ -90,7 +90,8 @@ def _found(messages: list[Envelope], secrets: set[bytes]) -> list[str]:
 def test_no_indicator_value_reaches_the_bank(raw: Path) -> None:
     messages = _session(raw)
     to_bank = [e for e in messages if e.sender is Role.GRID]
-    assert {n for e in to_bank for n in e.tensors} == {"points", "u", "rating"}
+    # "epoch": the 16 random bytes naming the grid's PSI key epoch (parties.serving).
+    assert {n for e in to_bank for n in e.tensors} == {"points", "epoch", "u", "rating"}
     assert _found(to_bank, _secrets(raw)) == []
     to_grid = [e for e in messages if e.sender is Role.BANK]
     assert {n for e in to_grid for n in e.tensors} == {"period", "points", "rows"}

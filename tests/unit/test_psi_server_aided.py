@@ -1,4 +1,4 @@
-"""Tests for crypto.psi.server_aided: both parties and the coordinator in one process.
+"""Tests for crypto.psi.server_aided and tag_match: both parties and the coordinator in one process.
 
 Every message goes through bytes as it would on the wire: the public keys party to party,
 the tags to the coordinator, the positions back.
