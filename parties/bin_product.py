@@ -1,0 +1,190 @@
+"""Each party's side of the bin product over a ``Channel`` (``crypto.bin_product``).
+
+The grid (``GridBins``) sends E = B - M once, then answers each product: it receives
+F = V - m and returns z_G = B^T F + c_0. The bank (``BankBins``) receives E once,
+prepares each block of product columns ahead of use (z_B = E^T m + c_1, with the
+dealer's c_1, on a background thread if it likes), and multiplies: it sends F for the
+next unused columns of a block and opens B^T V = z_G + z_B. Only the bank learns B^T V.
+
+A block is a named set of W mask columns; products take columns of it in increasing
+order (columns may be skipped, never used twice: ``ProtocolAbort`` otherwise). Both
+sides expand a block's masks with the same shape, so a column means the same mask on
+both sides and at the dealer. Ring elements travel packed (ceil(l / 8) bytes each,
+``crypto.limbs.pack``).
+Assumes: semi-honest parties, an authenticated channel, a non-colluding dealer.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from crypto import bin_product as bp
+from crypto.limbs import Signed, elementwise_bytes, pack, unpack
+from crypto.ring import Ring
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import Envelope, Role, Tag
+from federation.transport.channel import Channel
+
+STEP_MASKED = "bins-masked"
+STEP_PRODUCT = "bins-product"
+
+
+@dataclass(frozen=True)
+class BinSpec:
+    """What both parties (and the dealer) agree on: the matrix, its size, the ring."""
+
+    job_id: str
+    matrix: str
+    n_rows: int
+    width: int
+    bits: int
+    timeout: float
+
+
+def _packed(got: dict[str, npt.NDArray[np.generic]], name: str, shape: tuple[int, ...],
+            bits: int, sender: Role) -> Ring:
+    arr = got.get(name)
+    want = (*shape, elementwise_bytes(bits))
+    if arr is None or arr.dtype != np.uint8 or arr.shape != want:
+        what = "nothing" if arr is None else f"{arr.dtype} {arr.shape}"
+        raise ProtocolAbort(f"{sender} sent {what} as {name!r}; expected uint8 {want}")
+    return unpack(np.asarray(arr, dtype=np.uint8), bits)
+
+
+class _Columns:
+    """The reuse guard: which columns of each block have been used."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, int] = {}
+        self._width: dict[str, int] = {}
+
+    def open(self, block: str, width: int) -> None:
+        if block in self._width:
+            raise ProtocolAbort(f"bin-product block {block!r} was already opened")
+        self._width[block], self._next[block] = width, 0
+
+    def take(self, block: str, start: int, count: int) -> None:
+        if block not in self._width:
+            raise ProtocolAbort(f"bin-product block {block!r} is not prepared")
+        if start < self._next[block] or start + count > self._width[block]:
+            raise ProtocolAbort(
+                f"bin-product block {block!r}: columns [{start}, {start + count}) requested, "
+                f"next free is {self._next[block]} of {self._width[block]}")
+        self._next[block] = start + count
+
+    def width(self, block: str) -> int:
+        return self._width[block]
+
+
+class GridBins:
+    """The grid's side: owner of the one-hot matrix B."""
+
+    def __init__(self, spec: BinSpec, seed: bytes, positions: npt.NDArray[np.int64],
+                 channel: Channel) -> None:
+        if positions.shape[0] != spec.n_rows:
+            raise ValueError(f"{positions.shape[0]} rows of codes, the spec says {spec.n_rows}")
+        self.spec, self._seed, self._channel = spec, seed, channel
+        self._positions = positions
+        self._b = bp.onehot(positions, spec.width)
+        self._c0: dict[str, Ring] = {}
+        self._columns = _Columns()
+
+    def send_masked(self, round_: int) -> int:
+        """Send E = B - M (once per job); returns the bytes sent."""
+        s = self.spec
+        m_mat = bp.matrix_mask(self._seed, s.matrix, (s.n_rows, s.width), s.bits)
+        payload = pack(bp.mask_onehot(self._positions, m_mat, s.bits), s.bits)
+        del m_mat
+        self._channel.send(Envelope(s.job_id, Tag(round_, STEP_MASKED), Role.GRID,
+                                    {"E": payload}))
+        return int(payload.nbytes)
+
+    def open_block(self, block: str, width: int) -> None:
+        self._columns.open(block, width)
+        self._c0[block] = bp.block_c0(self._seed, block, (self.spec.width, width),
+                                      self.spec.bits)
+
+    def answer(self, round_: int, block: str, start: int) -> int:
+        """Receive F for columns [start, start + t) of ``block``, return z_G; -> t."""
+        s, tag = self.spec, Tag(round_, STEP_PRODUCT)
+        got = self._channel.recv(tag, s.timeout).tensors
+        raw = got.get("F")
+        t = int(raw.shape[1]) if raw is not None and raw.ndim == 3 else 0
+        f = _packed(got, "F", (s.n_rows, t), s.bits, Role.BANK)
+        self._columns.take(block, start, t)
+        c_0 = self._c0[block][:, start:start + t]
+        z_g = bp.grid_reply(self._b, f, np.ascontiguousarray(c_0), s.bits)
+        self._channel.send(Envelope(s.job_id, tag, Role.GRID, {"z": pack(z_g, s.bits)}))
+        return t
+
+    def close_block(self, block: str) -> None:
+        self._c0.pop(block, None)
+
+
+class BankBins:
+    """The bank's side: holder of the values V; the only party that sees B^T V."""
+
+    def __init__(self, spec: BinSpec, seed: bytes, channel: Channel) -> None:
+        self.spec, self._seed, self._channel = spec, seed, channel
+        self._e: Ring | None = None
+        self._m: dict[str, Ring] = {}
+        self._offset: dict[str, Ring] = {}
+        self._columns = _Columns()
+        self._lock = threading.Lock()
+
+    def receive_masked(self, round_: int) -> None:
+        s = self.spec
+        got = self._channel.recv(Tag(round_, STEP_MASKED), s.timeout).tensors
+        self._e = _packed(got, "E", (s.n_rows, s.width), s.bits, Role.GRID)
+
+    def prepare(self, blocks: list[tuple[str, int, Ring]]) -> None:
+        """z_B = E^T m + c_1 for each (block, width, c_1 from the dealer), in one product.
+
+        Safe to call from a background thread while ``multiply`` runs on other blocks.
+        """
+        s, e = self.spec, self._e
+        if e is None:
+            raise ProtocolAbort("bank: the grid's masked bin matrix has not arrived")
+        for name, width, c_1 in blocks:
+            if c_1.shape != (s.width, width):
+                raise ProtocolAbort(f"the dealer sent c_1 of shape {c_1.shape} for block "
+                                    f"{name!r}; expected {(s.width, width)}")
+        masks = [bp.vector_mask(self._seed, name, (s.n_rows, w), s.bits) for name, w, _ in blocks]
+        c_1 = np.hstack([c for _, _, c in blocks])
+        offsets = bp.bank_offset(e, np.hstack(masks), c_1, s.bits)
+        start = 0
+        with self._lock:
+            for (name, width, _), m in zip(blocks, masks):
+                self._columns.open(name, width)
+                self._m[name] = m
+                self._offset[name] = offsets[:, start:start + width]
+                start += width
+
+    def prepared(self, block: str) -> bool:
+        with self._lock:
+            return block in self._m
+
+    def multiply(self, round_: int, block: str, start: int, v: Signed) -> Signed:
+        """B^T V for integer values V (n x t), with columns [start, start + t) of ``block``."""
+        s, tag = self.spec, Tag(round_, STEP_PRODUCT)
+        with self._lock:
+            self._columns.take(block, start, v.shape[1])
+            m, offset = self._m[block], self._offset[block]
+        if v.shape[0] != s.n_rows:
+            raise ValueError(f"values have {v.shape[0]} rows, the matrix has {s.n_rows}")
+        t = v.shape[1]
+        f = bp.mask_values(v, np.ascontiguousarray(m[:, start:start + t]), s.bits)
+        self._channel.send(Envelope(s.job_id, tag, Role.BANK, {"F": pack(f, s.bits)}))
+        got = self._channel.recv(tag, s.timeout).tensors
+        z_g = _packed(got, "z", (s.width, t), s.bits, Role.GRID)
+        return bp.bank_open(z_g, offset[:, start:start + t], s.bits)
+
+    def release(self, block: str) -> None:
+        """Forget a used block's masks (its columns stay used)."""
+        with self._lock:
+            self._m.pop(block, None)
+            self._offset.pop(block, None)
