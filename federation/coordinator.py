@@ -22,6 +22,7 @@ import numpy as np
 from crypto.prg import new_seed
 from crypto.ring import decode
 from federation.dealer import Dealer, joint_correction
+from federation.dealer_bins import TreeDealer
 from federation.dealer_shared import SharedDealer
 from federation.protocol.errors import ProtocolAbort, StageError
 from federation.protocol.messages import (
@@ -33,6 +34,7 @@ from federation.protocol.messages import (
     JobPlan,
     JoinRequest,
     Mode,
+    Model,
     Role,
     SyncReply,
     SyncRequest,
@@ -40,6 +42,7 @@ from federation.protocol.messages import (
     TrainSettings,
 )
 from federation.protocol.schedule import Schedule
+from federation.protocol.tree_schedule import STEP_TREE, TreeSchedule, early_stop
 
 log = logging.getLogger(__name__)
 Event = Callable[[dict[str, object]], None]
@@ -104,7 +107,9 @@ class Coordinator:
         self._joined: dict[Role, JoinRequest] = {}
         self._seeds = {role: new_seed() for role in PARTY_ROLES}
         self._barriers: dict[tuple[int, str], _Barrier] = {}
-        self._dealer: Dealer | SharedDealer | None = None
+        self._dealer: Dealer | SharedDealer | TreeDealer | None = None
+        self.validation_losses: list[float] = []
+        self.kept_trees: int | None = None
         self._deal_lock = threading.Lock()
         self._joint_dealt: set[tuple[Role, str]] = set()
         self._schedule: Schedule | None = None
@@ -175,7 +180,7 @@ class Coordinator:
 
     def _start_alignment(self) -> None:
         columns = {role: r.n_columns for role, r in self._joined.items()}
-        if self.settings.task is Task.TRAIN:
+        if self.settings.task is Task.TRAIN and self.settings.model is Model.LR:
             need = min_batch_size(columns)
             if self.settings.batch_size < need:
                 self._fail_locked(
@@ -208,6 +213,7 @@ class Coordinator:
         handlers: dict[str, Callable[[int, dict[Role, SyncRequest]], SyncReply]] = {
             STEP_ALIGNED: self._on_aligned,
             STEP_EPOCH: self._on_epoch,
+            STEP_TREE: self._on_tree,
             STEP_EVALUATED: self._on_finished,
             STEP_SCORED: self._on_finished,
         }
@@ -239,11 +245,18 @@ class Coordinator:
         s = self.settings
         self._schedule = Schedule(n, s.validation_fraction, s.batch_size, s.seed)
         columns = {role: r.n_columns for role, r in self._joined.items()}
-        dealer = SharedDealer if s.mode is Mode.SHARED else Dealer
-        self._dealer = dealer(self._seeds, self._schedule, columns)
+        values = {"intersection": n, "start_epoch": float(self.start_epoch)}
+        if s.model is Model.GBDT:
+            # The grid joined with its feature count; its one-hot width is that x (bins + 1).
+            width = columns[Role.GRID] * (s.bins + 1)
+            self._dealer = TreeDealer(self._seeds, TreeSchedule(
+                self._schedule.n_train, n, width, s.depth, s.trees, s.frac_bits))
+            values["grid_width"] = float(width)
+        else:
+            dealer = SharedDealer if s.mode is Mode.SHARED else Dealer
+            self._dealer = dealer(self._seeds, self._schedule, columns)
         self._advance(JobStage.FIT)
-        return SyncReply(Decision.CONTINUE, {"intersection": n,
-                                             "start_epoch": float(self.start_epoch)})
+        return SyncReply(Decision.CONTINUE, values)
 
     def _on_epoch(self, epoch: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
         if self.stage is not JobStage.FIT or self._schedule is None:
@@ -271,6 +284,28 @@ class Coordinator:
         return SyncReply(decision, {"loss": loss} if delta is None else
                          {"loss": loss, "delta_norm": delta})
 
+    def _on_tree(self, tree: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
+        """After each tree: the bank's train and validation loss; stop early or go on."""
+        if self.stage is not JobStage.FIT or not isinstance(self._dealer, TreeDealer):
+            raise StageError(f"tree report in stage {self.stage}")
+        if tree != len(self.losses) + 1:
+            raise ValueError(f"report for tree {tree}, expected {len(self.losses) + 1}")
+        values = arrived[Role.BANK].values
+        train = float(values.get("train_loss", math.nan))
+        valid = float(values.get("validation_loss", math.nan))
+        self.losses.append(train)
+        self.validation_losses.append(valid)
+        self.delta_norms.append(None)
+        stop, keep = early_stop(self.validation_losses, self.settings.early_stopping_rounds,
+                                self.settings.trees)
+        self._on_event({"event": "epoch", "epoch": tree, "epochs": self.settings.trees,
+                        "loss": train, "validation_loss": valid, "delta_norm": None,
+                        "stop": stop})
+        if stop:
+            self.kept_trees = keep
+            self._advance(JobStage.EVALUATE)
+        return SyncReply(Decision.STOP if stop else Decision.CONTINUE, {"keep": float(keep)})
+
     def _on_finished(self, _round: int, _arrived: dict[Role, SyncRequest]) -> SyncReply:
         self._advance(JobStage.DONE)
         return SyncReply(Decision.STOP)
@@ -282,7 +317,9 @@ class Coordinator:
             self._check_job(req.job_id, req.role)
             if self.stage is not JobStage.FIT or self._dealer is None:
                 raise StageError(f"{req.role} asked for corrections in stage {self.stage}")
-            if not 1 <= req.epoch <= self.settings.epochs:
+            limit = (self._dealer.schedule.n_batches if isinstance(self._dealer, TreeDealer)
+                     else self.settings.epochs)
+            if not 1 <= req.epoch <= limit:
                 raise ProtocolAbort(f"{req.role} asked for corrections of epoch {req.epoch}; "
                                     f"the job has {self.settings.epochs}")
             dealer = self._dealer

@@ -15,6 +15,7 @@ import numpy as np
 from crypto import bin_product as bp
 from crypto.ring import Ring
 from federation.protocol.messages import Role
+from federation.protocol.tree_schedule import MATRIX, TreeSchedule
 
 
 class BinDealer:
@@ -57,3 +58,23 @@ class BinDealer:
         m_bank = bp.and_bank_mask(self._seeds[Role.BANK], label, rows, n)
         return bp.and_correction(m_grid, m_bank, c_0)
 
+
+class TreeDealer:
+    """The dealer of a tree job: per batch of trees, the bin-product corrections of every
+    tree's block and the AND corrections of every (tree, level) of grid splits, all for
+    the bank (the grid's masks come from its own seed alone)."""
+
+    def __init__(self, seeds: dict[Role, bytes], schedule: TreeSchedule) -> None:
+        s = self.schedule = schedule
+        self._bins = BinDealer(seeds, MATRIX, s.n_train, s.width, s.bits)
+
+    def corrections(self, role: Role, batch: int) -> dict[str, Ring]:
+        """{"bins": width x (trees x 2^depth), "route": (trees x (2^depth - 1)) x words}."""
+        if role is not Role.BANK:
+            raise ValueError(f"the {role} needs no corrections in a tree job")
+        s = self.schedule
+        trees = s.trees_in(batch)
+        bins = self._bins.corrections([(s.block(t), s.block_width) for t in trees])
+        route = [self._bins.and_corrections(s.route_label(t, d), s.route_rows(d), s.n_rows)
+                 for t in trees for d in range(s.depth)]
+        return {"bins": bins, "route": np.vstack(route)}
