@@ -62,14 +62,17 @@ def correction(m_mat: Ring, m_vec: Ring, c_0: Ring, bits: int) -> Ring:
 
 
 # -- grid ------------------------------------------------------------------------------
-def onehot(positions: Positions, width: int) -> sp.csc_matrix:
-    """B as a sparse 0/1 ``uint64`` matrix from each row's one-hot positions (n x k)."""
+def onehot(positions: Positions, width: int) -> sp.csr_matrix:
+    """B as a sparse 0/1 ``uint64`` matrix from each row's one-hot positions (n x k).
+
+    CSR, so that B^T is CSC: its product with a dense F runs ~10x faster than CSR B^T's.
+    """
     n, k = positions.shape
     if positions.size and (positions.min() < 0 or positions.max() >= width):
         raise ValueError(f"one-hot positions must be in [0, {width})")
     rows = np.repeat(np.arange(n, dtype=np.int64), k)
     ones = np.ones(n * k, dtype=np.uint64)
-    return sp.csr_matrix((ones, (rows, positions.ravel())), shape=(n, width)).tocsc()
+    return sp.csr_matrix((ones, (rows, positions.ravel())), shape=(n, width))
 
 
 def mask_onehot(positions: Positions, m_mat: Ring, bits: int) -> Ring:
@@ -83,7 +86,7 @@ def mask_onehot(positions: Positions, m_mat: Ring, bits: int) -> Ring:
     return reduce(e, bits)
 
 
-def grid_reply(b: sp.csc_matrix, f: Ring, c_0: Ring, bits: int) -> Ring:
+def grid_reply(b: sp.csr_matrix, f: Ring, c_0: Ring, bits: int) -> Ring:
     """Grid: z_G = B^T F + c_0 mod 2^l (a sparse product; uint64 sums wrap mod 2^64)."""
     if f.shape[0] != b.shape[0] or c_0.shape != (b.shape[1], f.shape[1]):
         raise ValueError(f"shapes B {b.shape}, F {f.shape}, c_0 {c_0.shape} do not fit")

@@ -110,11 +110,22 @@ def elementwise_bytes(bits: int) -> int:
     return (bits + 7) // 8
 
 
+def _top_byte_mask(bits: int) -> np.uint8:
+    rest = bits - 8 * (elementwise_bytes(bits) - 1)
+    return np.uint8((1 << rest) - 1)
+
+
 def pack(x: Ring, bits: int) -> npt.NDArray[np.uint8]:
-    """Ring elements as their low ceil(l / 8) little-endian bytes: shape (*x.shape, nbytes)."""
+    """Ring elements as their low ceil(l / 8) little-endian bytes: shape (*x.shape, nbytes).
+
+    Bits at or above l are dropped, so the bytes are those of x mod 2^l.
+    """
     nbytes = elementwise_bytes(bits)
-    le = np.ascontiguousarray(reduce(x, bits), dtype="<u8")
-    return np.ascontiguousarray(le.view(np.uint8).reshape(*le.shape, 8)[..., :nbytes])
+    le = np.ascontiguousarray(x, dtype="<u8")
+    out = np.empty((*le.shape, nbytes), dtype=np.uint8)
+    np.copyto(out, le.view(np.uint8).reshape(*le.shape, 8)[..., :nbytes])
+    out[..., nbytes - 1] &= _top_byte_mask(bits)
+    return out
 
 
 def unpack(p: npt.NDArray[np.uint8], bits: int) -> Ring:
@@ -122,6 +133,8 @@ def unpack(p: npt.NDArray[np.uint8], bits: int) -> Ring:
     nbytes = elementwise_bytes(bits)
     if p.dtype != np.uint8 or p.ndim < 1 or p.shape[-1] != nbytes:
         raise ValueError(f"expected packed uint8 (..., {nbytes}), got {p.dtype} {p.shape}")
-    full = np.zeros((*p.shape[:-1], 8), dtype=np.uint8)
-    full[..., :nbytes] = p
-    return reduce(full.view("<u8").reshape(p.shape[:-1]).astype(np.uint64), bits)
+    out = np.zeros(p.shape[:-1], dtype="<u8")
+    view = out.view(np.uint8).reshape(*p.shape[:-1], 8)
+    view[..., :nbytes] = p
+    view[..., nbytes - 1] &= _top_byte_mask(bits)
+    return out.astype(np.uint64, copy=False)

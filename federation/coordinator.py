@@ -303,6 +303,7 @@ class Coordinator:
                         "stop": stop})
         if stop:
             self.kept_trees = keep
+            self._dealer.close()
             self._advance(JobStage.EVALUATE)
         return SyncReply(Decision.STOP if stop else Decision.CONTINUE, {"keep": float(keep)})
 

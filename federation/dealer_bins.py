@@ -10,6 +10,8 @@ Assumes: the dealer colludes with neither party (docs/design.md, "Dealer").
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 
 from crypto import bin_product as bp
@@ -62,16 +64,35 @@ class BinDealer:
 class TreeDealer:
     """The dealer of a tree job: per batch of trees, the bin-product corrections of every
     tree's block and the AND corrections of every (tree, level) of grid splits, all for
-    the bank (the grid's masks come from its own seed alone)."""
+    the bank (the grid's masks come from its own seed alone).
+
+    Each request starts computing the next batch on a worker thread, so the dealer's
+    dense product runs while the bank does its own for the batch just dealt.
+    """
 
     def __init__(self, seeds: dict[Role, bytes], schedule: TreeSchedule) -> None:
         s = self.schedule = schedule
         self._bins = BinDealer(seeds, MATRIX, s.n_train, s.width, s.bits)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tree-dealer")
+        self._ahead: dict[int, Future[dict[str, Ring]]] = {}
 
     def corrections(self, role: Role, batch: int) -> dict[str, Ring]:
         """{"bins": width x (trees x 2^depth), "route": (trees x (2^depth - 1)) x words}."""
         if role is not Role.BANK:
             raise ValueError(f"the {role} needs no corrections in a tree job")
+        if not 1 <= batch <= self.schedule.n_batches:
+            raise ValueError(f"dealing batch {batch} outside 1..{self.schedule.n_batches}")
+        future = self._ahead.pop(batch, None)
+        if future is None:
+            future = self._pool.submit(self._compute, batch)
+        if batch < self.schedule.n_batches and batch + 1 not in self._ahead:
+            self._ahead[batch + 1] = self._pool.submit(self._compute, batch + 1)
+        return future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _compute(self, batch: int) -> dict[str, Ring]:
         s = self.schedule
         trees = s.trees_in(batch)
         bins = self._bins.corrections([(s.block(t), s.block_width) for t in trees])

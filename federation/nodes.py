@@ -87,6 +87,8 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "job_id": net.job_id, "pid": os.getpid(), "stage": stage.value,
             "failure": coordinator.failure, "intersection_size": coordinator.intersection_size,
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
+            "validation_losses": coordinator.validation_losses,
+            "kept_trees": coordinator.kept_trees,
             "stage_seconds": coordinator.stage_seconds,
             "peak_rss_mb": peak_rss_mb(),
             "settings": cfg.settings.as_dict(),

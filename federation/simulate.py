@@ -19,11 +19,11 @@ from typing import Any
 from federation.processes import NodeProcess, supervise
 from federation.progress import Progress
 from federation.protocol.errors import ConfigError
-from federation.protocol.messages import Role, Task, TrainSettings
+from federation.protocol.messages import Model, Role, Task, TrainSettings
 from federation.transport.certs import write_federation
 from parties.model import atomic_write_text
 
-NODE_DIRS = ("coordinator", "grid", "bank", "certs", "configs", "plots")
+NODE_DIRS = ("coordinator", "grid", "bank", "certs", "configs", "plots", "lr")
 START_TIMEOUT = 60.0
 
 
@@ -40,6 +40,7 @@ class SimulationSpec:
     timeout: float = 3600.0
     threshold: float = 0.5
     resume: bool = False
+    compare_lr: bool = True  # --model gbdt: also train the federated LR (in DIR/lr)
 
 
 def _toml_value(value: object) -> str:
@@ -99,7 +100,9 @@ class _Federation:
         nodes[Role.COORDINATOR] = NodeProcess(
             "coordinator", ["coordinator", "--config", str(coord_cfg)], out / "coordinator"
         )
-        progress = Progress(self.settings.epochs, enabled=not self.quiet)
+        rounds = self.settings.trees if self.settings.model is Model.GBDT else \
+            self.settings.epochs
+        progress = Progress(rounds, enabled=not self.quiet)
         try:
             nodes[Role.COORDINATOR].start()
             address = nodes[Role.COORDINATOR].wait_listening(START_TIMEOUT)
@@ -167,6 +170,9 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
         spec.timeout,
     )
     nodes = fed.run()
+    federated_lr = None
+    if settings.model is Model.GBDT and spec.compare_lr:
+        federated_lr = _federated_lr(spec, fed.data, settings)
     return build_report(
         spec.out,
         fed.job_id,
@@ -177,7 +183,27 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
         id_col,
         label_col,
         spec.threshold,
+        federated_lr=federated_lr,
     )
+
+
+def _federated_lr(spec: SimulationSpec, data: dict[Role, dict[str, object]],
+                  trees: TrainSettings) -> dict[str, Any]:
+    """The federated LR of the same data, rows and split, for the tree job's report:
+    a second federation in DIR/lr with the LR defaults (same seed, validation share)."""
+    settings = replace(TrainSettings(), seed=trees.seed,
+                       validation_fraction=trees.validation_fraction,
+                       deadline_seconds=trees.deadline_seconds, task=Task.TRAIN)
+    out = spec.out / "lr"
+    fed = _Federation(out, f"sim-{secrets.token_hex(4)}", settings, data, spec.quiet,
+                      spec.timeout)
+    fed.run()
+    metrics = json.loads((out / "bank" / "metrics.json").read_text(encoding="utf-8"))
+    stats = json.loads((out / "bank" / "stats.json").read_text(encoding="utf-8"))
+    grid_stats = json.loads((out / "grid" / "stats.json").read_text(encoding="utf-8"))
+    return {"validation": metrics["validation"], "train": metrics["train"],
+            "fit_seconds": max(stats["fit_seconds"], grid_stats["fit_seconds"]),
+            "config": settings.as_dict(), "run": str(out)}
 
 
 def simulate(
@@ -189,11 +215,14 @@ def simulate(
     label_column: str = "y",
     quiet: bool = True,
     threshold: float = 0.5,
+    compare_lr: bool = True,
     **training: Any,
 ) -> dict[str, Any]:
     """Python API: run a simulation and return ``report.json`` as a dict.
 
-    ``training`` takes the ``TrainSettings`` fields (epochs=5, batch_size=256, ...).
+    ``training`` takes the ``TrainSettings`` fields (epochs=5, batch_size=256, ...; for
+    trees model="gbdt", trees=50, depth=5, bins=32, ...). ``compare_lr``: a tree job also
+    trains the federated LR of the same data for the report.
     """
     from federation.config import settings_from
 
@@ -206,6 +235,7 @@ def simulate(
         settings_from(training),
         quiet=quiet,
         threshold=threshold,
+        compare_lr=compare_lr,
     )
     return run_simulation(spec)
 

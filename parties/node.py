@@ -32,6 +32,7 @@ from federation.protocol.messages import (
     JobPlan,
     JoinRequest,
     Mode,
+    Model,
     Role,
     SyncReply,
     SyncRequest,
@@ -44,6 +45,8 @@ from federation.transport.channel import Channel, CoordinatorLink
 from parties import checkpoint
 from parties.alignment import align, canonical_order
 from parties.data import PartyData, Standardizer, load_party_csv
+from parties.gbdt.model import TreeModel, load_model
+from parties.gbdt.node_steps import TreeJob, score_trees, train_trees
 from parties.joint import joint_logits
 from parties.local_fit import LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
@@ -92,6 +95,7 @@ class PartyNode:
         self._address = address
         self._on_epoch = on_epoch
         self._channel: Channel | None = None
+        self._aligned: dict[str, float] = {}
         self.stats: dict[str, Any] = {"role": self.role.value, "pid": os.getpid()}
 
     def run(self) -> dict[str, Any]:
@@ -163,6 +167,7 @@ class PartyNode:
             0, "aligned", {"intersection": float(len(rows)), "checkpoint_epoch": offer}
         )
         resume.start = int(reply.values.get("start_epoch", 0))
+        self._aligned = dict(reply.values)
         self.state.advance(Stage.ALIGNED)
         if model is None:
             self._train(plan, data, rows, resume)
@@ -194,6 +199,15 @@ class PartyNode:
         self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp], resume: _Resume
     ) -> None:
         settings, channel = plan.settings, self._require_channel()
+        if settings.model is Model.GBDT:  # the bank grows the trees, the grid answers
+            job = TreeJob(self.config.job_id, settings, plan.dealer_seed, channel,
+                          self._coordinator, self.config.out)
+            self.state.advance(Stage.TRAINING)
+            self.stats.update(train_trees(job, self.role, data.take(rows.astype(np.int64)),
+                                          self._aligned))
+            self.state.advance(Stage.EVALUATING)
+            self._sync(settings.trees + 1, "evaluated", {})
+            return
         aligned = data.take(rows.astype(np.int64))
         schedule = Schedule(
             len(rows), settings.validation_fraction, settings.batch_size, settings.seed
@@ -299,10 +313,10 @@ class PartyNode:
         return np.asarray(u, dtype=np.float64)
 
     # -- scoring ---------------------------------------------------------------------
-    def _scoring_model(self, data: PartyData) -> PartyModel:
+    def _scoring_model(self, data: PartyData) -> PartyModel | TreeModel:
         if self.config.model is None:
             raise ConfigError(f"{self.role}: a scoring job needs --model PATH")
-        model = PartyModel.load(self.config.model, self.role)
+        model = load_model(self.config.model, self.role)
         missing = [f for f in model.features if f not in data.features]
         if missing:
             raise InputDataError(
@@ -316,11 +330,18 @@ class PartyNode:
         plan: JobPlan,
         data: PartyData,
         rows: npt.NDArray[np.intp],
-        model: PartyModel,
+        model: PartyModel | TreeModel,
     ) -> None:
         settings, channel = plan.settings, self._require_channel()
         self.state.advance(Stage.SCORING)
         aligned = data.take(rows.astype(np.int64))
+        if not isinstance(model, PartyModel):  # trees: the grid answers its splits
+            p = score_trees(self.config.job_id, model, aligned.x, channel,
+                            settings.deadline_seconds)
+            if p is not None:
+                self._write_scores(data, rows, p)
+            self._sync(1, "scored", {})
+            return
         if model.shares is not None:  # a model kept shared scores jointly
             z = model.standardizer().apply(aligned.x)
             x = with_intercept(z) if self.role is Role.BANK else z

@@ -14,8 +14,10 @@ sibling comes from the parent by subtraction), 2 columns each.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from crypto.limbs import ring_bits
 
@@ -34,7 +36,7 @@ class TreeSchedule:
     depth: int
     trees: int
     frac_bits: int
-    batch: int = 8   # trees per dealing batch (one dealer product, one bank product)
+    batch: int = 8   # most trees per dealing batch (one dealer product, one bank product)
 
     def __post_init__(self) -> None:
         if self.n_train < 1 or self.n_rows < self.n_train:
@@ -77,18 +79,29 @@ class TreeSchedule:
     def route_rows_per_tree(self) -> int:
         return int(2**self.depth - 1)
 
+    @cached_property
+    def _batch_starts(self) -> list[int]:
+        """Batches of 1, 2, 4, ... trees up to ``batch``: the first tree waits for one
+        tree's dense product only, later ones are prepared while earlier trees grow."""
+        starts, start, size = [], 0, 1
+        while start < self.trees:
+            starts.append(start)
+            start, size = start + size, min(2 * size, self.batch)
+        return starts
+
     @property
     def n_batches(self) -> int:
-        return math.ceil(self.trees / self.batch)
+        return len(self._batch_starts)
 
     def batch_of(self, tree: int) -> int:
         """The 1-based dealing batch of a 0-based tree."""
-        return tree // self.batch + 1
+        return bisect.bisect_right(self._batch_starts, tree)
 
     def trees_in(self, batch: int) -> range:
         if not 1 <= batch <= self.n_batches:
             raise ValueError(f"dealing batch {batch} outside 1..{self.n_batches}")
-        return range((batch - 1) * self.batch, min(batch * self.batch, self.trees))
+        stop = self._batch_starts[batch] if batch < self.n_batches else self.trees
+        return range(self._batch_starts[batch - 1], stop)
 
     def hist_round(self, tree: int, level: int) -> int:
         return MASKED_ROUND + 1 + 2 * (tree * self.depth + level)

@@ -21,6 +21,7 @@ from federation.protocol.messages import (
     JobPlan,
     JoinRequest,
     Mode,
+    Model,
     Optimizer,
     Role,
     SyncReply,
@@ -67,7 +68,9 @@ def settings_to_proto(s: TrainSettings) -> vfl_pb2.TrainSettings:
         validation_fraction=s.validation_fraction, frac_bits=s.frac_bits, task=s.task.value,
         deadline_seconds=s.deadline_seconds, feature_frac_bits=s.feature_frac_bits,
         feature_clip=s.feature_clip, reveal_weights=s.reveal_weights,
-        checkpoint_every=s.checkpoint_every)
+        checkpoint_every=s.checkpoint_every, model=s.model.value, trees=s.trees, depth=s.depth,
+        bins=s.bins, min_child_weight=s.min_child_weight, subsample=s.subsample,
+        early_stopping_rounds=s.early_stopping_rounds)
 
 
 def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
@@ -78,7 +81,9 @@ def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
         validation_fraction=p.validation_fraction, frac_bits=p.frac_bits, task=Task(p.task),
         deadline_seconds=p.deadline_seconds, feature_frac_bits=p.feature_frac_bits,
         feature_clip=p.feature_clip, reveal_weights=p.reveal_weights,
-        checkpoint_every=p.checkpoint_every)
+        checkpoint_every=p.checkpoint_every, model=Model(p.model), trees=p.trees,
+        depth=p.depth, bins=p.bins, min_child_weight=p.min_child_weight,
+        subsample=p.subsample, early_stopping_rounds=p.early_stopping_rounds)
 
 
 def join_request_to_proto(r: JoinRequest) -> vfl_pb2.JoinRequest:

@@ -102,7 +102,7 @@ class FederatedGrid:
             "features": np.array([sp.feature for sp in splits], dtype=np.int64),
             "slots": np.array([sp.slot for sp in splits], dtype=np.int64),
             "F": bp.and_mask(bp.pack_bits(members), m),
-            "more": np.array([more], dtype=np.bool_),
+            "more": np.array([int(more)], dtype=np.int64),
         }
         tag = Tag(s.route_round(tree, level), STEP_ROUTE)
         self._channel.send(Envelope(self.job_id, tag, Role.BANK, payload))

@@ -79,7 +79,9 @@ def test_level_columns_tile_the_block_without_overlap() -> None:
         assert used.tolist() == [1] * s.block_width
         assert sum(s.route_rows(d) for d in range(depth)) == s.route_rows_per_tree
     s = TreeSchedule(64_000, 80_000, 480, 5, 50, 16)
-    assert s.bits == 34 and s.n_batches == 7 and list(s.trees_in(7)) == [48, 49]
+    assert s.bits == 34 and s.n_batches == 9 and list(s.trees_in(9)) == [47, 48, 49]
+    assert [len(s.trees_in(b)) for b in range(1, 10)] == [1, 2, 4, 8, 8, 8, 8, 8, 3]
+    assert all(s.batch_of(t) == b for b in range(1, 10) for t in s.trees_in(b))
     assert s.route_round(0, 0) < s.hist_round(0, 1) < s.hist_round(1, 0)
 
 
