@@ -47,10 +47,11 @@ from federation.transport.certs import NodeCerts, check_own_certificate
 from federation.transport.grpc_server import start_server
 from parties.data import load_party_csv
 from parties.evaluation.scorecard import Scorecard
-from parties.model import PartyModel
+from parties.gbdt.model import GbdtBankModel, GbdtGridModel, load_model
+from parties.gbdt.serving import bank_combiner, grid_row_bits
 from parties.psi_pool import PsiPool
 from parties.serving import MAX_IDS
-from parties.serving_bank import BankServing
+from parties.serving_bank import BankServing, Combine
 from parties.serving_grid import GridServing
 
 log = logging.getLogger(__name__)
@@ -98,15 +99,18 @@ class ServeConfig:
 # -- the process -------------------------------------------------------------------------
 
 
-def partial_logits(cfg: ServeConfig) -> tuple[list[str], np.ndarray]:
+def partial_logits(cfg: ServeConfig) -> tuple[list[str], np.ndarray, Combine | None]:
     """This party's IDs and partial logit per row of ``--data`` under its model.
+
+    A boosted model (``--model`` of a gbdt run): the grid's answer per row is the packed
+    bits of its splits, and the bank's logits come from a combiner over them.
 
     Raises
     ------
     InputDataError
         The model or CSV is unreadable, of the other role, or lacks a model feature.
     """
-    model = PartyModel.load(cfg.model, cfg.role)
+    model = load_model(cfg.model, cfg.role)
     data = load_party_csv(cfg.data, cfg.id_column, None)
     missing = [f for f in model.features if f not in data.features]
     if missing:
@@ -114,7 +118,11 @@ def partial_logits(cfg: ServeConfig) -> tuple[list[str], np.ndarray]:
             f"{cfg.data}: missing column(s) {missing} that the model {cfg.model} needs"
         )
     data = data.select(model.features)
-    return data.ids, np.asarray(model.partial_logit(data.x), dtype=np.float64)
+    if isinstance(model, GbdtGridModel):
+        return data.ids, grid_row_bits(model, data.x), None
+    if isinstance(model, GbdtBankModel):
+        return data.ids, np.zeros(len(data.ids)), bank_combiner(model, data.x)
+    return data.ids, np.asarray(model.partial_logit(data.x), dtype=np.float64), None
 
 
 def _announce(listen: str, port: int) -> str:
@@ -164,7 +172,7 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
     if not 0 < cfg.max_ids <= 1_000_000:
         raise ConfigError(f"--max-ids must be 1 to 1000000, got {cfg.max_ids}")
     check_own_certificate(cfg.certs, cfg.role)
-    ids, u = partial_logits(cfg)
+    ids, u, combine = partial_logits(cfg)
     if stop is None:
         stop = _stop_event()
     audit = AuditWriter(AuditLog(cfg.audit, cfg.role.value, cfg.certs.key.read_bytes()))
@@ -178,7 +186,8 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
         else:
             try:
                 card = Scorecard(cfg.base_score, cfg.base_odds, cfg.pdo)
-                bank = BankServing(ids, u, card, cfg.bands, max_ids=cfg.max_ids, pool=pool)
+                bank = BankServing(ids, u, card, cfg.bands, max_ids=cfg.max_ids, pool=pool,
+                                   combine=combine)
             except ValueError as exc:
                 raise ConfigError(f"scorecard or bands: {exc}") from exc
             link = GridLink(cfg.peer, cfg.certs, audit, bank, cfg.deadline)

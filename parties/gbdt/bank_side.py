@@ -19,6 +19,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+import numpy.typing as npt
 
 from crypto import bin_product as bp
 from crypto.bin_product import Words
@@ -97,7 +98,7 @@ class FederatedGrid:
         if nodes.size and (nodes.min() < first or nodes.max() >= first + rows):
             raise ValueError(f"nodes {nodes.tolist()} are not on level {level}")
         m = bp.and_bank_mask(self._seed, label, rows, s.n_rows)[nodes - first]
-        payload = {
+        payload: dict[str, npt.NDArray[np.generic]] = {
             "nodes": nodes,
             "features": np.array([sp.feature for sp in splits], dtype=np.int64),
             "slots": np.array([sp.slot for sp in splits], dtype=np.int64),
