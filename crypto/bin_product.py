@@ -32,8 +32,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from crypto.limbs import Signed, matmul_t, reduce, to_signed
-from crypto.prg import expand
+from crypto.limbs import RowSource, Signed, matmul_t, matmul_t_rows, reduce, to_signed
+from crypto.prg import expand, expand_rows
 from crypto.ring import Ring
 
 Positions = npt.NDArray[np.int64]
@@ -56,9 +56,38 @@ def block_c0(seed: bytes, block: str, shape: tuple[int, int], bits: int) -> Ring
     return reduce(expand(seed, f"bins/c0/{block}", shape), bits)
 
 
+def matrix_mask_rows(seed: bytes, matrix: str, shape: tuple[int, int], bits: int,
+                     start: int, stop: int) -> Ring:
+    """Rows [start, stop) of ``matrix_mask``: the same M, a block of rows at a time."""
+    return reduce(expand_rows(seed, f"bins/M/{matrix}", shape, start, stop), bits)
+
+
+def block_mask_rows(seed: bytes, blocks: list[tuple[str, int]], n: int, bits: int
+                    ) -> RowSource:
+    """Rows of the blocks' m side by side (as ``vector_mask`` expands each block)."""
+    def rows(start: int, stop: int) -> Ring:
+        return np.hstack([reduce(expand_rows(seed, f"bins/m/{name}", (n, width), start, stop),
+                                 bits) for name, width in blocks])
+
+    return rows
+
+
 def correction(m_mat: Ring, m_vec: Ring, c_0: Ring, bits: int) -> Ring:
     """Dealer: c_1 = M^T m - c_0 mod 2^l, the only value it sends per block."""
     return reduce(matmul_t(m_mat, m_vec, bits) - c_0, bits)
+
+
+def correction_from_seeds(seeds: tuple[bytes, bytes], matrix: str, shape: tuple[int, int],
+                          blocks: list[tuple[str, int]], bits: int) -> Ring:
+    """Dealer: ``correction`` of several blocks side by side, with M and m expanded a block
+    of rows at a time from (grid seed, bank seed), never whole."""
+    grid, bank = seeds
+    n, width = shape
+    c_0 = np.hstack([block_c0(grid, name, (width, w), bits) for name, w in blocks])
+    product = matmul_t_rows(
+        lambda s, e: matrix_mask_rows(grid, matrix, shape, bits, s, e),
+        block_mask_rows(bank, blocks, n, bits), n, bits)
+    return reduce(product - c_0, bits)
 
 
 # -- grid ------------------------------------------------------------------------------
@@ -104,6 +133,11 @@ def mask_values(v: Signed, m_vec: Ring, bits: int) -> Ring:
 def bank_offset(e: Ring, m_vec: Ring, c_1: Ring, bits: int) -> Ring:
     """Bank: z_B = E^T m + c_1 mod 2^l (no V in it: computed ahead of the product)."""
     return reduce(matmul_t(e, m_vec, bits) + c_1, bits)
+
+
+def bank_offset_rows(e: RowSource, m_vec: RowSource, n: int, c_1: Ring, bits: int) -> Ring:
+    """``bank_offset`` with E and m given as row sources (a block of rows at a time)."""
+    return reduce(matmul_t_rows(e, m_vec, n, bits) + c_1, bits)
 
 
 def bank_open(z_g: Ring, z_b: Ring, bits: int) -> Signed:

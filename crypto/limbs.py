@@ -18,6 +18,8 @@ already reduced mod 2^l (``reduce``); no numpy scalars (they warn on overflow).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -27,6 +29,9 @@ MAX_BITS = 48
 _MANTISSA = 53
 _CHUNK_ROWS = 8192  # bounds the float64 temporaries (a chunk of each operand, two limbs)
 Signed = npt.NDArray[np.int64]
+# Rows [start, stop) of a matrix, produced on demand (e.g. from a PRG or a packed buffer),
+# so a product never holds a whole operand in memory.
+RowSource = Callable[[int, int], Ring]
 
 
 def ring_bits(n_rows: int, value_bits: int) -> int:
@@ -88,19 +93,33 @@ def matmul_t(a: Ring, b: Ring, bits: int) -> Ring:
     2. Per chunk of r rows (r * 2^(2w) <= 2^53): float64 products lo^T lo, lo^T hi, hi^T lo.
     3. Accumulate as uint64 integers; result = LL + 2^w (LH + HL) mod 2^l.
     """
-    _check_bits(bits)
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
         raise ValueError(f"cannot multiply {a.shape}^T by {b.shape}")
+    return matmul_t_rows(lambda s, e: a[s:e], lambda s, e: b[s:e], a.shape[0], bits)
+
+
+def matmul_t_rows(a: RowSource, b: RowSource, n_rows: int, bits: int) -> Ring:
+    """``matmul_t`` of two n_rows-row operands given as row sources, a chunk at a time."""
+    _check_bits(bits)
     w = (bits + 1) // 2
     rows = max(1, min(_CHUNK_ROWS, 1 << (_MANTISSA - 2 * w)))
-    low = np.zeros((a.shape[1], b.shape[1]), dtype=np.uint64)
-    cross = np.zeros_like(low)
-    for start in range(0, a.shape[0], rows):
-        a_lo, a_hi = _limbs(a[start:start + rows], w)
-        b_lo, b_hi = _limbs(b[start:start + rows], w)
+    low = cross = None
+    for start in range(0, max(n_rows, 1), rows):
+        stop = min(start + rows, n_rows)
+        a_rows, b_rows = a(start, stop), b(start, stop)
+        if a_rows.shape[0] != stop - start or b_rows.shape[0] != stop - start:
+            raise ValueError(f"row sources gave {a_rows.shape[0]} and {b_rows.shape[0]} rows "
+                             f"for rows [{start}, {stop})")
+        if low is None or cross is None:
+            low = np.zeros((a_rows.shape[1], b_rows.shape[1]), dtype=np.uint64)
+            cross = np.zeros_like(low)
+        a_lo, a_hi = _limbs(a_rows, w)
+        b_lo, b_hi = _limbs(b_rows, w)
         low += _exact(a_lo.T @ b_lo)
         cross += _exact(a_lo.T @ b_hi)
         cross += _exact(a_hi.T @ b_lo)
+    if low is None or cross is None:  # pragma: no cover - the loop runs at least once
+        raise ValueError("no rows")
     return reduce(low + np.left_shift(cross, np.uint64(w)), bits)
 
 

@@ -27,7 +27,6 @@ class BinDealer:
                  bits: int) -> None:
         self._seeds, self._n, self._width, self._bits = seeds, n_rows, width, bits
         self._matrix = matrix
-        self._m_mat: Ring | None = None
         self._dealt: set[str] = set()
 
     def _claim(self, label: str) -> None:
@@ -35,23 +34,18 @@ class BinDealer:
             raise ValueError(f"bin-product masks {label!r} were already dealt")
         self._dealt.add(label)
 
-    def _mask(self) -> Ring:
-        if self._m_mat is None:  # expanded on first use: ~8 bytes per row and slot
-            self._m_mat = bp.matrix_mask(self._seeds[Role.GRID], self._matrix,
-                                         (self._n, self._width), self._bits)
-        return self._m_mat
-
     def corrections(self, blocks: list[tuple[str, int]]) -> Ring:
-        """c_1 of each (block, width), side by side: width x sum(widths), one product."""
+        """c_1 of each (block, width), side by side: width x sum(widths), one product.
+
+        M and m are expanded a block of rows at a time (never held whole: M alone is 8
+        bytes per training row and one-hot slot)."""
         for name, _ in blocks:
             self._claim(name)
         if not blocks:
             return np.zeros((self._width, 0), dtype=np.uint64)
-        m_vec = np.hstack([bp.vector_mask(self._seeds[Role.BANK], name, (self._n, w),
-                                          self._bits) for name, w in blocks])
-        c_0 = np.hstack([bp.block_c0(self._seeds[Role.GRID], name, (self._width, w),
-                                     self._bits) for name, w in blocks])
-        return bp.correction(self._mask(), m_vec, c_0, self._bits)
+        seeds = (self._seeds[Role.GRID], self._seeds[Role.BANK])
+        return bp.correction_from_seeds(seeds, self._matrix, (self._n, self._width), blocks,
+                                        self._bits)
 
     def and_corrections(self, label: str, rows: int, n: int) -> Ring:
         """c_1 words of ``rows`` ANDs of n-bit vectors under ``label``."""
