@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wall = time.perf_counter() - started
         sent = audit_bytes(out, NODES)
         stats = {n: json.loads((out / n / "stats.json").read_text()) for n in ("grid", "bank")}
+        job = json.loads((out / "coordinator" / "job.json").read_text())
         n_rows = report["intersection_size"]
         n_train = n_rows - int(round(n_rows * s.validation_fraction))
         bound = lower_bound(out, n_train, n_rows, args.grid_features, s)
@@ -122,6 +123,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_traffic_to_bound": sum(traffic.values()) / bound["total"],
         "lower_bound": bound, "bytes_sent_by_step": sent,
         "peak_rss_mb": {n: sampler.hwm.get(pids[n]) for n in NODES},
+        "cpu_seconds": {"coordinator": job.get("cpu_seconds"),
+                        **{n: stats[n].get("cpu_seconds") for n in ("grid", "bank")}},
         "fit_time_split": {n: stats[n].get("fit_time_split", {}) for n in ("grid", "bank")},
         "validation_auc": {"federated": report["validation"]["auc"],
                            "centralized_gbdt": report["centralized"]["validation"]["auc"],
@@ -150,6 +153,8 @@ def print_result(r: dict[str, Any]) -> None:
           + ", ".join(f"{n} {b / 1e6:.1f} MB" for n, b in r["fit_bytes"].items())
           + f"; lower bound {r['lower_bound_gigabytes']:.3f} GB (x{r['ratio_traffic_to_bound']:.2f}"
           f"); target 1.5 GB")
+    print("  CPU seconds per process (whole job, PSI included): " + ", ".join(
+        f"{n} {v:.1f}" for n, v in r["cpu_seconds"].items() if v is not None))
     print("  peak RSS: " + ", ".join(f"{n} {v:.0f} MB" if v else f"{n} ?" for n, v in
                                       rss.items()) + "; target 1024 MB per party")
     print("  validation AUC: " + ", ".join(f"{k} {v:.4f}" for k, v in auc.items()))

@@ -27,7 +27,7 @@ from crypto.ring import Ring
 
 MAX_BITS = 48
 _MANTISSA = 53
-_CHUNK_ROWS = 8192  # bounds the float64 temporaries (a chunk of each operand, two limbs)
+_CHUNK_ROWS = 4096  # bounds the float64 temporaries (a chunk of each operand, two limbs)
 Signed = npt.NDArray[np.int64]
 # Rows [start, stop) of a matrix, produced on demand (e.g. from a PRG or a packed buffer),
 # so a product never holds a whole operand in memory.
@@ -76,8 +76,12 @@ def to_signed(x: Ring, bits: int) -> Signed:
 
 
 def _limbs(x: Ring, w: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    lo = np.bitwise_and(x, np.uint64((1 << w) - 1)).astype(np.float64)
-    hi = np.right_shift(x, np.uint64(w)).astype(np.float64)
+    lo = np.empty(x.shape, dtype=np.float64)
+    hi = np.empty(x.shape, dtype=np.float64)
+    part = np.bitwise_and(x, np.uint64((1 << w) - 1))
+    lo[...] = part
+    np.right_shift(x, np.uint64(w), out=part)
+    hi[...] = part
     return lo, hi
 
 

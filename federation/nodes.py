@@ -41,6 +41,13 @@ class ExitCode(IntEnum):
     PEER_FAILED = 3
 
 
+def cpu_seconds() -> float:
+    """CPU time this process has used so far (user + system, all threads): unlike wall time,
+    it hardly changes when other jobs load the machine."""
+    t = os.times()
+    return t.user + t.system
+
+
 def peak_rss_mb() -> float:
     """This process's own peak resident memory (VmHWM; ru_maxrss would start from the
     parent's size when a node is forked and exec'd by simulate)."""
@@ -90,7 +97,7 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "validation_losses": coordinator.validation_losses,
             "kept_trees": coordinator.kept_trees,
             "stage_seconds": coordinator.stage_seconds,
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": peak_rss_mb(), "cpu_seconds": cpu_seconds(),
             "settings": cfg.settings.as_dict(),
         }
         atomic_write_text(net.out / "job.json", json.dumps(summary, indent=2) + "\n")
@@ -132,6 +139,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         stats = node.run()
         stats["bytes_sent_to_coordinator"] = link.bytes_sent
         stats["peak_rss_mb"] = peak_rss_mb()
+        stats["cpu_seconds"] = cpu_seconds()
         atomic_write_text(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
     finally:
         for channel in channels:
