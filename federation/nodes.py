@@ -8,6 +8,7 @@ changes, epoch losses) that ``simulate`` turns into a progress display. Exit cod
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -39,6 +40,25 @@ class ExitCode(IntEnum):
     JOB_FAILED = 1
     BAD_INPUT = 2
     PEER_FAILED = 3
+
+
+def bound_native_heap() -> None:
+    """Large numpy temporaries go back to the OS when freed (glibc only; elsewhere a no-op).
+
+    glibc raises its mmap threshold each time a large block is freed (up to 32 MB), after
+    which blocks of that size come from the heap and, once freed, mostly stay in the
+    process: a node that allocates temporaries of a few to tens of MB per step (the tree
+    jobs' row blocks) then grows by hundreds of MB. A fixed threshold (1 MiB) and a trim
+    threshold keep its resident memory at what it uses.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1 << 20)
+    mallopt(m_trim_threshold, 1 << 20)
 
 
 def cpu_seconds() -> float:
@@ -75,6 +95,7 @@ def _announce(listen: str, port: int) -> str:
 
 def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
     net = cfg.network
+    bound_native_heap()
     check_own_certificate(net.certs, Role.COORDINATOR)
     net.out.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(net.out / "audit.jsonl", Role.COORDINATOR.value,
@@ -115,6 +136,7 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
 def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
               barrier_wait: float) -> ExitCode:
     role = net.role
+    bound_native_heap()
     check_own_certificate(net.certs, role)
     net.out.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes())
