@@ -32,7 +32,17 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from crypto.limbs import RowSource, Signed, matmul_t, matmul_t_rows, reduce, to_signed
+from crypto.limbs import (
+    LimbSource,
+    RowSource,
+    Signed,
+    limb_width,
+    matmul_t,
+    matmul_t_limbs,
+    reduce,
+    split_limbs,
+    to_signed,
+)
 from crypto.prg import expand, expand_rows
 from crypto.ring import Ring
 
@@ -78,15 +88,21 @@ def correction(m_mat: Ring, m_vec: Ring, c_0: Ring, bits: int) -> Ring:
 
 
 def correction_from_seeds(seeds: tuple[bytes, bytes], matrix: str, shape: tuple[int, int],
-                          blocks: list[tuple[str, int]], bits: int) -> Ring:
-    """Dealer: ``correction`` of several blocks side by side, with M and m expanded a block
-    of rows at a time from (grid seed, bank seed), never whole."""
+                          blocks: list[tuple[str, int]], bits: int,
+                          m_limbs: LimbSource | None = None) -> Ring:
+    """Dealer: ``correction`` of several blocks side by side, with m expanded a block of rows
+    at a time from the bank's seed, and M likewise from the grid's (or given as its limbs,
+    ``m_limbs``, when the dealer keeps them between batches)."""
     grid, bank = seeds
     n, width = shape
     c_0 = np.hstack([block_c0(grid, name, (width, w), bits) for name, w in blocks])
-    product = matmul_t_rows(
-        lambda s, e: matrix_mask_rows(grid, matrix, shape, bits, s, e),
-        block_mask_rows(bank, blocks, n, bits), n, bits)
+
+    def m_mat(s: int, e: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        return split_limbs(matrix_mask_rows(grid, matrix, shape, bits, s, e), bits)
+
+    vectors = block_mask_rows(bank, blocks, n, bits)
+    product = matmul_t_limbs(m_mat if m_limbs is None else m_limbs,
+                             lambda s, e: split_limbs(vectors(s, e), bits), n, bits)
     return reduce(product - c_0, bits)
 
 
@@ -135,9 +151,20 @@ def bank_offset(e: Ring, m_vec: Ring, c_1: Ring, bits: int) -> Ring:
     return reduce(matmul_t(e, m_vec, bits) + c_1, bits)
 
 
-def bank_offset_rows(e: RowSource, m_vec: RowSource, n: int, c_1: Ring, bits: int) -> Ring:
-    """``bank_offset`` with E and m given as row sources (a block of rows at a time)."""
-    return reduce(matmul_t_rows(e, m_vec, n, bits) + c_1, bits)
+def bank_offset_rows(e: LimbSource, m_vec: RowSource, n: int, c_1: Ring, bits: int) -> Ring:
+    """``bank_offset`` with E as a limb source (split once, used for every block) and m
+    as a row source, a block of rows at a time."""
+    return reduce(matmul_t_limbs(e, lambda s, t: split_limbs(m_vec(s, t), bits), n, bits)
+                  + c_1, bits)
+
+
+def limbs32(x: Ring, bits: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """E's two limbs as float32 (exact: at most 24 bits each), to keep E split once in the
+    memory of one uint64 array and widen a block of rows to float64 per product."""
+    if limb_width(bits) > 24:
+        raise ValueError(f"a {bits}-bit ring has limbs wider than float32's 24-bit mantissa")
+    lo, hi = split_limbs(x, bits)
+    return lo.astype(np.float32), hi.astype(np.float32)
 
 
 def bank_open(z_g: Ring, z_b: Ring, bits: int) -> Signed:

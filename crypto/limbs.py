@@ -32,6 +32,9 @@ Signed = npt.NDArray[np.int64]
 # Rows [start, stop) of a matrix, produced on demand (e.g. from a PRG or a packed buffer),
 # so a product never holds a whole operand in memory.
 RowSource = Callable[[int, int], Ring]
+Limbs = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+# Rows [start, stop) already split into (lo, hi) limbs of ceil(l / 2) bits, as float64.
+LimbSource = Callable[[int, int], Limbs]
 
 
 def ring_bits(n_rows: int, value_bits: int) -> int:
@@ -75,7 +78,18 @@ def to_signed(x: Ring, bits: int) -> Signed:
     return np.where(r >= (1 << (bits - 1)), r - (1 << bits), r).astype(np.int64)
 
 
-def _limbs(x: Ring, w: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def limb_width(bits: int) -> int:
+    """w = ceil(l / 2), the bits of each of the two limbs."""
+    return (bits + 1) // 2
+
+
+def split_limbs(x: Ring, bits: int) -> Limbs:
+    """x = lo + 2^w hi with lo, hi < 2^w, as float64 (exact: w <= 24)."""
+    _check_bits(bits)
+    return _limbs(x, limb_width(bits))
+
+
+def _limbs(x: Ring, w: int) -> Limbs:
     lo = np.empty(x.shape, dtype=np.float64)
     hi = np.empty(x.shape, dtype=np.float64)
     part = np.bitwise_and(x, np.uint64((1 << w) - 1))
@@ -104,21 +118,27 @@ def matmul_t(a: Ring, b: Ring, bits: int) -> Ring:
 
 def matmul_t_rows(a: RowSource, b: RowSource, n_rows: int, bits: int) -> Ring:
     """``matmul_t`` of two n_rows-row operands given as row sources, a chunk at a time."""
+    w = limb_width(bits)
+    return matmul_t_limbs(lambda s, e: _limbs(a(s, e), w), lambda s, e: _limbs(b(s, e), w),
+                          n_rows, bits)
+
+
+def matmul_t_limbs(a: LimbSource, b: LimbSource, n_rows: int, bits: int) -> Ring:
+    """``matmul_t`` of two operands given as limb sources (e.g. a matrix split once and kept
+    as its limbs, used for many products)."""
     _check_bits(bits)
-    w = (bits + 1) // 2
+    w = limb_width(bits)
     rows = max(1, min(_CHUNK_ROWS, 1 << (_MANTISSA - 2 * w)))
     low = cross = None
     for start in range(0, max(n_rows, 1), rows):
         stop = min(start + rows, n_rows)
-        a_rows, b_rows = a(start, stop), b(start, stop)
-        if a_rows.shape[0] != stop - start or b_rows.shape[0] != stop - start:
-            raise ValueError(f"row sources gave {a_rows.shape[0]} and {b_rows.shape[0]} rows "
+        (a_lo, a_hi), (b_lo, b_hi) = a(start, stop), b(start, stop)
+        if a_lo.shape[0] != stop - start or b_lo.shape[0] != stop - start:
+            raise ValueError(f"row sources gave {a_lo.shape[0]} and {b_lo.shape[0]} rows "
                              f"for rows [{start}, {stop})")
         if low is None or cross is None:
-            low = np.zeros((a_rows.shape[1], b_rows.shape[1]), dtype=np.uint64)
+            low = np.zeros((a_lo.shape[1], b_lo.shape[1]), dtype=np.uint64)
             cross = np.zeros_like(low)
-        a_lo, a_hi = _limbs(a_rows, w)
-        b_lo, b_hi = _limbs(b_rows, w)
         low += _exact(a_lo.T @ b_lo)
         cross += _exact(a_lo.T @ b_hi)
         cross += _exact(a_hi.T @ b_lo)

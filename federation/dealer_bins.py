@@ -13,8 +13,10 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+import numpy.typing as npt
 
 from crypto import bin_product as bp
+from crypto.limbs import Limbs
 from crypto.ring import Ring
 from federation.protocol.messages import Role
 from federation.protocol.tree_schedule import MATRIX, TreeSchedule
@@ -28,6 +30,7 @@ class BinDealer:
         self._seeds, self._n, self._width, self._bits = seeds, n_rows, width, bits
         self._matrix = matrix
         self._dealt: set[str] = set()
+        self._limbs: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
 
     def _claim(self, label: str) -> None:
         if label in self._dealt:
@@ -37,15 +40,30 @@ class BinDealer:
     def corrections(self, blocks: list[tuple[str, int]]) -> Ring:
         """c_1 of each (block, width), side by side: width x sum(widths), one product.
 
-        M and m are expanded a block of rows at a time (never held whole: M alone is 8
-        bytes per training row and one-hot slot)."""
+        M is expanded once and kept as its two limbs (float32: 8 bytes per training row and
+        one-hot slot); m a block of rows at a time."""
         for name, _ in blocks:
             self._claim(name)
         if not blocks:
             return np.zeros((self._width, 0), dtype=np.uint64)
         seeds = (self._seeds[Role.GRID], self._seeds[Role.BANK])
         return bp.correction_from_seeds(seeds, self._matrix, (self._n, self._width), blocks,
-                                        self._bits)
+                                        self._bits, self._m_limbs)
+
+    def _m_limbs(self, start: int, stop: int) -> Limbs:
+        """Rows of M's limbs, widened to float64; M is expanded and split once, kept as
+        float32 limbs (8 bytes per element), since every batch of blocks needs all of it."""
+        if self._limbs is None:
+            lo = np.empty((self._n, self._width), dtype=np.float32)
+            hi = np.empty_like(lo)
+            for a in range(0, self._n, 8192):
+                b = min(a + 8192, self._n)
+                rows = bp.matrix_mask_rows(self._seeds[Role.GRID], self._matrix,
+                                           (self._n, self._width), self._bits, a, b)
+                lo[a:b], hi[a:b] = bp.limbs32(rows, self._bits)
+            self._limbs = (lo, hi)
+        lo, hi = self._limbs
+        return lo[start:stop].astype(np.float64), hi[start:stop].astype(np.float64)
 
     def and_corrections(self, label: str, rows: int, n: int) -> Ring:
         """c_1 words of ``rows`` ANDs of n-bit vectors under ``label``."""

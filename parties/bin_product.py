@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crypto import bin_product as bp
-from crypto.limbs import Signed, elementwise_bytes, pack, unpack
+from crypto.limbs import Limbs, Signed, elementwise_bytes, pack, unpack
 from crypto.ring import Ring
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
@@ -141,16 +141,19 @@ class BankBins:
 
     def __init__(self, spec: BinSpec, seed: bytes, channel: Channel) -> None:
         self.spec, self._seed, self._channel = spec, seed, channel
-        self._e: npt.NDArray[np.uint8] | None = None  # E packed as it arrived
+        # E split once into its two limbs, as float32 (exact), as it arrives
+        self._e: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
         self._m: tuple[str, Ring] | None = None  # the block in use (m is re-expanded)
         self._offset: dict[str, Ring] = {}
         self._columns = _Columns()
         self._lock = threading.Lock()
 
     def receive_masked(self, round_: int) -> None:
-        """Receive E, kept packed (ceil(l / 8) bytes per element); unpacked per row block."""
+        """Receive E, kept as its two limbs (float32, 8 bytes per element in all), so that
+        every later product widens a block of rows instead of splitting E again."""
         s = self.spec
-        e = np.empty((s.n_rows, s.width, elementwise_bytes(s.bits)), dtype=np.uint8)
+        lo = np.empty((s.n_rows, s.width), dtype=np.float32)
+        hi = np.empty((s.n_rows, s.width), dtype=np.float32)
         for i, (a, b) in enumerate(masked_chunks(s.n_rows)):
             got = self._channel.recv(Tag(round_, _masked_step(i)), s.timeout).tensors
             arr = got.get("E")
@@ -159,13 +162,15 @@ class BankBins:
                 what = "nothing" if arr is None else f"{arr.dtype} {arr.shape}"
                 raise ProtocolAbort(f"{Role.GRID} sent {what} as rows {a}..{b} of E; "
                                     f"expected uint8 {want}")
-            e[a:b] = arr
-        self._e = e
+            lo[a:b], hi[a:b] = bp.limbs32(unpack(np.asarray(arr, dtype=np.uint8), s.bits),
+                                          s.bits)
+        self._e = (lo, hi)
 
-    def _e_rows(self, start: int, stop: int) -> Ring:
+    def _e_limbs(self, start: int, stop: int) -> Limbs:
         if self._e is None:
             raise ProtocolAbort("bank: the grid's masked bin matrix has not arrived")
-        return unpack(self._e[start:stop], self.spec.bits)
+        lo, hi = self._e
+        return lo[start:stop].astype(np.float64), hi[start:stop].astype(np.float64)
 
     def prepare(self, blocks: list[tuple[str, int, Ring]]) -> None:
         """z_B = E^T m + c_1 for each (block, width, c_1 from the dealer), in one product.
@@ -181,7 +186,7 @@ class BankBins:
                                     f"{name!r}; expected {(s.width, width)}")
         widths = [(name, w) for name, w, _ in blocks]
         c_1 = np.hstack([c for _, _, c in blocks])
-        offsets = bp.bank_offset_rows(self._e_rows, bp.block_mask_rows(
+        offsets = bp.bank_offset_rows(self._e_limbs, bp.block_mask_rows(
             self._seed, widths, s.n_rows, s.bits), s.n_rows, c_1, s.bits)
         start = 0
         with self._lock:
