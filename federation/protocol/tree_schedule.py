@@ -103,11 +103,23 @@ class TreeSchedule:
         stop = self._batch_starts[batch] if batch < self.n_batches else self.trees
         return range(self._batch_starts[batch - 1], stop)
 
-    def hist_round(self, tree: int, level: int) -> int:
-        return MASKED_ROUND + 1 + 2 * (tree * self.depth + level)
 
-    def route_round(self, tree: int, level: int) -> int:
-        return self.hist_round(tree, level) + 1
+
+class Rounds:
+    """The round of each party-to-party exchange: consecutive, from the masked matrix on.
+
+    A tree grows as many levels as it needs (both parties learn when it stops, from the
+    routing exchange), so rounds are counted, not computed from (tree, level): a formula
+    would skip the rounds of levels never grown, and the receiving inbox refuses a round
+    more than two ahead of its own.
+    """
+
+    def __init__(self) -> None:
+        self._last = MASKED_ROUND
+
+    def next(self) -> int:
+        self._last += 1
+        return self._last
 
 
 def early_stop(validation_losses: list[float], rounds: int, trees: int) -> tuple[bool, int]:

@@ -25,7 +25,13 @@ from crypto import bin_product as bp
 from crypto.bin_product import Words
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import DealRequest, Envelope, Role, Tag
-from federation.protocol.tree_schedule import MASKED_ROUND, MATRIX, STEP_ROUTE, TreeSchedule
+from federation.protocol.tree_schedule import (
+    MASKED_ROUND,
+    MATRIX,
+    STEP_ROUTE,
+    Rounds,
+    TreeSchedule,
+)
 from federation.transport.channel import Channel, CoordinatorLink
 from parties.bin_product import BankBins, BinSpec
 from parties.gbdt.core import Signed
@@ -45,6 +51,7 @@ class FederatedGrid:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tree-deal")
         self._batches: dict[int, Future[dict[int, Words]]] = {}
         self._route_c1: dict[int, Words] = {}
+        self._rounds = Rounds()
 
     def setup(self) -> None:
         """Receive the grid's E once, and start preparing the first batch of trees."""
@@ -87,7 +94,7 @@ class FederatedGrid:
         if v.shape[1] > most:
             raise ValueError(f"level {level} has at most {most} product columns, got "
                              f"{v.shape[1]}")
-        return self.bins.multiply(s.hist_round(tree, level), s.block(tree), start, v)
+        return self.bins.multiply(self._rounds.next(), s.block(tree), start, v)
 
     def route(self, tree: int, level: int, splits: list[GridSplit], members: Bool,
               more: bool) -> Bool:
@@ -105,7 +112,7 @@ class FederatedGrid:
             "F": bp.and_mask(bp.pack_bits(members), m),
             "more": np.array([int(more)], dtype=np.int64),
         }
-        tag = Tag(s.route_round(tree, level), STEP_ROUTE)
+        tag = Tag(self._rounds.next(), STEP_ROUTE)
         self._channel.send(Envelope(self.job_id, tag, Role.BANK, payload))
         got = self._channel.recv(tag, self._timeout).tensors
         words = (len(splits), -(-s.n_rows // 64))

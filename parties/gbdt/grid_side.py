@@ -26,6 +26,7 @@ from federation.protocol.tree_schedule import (
     MATRIX,
     STEP_ROUTE,
     STEP_TREE,
+    Rounds,
     TreeSchedule,
 )
 from federation.transport.channel import Channel, CoordinatorLink
@@ -67,6 +68,7 @@ class GridTrees:
         spec = BinSpec(job_id, MATRIX, s.n_train, s.width, s.bits, timeout)
         self._bins = GridBins(spec, seed, binned.take(train_rows).flat_index(), channel)
         self._splits: list[GridNode] = []
+        self._rounds = Rounds()
 
     def run(self) -> GridResult:
         s = self.schedule
@@ -76,7 +78,7 @@ class GridTrees:
             self._bins.open_block(s.block(tree), s.block_width)
             for level in range(s.depth):
                 start, _ = s.level_columns(level)
-                self._bins.answer(s.hist_round(tree, level), s.block(tree), start)
+                self._bins.answer(self._rounds.next(), s.block(tree), start)
                 if not self._route(tree, level):
                     break
             self._bins.close_block(s.block(tree))
@@ -93,7 +95,7 @@ class GridTrees:
     def _route(self, tree: int, level: int) -> bool:
         """Answer one routing exchange; returns whether the tree grows another level."""
         s, b = self.schedule, self._binned
-        tag = Tag(s.route_round(tree, level), STEP_ROUTE)
+        tag = Tag(self._rounds.next(), STEP_ROUTE)
         got = self._channel.recv(tag, self._timeout).tensors
         nodes, features, slots = (np.asarray(got.get(k, np.zeros(0)), dtype=np.int64)
                                   for k in ("nodes", "features", "slots"))

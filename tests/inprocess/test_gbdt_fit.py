@@ -69,12 +69,14 @@ def run_federated(xg: np.ndarray, xb: np.ndarray, y: np.ndarray, settings: Train
     return results[Role.GRID], results[Role.BANK], coordinator
 
 
-@pytest.mark.parametrize("subsample", [1.0, 0.7])
-def test_federated_trees_equal_the_plaintext_twin(subsample: float) -> None:
+@pytest.mark.parametrize(("subsample", "depth", "min_child_weight"),
+                         [(1.0, 3, 0.5), (0.7, 3, 0.5), (1.0, 6, 12.0)])
+def test_federated_trees_equal_the_plaintext_twin(subsample: float, depth: int,
+                                                  min_child_weight: float) -> None:
     xg, xb, y = _data(1200)
-    settings = TrainSettings(model=Model.GBDT, trees=5, depth=3, bins=8, learning_rate=0.3,
-                             l2=1.0, min_child_weight=0.5, subsample=subsample,
-                             early_stopping_rounds=0, seed=7)
+    settings = TrainSettings(model=Model.GBDT, trees=5, depth=depth, bins=8,
+                             learning_rate=0.3, l2=1.0, min_child_weight=min_child_weight,
+                             subsample=subsample, early_stopping_rounds=0, seed=7)
     grid, bank, coordinator = run_federated(xg, xb, y, settings)
     schedule = Schedule(len(y), settings.validation_fraction, settings.batch_size,
                         settings.seed)
@@ -97,6 +99,10 @@ def test_federated_trees_equal_the_plaintext_twin(subsample: float) -> None:
         edges = twin_grid.edges[s.feature]
         assert s.threshold == (edges[s.slot] if s.slot < len(edges) else np.inf)
     assert coordinator.stage is JobStage.EVALUATE and len(coordinator.losses) == 5
+    if depth == 6:  # heavy children: branches stop before full depth, trees differ in depth
+        deepest = [max(int(i + 1).bit_length() - 1 for i in np.flatnonzero(t.owner))
+                   for t in fed.trees]
+        assert min(deepest) < depth
 
 
 def test_early_stopping_keeps_the_best_trees_on_both_sides() -> None:
