@@ -92,7 +92,7 @@ def _centralized_gbdt(x: np.ndarray, y: np.ndarray, split: np.ndarray, s: TrainS
     out = {"train": metrics.evaluate(y[train], p[train]),
            "validation": metrics.evaluate(y[valid], p[valid]) if valid.any() else {},
            "fit_seconds": seconds, "model": "scikit-learn HistGradientBoostingClassifier, "
-           "same rows, split, trees, depth, bins, learning rate and L2"}
+           "same rows, split, trees, depth, bins, learning rate and L2, min_samples_leaf 1"}
     return out, p
 
 

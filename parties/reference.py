@@ -95,12 +95,14 @@ def centralized_gbdt(x: Float, y: Float, *, trees: int, depth: int, learning_rat
                      bins: int, l2: float, seed: int) -> HistGradientBoostingClassifier:
     """scikit-learn's HistGradientBoostingClassifier on joined rows, with the federated
     model's hyper-parameters: as many trees (no early stopping), the same depth (no leaf
-    limit), learning rate, value bins per feature (missing values get their own) and L2."""
+    limit), learning rate, value bins per feature (missing values get their own) and L2.
+    ``min_samples_leaf=1``: the federated trees bound a leaf by its hessian sum only
+    (``min_child_weight``), not by a row count (scikit-learn's default is 20 rows)."""
     from sklearn.ensemble import HistGradientBoostingClassifier  # slow import
 
     return HistGradientBoostingClassifier(
         max_iter=trees, max_depth=depth, learning_rate=learning_rate, max_bins=min(bins, 255),
-        l2_regularization=l2, max_leaf_nodes=None, early_stopping=False,
+        l2_regularization=l2, max_leaf_nodes=None, early_stopping=False, min_samples_leaf=1,
         random_state=seed).fit(x, y.astype(int))
 
 
