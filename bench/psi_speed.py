@@ -1,52 +1,50 @@
-"""Benchmark the whole two-party ECDH PSI (not a test).
+"""Benchmark the whole PSI of a job in three processes, against a plain pandas join (not a test).
 
-Runs both roles, grid and bank, in ONE process that shares one ``PsiPool`` (default: one
-worker per core), at each size in ``--sizes`` IDs per side with ``--overlap`` of them
-common (default 50 %).  Every message goes through bytes as on the wire (no network).
-Phases, each summed over both parties because they share this machine:
+For each size in ``--sizes`` (IDs per side, ``--overlap`` of them common, 50 % by default)
+and each protocol in ``--protocol`` it starts three OS processes -- grid, bank and, for
+``server-aided``, the coordinator -- connected by pipes (bytes, as on the wire; no TLS, no
+gRPC framing), and times the protocol from the moment both parties hold their IDs in memory
+until both hold their intersection rows, in the same order:
 
-- hash:      ``hash_parallel`` of each party's IDs (SHA-512, 2 x from_uniform, add, to u)
-- blind:     first exponentiation of the own hashed points, then the secret shuffle
-- reblind:   validation and second exponentiation of the peer's points
-- intersect: un-shuffle, sort and match (both sides), and a check of the result
+- ``server-aided`` (``crypto.psi.server_aided``, the default of a job): the parties agree on
+  a key party to party, each sends its shuffled 16-byte tags to the coordinator, the
+  coordinator matches them and returns each party its positions, the parties check the
+  order and compare a digest of the matched tags.
+- ``ecdh`` (``crypto.psi.ecdh``, ``--psi ecdh``): blind, exchange, re-blind, exchange,
+  match; each party runs its curve work on a pool of ``--workers`` threads.
 
-``total`` is the wall time from hashing to both intersections (pool start-up excluded,
-reported apart: a node starts its pool once).  ``cpu`` adds the CPU time of this process
-and of the pool workers; on a machine shared with other jobs the wall time grows but the
-CPU time hardly does, so ``cpu / cores`` is what an idle machine would take.  With each
-party on its own machine of the same size, each would need about half of it.
-``x ref`` divides the total by SecretFlow's 1.37 s for 100k x 100k, scaled linearly in n.
+With ``--transport grpc`` it runs the real thing instead: ``gridcredit simulate`` (three
+node processes, mutual TLS, audit logs) on CSVs of the same IDs with one feature, for one
+epoch, and reports the job's ``psi_seconds`` (the slower party's alignment, as in
+report.json) and the coordinator's match time.
 
-The reference implementation is OpenMined's ``openmined-psi`` (C++ with Python bindings,
-ECDH over P-256, one thread), run at the same sizes on the same IDs in this process with
-``DataStructure.RAW`` (an exact intersection, no false positives) and
-``reveal_intersection=True``: server setup (its n points), client request (its n points),
-server reply (re-blinds the client's n), client intersection. Only the client learns the
-result there; here both parties do. Its bytes are the three protobuf messages. ``ours/omp``
-divides our total by its total (wall and CPU). It is not a project dependency: install it
-into the benchmark's environment with ``pip install --no-deps openmined-psi`` (its wheel pins
-protobuf==6.30.2, which breaks this project's protobuf 7 gencode; with ``--no-deps`` it runs
-on protobuf 7). Without it the reference is skipped with a message; ``--no-reference``
-skips it on purpose (at 1M per side it takes several minutes).
+In the same run, on the same IDs, it times the non-private limit: a plain pandas inner join
+(``DataFrame.merge`` on the ID column) in one process, and prints our time, the join's and
+the ratio. It also prints the time of each step, bytes sent, and each process's peak RSS
+(``VmHWM``). Every run checks its result: both parties' rows equal the join's set, in one
+order.
 
 Usage (from the repository root)::
 
-    python bench/psi_speed.py                          # 10k and 100k per side
-    python bench/psi_speed.py --sizes 1000000 --json /tmp/psi_1m.json
-    python bench/psi_speed.py --sizes 10000 --workers 1 --strict
-    python bench/psi_speed.py --sizes 10000,100000,1000000 --json bench/results/psi.json
-    python bench/psi_speed.py --sizes 1000000 --no-reference
+    python bench/psi_speed.py                                   # server-aided, 100k and 1M
+    python bench/psi_speed.py --protocol server-aided,ecdh --sizes 100000
+    python bench/psi_speed.py --sizes 10000000 --json bench/results/psi_10m.json
+    python bench/psi_speed.py --transport grpc --protocol server-aided,ecdh --sizes 100000
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import multiprocessing
 import os
+import secrets
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,205 +55,302 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crypto import psi
-from parties.psi_pool import PsiPool, hash_parallel, reblind_parallel
+from crypto.psi import server_aided as sa
+from parties.psi_pool import PsiPool, blind_parallel, reblind_parallel
 
-REFERENCE_S = 1.37  # SecretFlow ECDH-PSI, 100k x 100k
-REFERENCE_N = 100_000
-PHASES = ("hash", "blind", "reblind", "intersect")
+PROTOCOLS = ("server-aided", "ecdh")
+_A = 748_297_140_317  # odd and not a multiple of 5: i -> i * _A mod 10^15 is a bijection
+_MOD = 10**15
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and all its descendants (pool workers, fork server)."""
-    total = time.process_time()
+def make_ids(n: int, common: int, side: int, seed: int) -> list[str]:
+    """One side's n unique 18-character enterprise codes; the two sides share ``common``.
+
+    Grid (side 0) holds codes 0..n-1, bank (side 1) codes 0..common-1 and n..2n-common-1,
+    each code scrambled by a bijection and the list shuffled (synthetic data, not keys).
+    """
+    index = np.arange(n, dtype=np.int64)
+    if side == 1:
+        index[common:] += n - common
+    codes = (index.astype(object) * _A + seed) % _MOD
+    order = np.random.default_rng(seed * 2 + side).permutation(n)
+    return [f"913{c:015d}" for c in codes[order].tolist()]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (Linux ``VmHWM``), in MB."""
     try:
-        import psutil  # type: ignore[import-untyped,unused-ignore]
-    except ImportError:
-        return total
-    for child in psutil.Process().children(recursive=True):
-        try:
-            t = child.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _digest_rows(rows: list[str]) -> str:
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+# -- the three roles (module-level, so ``spawn`` can start them) ----------------------------
+
+
+def _party_server_aided(ids: list[str], peer: Any, coord: Any, domain: bytes,
+                        marks: dict[str, float]) -> tuple[list[int], int]:
+    private = secrets.token_bytes(32)
+    peer.send_bytes(sa.public_key(private))
+    key = sa.agree_key(private, peer.recv_bytes(), domain)
+    marks["key agreement"] = time.perf_counter()
+    t = sa.tags(ids, key, domain)
+    marks["tags"] = time.perf_counter()
+    sent, perm = psi.shuffle(t)
+    del t
+    marks["shuffle"] = time.perf_counter()
+    data = sent.tobytes()
+    coord.send_bytes(data)
+    marks["send"] = time.perf_counter()
+    pos = np.frombuffer(coord.recv_bytes(), dtype="<u4")
+    marks["wait for coordinator"] = time.perf_counter()
+    rows, digest = sa.accept_match(pos, sent, perm)
+    peer.send_bytes(digest)
+    if peer.recv_bytes() != digest:
+        raise RuntimeError("the parties' matched tags differ")
+    marks["check"] = time.perf_counter()
+    return rows.tolist(), len(data)
+
+
+def _swap(peer: Any, side: int, data: bytes) -> bytes:
+    """Send and receive one message; the grid sends first (a pipe holds only ~64 KB)."""
+    if side == 0:
+        peer.send_bytes(data)
+        return bytes(peer.recv_bytes())
+    got = bytes(peer.recv_bytes())
+    peer.send_bytes(data)
+    return got
+
+
+def _party_ecdh(ids: list[str], peer: Any, side: int, domain: bytes, workers: int | None,
+                marks: dict[str, float]) -> tuple[list[int], int]:
+    key = psi.new_key()
+    with PsiPool(workers) as pool:
+        marks["pool"] = time.perf_counter()
+        shuffled, perm = psi.shuffle(blind_parallel(ids, key, domain, pool=pool))
+        first = shuffled.tobytes()
+        marks["hash + blind"] = time.perf_counter()
+        peer_points = psi.points_from_bytes(_swap(peer, side, first))
+        marks["exchange 1"] = time.perf_counter()
+        peer_double = reblind_parallel(peer_points, key, pool=pool)
+        marks["reblind"] = time.perf_counter()
+    answer = peer_double.tobytes()
+    back = psi.points_from_bytes(_swap(peer, side, answer))
+    marks["exchange 2"] = time.perf_counter()
+    own_index, _ = psi.intersect(psi.unshuffle(back, perm), peer_double)
+    marks["intersect"] = time.perf_counter()
+    return own_index.tolist(), len(first) + len(answer)
+
+
+def party_main(protocol: str, side: int, n: int, common: int, seed: int, workers: int | None,
+               peer: Any, coord: Any, go: Any, out: Any) -> None:
+    """One party: build its IDs, wait for the start, run the protocol, report."""
+    ids = make_ids(n, common, side, seed)
+    domain = f"bench-{seed}-{n}".encode()
+    go.wait()
+    cpu0 = time.process_time()
+    marks = {"start": time.perf_counter()}
+    if protocol == "server-aided":
+        rows, sent = _party_server_aided(ids, peer, coord, domain, marks)
+    else:
+        rows, sent = _party_ecdh(ids, peer, side, domain, workers, marks)
+    done = time.perf_counter()
+    cpu = time.process_time() - cpu0
+    matched = [ids[i] for i in rows]
+    out.send({"marks": marks, "done": done, "cpu_s": cpu, "bytes_sent": sent,
+              "rss_mb": peak_rss_mb(),
+              "count": len(matched), "ordered": _digest_rows(matched),
+              "sorted": _digest_rows(sorted(matched))})
+
+
+def coordinator_main(grid: Any, bank: Any, out: Any) -> None:
+    """The coordinator: receive both tag lists, match, return positions, report."""
+    first = np.frombuffer(grid.recv_bytes(), dtype=np.uint8).reshape(-1, sa.TAG_BYTES)
+    cpu0 = time.process_time()
+    second = np.frombuffer(bank.recv_bytes(), dtype=np.uint8).reshape(-1, sa.TAG_BYTES)
+    t0 = time.perf_counter()
+    pos_grid, pos_bank = sa.match_tags(first, second)
+    t1 = time.perf_counter()
+    grid.send_bytes(pos_grid.astype("<u4").tobytes())
+    bank.send_bytes(pos_bank.astype("<u4").tobytes())
+    out.send({"match_s": t1 - t0, "cpu_s": time.process_time() - cpu0,
+              "rss_mb": peak_rss_mb(), "received": first.nbytes
+              + second.nbytes, "bytes_sent": 4 * (len(pos_grid) + len(pos_bank))})
+
+
+# -- one measurement --------------------------------------------------------------------------
 
 
 @dataclass
 class Run:
-    """The measurements of one size."""
+    """One protocol at one size."""
 
+    protocol: str
     n_per_side: int
     common: int
-    workers: int
-    strict: bool
-    pool_start_s: float = 0.0
-    wall_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
-    cpu_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
-    total_s: float = 0.0
-    cpu_total_s: float = 0.0
-    bytes_exchanged: int = 0
-    ids_per_s: float = 0.0
-    ratio_to_reference: float = 0.0
-    load_average_1m: float = 0.0
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        w0, c0 = time.perf_counter(), _cpu_seconds()
-        yield
-        self.wall_s[name] += time.perf_counter() - w0
-        self.cpu_s[name] += _cpu_seconds() - c0
+    workers: int | None
+    load_average_1m: float
+    ours_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    pandas_s: float = 0.0
+    ratio: float = 0.0
+    steps_s: dict[str, dict[str, float]] = field(default_factory=dict)
+    coordinator_match_s: float = 0.0
+    bytes_sent: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
 
 
-def make_ids(n: int, common: int, seed: int) -> tuple[list[str], list[str]]:
-    """Two lists of n unique 18-character enterprise codes sharing ``common`` of them."""
-    rng = np.random.default_rng(seed)  # synthetic data only, not key material
-    codes = rng.choice(10**15, size=2 * n - common, replace=False)
-    ids = [f"913{c:015d}" for c in codes.tolist()]
-    grid = ids[:n]
-    bank = ids[:common] + ids[n:]
-    return [grid[i] for i in rng.permutation(n)], [bank[i] for i in rng.permutation(n)]
+def pandas_join(n: int, common: int, seed: int) -> tuple[float, int, str]:
+    """Seconds of a plain inner join of the two ID columns, the join's size and digest."""
+    import pandas as pd
 
-
-def run_once(n: int, overlap: float, pool: PsiPool, strict: bool, seed: int) -> Run:
-    """The whole protocol for one size; raises if the intersection is wrong."""
-    common = round(n * overlap)
-    run = Run(n, common, pool.workers, strict, load_average_1m=os.getloadavg()[0])
-    ids = make_ids(n, common, seed)  # (grid, bank)
-    domain = f"bench-job-{seed}-{n}".encode()
-    keys = (psi.new_key(), psi.new_key())
+    grid = pd.DataFrame({"id": make_ids(n, common, 0, seed), "g": np.arange(n)})
+    bank = pd.DataFrame({"id": make_ids(n, common, 1, seed), "b": np.arange(n)})
     t0 = time.perf_counter()
-    with run.phase("hash"):
-        hashed = [hash_parallel(ids[i], domain, pool=pool) for i in (0, 1)]
-    with run.phase("blind"):
-        shuffled = [psi.shuffle(reblind_parallel(hashed[i], keys[i], pool=pool)) for i in (0, 1)]
-        first = [psi.points_to_bytes(shuffled[i][0]) for i in (0, 1)]
-    with run.phase("reblind"):
-        # Party i validates and raises the peer's points; what it sends back is its copy of
-        # the doubly-blinded peer points.
-        peer_double = [
-            reblind_parallel(psi.points_from_bytes(first[1 - i]), keys[i], pool=pool, strict=strict)
-            for i in (0, 1)
-        ]
-        answer = [psi.points_to_bytes(peer_double[i]) for i in (0, 1)]
-    rows: list[list[str]] = []
-    with run.phase("intersect"):
-        for i in (0, 1):
-            own_double = psi.unshuffle(psi.points_from_bytes(answer[1 - i]), shuffled[i][1])
-            own_index, _ = psi.intersect(own_double, peer_double[i])
-            rows.append([ids[i][j] for j in own_index])
-    run.total_s = time.perf_counter() - t0
-    if rows[0] != rows[1] or set(rows[0]) != set(ids[0]) & set(ids[1]) or len(rows[0]) != common:
-        raise RuntimeError(f"PSI result is wrong at n={n}: {len(rows[0])} rows, expected {common}")
-    run.cpu_total_s = sum(run.cpu_s.values())
-    run.bytes_exchanged = sum(map(len, first)) + sum(map(len, answer))
-    run.ids_per_s = 2 * n / run.total_s
-    run.ratio_to_reference = run.total_s / (REFERENCE_S * n / REFERENCE_N)
+    joined = grid.merge(bank, on="id", how="inner")
+    seconds = time.perf_counter() - t0
+    return seconds, len(joined), _digest_rows(sorted(joined["id"].tolist()))
+
+
+def run_once(protocol: str, n: int, overlap: float, seed: int, workers: int | None) -> Run:
+    """Both parties (and the coordinator) as three processes; raises if the result is wrong."""
+    common = round(n * overlap)
+    run = Run(protocol, n, common, workers, os.getloadavg()[0])
+    run.pandas_s, join_size, join_digest = pandas_join(n, common, seed)
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Barrier(3)
+    peer = ctx.Pipe()
+    coord = [ctx.Pipe(), ctx.Pipe()]
+    outs = [ctx.Pipe(duplex=False) for _ in range(3)]
+    procs = [ctx.Process(target=party_main, args=(protocol, side, n, common, seed, workers,
+                                                  peer[side], coord[side][0], go,
+                                                  outs[side][1]), name=name)
+             for side, name in enumerate(("grid", "bank"))]
+    if protocol == "server-aided":
+        procs.append(ctx.Process(target=coordinator_main, args=(coord[0][1], coord[1][1],
+                                                                outs[2][1]), name="coordinator"))
+    for p in procs:
+        p.start()
+    try:
+        go.wait(timeout=600)  # both parties hold their IDs; the clock starts now
+        reports = [outs[i][0].recv() for i in range(len(procs))]
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.terminate()
+    start = min(r["marks"]["start"] for r in reports[:2])
+    run.ours_s = max(r["done"] for r in reports[:2]) - start
+    run.ratio = run.ours_s / run.pandas_s
+    for name, r in zip(("grid", "bank"), reports[:2], strict=True):
+        marks = list(r["marks"].items())
+        run.steps_s[name] = {k: t - marks[i][1] for i, (k, t) in enumerate(marks[1:])}
+        run.bytes_sent[name] = r["bytes_sent"]
+        run.peak_rss_mb[name] = r["rss_mb"]
+        run.cpu_s[name] = r["cpu_s"]
+    if len(reports) == 3:
+        run.coordinator_match_s = reports[2]["match_s"]
+        run.cpu_s["coordinator"] = reports[2]["cpu_s"]
+        run.bytes_sent["coordinator"] = reports[2]["bytes_sent"]
+        run.peak_rss_mb["coordinator"] = reports[2]["rss_mb"]
+    g, b = reports[0], reports[1]
+    if g["ordered"] != b["ordered"] or g["count"] != join_size or g["sorted"] != join_digest:
+        raise RuntimeError(f"{protocol} PSI result is wrong at n={n}: {g['count']} rows, "
+                           f"expected {join_size}, same order: {g['ordered'] == b['ordered']}")
     return run
 
 
-@dataclass
-class Reference:
-    """openmined-psi at one size: phases (seconds), totals, bytes, and ours / it."""
+def run_grpc(protocol: str, n: int, overlap: float, seed: int, folder: Path) -> Run:
+    """``gridcredit simulate`` on n IDs per side (one feature), one epoch; PSI seconds."""
+    import pandas as pd
 
-    n_per_side: int
-    common: int
-    wall_s: dict[str, float] = field(default_factory=dict)
-    total_s: float = 0.0
-    cpu_total_s: float = 0.0
-    bytes_exchanged: int = 0
-    load_average_1m: float = 0.0
-    ours_over_reference_wall: float = 0.0
-    ours_over_reference_cpu: float = 0.0
+    from federation.protocol.messages import PsiProtocol, TrainSettings
+    from federation.simulate import SimulationSpec, run_simulation
 
-
-def load_reference() -> Any:
-    """The openmined-psi module, or None when it is not installed."""
-    try:
-        import private_set_intersection.python as omp  # type: ignore[import-not-found,import-untyped,unused-ignore]
-    except ImportError:
-        return None
-    return omp
-
-
-def run_reference(omp: Any, n: int, overlap: float, seed: int) -> Reference:
-    """openmined-psi on the same IDs as ``run_once``; raises if the intersection is wrong."""
     common = round(n * overlap)
-    ref = Reference(n, common, load_average_1m=os.getloadavg()[0])
-    ids = make_ids(n, common, seed)  # (grid = server, bank = client)
-    t0, c0 = time.perf_counter(), time.process_time()
-    marks = [t0]
-    server = omp.server.CreateWithNewKey(True)
-    client = omp.client.CreateWithNewKey(True)
-    setup = server.CreateSetupMessage(1e-9, n, ids[0], omp.DataStructure.RAW)
-    marks.append(time.perf_counter())
-    request = client.CreateRequest(ids[1])
-    marks.append(time.perf_counter())
-    response = server.ProcessRequest(request)
-    marks.append(time.perf_counter())
-    found = client.GetIntersection(setup, response)
-    marks.append(time.perf_counter())
-    ref.cpu_total_s = time.process_time() - c0
-    ref.total_s = marks[-1] - t0
-    names = ("setup", "request", "reply", "intersect")
-    ref.wall_s = {k: marks[i + 1] - marks[i] for i, k in enumerate(names)}
-    got = {ids[1][i] for i in found}
-    if len(found) != common or got != set(ids[0]) & set(ids[1]):
-        raise RuntimeError(f"openmined-psi result is wrong at n={n}: {len(found)} rows, "
-                           f"expected {common}")
-    ref.bytes_exchanged = setup.ByteSize() + request.ByteSize() + response.ByteSize()
-    return ref
+    run = Run(protocol, n, common, None, os.getloadavg()[0])
+    run.pandas_s, join_size, _ = pandas_join(n, common, seed)
+    rng = np.random.default_rng(seed)  # synthetic features and labels, not keys
+    data = folder / f"data-{n}"
+    data.mkdir(parents=True, exist_ok=True)
+    for side, name in enumerate(("grid", "bank")):
+        frame = pd.DataFrame({"id": make_ids(n, common, side, seed),
+                              "x": rng.normal(size=n).round(4)})
+        if side == 1:
+            frame["y"] = (rng.random(n) < 0.3).astype(int)
+        frame.to_csv(data / f"{name}.csv", index=False)
+    settings = TrainSettings(psi=PsiProtocol(protocol), epochs=1, batch_size=4096,
+                             tolerance=0.0, deadline_seconds=600.0)
+    spec = SimulationSpec(folder / f"run-{protocol}-{n}", data / "grid.csv",
+                          data / "bank.csv", settings=settings, quiet=True, timeout=7200.0)
+    report = run_simulation(spec)
+    if report["intersection_size"] != join_size:
+        raise RuntimeError(f"{protocol} PSI over gRPC found {report['intersection_size']} "
+                           f"rows, expected {join_size}")
+    run.ours_s = float(report["psi_seconds"])
+    run.ratio = run.ours_s / run.pandas_s
+    job = json.loads((spec.out / "coordinator" / "job.json").read_text())
+    run.coordinator_match_s = float(job.get("psi_match_seconds") or 0.0)
+    for name in ("grid", "bank"):
+        stats = json.loads((spec.out / name / "stats.json").read_text())
+        run.steps_s[name] = {"psi": float(stats["psi_seconds"])}
+        run.peak_rss_mb[name] = float(stats.get("peak_rss_mb", 0.0))
+    return run
 
 
-def format_table(runs: list[Run], refs: dict[int, Reference] | None = None) -> str:
-    refs = refs or {}
-    head = (
-        f"{'n/side':>9} {'hash':>7} {'blind':>7} {'reblind':>7} {'isect':>6} {'total':>7} "
-        f"{'cpu':>7} {'MB sent':>8} {'IDs/s':>8} {'x ref':>6}  (seconds; both parties)"
-    )
-    if refs:
-        head += (f"\n{'':>9} {'omp s':>7} {'omp cpu':>7} {'omp MB':>7} {'ours/omp':>8} "
-                 f"{'(cpu)':>6}  (openmined-psi, one thread, client learns)")
+def format_table(runs: list[Run]) -> str:
+    head = (f"{'protocol':<13} {'n/side':>11} {'ours s':>8} {'pandas s':>9} {'ratio':>7} "
+            f"{'CPU s g/b/c':>16} {'MB sent':>8} {'RSS MB g/b/c':>16}")
     lines = [head]
     for r in runs:
-        w = r.wall_s
-        lines.append(
-            f"{r.n_per_side:>9,} {w['hash']:7.2f} {w['blind']:7.2f} {w['reblind']:7.2f} "
-            f"{w['intersect']:6.2f} {r.total_s:7.2f} {r.cpu_total_s:7.2f} "
-            f"{r.bytes_exchanged / 1e6:8.1f} {r.ids_per_s:8,.0f} {r.ratio_to_reference:6.1f}"
-        )
-        ref = refs.get(r.n_per_side)
-        if ref is not None:
-            lines.append(
-                f"{'':>9} {ref.total_s:7.2f} {ref.cpu_total_s:7.2f} "
-                f"{ref.bytes_exchanged / 1e6:7.1f} {ref.ours_over_reference_wall:8.2f} "
-                f"{ref.ours_over_reference_cpu:6.2f}"
-            )
+        roles = ("grid", "bank", "coordinator")
+        rss = "/".join(f"{r.peak_rss_mb.get(k, 0):.0f}" for k in roles)
+        cpu = "/".join(f"{r.cpu_s.get(k, 0):.2f}" for k in roles)
+        lines.append(f"{r.protocol:<13} {r.n_per_side:>11,} {r.ours_s:8.3f} {r.pandas_s:9.3f} "
+                     f"{r.ratio:7.1f} {cpu:>16} {sum(r.bytes_sent.values()) / 1e6:8.1f} "
+                     f"{rss:>16}")
+    lines.append("")
+    for r in runs:
+        steps = ", ".join(f"{k} {v:.3f}" for k, v in r.steps_s["grid"].items())
+        extra = (f"; coordinator match {r.coordinator_match_s:.3f}"
+                 if r.protocol == "server-aided" else "")
+        lines.append(f"{r.protocol} {r.n_per_side:,}: grid steps (s): {steps}{extra}")
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="psi_speed",
-        description="Time the two-party ECDH PSI (both roles in one process, one shared "
-        "process pool) and print seconds per phase.",
-    )
-    p.add_argument(
-        "--sizes",
-        default="10000,100000",
-        help="comma-separated IDs per side (default: 10000,100000; add 1000000 for 1M)",
-    )
+        description="Time the PSI of a job in three processes against a plain pandas join.")
+    p.add_argument("--protocol", default="server-aided",
+                   help="comma-separated: server-aided, ecdh (default: server-aided)")
+    p.add_argument("--sizes", default="100000,1000000",
+                   help="comma-separated IDs per side (default: 100000,1000000)")
     p.add_argument("--overlap", type=float, default=0.5, help="common fraction (default: 0.5)")
-    p.add_argument("--workers", type=int, default=None, help="pool processes (default: cores)")
-    p.add_argument("--strict", action="store_true", help="also reject twist points (slower)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="ECDH threads per party (default: cores)")
     p.add_argument("--seed", type=int, default=1, help="seed of the synthetic IDs (default: 1)")
-    p.add_argument("--no-reference", action="store_true",
-                   help="skip openmined-psi (run by default when it is installed)")
+    p.add_argument("--transport", choices=["pipes", "grpc"], default="pipes",
+                   help="pipes: the protocol alone in three processes; grpc: a whole "
+                   "'gridcredit simulate' job, PSI seconds from its report (default: pipes)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    protocols = [s.strip() for s in args.protocol.split(",") if s.strip()]
+    bad = [s for s in protocols if s not in PROTOCOLS]
+    if bad or not protocols:
+        print(f"--protocol: expected {', '.join(PROTOCOLS)}; got {args.protocol!r}")
+        return 2
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     except ValueError:
@@ -264,61 +359,42 @@ def main(argv: list[str] | None = None) -> int:
     if not sizes or min(sizes) < 2 or not 0.0 <= args.overlap <= 1.0:
         print("--sizes must be >= 2 and --overlap within [0, 1]")
         return 2
-    omp = None if args.no_reference else load_reference()
-    if omp is None and not args.no_reference:
-        print("openmined-psi is not installed: skipping the reference "
-              "(pip install --no-deps openmined-psi)", file=sys.stderr, flush=True)
     runs: list[Run] = []
-    refs: dict[int, Reference] = {}
-    t0 = time.perf_counter()
-    with PsiPool(args.workers) as pool:
-        pool.warm_up()
-        start = time.perf_counter() - t0
-        for n in sizes:
-            run = run_once(n, args.overlap, pool, args.strict, args.seed)
-            run.pool_start_s = start
+    scratch = Path(tempfile.mkdtemp(prefix="psi_speed-"))
+    for n in sizes:
+        for protocol in protocols:
+            if args.transport == "grpc":
+                run = run_grpc(protocol, n, args.overlap, args.seed, scratch)
+            else:
+                run = run_once(protocol, n, args.overlap, args.seed, args.workers)
             runs.append(run)
-            print(f"n={n:,}: {run.total_s:.2f} s (load avg {run.load_average_1m:.2f})",
-                  file=sys.stderr, flush=True)
-            if omp is not None:
-                ref = run_reference(omp, n, args.overlap, args.seed)
-                ref.ours_over_reference_wall = run.total_s / ref.total_s
-                ref.ours_over_reference_cpu = run.cpu_total_s / ref.cpu_total_s
-                refs[n] = ref
-                print(f"n={n:,}: openmined-psi {ref.total_s:.2f} s (load avg "
-                      f"{ref.load_average_1m:.2f})", file=sys.stderr, flush=True)
+            print(f"{protocol} n={n:,}: {run.ours_s:.3f} s, pandas {run.pandas_s:.3f} s "
+                  f"(load avg {run.load_average_1m:.2f})", file=sys.stderr, flush=True)
             if args.json is not None:
-                _write_json(args.json, runs, refs)
-    print(
-        f"two-party ECDH PSI (X25519, Ed25519 RO hash), both roles in one process, "
-        f"{runs[0].workers} worker(s), {os.cpu_count()} cores, pool start {start:.2f} s, "
-        f"load avg {runs[0].load_average_1m:.2f}, overlap {args.overlap:.0%}"
-        + (", strict" if args.strict else "")
-    )
-    print(format_table(runs, refs))
-    if not args.no_reference and omp is None:
-        print("reference skipped: openmined-psi is not installed "
-              "(pip install --no-deps openmined-psi)")
+                _write_json(args.json, runs)
+    shutil.rmtree(scratch, ignore_errors=True)
+    where = ("a whole 'gridcredit simulate' job (mutual TLS, audit)" if args.transport == "grpc"
+             else "three processes over pipes")
+    print(f"PSI in {where}, {os.cpu_count()} cores, overlap "
+          f"{args.overlap:.0%}, load avg {runs[0].load_average_1m:.2f}; ratio = ours / pandas")
+    print(format_table(runs))
     return 0
 
 
 def _git_commit() -> str:
-    import subprocess
-
     root = str(Path(__file__).resolve().parents[1])
     out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True, check=False)
     return out.stdout.strip() or "unknown"
 
 
-def _write_json(path: Path, runs: list[Run], refs: dict[int, Reference]) -> None:
+def _write_json(path: Path, runs: list[Run]) -> None:
     payload: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": _git_commit(),
-        "reference": {"seconds": REFERENCE_S, "n_per_side": REFERENCE_N},
         "cores": os.cpu_count(),
+        "x25519_backend": psi.x25519.BACKEND,
         "runs": [asdict(r) for r in runs],
-        "openmined_psi": [asdict(r) for r in refs.values()],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
-from federation.cli_flags import DEFAULTS_HELP
+from federation.lifeline import EXIT_TERMINATED, Terminated, terminate_as_interrupt
 from federation.protocol.errors import VflError
 
 
@@ -23,14 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default="WARNING",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging verbosity on stderr " + DEFAULTS_HELP,
+        help="logging verbosity on stderr (default: WARNING); simulate and score pass it to "
+        "their nodes, whose logs are <out>/<node>/node.log (default there: INFO)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from federation.audit_cli import add_commands as add_audit_commands
     from federation.cli_jobs import add_commands as add_job_commands
+    from federation.monitor_cli import add_commands as add_monitor_commands
+    from federation.screen_cli import add_commands as add_screen_commands
     from federation.serve_cli import add_commands as add_serve_commands
     from parties.labels.cli import add_commands as add_label_commands
 
@@ -38,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_label_commands(sub)
     add_audit_commands(sub)
     add_serve_commands(sub)
+    add_screen_commands(sub)
+    add_monitor_commands(sub)
     return parser
 
 
@@ -45,11 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level,
+        level=args.log_level or "WARNING",
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     handler: Callable[[argparse.Namespace], int] = args.handler
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    if in_main:
+        terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: children stopped, no half files
     try:
         return handler(args)
     except VflError as exc:
@@ -60,9 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # input errors of the label library subclass ValueError
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except OSError as exc:  # a file or folder the checks above did not foresee
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 2
+    except Terminated as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
+    finally:
+        if in_main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

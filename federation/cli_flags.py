@@ -16,6 +16,7 @@ DEFAULTS_HELP = "(default: %(default)s)"
 
 
 def training_flags(parser: argparse.ArgumentParser) -> None:
+    from federation.protocol.convergence import WINDOW
     from federation.protocol.messages import TrainSettings
 
     d = TrainSettings()
@@ -53,7 +54,8 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
         f"(default: {d.feature_clip:g})",
     )
     g.add_argument(
-        "--epochs", type=int, help=f"passes over the training rows (default: {d.epochs})"
+        "--epochs", type=int, help=f"the most passes over the training rows; training stops "
+        f"earlier once the loss has converged (default: {d.epochs})"
     )
     g.add_argument(
         "--batch-size",
@@ -77,7 +79,8 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tolerance",
         type=float,
-        help=f"stop when the epoch loss changes less than this (default: {d.tolerance})",
+        help=f"stop once the best epoch loss of the last {WINDOW} epochs improves on the best "
+        f"before them by less than this fraction; 0 runs every epoch (default: {d.tolerance})",
     )
     g.add_argument(
         "--seed",
@@ -114,6 +117,14 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
                    f"without a better validation loss and keep the best; 0: never "
                    f"(default: {d.early_stopping_rounds})")
     g.add_argument(
+        "--psi",
+        choices=["server-aided", "ecdh"],
+        help="how the parties align their IDs: 'server-aided', PRF tags under a key the "
+        "parties agree on, matched by the coordinator (it learns both set sizes and the "
+        "intersection size); 'ecdh', two-party Diffie-Hellman without the coordinator, "
+        f"slower (default: {d.psi.value})",
+    )
+    g.add_argument(
         "--deadline",
         type=float,
         dest="deadline_seconds",
@@ -147,6 +158,7 @@ def training_values(args: argparse.Namespace) -> dict[str, Any]:
         "min_child_weight",
         "subsample",
         "early_stopping_rounds",
+        "psi",
     ]
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
@@ -179,7 +191,13 @@ def network_flags(parser: argparse.ArgumentParser, party: bool) -> None:
         d.add_argument("--label-column", help="bank only: 0/1 overdue label column (default: y)")
         d.add_argument("--model", type=Path, help="scoring jobs: this party's model.json")
         d.add_argument(
-            "--psi-workers", type=int, help="processes for PSI curve work (default: all cores)"
+            "--psi-workers", type=int, help="threads for ECDH PSI curve work (default: all cores)"
+        )
+        d.add_argument(
+            "--psi",
+            choices=["server-aided", "ecdh"],
+            help="refuse a job that aligns IDs any other way (default: the coordinator's "
+            "choice)",
         )
 
 

@@ -20,6 +20,9 @@ from federation.cli_flags import (
 )
 from federation.protocol.errors import ConfigError
 
+FORCE_HELP = ("write into an existing folder that is not an earlier run folder (nothing in "
+              "it is deleted; files of the same names are replaced)")
+
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
     from federation.config import CoordinatorConfig, settings_from
@@ -49,7 +52,7 @@ def cmd_party(args: argparse.Namespace) -> int:
             f"{role.value}: no coordinator address ([node] coordinator or --coordinator)"
         )
     data = dict(raw.get("data", {}))
-    for key in ("data", "id_column", "label_column", "model", "psi_workers"):
+    for key in ("data", "id_column", "label_column", "model", "psi_workers", "psi"):
         value = getattr(args, key, None)
         if value is not None:
             data["path" if key == "data" else key] = (
@@ -57,13 +60,15 @@ def cmd_party(args: argparse.Namespace) -> int:
             )
     deadline = float(raw.get("job", {}).get("deadline", 30.0))
     barrier = float(raw.get("job", {}).get("barrier_timeout", 600.0))
-    return int(run_party(net, party_config(net, data, deadline), deadline, barrier))
+    screen = raw.get("screen")
+    return int(run_party(net, party_config(net, data, deadline, screen), deadline, barrier))
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
+    from federation.run_folder import ensure_folder
     from federation.transport.certs import write_federation
 
-    write_federation(args.out, days=args.days)
+    write_federation(ensure_folder(args.out), days=args.days, force=args.force)
     print(f"wrote a federation CA and certificates for coordinator, grid and bank to {args.out}")
     return 0
 
@@ -72,8 +77,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from federation.config import settings_from
     from federation.simulate import SimulationSpec, run_simulation
 
-    if (args.grid_data is None) != (args.bank_data is None):
-        raise ConfigError("give both --grid-data and --bank-data, or neither for the bundled demo")
     spec = SimulationSpec(
         out=args.out,
         grid_data=args.grid_data,
@@ -86,6 +89,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         resume=args.resume,
         compare_lr=args.compare_lr,
+        select=args.select,
+        stage=args.stage,
+        pca=args.pca,
+        force=args.force,
+        log_level=args.log_level or "INFO",
     )
     report = run_simulation(spec)
     auc = report["validation"]["auc"]
@@ -111,6 +119,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             id_column=args.id_column,
             out=args.out,
             quiet=args.quiet,
+            force=args.force,
+            log_level=args.log_level or "INFO",
         )
     )
     print(
@@ -121,10 +131,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from federation.report import evaluate_predictions
+    from federation.evaluate import evaluate_predictions
+    from federation.run_folder import ensure_folder
 
-    result = evaluate_predictions(args.predictions, args.out, args.threshold)
-    val = result.get("validation") or result["all"]
+    ensure_folder(args.out)
+    result = evaluate_predictions(args.predictions, args.out, args.threshold,
+                                  id_column=args.id_column, label_column=args.label_column,
+                                  labels=args.labels)
+    val = result.get("validation") or result.get("train") or result["all"]
     print(f"AUC {val['auc']:.4f}, KS {val['ks']:.4f}; written to {args.out}")
     return 0
 
@@ -156,10 +170,30 @@ def add_commands(sub: Any) -> None:
         default=3000,
         help="enterprises in the synthetic demo " + DEFAULTS_HELP,
     )
+    c = sim.add_argument_group("what each party trains on (default: every column)")
+    c.add_argument(
+        "--select",
+        type=Path,
+        metavar="FILE",
+        help="a screening's selection.json: each party trains on its kept indicators "
+        "(and their _missing flags)",
+    )
+    c.add_argument(
+        "--stage",
+        choices=["pre", "in", "post"],
+        help="the paper's pre-, in- or post-loan indicator set (parties/labels/stages.toml)",
+    )
+    c.add_argument(
+        "--pca",
+        metavar="K|auto",
+        help="each party replaces its own features by K principal components fitted "
+        "locally on its training rows ('auto': those explaining 90 %% of the variance)",
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress display")
     sim.add_argument("--no-compare-lr", dest="compare_lr", action="store_false",
                      help="--model gbdt: skip training the federated LR of the same data for "
                      "the report (by default it runs after the trees, in DIR/lr)")
+    sim.add_argument("--force", action="store_true", help=FORCE_HELP)
     sim.add_argument(
         "--resume",
         action="store_true",
@@ -206,6 +240,9 @@ def add_commands(sub: Any) -> None:
     )
     certs.add_argument("--out", type=Path, required=True, help="folder to write into")
     certs.add_argument("--days", type=int, default=30, help="validity in days " + DEFAULTS_HELP)
+    certs.add_argument("--force", action="store_true",
+                       help="replace an existing CA and certificates in DIR (certificates "
+                       "already copied to other hosts stop matching)")
     certs.set_defaults(handler=cmd_certs)
 
     score = sub.add_parser(
@@ -228,17 +265,25 @@ def add_commands(sub: Any) -> None:
     score.add_argument("--id-column", default="id", help="ID column " + DEFAULTS_HELP)
     score.add_argument("--out", type=Path, required=True, help="folder for scores.csv and logs")
     score.add_argument("--quiet", action="store_true", help="no progress display")
+    score.add_argument("--force", action="store_true", help=FORCE_HELP)
     score.set_defaults(handler=cmd_score)
 
     ev = sub.add_parser(
         "evaluate",
         help="credit-risk metrics and plots for a predictions file",
-        description="Read id,split,y,probability (as bank/predictions.csv) and "
-        "write metrics.json, summary.md and PNG plots: AUC, KS, Gini, "
+        description="Read id,split,y,probability (as bank/predictions.csv; 'split' is "
+        "optional) or the scores.csv of 'gridcredit score' (with --labels), and write "
+        "metrics.json, summary.md and PNG plots: AUC, KS, Gini, "
         "accuracy/precision/recall/F1, log-loss, Brier, Hosmer-Lemeshow, "
         "-2LL, Cox-Snell and Nagelkerke R2, score bands.",
     )
-    ev.add_argument("--predictions", type=Path, required=True, help="CSV with y and probability")
+    ev.add_argument("--predictions", type=Path, required=True,
+                    help="CSV with an ID, a probability and (unless --labels) a label column")
+    ev.add_argument("--labels", type=Path,
+                    help="CSV with the ID and label columns, for a file without labels "
+                    "(e.g. the bank's file that was scored)")
+    ev.add_argument("--id-column", default="id", help="ID column " + DEFAULTS_HELP)
+    ev.add_argument("--label-column", default="y", help="0/1 label column " + DEFAULTS_HELP)
     ev.add_argument("--out", type=Path, required=True, help="folder for the outputs")
     ev.add_argument(
         "--threshold",

@@ -15,16 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from federation.protocol.errors import ConfigError
-from federation.protocol.messages import Mode, Model, Optimizer, Role, Task, TrainSettings
+from federation.protocol.messages import (
+    Mode,
+    Model,
+    Optimizer,
+    PsiProtocol,
+    Role,
+    Task,
+    TrainSettings,
+)
 from federation.transport.certs import NodeCerts
 
-SECTIONS = {"node", "tls", "data", "training", "job"}
+SECTIONS = {"node", "tls", "data", "training", "job", "screen"}
 # Keys each table may hold ([training] is checked against TrainSettings).
 KEYS: dict[str, frozenset[str]] = {
     "node": frozenset({"role", "job_id", "listen", "advertise", "coordinator", "out"}),
     "tls": frozenset({"dir", "ca", "cert", "key"}),
-    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers"}),
+    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers", "psi",
+                       "features", "pca"}),
     "job": frozenset({"barrier_timeout", "job_timeout", "deadline"}),
+    "screen": frozenset({"bins", "rules", "reveal_to_grid", "monotone_merge", "compare"}),
 }
 
 
@@ -74,12 +84,15 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
             )
     for section, table in raw.items():
         for key, value in table.items():
+            if (section, key) == ("data", "features") and isinstance(value, list) \
+                    and all(isinstance(v, str) for v in value):
+                continue
             if section != "training" and not isinstance(value, (str, int, float, bool)):
                 raise ConfigError(f"config {path}: [{section}] {key} = {value!r}: expected a "
                                   "string or a number")
     base = path.parent
-    for section in ("tls", "data", "node"):
-        for key in ("dir", "ca", "cert", "key", "path", "model", "out"):
+    for section in ("tls", "data", "node", "screen"):
+        for key in ("dir", "ca", "cert", "key", "path", "model", "out", "rules", "compare"):
             value = raw.get(section, {}).get(key)
             if isinstance(value, str) and value and not Path(value).is_absolute():
                 raw[section][key] = str(base / value)
@@ -98,7 +111,8 @@ def tls_from(section: dict[str, Any], role: Role) -> NodeCerts:
     return NodeCerts(Path(section["ca"]), Path(section["cert"]), Path(section["key"]))
 
 
-_CONVERT = {"mode": Mode, "optimizer": Optimizer, "task": Task, "model": Model}
+_CONVERT = {"mode": Mode, "optimizer": Optimizer, "task": Task, "model": Model,
+            "psi": PsiProtocol}
 # --model gbdt changes the defaults of the two settings it shares with logistic regression.
 GBDT_DEFAULTS = {"learning_rate": 0.1, "l2": 1.0}
 

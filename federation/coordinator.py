@@ -18,12 +18,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum, auto
 
 import numpy as np
+import numpy.typing as npt
 
 from crypto.prg import new_seed
+from crypto.psi.errors import PsiError
+from crypto.psi.server_aided import match_tags
 from crypto.ring import decode
 from federation.dealer import Dealer, joint_correction
 from federation.dealer_bins import TreeDealer
+from federation.dealer_screen import ScreenDealer, ScreenSizes
 from federation.dealer_shared import SharedDealer
+from federation.protocol.convergence import Outcome, judge
 from federation.protocol.errors import ProtocolAbort, StageError
 from federation.protocol.messages import (
     PARTY_ROLES,
@@ -33,14 +38,18 @@ from federation.protocol.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    MatchReply,
+    MatchRequest,
     Mode,
     Model,
+    PsiProtocol,
     Role,
     SyncReply,
     SyncRequest,
     Task,
     TrainSettings,
 )
+from federation.protocol.products import SCREEN_DEAL_EPOCH
 from federation.protocol.schedule import Schedule
 from federation.protocol.tree_schedule import STEP_TREE, TreeSchedule, early_stop
 
@@ -54,16 +63,19 @@ class JobStage(StrEnum):
     FIT = auto()
     EVALUATE = auto()
     SCORE = auto()
+    SCREEN = auto()
     DONE = auto()
     FAILED = auto()
 
 
 ALLOWED: dict[JobStage, frozenset[JobStage]] = {
     JobStage.REGISTER: frozenset({JobStage.ALIGN, JobStage.FAILED}),
-    JobStage.ALIGN: frozenset({JobStage.FIT, JobStage.SCORE, JobStage.FAILED}),
+    JobStage.ALIGN: frozenset({JobStage.FIT, JobStage.SCORE, JobStage.SCREEN,
+                               JobStage.FAILED}),
     JobStage.FIT: frozenset({JobStage.EVALUATE, JobStage.FAILED}),
     JobStage.EVALUATE: frozenset({JobStage.DONE, JobStage.FAILED}),
     JobStage.SCORE: frozenset({JobStage.DONE, JobStage.FAILED}),
+    JobStage.SCREEN: frozenset({JobStage.DONE, JobStage.FAILED}),
     JobStage.DONE: frozenset(),
     JobStage.FAILED: frozenset(),
 }
@@ -73,6 +85,8 @@ STEP_ALIGNED = "aligned"
 STEP_EPOCH = "epoch"
 STEP_EVALUATED = "evaluated"
 STEP_SCORED = "scored"
+STEP_SCREENED = "screened"
+SCREEN_SIZES = ("train_rows", "count_bits", "pearson_bits")
 JOINT_EPOCH = 0  # a deal request for epoch 0 asks for a joint forward pass's corrections
 
 
@@ -98,6 +112,7 @@ class Coordinator:
         self.failure: str | None = None
         self.losses: list[float] = []
         self.delta_norms: list[float | None] = []
+        self.stop_reason = ""  # why training stopped: converged, the epoch limit, diverged
         self.intersection_size: int | None = None
         self.start_epoch = 0
         self.stage_seconds: dict[str, float] = {}
@@ -108,12 +123,18 @@ class Coordinator:
         self._seeds = {role: new_seed() for role in PARTY_ROLES}
         self._barriers: dict[tuple[int, str], _Barrier] = {}
         self._dealer: Dealer | SharedDealer | TreeDealer | None = None
+        self._screen_dealer: ScreenDealer | None = None
         self.validation_losses: list[float] = []
         self.kept_trees: int | None = None
         self._deal_lock = threading.Lock()
         self._joint_dealt: set[tuple[Role, str]] = set()
         self._schedule: Schedule | None = None
+        self._columns: dict[Role, int] = {}
         self._stage_started = time.monotonic()
+        self._tags: dict[Role, npt.NDArray[np.uint8]] = {}
+        self._positions: dict[Role, npt.NDArray[np.int64]] = {}
+        self.psi_sizes: dict[str, int] = {}
+        self.psi_match_seconds: float | None = None
 
     # -- state machine ---------------------------------------------------------------
     def _advance(self, to: JobStage) -> None:
@@ -184,10 +205,49 @@ class Coordinator:
             need = min_batch_size(columns)
             if self.settings.batch_size < need:
                 self._fail_locked(
-                    f"batch size {self.settings.batch_size} is below 4x the larger party's "
-                    f"column count ({need}); per-batch gradients could reveal labels")
+                    f"batch size {self.settings.batch_size} is below the minimum batch {need} "
+                    f"(4x the larger party's {need // 4} columns); per-batch gradients could "
+                    "reveal labels")
                 return
         self._advance(JobStage.ALIGN)
+
+    def match(self, req: MatchRequest) -> MatchReply:
+        """Server-aided PSI: wait for both parties' tags, match them once, answer each.
+
+        The coordinator learns both list sizes and the intersection size; the tags are
+        pseudorandom without the key the parties agreed on between themselves.
+        """
+        with self._cond:
+            self._check_job(req.job_id, req.role)
+            if self.settings.psi is not PsiProtocol.SERVER_AIDED:
+                raise ProtocolAbort(f"{req.role} sent PSI tags, but job {self.job_id} "
+                                    f"aligns with --psi {self.settings.psi}")
+            if self.stage is not JobStage.ALIGN:
+                raise StageError(f"{req.role} sent PSI tags in stage {self.stage}")
+            if req.role in self._tags or self.psi_match_seconds is not None:
+                raise ProtocolAbort(f"{req.role} sent PSI tags twice")
+            self._tags[req.role] = req.tags
+            if len(self._tags) == len(PARTY_ROLES):
+                self._match_locked()
+            self._cond.notify_all()
+            self._wait(lambda: req.role in self._positions,
+                       f"both parties' PSI tags (have {sorted(self._tags)})")
+            return MatchReply(self._positions.pop(req.role))
+
+    def _match_locked(self) -> None:
+        started = time.perf_counter()
+        try:
+            pos = match_tags(self._tags[Role.GRID], self._tags[Role.BANK],
+                             names=("grid's", "bank's"))
+        except PsiError as exc:
+            self._fail_locked(f"server-aided PSI: {exc}")
+            raise ProtocolAbort(f"job {self.job_id} failed: {self.failure}") from exc
+        self.psi_match_seconds = time.perf_counter() - started
+        self.psi_sizes = {role.value: len(t) for role, t in self._tags.items()}
+        self._tags.clear()
+        self._positions = {Role.GRID: pos[0], Role.BANK: pos[1]}
+        self._on_event({"event": "psi", "sizes": self.psi_sizes, "intersection": len(pos[0]),
+                        "match_seconds": self.psi_match_seconds})
 
     def sync(self, req: SyncRequest) -> SyncReply:
         """Barrier: wait for both parties at (round, step), then decide once for both."""
@@ -216,6 +276,7 @@ class Coordinator:
             STEP_TREE: self._on_tree,
             STEP_EVALUATED: self._on_finished,
             STEP_SCORED: self._on_finished,
+            STEP_SCREENED: self._on_finished,
         }
         handler = handlers.get(step)
         if handler is None:
@@ -240,11 +301,22 @@ class Coordinator:
         if self.settings.task is Task.SCORE:
             self._advance(JobStage.SCORE)
             return SyncReply(Decision.CONTINUE, {"intersection": n})
+        if self.settings.task is Task.SCREEN:
+            return self._start_screening(n, arrived)
         if n == 0:
             raise ValueError("the parties share no enterprise IDs: nothing to train on")
         s = self.settings
         self._schedule = Schedule(n, s.validation_fraction, s.batch_size, s.seed)
-        columns = {role: r.n_columns for role, r in self._joined.items()}
+        # A party that replaces its features by its own principal components (--pca) knows
+        # its column count only after alignment; it reports it here.
+        columns = {role: int(arrived[role].values.get("columns", r.n_columns))
+                   for role, r in self._joined.items()}
+        grown = [role for role, k in columns.items() if k > self._joined[role].n_columns]
+        if grown:
+            raise ValueError(f"{grown[0]} reported {columns[grown[0]]} columns after "
+                             f"alignment, more than the {self._joined[grown[0]].n_columns} "
+                             "it joined with")
+        self._columns = columns
         values = {"intersection": n, "start_epoch": float(self.start_epoch)}
         if s.model is Model.GBDT:
             # The grid joined with its feature count; its one-hot width is that x (bins + 1).
@@ -257,6 +329,27 @@ class Coordinator:
             self._dealer = dealer(self._seeds, self._schedule, columns)
         self._advance(JobStage.FIT)
         return SyncReply(Decision.CONTINUE, values)
+
+    def _start_screening(self, n: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
+        """Sizes of the two screening products, which both parties must report alike."""
+        if n == 0:
+            raise ValueError("the parties share no enterprise IDs: nothing to screen")
+        agreed = {}
+        for key in SCREEN_SIZES:
+            values = {role: int(r.values.get(key, -1)) for role, r in arrived.items()}
+            if len(set(values.values())) != 1 or min(values.values()) < 1:
+                raise ValueError(f"parties report different or no {key}: {values}")
+            agreed[key] = values[Role.GRID]
+        grid, bank = arrived[Role.GRID].values, arrived[Role.BANK].values
+        self._screen_dealer = ScreenDealer(self._seeds, ScreenSizes(
+            n, agreed["train_rows"], int(grid.get("width", 0)), int(grid.get("columns", 0)),
+            int(bank.get("columns", 0)), agreed["count_bits"], agreed["pearson_bits"]))
+        if min(self._screen_dealer.sizes.width, self._screen_dealer.sizes.grid_columns,
+               self._screen_dealer.sizes.bank_columns) >= 1:
+            self._screen_dealer.start()
+        self._on_event({"event": "screening", "rows": n})
+        self._advance(JobStage.SCREEN)
+        return SyncReply(Decision.CONTINUE, {"intersection": n})
 
     def _on_epoch(self, epoch: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
         if self.stage is not JobStage.FIT or self._schedule is None:
@@ -271,14 +364,23 @@ class Coordinator:
         # Mode shared keeps the weights secret, so its weight change is not reported (NaN).
         delta_sq = sum(r.values.get("delta_sq", math.nan) for r in arrived.values())
         delta = math.sqrt(delta_sq) if math.isfinite(delta_sq) else None
-        previous = self.losses[-1] if self.losses else math.inf
         self.losses.append(loss)
         self.delta_norms.append(delta)
-        converged = abs(previous - loss) < self.settings.tolerance
+        verdict = judge(self.losses, self.settings.tolerance, first_epoch=self.start_epoch + 1)
         last = epoch >= self.settings.epochs
-        decision = Decision.STOP if (converged or last) else Decision.CONTINUE
+        stop = verdict.outcome is not Outcome.CONTINUE or last
         self._on_event({"event": "epoch", "epoch": epoch, "epochs": self.settings.epochs,
-                        "loss": loss, "delta_norm": delta, "stop": decision is Decision.STOP})
+                        "loss": loss, "delta_norm": delta, "stop": stop})
+        if verdict.outcome is Outcome.DIVERGED:
+            self.stop_reason = (f"training diverged: {verdict.reason}; stopped with no model: "
+                                f"try a smaller --learning-rate (now "
+                                f"{self.settings.learning_rate:g})")
+            self._fail_locked(self.stop_reason)
+            return SyncReply(Decision.ABORT, reason=self.stop_reason)
+        if stop:
+            self.stop_reason = verdict.reason or (f"reached the epoch limit ({epoch}) before "
+                                                  "converging")
+        decision = Decision.STOP if stop else Decision.CONTINUE
         if decision is Decision.STOP:
             self._advance(JobStage.EVALUATE)
         return SyncReply(decision, {"loss": loss} if delta is None else
@@ -314,6 +416,8 @@ class Coordinator:
     def deal(self, req: DealRequest) -> DealReply:
         if req.epoch == JOINT_EPOCH:
             return self._deal_joint(req)
+        if req.epoch == SCREEN_DEAL_EPOCH:
+            return self._deal_screen(req)
         with self._cond:
             self._check_job(req.job_id, req.role)
             if self.stage is not JobStage.FIT or self._dealer is None:
@@ -330,6 +434,26 @@ class Coordinator:
         except ValueError as exc:
             raise ProtocolAbort(str(exc)) from exc
 
+    def _deal_screen(self, req: DealRequest) -> DealReply:
+        """The bank's corrections of the two screening products, once."""
+        with self._cond:
+            self._check_job(req.job_id, req.role)
+            dealer = self._screen_dealer
+            if self.stage is not JobStage.SCREEN or dealer is None:
+                raise StageError(f"{req.role} asked for screening corrections in stage "
+                                 f"{self.stage}")
+            if req.role is not Role.BANK:
+                raise ProtocolAbort(f"{req.role} asked for screening corrections; only the "
+                                    "bank receives any")
+        s = dealer.sizes
+        if min(s.width, s.grid_columns, s.bank_columns) < 1:
+            raise ProtocolAbort(f"screening sizes incomplete: {s}")
+        try:
+            with self._deal_lock:
+                return DealReply(dealer.corrections())
+        except ValueError as exc:
+            raise ProtocolAbort(str(exc)) from exc
+
     def _deal_joint(self, req: DealRequest) -> DealReply:
         """Corrections of the joint forward pass over the aligned rows (weights kept shared):
         after training (evaluate) or in a scoring job (score), once per party."""
@@ -342,7 +466,7 @@ class Coordinator:
             if (req.role, purpose) in self._joint_dealt:
                 raise ProtocolAbort(f"joint corrections for {req.role} were already dealt")
             self._joint_dealt.add((req.role, purpose))
-            columns = {role: r.n_columns for role, r in self._joined.items()}
+            columns = self._columns or {role: r.n_columns for role, r in self._joined.items()}
             n = self.intersection_size
         return DealReply({purpose: joint_correction(self._seeds, req.role, purpose, n, columns)})
 

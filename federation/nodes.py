@@ -1,9 +1,15 @@
 """Running one node as an OS process: servers, clients, outputs (the gRPC edge).
 
 Each node prints ``LISTENING host:port`` on stdout as soon as its mutual-TLS server is
-bound, then runs its job. The coordinator also prints ``EVENT {json}`` lines (stage
-changes, epoch losses) that ``simulate`` turns into a progress display. Exit codes are
-``ExitCode`` values; the last stderr line of a failed node is its reason.
+bound, then runs its job. The coordinator also reports stage changes and epoch losses on
+stdout: as readable lines for an operator, or as ``EVENT {json}`` lines when started by
+``simulate`` (``GRIDCREDIT_EVENTS=1``), which turns them into a progress display. Exit codes
+are ``ExitCode`` values; the last stderr line of a failed node is its reason.
+
+A node stops by itself when the process that started it is gone (``federation.lifeline``);
+a party also when its coordinator stops answering. A party whose job fails, for whatever
+reason, removes the outputs it wrote in this run (model, predictions, statistics, scores)
+and keeps its audit log and checkpoints.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import os
 import resource
 import sys
+import threading
 import time
 from dataclasses import replace
 from enum import IntEnum
@@ -22,17 +29,30 @@ from typing import Any
 
 from federation.config import CoordinatorConfig, NetworkConfig
 from federation.coordinator import Coordinator, JobStage
+from federation.lifeline import stop_self, watch_parent
+from federation.processes import EVENTS_ENV
 from federation.protocol.errors import ConfigError, InputDataError, VflError
-from federation.protocol.messages import Role, peer_of
+from federation.protocol.messages import PsiProtocol, Role, peer_of
+from federation.run_folder import ensure_folder, remove_written, stamp
 from federation.transport.audit import AuditLog
 from federation.transport.certs import check_own_certificate
 from federation.transport.channel import Inbox
-from federation.transport.grpc_client import GrpcChannel, GrpcCoordinatorLink, watch_parties
+from federation.transport.grpc_client import (
+    GrpcChannel,
+    GrpcCoordinatorLink,
+    watch_coordinator,
+    watch_parties,
+)
 from federation.transport.grpc_server import add_coordinator, add_party, start_server
 from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
+from parties.pca import parse_components
+from parties.screen_step import ScreenConfig
 
 log = logging.getLogger(__name__)
+# What a party removes when its job fails (audit log and checkpoints stay).
+PARTY_OUTPUTS = ("model.json", "coefficients.csv", "predictions.csv",
+                 "bank_only_predictions.csv", "metrics.json", "stats.json", "scores.csv")
 
 
 class ExitCode(IntEnum):
@@ -93,20 +113,46 @@ def _announce(listen: str, port: int) -> str:
     return address
 
 
+def _event_line(payload: dict[str, object]) -> str:
+    """An event as an operator reads it (``simulate`` reads the JSON form instead)."""
+    kind = payload.get("event")
+    if kind == "epoch":
+        return (f"epoch {payload['epoch']}/{payload.get('epochs', '?')}: mean Taylor loss "
+                f"{float(str(payload['loss'])):.6f}")
+    if kind == "aligned":
+        return f"aligned {payload['intersection_size']} enterprises by PSI"
+    if kind == "failed":
+        return f"job failed: {payload['reason']}"
+    if kind == "stage":
+        return f"stage: {payload['stage']}"
+    if kind == "joined":
+        return f"{payload['role']} joined"
+    details = ", ".join(f"{k} {v}" for k, v in payload.items() if k != "event")
+    return f"{kind}: {details}" if details else str(kind)
+
+
+def print_event(payload: dict[str, object]) -> None:
+    if os.environ.get(EVENTS_ENV) == "1":
+        print("EVENT " + json.dumps(payload), flush=True)
+    else:
+        print(_event_line(payload), flush=True)
+
+
 def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
     net = cfg.network
     bound_native_heap()
     check_own_certificate(net.certs, Role.COORDINATOR)
-    net.out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(net.out)
+    watch_parent()
     audit = AuditLog(net.out / "audit.jsonl", Role.COORDINATOR.value,
                      net.certs.key.read_bytes())
-
-    def event(payload: dict[str, object]) -> None:
-        print("EVENT " + json.dumps(payload), flush=True)
-
     coordinator = Coordinator(net.job_id, cfg.settings, barrier_timeout=cfg.barrier_timeout,
-                              on_event=event)
-    server, port = start_server(net.certs, net.listen, add_coordinator(coordinator, audit))
+                              on_event=print_event)
+    try:
+        server, port = start_server(net.certs, net.listen, add_coordinator(coordinator, audit))
+    except BaseException:
+        audit.close()
+        raise
     _announce(net.listen, port)
     watch_parties(coordinator, net.certs)
     try:
@@ -117,7 +163,10 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
             "validation_losses": coordinator.validation_losses,
             "kept_trees": coordinator.kept_trees,
+            "stop_reason": coordinator.stop_reason,
             "stage_seconds": coordinator.stage_seconds,
+            "psi_sizes": coordinator.psi_sizes,
+            "psi_match_seconds": coordinator.psi_match_seconds,
             "peak_rss_mb": peak_rss_mb(), "cpu_seconds": cpu_seconds(),
             "settings": cfg.settings.as_dict(),
         }
@@ -138,15 +187,27 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     role = net.role
     bound_native_heap()
     check_own_certificate(net.certs, role)
-    net.out.mkdir(parents=True, exist_ok=True)
+    before = stamp(ensure_folder(net.out), PARTY_OUTPUTS)
+    watch_parent()
     audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes())
     inbox = Inbox(net.job_id, peer_of(role))
-    server, port = start_server(net.certs, net.listen, add_party(inbox, audit))
+    try:
+        server, port = start_server(net.certs, net.listen, add_party(inbox, audit))
+    except BaseException:
+        audit.close()
+        raise
     address = _announce(net.listen, port)
     if net.advertise:
         address = net.advertise
     link = GrpcCoordinatorLink(role, net.coordinator, net.certs, audit, deadline, barrier_wait)
     channels: list[GrpcChannel] = []
+    over = threading.Event()
+
+    def coordinator_gone(why: str) -> None:  # from the watcher thread
+        link.gone = True
+        stop_self(f"{role}: {why}")
+
+    watch_coordinator(net.coordinator, net.certs, coordinator_gone, over, grace=deadline)
 
     def connect(peer_address: str) -> GrpcChannel:
         channel = GrpcChannel(role, peer_address, net.certs, inbox, audit, deadline)
@@ -159,11 +220,17 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     try:
         node = PartyNode(replace(party, out=net.out), link, connect, address, on_epoch)
         stats = node.run()
+        over.set()  # the job is over: the coordinator may exit now
         stats["bytes_sent_to_coordinator"] = link.bytes_sent
         stats["peak_rss_mb"] = peak_rss_mb()
         stats["cpu_seconds"] = cpu_seconds()
         atomic_write_text(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
+    except BaseException:
+        over.set()
+        remove_written(net.out, before)
+        raise
     finally:
+        over.set()
         for channel in channels:
             channel.close()
         link.close()
@@ -172,12 +239,48 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     return ExitCode.OK
 
 
-def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float) -> PartyConfig:
+def screen_config(table: dict[str, Any] | None) -> ScreenConfig | None:
+    """The [screen] table of a party's config (None: not a screening node)."""
+    if table is None:
+        return None
+    bins = table.get("bins", 10)
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 2 <= bins <= 256:
+        raise ConfigError(f"[screen] bins = {bins!r}: expected an integer in [2, 256]")
+    reveal = table.get("reveal_to_grid", "none")
+    if reveal not in ("none", "summary"):
+        raise ConfigError(f"[screen] reveal_to_grid = {reveal!r}: expected 'none' or 'summary'")
+    merge = table.get("monotone_merge", False)
+    if not isinstance(merge, bool):
+        raise ConfigError(f"[screen] monotone_merge = {merge!r}: expected true or false")
+    rules, compare = table.get("rules"), table.get("compare")
+    return ScreenConfig(bins, Path(rules) if rules else None, reveal, merge,
+                        Path(compare) if compare else None)
+
+
+def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float,
+                 screen: dict[str, Any] | None = None) -> PartyConfig:
     if "path" not in data:
         raise ConfigError(f"{net.role}: no data file given ([data] path or --data)")
     model = data.get("model")
+    psi = data.get("psi")
+    try:
+        required = PsiProtocol(psi) if psi is not None else None
+    except ValueError:
+        raise ConfigError(f"{net.role}: [data] psi = {psi!r}: expected 'server-aided' or "
+                          "'ecdh'") from None
+    features = data.get("features")
+    if features is not None and (not isinstance(features, list)
+                                 or not all(isinstance(f, str) for f in features)):
+        raise ConfigError(f"{net.role}: [data] features must be a list of column names")
+    try:
+        pca = parse_components(data.get("pca"))
+    except ValueError as exc:
+        raise ConfigError(f"{net.role}: [data] pca: {exc}") from exc
     return PartyConfig(role=net.role, job_id=net.job_id, data=Path(data["path"]), out=net.out,
                        id_column=data.get("id_column", "id"),
                        label_column=data.get("label_column", "y"),
                        model=Path(model) if model else None,
-                       psi_workers=data.get("psi_workers"), deadline_seconds=deadline)
+                       psi_workers=data.get("psi_workers"), deadline_seconds=deadline,
+                       psi=required,
+                       features=None if features is None else tuple(features), pca=pca,
+                       screen=screen_config(screen))

@@ -21,9 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from federation.lifeline import PARENT_ENV
 from federation.protocol.errors import VflError
 
 Event = dict[str, object]
+EVENTS_ENV = "GRIDCREDIT_EVENTS"
+# A node still running this long after another finished the job is frozen or stuck.
+LINGER_SECONDS = 30.0
 
 
 class NodeFailed(VflError):
@@ -37,14 +41,25 @@ class NodeProcess:
     out: Path
     proc: subprocess.Popen[str] | None = None
     address: str = ""
+    log_level: str = ""  # passed to the child as --log-level; its log is out/node.log
     events: queue.Queue[Event] = field(default_factory=queue.Queue)
     _listening: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
+        self._spawn("federation.cli")
+
+    def _spawn(self, module: str) -> None:
+        """Start ``python -m module [--log-level L] ARGS``; stderr to ``out/node.log``.
+
+        The child knows its parent (``GRIDCREDIT_PARENT_PID``: it stops if this process is
+        gone) and prints machine-readable ``EVENT`` lines (``GRIDCREDIT_EVENTS``).
+        """
         self.out.mkdir(parents=True, exist_ok=True)
         log = (self.out / "node.log").open("w", encoding="utf-8")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "federation.cli", *self.args],
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
+               EVENTS_ENV: "1"}
+        level = ["--log-level", self.log_level] if self.log_level else []
+        self.proc = subprocess.Popen([sys.executable, "-m", module, *level, *self.args],
                                      stdout=subprocess.PIPE, stderr=log, text=True, env=env,
                                      start_new_session=True)
         log.close()
@@ -85,26 +100,41 @@ class NodeProcess:
         errors = [line for line in lines if line.startswith("error:")]
         if errors:
             return errors[-1][len("error:"):].strip()
-        return lines[-1].strip() if lines else f"exit code {self.returncode()}"
+        code = self.returncode()
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return lines[-1].strip() if lines else f"exit code {code}"
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGTERM to the node's process group, SIGKILL after 5 s; a node that died leaves
+        nothing behind either (PSI workers share its group)."""
+        if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(5)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        if self.proc.poll() != 0:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait(5)
 
 
 def supervise(nodes: list[NodeProcess], timeout: float,
-              on_event: Callable[[Event], None], events_from: NodeProcess) -> None:
-    """Wait for every node to exit 0; on the first failure stop all and raise."""
+              on_event: Callable[[Event], None], events_from: NodeProcess,
+              linger: float = LINGER_SECONDS) -> None:
+    """Wait for every node to exit 0; on the first failure stop all and raise.
+
+    Once one node finished (exit 0), the others get ``linger`` seconds to finish too: a
+    node frozen (SIGSTOP) or stuck after the job's last barrier fails the job, naming it,
+    instead of keeping it open until ``timeout``.
+    """
     deadline = time.monotonic() + timeout
+    first_done: float | None = None
     try:
         while True:
             try:
@@ -120,9 +150,16 @@ def supervise(nodes: list[NodeProcess], timeout: float,
                                  f"{first.reason()}")
             if all(code == 0 for code in codes.values()):
                 return
+            running = [k for k, v in codes.items() if v is None]
+            if first_done is None and len(running) < len(codes):
+                first_done = time.monotonic()
+            if first_done is not None and time.monotonic() - first_done > linger:
+                done = [k for k, v in codes.items() if v == 0]
+                raise NodeFailed(f"{', '.join(running)} did not exit within {linger:g} s after "
+                                 f"{', '.join(done)} finished the job (frozen or stuck)")
             if time.monotonic() > deadline:
                 raise NodeFailed(f"the job did not finish within {timeout:g} s "
-                                 f"(still running: {[k for k, v in codes.items() if v is None]})")
+                                 f"(still running: {running})")
             time.sleep(0.05)
     finally:
         for node in nodes:
@@ -155,16 +192,4 @@ class ServeProcess(NodeProcess):
     module: str = "federation.cli"
 
     def start(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        log_file = (self.out / "node.log").open("w", encoding="utf-8")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args],
-            stdout=subprocess.PIPE,
-            stderr=log_file,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        log_file.close()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._spawn(self.module)

@@ -1,4 +1,8 @@
-"""A progress display for ``simulate`` (rich), fed by the coordinator's EVENT lines."""
+"""A progress display for ``simulate`` and ``score`` (rich), fed by the coordinator's EVENT lines.
+
+Training shows epochs done out of the epochs asked for; scoring (``epochs=0``) has no
+epochs to count and shows only the stage and the time.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,17 @@ Event = dict[str, object]
 
 
 class Progress:
-    def __init__(self, epochs: int, enabled: bool = True) -> None:
+    def __init__(self, epochs: int, enabled: bool = True, console: Console | None = None) -> None:
         self._enabled = enabled
+        counted = [BarColumn(), MofNCompleteColumn()] if epochs > 0 else []
         self._bar = RichProgress(
             TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
+            *counted,
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=console or Console(stderr=True),
             disable=not enabled,
         )
-        self._task = self._bar.add_task("waiting for the parties", total=epochs)
+        self._task = self._bar.add_task("waiting for the parties", total=epochs or None)
 
     def __enter__(self) -> Progress:
         self._bar.__enter__()
@@ -43,10 +47,12 @@ class Progress:
                 description=f"aligned {event['intersection_size']} enterprises by PSI; training",
             )
         elif kind == "epoch":
+            epoch = int(str(event["epoch"]))
             self._bar.update(
                 self._task,
-                completed=int(str(event["epoch"])),
-                description=f"epoch {event['epoch']}: loss {float(str(event['loss'])):.4f}",
+                completed=epoch,
+                total=epoch if event.get("stop") else None,  # converged: the bar is full
+                description=f"epoch {epoch}: loss {float(str(event['loss'])):.4f}",
             )
         elif kind == "failed":
             self._bar.update(self._task, description=f"failed: {event['reason']}")

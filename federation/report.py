@@ -41,6 +41,38 @@ def _read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np
     return ids, split, y, p
 
 
+def _column(path: Path, name: str) -> np.ndarray | None:
+    """One numeric column of a CSV, or None if the file has no such column."""
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or name not in rows[0]:
+        return None
+    return np.array([float(r[name]) for r in rows])
+
+
+CALIBRATION_KEYS = ("log_loss", "brier", "hosmer_lemeshow", "hosmer_lemeshow_p")
+
+
+def calibration_section(bank: dict[str, Any], central: dict[str, Any]) -> dict[str, Any]:
+    """Platt scaling's slope and intercept, and the calibration metrics before and after it
+    (train and validation), next to the centralized model's on validation."""
+    def pick(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: m.get(k) for k in CALIBRATION_KEYS}
+
+    out: dict[str, Any] = {
+        **bank.get("calibration", {}),
+        "before": {s: pick(bank.get("uncalibrated", {}).get(s, {})) for s in ("train",
+                                                                              "validation")},
+        "after": {s: pick(bank.get(s, {})) for s in ("train", "validation")},
+        "centralized": {"validation": pick(central.get("validation", {}))},
+    }
+    after, ref = out["after"]["validation"]["log_loss"], central.get("validation", {}).get(
+        "log_loss")
+    if isinstance(after, float) and isinstance(ref, float) and ref > 0:
+        out["validation_log_loss_over_centralized"] = after / ref
+    return out
+
+
 def bytes_sent(audit: Path) -> int:
     """Bytes this node sent, summed from its audit log."""
     total = 0
@@ -52,11 +84,13 @@ def bytes_sent(audit: Path) -> int:
     return total
 
 
-def _joined(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, ids: list[str]
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _joined(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, ids: list[str],
+            columns: dict[str, list[str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Both files' features of the aligned rows side by side, and the labels."""
     grid = load_party_csv(grid_csv, id_col)
     bank = load_party_csv(bank_csv, id_col, label_col)
+    if columns is not None:  # the same columns the parties trained on (before any PCA)
+        grid, bank = grid.select(columns["grid"]), bank.select(columns["bank"])
     g_index = {v: i for i, v in enumerate(grid.ids)}
     b_index = {v: i for i, v in enumerate(bank.ids)}
     rows_g = np.array([g_index[i] for i in ids], dtype=np.int64)
@@ -70,6 +104,8 @@ def _centralized_lr(x: np.ndarray, y: np.ndarray, split: np.ndarray, l2: float, 
                     ) -> tuple[dict[str, Any], np.ndarray]:
     train, valid = split == "train", split == "validation"
     z = Standardizer.fit(x[train]).apply(x)
+    import sklearn.linear_model  # noqa: F401  (imported before the clock: fit time only)
+
     start = time.perf_counter()
     model = centralized_lr(z[train], y[train], l2, seed)
     seconds = time.perf_counter() - start
@@ -123,13 +159,15 @@ def scorecard_section(y: np.ndarray, p: np.ndarray, card: Scorecard) -> dict[str
 def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str, int],
                  grid_csv: Path, bank_csv: Path, id_col: str, label_col: str,
                  threshold: float = 0.5, card: Scorecard | None = None,
-                 federated_lr: dict[str, Any] | None = None) -> dict[str, Any]:
+                 federated_lr: dict[str, Any] | None = None,
+                 columns: dict[str, list[str]] | None = None,
+                 inputs: dict[str, object] | None = None) -> dict[str, Any]:
     bank_metrics = _json(out / "bank" / "metrics.json")
     stats = {n: _json(out / n / "stats.json") for n in ("grid", "bank")}
     job = _json(out / "coordinator" / "job.json")
     ids, split, y, p = _read_predictions(out / "bank" / "predictions.csv")
     _, _, _, p_bank = _read_predictions(out / "bank" / "bank_only_predictions.csv")
-    x_joined, y_joined = _joined(grid_csv, bank_csv, id_col, label_col, ids)
+    x_joined, y_joined = _joined(grid_csv, bank_csv, id_col, label_col, ids, columns)
     gbdt = settings.model is Model.GBDT
     central_lr, p_central = _centralized_lr(x_joined, y_joined, split,
                                             TrainSettings().l2 if gbdt else settings.l2,
@@ -141,12 +179,15 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         "job_id": job_id,
         "intersection_size": job["intersection_size"],
         "rows": {"grid": stats["grid"]["rows"], "bank": stats["bank"]["rows"]},
-        "config": settings.as_dict(),
+        "config": {**settings.as_dict(), **(inputs or {})},
         "validation": bank_metrics["validation"], "train": bank_metrics["train"],
         "bank_only": bank_metrics["bank_only"], "centralized": central,
+        "calibration": calibration_section(bank_metrics, central),
         "fit_seconds": max(stats["grid"]["fit_seconds"], stats["bank"]["fit_seconds"]),
         "psi_seconds": max(stats["grid"]["psi_seconds"], stats["bank"]["psi_seconds"]),
+        "psi_protocol": settings.psi.value,
         "epochs_run": stats["bank"]["epochs_run"], "losses": job["losses"],
+        "stop_reason": job.get("stop_reason", ""),
         "expected_wrap_failures": max(stats[n].get("expected_wrap_failures", 0.0)
                                       for n in ("grid", "bank")),
         "bytes_sent": {n: bytes_sent(out / n / "audit.jsonl") for n in NODES},
@@ -179,27 +220,32 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         report["validation_at_threshold"] = {
             "threshold": threshold, **metrics.classification_at(y[valid], p[valid], threshold)}
         report["scorecard"] = scorecard_section(y[valid], p[valid], card or Scorecard())
+        raw = _column(out / "bank" / "predictions.csv", "uncalibrated")
+        curves = {"federated, calibrated (Platt)": p[valid], "centralized": p_central[valid]}
+        if raw is not None:
+            curves = {"federated, uncalibrated": raw[valid], **curves}
         report["plots"] = _plots(out, y[valid], p[valid], p_bank[valid], p_central[valid],
-                                 job["losses"], card or Scorecard())
+                                 job["losses"], card or Scorecard(), curves)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / "summary.md", summary_markdown(report))
     return report
 
 
 def _plots(out: Path, y: np.ndarray, p: np.ndarray, p_bank: np.ndarray, p_central: np.ndarray,
-           losses: list[float], card: Scorecard) -> list[str]:
+           losses: list[float], card: Scorecard, curves: dict[str, np.ndarray]) -> list[str]:
     folder = out / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     made = [
         plots.plot_roc({"federated": (y, p), "bank only": (y, p_bank),
                         "centralized": (y, p_central)}, folder / "roc.png"),
         plots.plot_ks(y, p, folder / "ks.png"),
-        plots.plot_calibration(y, p, folder / "calibration.png"),
+        plots.plot_calibration_curves(y, curves, folder / "calibration.png"),
         plots.plot_score_distribution(y, card.points(p), folder / "score_distribution.png",
                                       xlabel="score points (higher = lower risk)"),
     ]
     if losses:
-        made.append(plots.plot_loss(losses, folder / "loss.png"))
+        made.append(plots.plot_loss(losses, folder / "loss.png",
+                                    ylabel="Taylor loss (mean per row)"))
     return [str(path.relative_to(out)) for path in made]
 
 
@@ -240,20 +286,47 @@ def _importance_lines(r: dict[str, Any], top: int = 10) -> list[str]:
     return lines
 
 
+def _calibration_lines(cal: dict[str, Any]) -> list[str]:
+    if "slope" not in cal:
+        return []
+
+    def cells(m: dict[str, Any]) -> str:
+        return " | ".join(f"{m[k]:.4f}" if isinstance(m.get(k), (int, float)) else "-"
+                          for k in CALIBRATION_KEYS)
+
+    lines = ["## Calibration (validation)", "",
+             f"The bank recalibrates the exact logits u of the trained model by Platt scaling "
+             f"fitted on the training rows: p = σ({cal['slope']:.4f}·u "
+             f"{'+' if cal['intercept'] >= 0 else '−'} {abs(cal['intercept']):.4f}). Every "
+             "probability it gives (predictions, `score`, "
+             "`serve`) is calibrated.", "",
+             "| probabilities | log-loss | Brier | Hosmer–Lemeshow | HL p |",
+             "|---|---|---|---|---|",
+             f"| federated, σ(u) (before) | {cells(cal['before']['validation'])} |",
+             f"| federated, Platt (after) | {cells(cal['after']['validation'])} |",
+             f"| centralized | {cells(cal['centralized']['validation'])} |", ""]
+    if "validation_log_loss_over_centralized" in cal:
+        lines += [f"Calibrated validation log-loss is "
+                  f"{cal['validation_log_loss_over_centralized']:.4f}× the centralized "
+                  "model's.", ""]
+    return lines
+
+
 def summary_markdown(r: dict[str, Any]) -> str:
     c = r["config"]
     gbdt = r.get("model") == "gbdt"
     lines = [
         f"# gridcredit run {r['job_id']}", "",
         f"Grid rows {r['rows']['grid']}, bank rows {r['rows']['bank']}, "
-        f"aligned by PSI: **{r['intersection_size']}** enterprises "
+        f"aligned by {r['psi_protocol']} PSI: **{r['intersection_size']}** enterprises "
         f"({r['psi_seconds']:.2f} s).", "",
     ]
     if gbdt:
         lines += _gbdt_lines(r)
     else:
         lines += [
-            f"Training: mode `{c['mode']}`, {r['epochs_run']} of {c['epochs']} epochs, batch "
+            f"Training: mode `{c['mode']}`, {r['epochs_run']} of at most {c['epochs']} epochs "
+            f"({r['stop_reason'] or 'stopped'}), batch "
             f"{c['batch_size']}, {c['optimizer']} at learning rate {c['learning_rate']}, L2 "
             f"{c['l2']}, seed {c['seed']}; federated fit {r['fit_seconds']:.2f} s vs "
             f"centralized {r['centralized']['fit_seconds']:.2f} s.", "",
@@ -269,6 +342,7 @@ def summary_markdown(r: dict[str, Any]) -> str:
         lines += [f"Power data adds **{r['lift']['auc_over_bank_only']:+.4f}** AUC over the "
                   f"bank's own model; the federated model is "
                   f"{r['lift']['auc_minus_centralized']:+.4f} AUC from the centralized one.", ""]
+    lines += _calibration_lines(r.get("calibration", {}))
     lines += ["## Traffic", "", "| node | bytes sent |", "|---|---|"]
     lines += [f"| {n} | {b:,} |" for n, b in r["bytes_sent"].items()]
     if gbdt:
@@ -305,37 +379,3 @@ def summary_markdown(r: dict[str, Any]) -> str:
     lines += ["Each node's audit log (one line per message, digests only) is in "
               "`<node>/audit.jsonl`; models in `grid/model.json` and `bank/model.json`.", ""]
     return "\n".join(lines)
-
-
-def evaluate_predictions(path: Path, out: Path, threshold: float = 0.5,
-                         card: Scorecard | None = None) -> dict[str, Any]:
-    """Standalone evaluation of a predictions CSV (``gridcredit evaluate``)."""
-    from federation.protocol.errors import InputDataError
-
-    try:
-        _, split, y, p = _read_predictions(path)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputDataError(f"{path}: not a predictions file with y and probability "
-                             f"columns ({exc})") from exc
-    card = card or Scorecard()
-    groups = {name: split == name for name in ("train", "validation") if (split == name).any()}
-    groups = groups or {"all": np.ones(len(y), dtype=bool)}
-    result: dict[str, Any] = {}
-    for name, rows in groups.items():
-        result[name] = {**metrics.evaluate(y[rows], p[rows]),
-                        "at_threshold": {"threshold": threshold,
-                                         **metrics.classification_at(y[rows], p[rows], threshold)}}
-    key = "validation" if "validation" in groups else next(iter(groups))
-    rows = groups[key]
-    result["scorecard"] = scorecard_section(y[rows], p[rows], card)
-    folder = out / "plots"
-    folder.mkdir(parents=True, exist_ok=True)
-    result["plots"] = [str(x.relative_to(out)) for x in (
-        plots.plot_roc({"model": (y[rows], p[rows])}, folder / "roc.png"),
-        plots.plot_ks(y[rows], p[rows], folder / "ks.png"),
-        plots.plot_calibration(y[rows], p[rows], folder / "calibration.png"),
-        plots.plot_score_distribution(y[rows], card.points(p[rows]),
-                                      folder / "score_distribution.png",
-                                      xlabel="score points (higher = lower risk)"))]
-    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
-    return result

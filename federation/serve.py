@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -35,6 +36,7 @@ from types import FrameType
 import grpc
 import numpy as np
 
+from crypto.sigmoid import sigmoid
 from federation.nodes import ExitCode
 from federation.protocol.errors import (
     ConfigError,
@@ -49,8 +51,9 @@ from parties.data import load_party_csv
 from parties.evaluation.scorecard import Scorecard
 from parties.gbdt.model import GbdtBankModel, GbdtGridModel, load_model
 from parties.gbdt.serving import bank_combiner, grid_row_bits
+from parties.model import PartyModel
 from parties.psi_pool import PsiPool
-from parties.serving import MAX_IDS
+from parties.serving import MAX_IDS, ROTATE_SECONDS
 from parties.serving_bank import BankServing, Combine
 from parties.serving_grid import GridServing
 
@@ -94,6 +97,7 @@ class ServeConfig:
     deadline: float = 10.0
     connect_timeout: float = 60.0
     psi_workers: int | None = None
+    rotate_seconds: float = ROTATE_SECONDS  # grid: a new key epoch (and table) after this
 
 
 # -- the process -------------------------------------------------------------------------
@@ -123,6 +127,12 @@ def partial_logits(cfg: ServeConfig) -> tuple[list[str], np.ndarray, Combine | N
     if isinstance(model, GbdtBankModel):
         return data.ids, np.zeros(len(data.ids)), bank_combiner(model, data.x)
     return data.ids, np.asarray(model.partial_logit(data.x), dtype=np.float64), None
+
+
+def _probability(cfg: ServeConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The bank's full logits to probabilities: a logistic model's calibration, if fitted."""
+    model = load_model(cfg.model, cfg.role)
+    return model.probability if isinstance(model, PartyModel) else sigmoid
 
 
 def _announce(listen: str, port: int) -> str:
@@ -169,6 +179,8 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
         raise ConfigError("bank: --peer HOST:PORT of the grid's serve node is required")
     if cfg.role is Role.GRID and cfg.peer:
         raise ConfigError("grid: --peer is not used (the bank dials the grid)")
+    if not cfg.rotate_seconds > 0:
+        raise ConfigError(f"--rotate-hours must be > 0, got {cfg.rotate_seconds / 3600:g}")
     if not 0 < cfg.max_ids <= 1_000_000:
         raise ConfigError(f"--max-ids must be 1 to 1000000, got {cfg.max_ids}")
     check_own_certificate(cfg.certs, cfg.role)
@@ -181,13 +193,15 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
     server: grpc.Server | None = None
     try:
         if cfg.role is Role.GRID:
-            grid = GridServing(ids, u, max_ids=cfg.max_ids, pool=pool)
+            grid = GridServing(ids, u, max_ids=cfg.max_ids, pool=pool,
+                               rotate_seconds=cfg.rotate_seconds)
+            grid.epoch()  # blind the table now, so that the first open costs no curve work
             server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
         else:
             try:
                 card = Scorecard(cfg.base_score, cfg.base_odds, cfg.pdo)
                 bank = BankServing(ids, u, card, cfg.bands, max_ids=cfg.max_ids, pool=pool,
-                                   combine=combine)
+                                   combine=combine, probability=_probability(cfg))
             except ValueError as exc:
                 raise ConfigError(f"scorecard or bands: {exc}") from exc
             link = GridLink(cfg.peer, cfg.certs, audit, bank, cfg.deadline)

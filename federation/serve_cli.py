@@ -73,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         deadline=args.deadline,
         connect_timeout=args.connect_timeout,
         psi_workers=args.psi_workers,
+        rotate_seconds=args.rotate_hours * 3600.0,
     )
     return int(run_serve(cfg))
 
@@ -137,7 +138,15 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     data.add_argument(
         "--psi-workers",
         type=int,
-        help="processes for PSI curve work of large sessions and requests (default: all cores)",
+        help="threads for PSI curve work of the grid's table and of large requests "
+        "(default: all cores)",
+    )
+    data.add_argument(
+        "--rotate-hours",
+        type=float,
+        default=24.0,
+        help="grid: a new PSI key and blinded table after this many hours; sessions opened "
+        "before keep theirs " + DEFAULTS_HELP,
     )
     scoring = serve.add_argument_group("scoring (bank)")
     scoring.add_argument(

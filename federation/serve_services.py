@@ -162,7 +162,7 @@ class GridLink:
         env = self._bank.open_request()
         data = wire.envelope_to_bytes(env)
         request = vfl_pb2.ServeOpenRequest(envelope=data)
-        # The grid blinds all of its rows now: allow for its size (unknown yet) generously.
+        # The grid may start a key epoch now (it blinds all its rows): allow for its size.
         timeout = max(self._deadline, 600.0)
 
         def fetch() -> bytes:

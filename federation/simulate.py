@@ -5,26 +5,32 @@
 127.0.0.1 with ports chosen at run time, shows progress, and assembles the run folder:
 report.json, summary.md, plots, each node's model, statistics and audit log.
 ``simulate(...)`` is the same as a Python call returning the report as a dict.
+
+The run folder is a ``federation.run_folder.RunFolder``: an existing folder that is not an
+earlier run folder is refused unless ``force``; a failed or interrupted run keeps logs and
+writes ``FAILED``, never a model, prediction or report.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from federation.processes import NodeProcess, supervise
 from federation.progress import Progress
-from federation.protocol.errors import ConfigError
+from federation.protocol.errors import ConfigError, VflError
 from federation.protocol.messages import Model, Role, Task, TrainSettings
+from federation.run_folder import RunFolder
 from federation.transport.certs import write_federation
 from parties.model import atomic_write_text
 
-NODE_DIRS = ("coordinator", "grid", "bank", "certs", "configs", "plots", "lr")
+T = TypeVar("T")
 START_TIMEOUT = 60.0
+NODE_LOG_LEVEL = "INFO"
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,13 @@ class SimulationSpec:
     timeout: float = 3600.0
     threshold: float = 0.5
     resume: bool = False
+    # Train on a screening's kept indicators (its selection.json), on one of the paper's
+    # stage sets ("pre", "in", "post"), and/or on each party's own principal components.
+    select: Path | None = None
+    stage: str | None = None
+    pca: str | None = None
+    force: bool = False
+    log_level: str = NODE_LOG_LEVEL
     compare_lr: bool = True  # --model gbdt: also train the federated LR (in DIR/lr)
 
 
@@ -48,6 +61,8 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))
 
 
@@ -61,12 +76,29 @@ def _write_toml(path: Path, tables: dict[str, dict[str, object]]) -> Path:
     return path
 
 
-def _clean(out: Path) -> None:
-    """Remove a previous run's node folders and report (only the names we write)."""
-    for name in NODE_DIRS:
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("report.json", "summary.md"):
-        (out / name).unlink(missing_ok=True)
+def check_data_flags(grid_data: Path | None, bank_data: Path | None) -> None:
+    """Both data files or neither (the bundled demo); one alone is a mistake, not the demo."""
+    if (grid_data is None) != (bank_data is None):
+        raise ConfigError("give both --grid-data and --bank-data, or neither for the bundled demo")
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, (VflError, KeyboardInterrupt)) and str(exc):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def in_run_folder(folder: RunFolder, job: Callable[[], T]) -> T:
+    """Run ``job``; on any failure or interruption mark ``folder`` failed, then re-raise."""
+    try:
+        result = job()
+    except BaseException as exc:
+        folder.failed(_why(exc))
+        raise
+    folder.done()
+    return result
 
 
 @dataclass
@@ -77,10 +109,13 @@ class _Federation:
     data: dict[Role, dict[str, object]]
     quiet: bool
     timeout: float
+    log_level: str = NODE_LOG_LEVEL
+    # More TOML tables per party (e.g. [screen] for a screening job).
+    tables: dict[Role, dict[str, dict[str, object]]] = field(default_factory=dict)
 
     def run(self) -> dict[Role, NodeProcess]:
         out, certs = self.out.resolve(), self.out.resolve() / "certs"
-        write_federation(certs)
+        write_federation(certs, force=True)  # the run folder is ours: a fresh CA per run
         configs = out / "configs"
         nodes: dict[Role, NodeProcess] = {}
         coord_cfg = _write_toml(
@@ -98,11 +133,13 @@ class _Federation:
             },
         )
         nodes[Role.COORDINATOR] = NodeProcess(
-            "coordinator", ["coordinator", "--config", str(coord_cfg)], out / "coordinator"
+            "coordinator", ["coordinator", "--config", str(coord_cfg)], out / "coordinator",
+            log_level=self.log_level,
         )
-        rounds = self.settings.trees if self.settings.model is Model.GBDT else \
-            self.settings.epochs
-        progress = Progress(rounds, enabled=not self.quiet)
+        epochs = self.settings.epochs if self.settings.task is Task.TRAIN else 0
+        if self.settings.model is Model.GBDT and self.settings.task is Task.TRAIN:
+            epochs = self.settings.trees
+        progress = Progress(epochs, enabled=not self.quiet)
         try:
             nodes[Role.COORDINATOR].start()
             address = nodes[Role.COORDINATOR].wait_listening(START_TIMEOUT)
@@ -120,19 +157,22 @@ class _Federation:
                         "tls": {"dir": str(certs)},
                         "data": self.data[role],
                         "job": {"deadline": self.settings.deadline_seconds},
+                        **self.tables.get(role, {}),
                     },
                 )
                 nodes[role] = NodeProcess(
                     role.value,
                     ["party", "--role", role.value, "--config", str(cfg)],
                     out / role.value,
+                    log_level=self.log_level,
                 )
                 nodes[role].start()
             for role in (Role.GRID, Role.BANK):
                 nodes[role].wait_listening(START_TIMEOUT)
             with progress:
                 supervise(
-                    list(nodes.values()), self.timeout, progress.on_event, nodes[Role.COORDINATOR]
+                    list(nodes.values()), self.timeout, progress.on_event, nodes[Role.COORDINATOR],
+                    linger=2 * self.settings.deadline_seconds + 5,  # a party's last flush
                 )
         finally:
             for node in nodes.values():
@@ -143,31 +183,71 @@ class _Federation:
 def _resolve_data(spec: SimulationSpec) -> tuple[Path, Path, str, str]:
     if spec.grid_data is not None and spec.bank_data is not None:
         return spec.grid_data.resolve(), spec.bank_data.resolve(), spec.id_column, spec.label_column
+    if spec.select is not None or spec.stage is not None:
+        from parties.choose import demo_subset
+
+        grid, bank = demo_subset(spec.out.resolve() / "data", spec.demo_enterprises,
+                                 spec.select, spec.stage)
+        return grid, bank, "id", "y"
     from parties.labels.demo import build_demo_features
 
     grid, bank = build_demo_features(spec.out.resolve() / "data", spec.demo_enterprises)
     return grid, bank, "id", "y"
 
 
+def _chosen_columns(spec: SimulationSpec, grid: Path, bank: Path, id_col: str,
+                    label_col: str) -> dict[str, list[str]] | None:
+    """The columns each party trains on when --select or --stage applies to given files
+    (the demo is written already reduced to them)."""
+    if spec.grid_data is None or (spec.select is None and spec.stage is None):
+        return None
+    from parties.choose import chosen_columns
+
+    return {role.value: chosen_columns(path, role.value, id_col, label_col, spec.select,
+                                       spec.stage)
+            for role, path in ((Role.GRID, grid), (Role.BANK, bank))}
+
+
+def _party_data(spec: SimulationSpec, grid: Path, bank: Path, id_col: str, label_col: str,
+                columns: dict[str, list[str]] | None) -> dict[Role, dict[str, object]]:
+    """Each party's [data] table: its file, and the columns and PCA it trains on."""
+    data: dict[Role, dict[str, object]] = {
+        Role.GRID: {"path": str(grid), "id_column": id_col},
+        Role.BANK: {"path": str(bank), "id_column": id_col, "label_column": label_col},
+    }
+    for role, table in data.items():
+        if columns is not None:
+            table["features"] = columns[role.value]
+        if spec.pca is not None:
+            table["pca"] = spec.pca
+    return data
+
+
 def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
     """Run one training job as three processes and write the run folder; returns the report."""
+    check_data_flags(spec.grid_data, spec.bank_data)
+    if spec.pca is not None:
+        from parties.pca import parse_components
+
+        parse_components(spec.pca)  # a bad --pca stops here, before any process starts
+    folder = RunFolder.open(spec.out, "simulate", force=spec.force, resume=spec.resume)
+    return in_run_folder(folder, lambda: _train(spec))
+
+
+def _train(spec: SimulationSpec) -> dict[str, Any]:
     from federation.report import build_report
 
-    spec.out.mkdir(parents=True, exist_ok=True)
-    if not spec.resume:
-        _clean(spec.out)
     grid, bank, id_col, label_col = _resolve_data(spec)
+    columns = _chosen_columns(spec, grid, bank, id_col, label_col)
     settings = replace(spec.settings, task=Task.TRAIN)
     fed = _Federation(
         spec.out,
         f"sim-{secrets.token_hex(4)}",
         settings,
-        {
-            Role.GRID: {"path": str(grid), "id_column": id_col},
-            Role.BANK: {"path": str(bank), "id_column": id_col, "label_column": label_col},
-        },
+        _party_data(spec, grid, bank, id_col, label_col, columns),
         spec.quiet,
         spec.timeout,
+        spec.log_level,
     )
     nodes = fed.run()
     federated_lr = None
@@ -183,6 +263,9 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
         id_col,
         label_col,
         spec.threshold,
+        columns=columns,
+        inputs={"select": None if spec.select is None else str(spec.select),
+                "stage": spec.stage, "pca": spec.pca},
         federated_lr=federated_lr,
     )
 
@@ -193,10 +276,11 @@ def _federated_lr(spec: SimulationSpec, data: dict[Role, dict[str, object]],
     a second federation in DIR/lr with the LR defaults (same seed, validation share)."""
     settings = replace(TrainSettings(), seed=trees.seed,
                        validation_fraction=trees.validation_fraction,
-                       deadline_seconds=trees.deadline_seconds, task=Task.TRAIN)
+                       deadline_seconds=trees.deadline_seconds, task=Task.TRAIN,
+                       psi=trees.psi)
     out = spec.out / "lr"
     fed = _Federation(out, f"sim-{secrets.token_hex(4)}", settings, data, spec.quiet,
-                      spec.timeout)
+                      spec.timeout, spec.log_level)
     fed.run()
     metrics = json.loads((out / "bank" / "metrics.json").read_text(encoding="utf-8"))
     stats = json.loads((out / "bank" / "stats.json").read_text(encoding="utf-8"))
@@ -215,14 +299,23 @@ def simulate(
     label_column: str = "y",
     quiet: bool = True,
     threshold: float = 0.5,
+    select: str | Path | None = None,
+    stage: str | None = None,
+    pca: str | int | None = None,
+    force: bool = False,
     compare_lr: bool = True,
     **training: Any,
 ) -> dict[str, Any]:
     """Python API: run a simulation and return ``report.json`` as a dict.
 
-    ``training`` takes the ``TrainSettings`` fields (epochs=5, batch_size=256, ...; for
-    trees model="gbdt", trees=50, depth=5, bins=32, ...). ``compare_lr``: a tree job also
-    trains the federated LR of the same data for the report.
+    ``select`` is a screening's ``selection.json``, ``stage`` one of "pre", "in", "post",
+    ``pca`` a component count or "auto".
+    Give both ``grid_data`` and ``bank_data``, or neither for the bundled demo (one alone
+    raises ``ConfigError``, as the CLI refuses it). ``force`` writes into an existing folder
+    that is not an earlier run folder (nothing in it is deleted). ``training`` takes the
+    ``TrainSettings`` fields (epochs=5, batch_size=256, ...; for trees model="gbdt",
+    trees=50, depth=5, bins=32, ...). ``compare_lr``: a tree job also trains the federated
+    LR of the same data for the report.
     """
     from federation.config import settings_from
 
@@ -235,6 +328,10 @@ def simulate(
         settings_from(training),
         quiet=quiet,
         threshold=threshold,
+        select=None if select is None else Path(select),
+        stage=stage,
+        pca=None if pca is None else str(pca),
+        force=force,
         compare_lr=compare_lr,
     )
     return run_simulation(spec)
@@ -249,18 +346,25 @@ class ScoringSpec:
     id_column: str = "id"
     quiet: bool = False
     timeout: float = 600.0
+    force: bool = False
+    log_level: str = NODE_LOG_LEVEL
 
 
 def run_scoring(spec: ScoringSpec) -> dict[str, Any]:
     """Score the bank's enterprises with a simulated run's two models (three processes)."""
+    if spec.out.exists() and not spec.out.is_dir():
+        raise ConfigError(f"--out {spec.out}: is a file, not a folder")
     report_path = spec.run / "report.json"
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{report_path}: not a finished simulate run ({exc})") from exc
     grid = spec.grid_data or Path(report["data"]["grid"])
-    spec.out.mkdir(parents=True, exist_ok=True)
-    _clean(spec.out)
+    folder = RunFolder.open(spec.out, "score", force=spec.force)
+    return in_run_folder(folder, lambda: _score(spec, grid))
+
+
+def _score(spec: ScoringSpec, grid: Path) -> dict[str, Any]:
     settings = replace(TrainSettings(), task=Task.SCORE)
     fed = _Federation(
         spec.out,
@@ -281,6 +385,7 @@ def run_scoring(spec: ScoringSpec) -> dict[str, Any]:
         },
         spec.quiet,
         spec.timeout,
+        spec.log_level,
     )
     fed.run()
     stats = json.loads((spec.out / "bank" / "stats.json").read_text(encoding="utf-8"))

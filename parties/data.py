@@ -20,6 +20,9 @@ import pandas as pd
 from federation.protocol.errors import InputDataError
 
 Float = npt.NDArray[np.float64]
+# The fewest rows of either label class a training job accepts: fewer cannot be both fitted
+# and validated (a 20 % validation split of 10 rows of a class holds about 2 of them).
+MIN_CLASS_ROWS = 10
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ def _check_file(path: Path) -> None:
         raise InputDataError(f"{path}: file is empty (expected a header row and data rows)")
 
 
-def _read_numeric(path: Path, id_column: str) -> pd.DataFrame | None:
+def _read_numeric(path: Path, id_column: str, allow_missing: bool = False
+                  ) -> pd.DataFrame | None:
     """The fast path: pandas' C parser reads every column but the ID as numbers (a
     fraction of the memory of strings on a million rows). None whenever anything is not
     cleanly numeric, so the string path can name the file, row and column."""
@@ -57,6 +61,7 @@ def _read_numeric(path: Path, id_column: str) -> pd.DataFrame | None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(path, dtype={id_column: str}, keep_default_na=False,
+                                na_values=[""] if allow_missing else None,
                                 skipinitialspace=True, index_col=False)
     except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError,
             UnicodeDecodeError, ValueError, TypeError):
@@ -67,7 +72,10 @@ def _read_numeric(path: Path, id_column: str) -> pd.DataFrame | None:
         if column == id_column:
             continue
         values = frame[column]
-        if values.dtype.kind not in "iuf" or not np.isfinite(values.to_numpy(np.float64)).all():
+        if values.dtype.kind not in "iuf":
+            return None
+        numbers = values.to_numpy(np.float64)
+        if not (np.isfinite(numbers) | (allow_missing & np.isnan(numbers))).all():
             return None
     return frame
 
@@ -100,23 +108,29 @@ def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
         raise InputDataError(f"{path}: missing {what} column {column!r} (found: {found})")
 
 
-def _numeric(frame: pd.DataFrame, path: Path, column: str) -> Float:
-    if frame[column].dtype.kind in "iuf":  # parsed as numbers and checked finite
+def _numeric(frame: pd.DataFrame, path: Path, column: str, allow_missing: bool = False
+             ) -> Float:
+    if frame[column].dtype.kind in "iuf":  # parsed as numbers and checked finite (or NaN)
         return np.asarray(frame[column].to_numpy(np.float64), dtype=np.float64)
     raw = frame[column].str.strip()
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(values))
+    bad = ~np.isfinite(values)
+    if allow_missing:  # an empty cell is a missing value; anything else must be a number
+        bad &= (raw != "").to_numpy()
+    bad = np.flatnonzero(bad)
     if bad.size:
         row = int(bad[0])
         cell = raw.iloc[row]
         what = "missing value" if cell == "" else f"non-numeric value {cell!r}"
+        hint = ("; fill missing values first (gridcredit features build --impute median does)"
+                if cell == "" else "")
         raise InputDataError(f"{path}: row {row + 2}, column {column!r}: {what} "
-                             f"({bad.size} bad cell(s) in this column)")
+                             f"({bad.size} bad cell(s) in this column){hint}")
     return np.asarray(values, dtype=np.float64)
 
 
 def load_party_csv(path: str | Path, id_column: str = "id",
-                   label_column: str | None = None) -> PartyData:
+                   label_column: str | None = None, allow_missing: bool = False) -> PartyData:
     """Read and validate one party's table.
 
     Parameters
@@ -127,10 +141,13 @@ def load_party_csv(path: str | Path, id_column: str = "id",
         The enterprise ID column (matched by PSI); must be unique and non-empty.
     label_column
         The 0/1 label column (bank only); None for the grid.
+    allow_missing
+        Read an empty feature cell as a missing value (NaN) instead of refusing it
+        (screening bins missing values on their own; training needs complete rows).
     """
     p = Path(path)
     _check_file(p)
-    frame = _read_numeric(p, id_column)
+    frame = _read_numeric(p, id_column, allow_missing)
     if frame is None:
         frame = _read(p)
     _require(frame, p, id_column, "ID")
@@ -153,12 +170,36 @@ def load_party_csv(path: str | Path, id_column: str = "id",
         if bad.size:
             row = int(bad[0])
             raise InputDataError(f"{p}: row {row + 2}, column {label_column!r}: label must be "
-                                 f"0 or 1, got {frame[label_column].iloc[row]!r}")
+                                 f"0 or 1, got {str(frame[label_column].iloc[row])!r}")
     features = [c for c in frame.columns if c not in (id_column, label_column)]
     if not features:
         raise InputDataError(f"{p}: no feature columns besides {id_column!r}")
-    x = np.column_stack([_numeric(frame, p, c) for c in features])
+    x = np.column_stack([_numeric(frame, p, c, allow_missing) for c in features])
     return PartyData(str(p), ids.tolist(), features, x, y)
+
+
+def check_classes(y: Float, where: str, minimum: int = MIN_CLASS_ROWS) -> None:
+    """Refuse labels with fewer than ``minimum`` rows of either class, before any training.
+
+    ``where`` names the rows (file and column, or a split of them) in the one-line message.
+    """
+    for label in (1, 0):
+        count = int(np.count_nonzero(y == label))
+        if count < minimum:
+            what = "no row" if count == 0 else f"only {count} row{'s' * (count > 1)}"
+            raise InputDataError(
+                f"{where}: {what} labelled {label} among {len(y)}; a credit model needs at "
+                f"least {minimum} rows of each class (0 = repaid, 1 = overdue)")
+
+
+def check_split_classes(y: Float, train: npt.NDArray[np.int64],
+                        validation: npt.NDArray[np.int64], path: str) -> None:
+    """After alignment: the training rows need ``MIN_CLASS_ROWS`` of each class, the
+    validation rows (if any) one of each, or no metric of the split is defined."""
+    check_classes(y[train], f"{path}: the {len(train)} training rows aligned with the grid")
+    if len(validation):
+        check_classes(y[validation], f"{path}: the {len(validation)} validation rows aligned "
+                      "with the grid", minimum=1)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,7 @@ from federation.protocol.messages import (
 from federation.protocol.products import GRAD, LOSS
 from federation.protocol.schedule import Schedule
 from federation.transport.channel import Channel, CoordinatorLink
+from parties.divergence import LogitGuard
 from parties.optim import OptimizerState
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,7 @@ class LocalFit:
             penalized=penalized,
         )
         self.theta = np.zeros(k)
+        self.guard = LogitGuard(role, self.f, schedule.n_train, settings.learning_rate)
         self._clock = {"setup": 0.0, "deal": 0.0, "send": 0.0, "wait": 0.0, "barrier": 0.0}
         self.start_epoch = 0
         self._deals = DealAhead(coordinator, job_id, role, settings.epochs)
@@ -275,6 +277,7 @@ class LocalFit:
         """One exchange; updates theta and returns this party's 2f-bit loss share."""
         x, x_ring, n = self._x[batch], self._x_ring[batch], self._x[batch].shape[0]
         u = x @ self.theta
+        self.guard.add(u)  # before anything derived from u is encoded
         if self._y is None:
             d = residual_share_features(u, self.f)
             loss_operand, local_loss = encode(u, self.f), loss_local_features(u)
@@ -370,6 +373,7 @@ class LocalFit:
         round_ = 0
         for epoch in range(self.start_epoch + 1, self.settings.epochs + 1):
             masks = self._epoch_masks(epoch)
+            self.guard.start(epoch)
             before = self.theta.copy()
             loss_share = np.zeros(1, dtype=np.uint64)
             for t, batch in enumerate(self.schedule.order(epoch)):

@@ -18,12 +18,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from crypto.sigmoid import sigmoid
 from federation.protocol.errors import ConfigError, InputDataError, ProtocolAbort, VflError
 from federation.protocol.messages import (
     Decision,
@@ -33,6 +32,7 @@ from federation.protocol.messages import (
     JoinRequest,
     Mode,
     Model,
+    PsiProtocol,
     Role,
     SyncReply,
     SyncRequest,
@@ -43,14 +43,24 @@ from federation.protocol.messages import (
 from federation.protocol.schedule import Schedule
 from federation.transport.channel import Channel, CoordinatorLink
 from parties import checkpoint
-from parties.alignment import align, canonical_order
-from parties.data import PartyData, Standardizer, load_party_csv
+from parties.alignment import TagMatcher, align, canonical_order
+from parties.data import (
+    PartyData,
+    Standardizer,
+    check_classes,
+    check_split_classes,
+    load_party_csv,
+)
+from parties.divergence import LogitGuard
 from parties.gbdt.model import TreeModel, load_model
 from parties.gbdt.node_steps import TreeJob, score_trees, train_trees
+from parties.inputs import fit_training_pca, select_columns
 from parties.joint import joint_logits
-from parties.local_fit import LocalFit, with_intercept
+from parties.local_fit import FitResult, LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
 from parties.outputs import write_bank_evaluation, write_scores
+from parties.pca import Pca
+from parties.screen_step import ROUND_SELECTION, ScreenConfig, run_side, screen_sizes
 from parties.shared_fit import SharedFit
 from parties.state import PartyState, Stage
 
@@ -73,16 +83,24 @@ class PartyConfig:
     model: Path | None = None
     psi_workers: int | None = None
     deadline_seconds: float = 30.0
+    psi: PsiProtocol | None = None  # refuse a job that aligns any other way (None: any)
+    features: tuple[str, ...] | None = None  # train on these columns only (--select, --stage)
+    pca: int | str | None = None  # this party's own principal components (count or "auto")
+    screen: ScreenConfig | None = None  # screen indicators instead (empty cell = missing)
 
 
 Connect = Callable[[str], Channel]
+
+
+class PartyLink(CoordinatorLink, TagMatcher, Protocol):
+    """What a party node calls on the coordinator: the job's RPCs and the PSI match."""
 
 
 class PartyNode:
     def __init__(
         self,
         config: PartyConfig,
-        coordinator: CoordinatorLink,
+        coordinator: PartyLink,
         connect: Connect,
         address: str,
         on_epoch: Callable[[int, float], None] | None = None,
@@ -96,6 +114,7 @@ class PartyNode:
         self._on_epoch = on_epoch
         self._channel: Channel | None = None
         self._aligned: dict[str, float] = {}
+        self._pca: Pca | None = None
         self.stats: dict[str, Any] = {"role": self.role.value, "pid": os.getpid()}
 
     def run(self) -> dict[str, Any]:
@@ -104,6 +123,9 @@ class PartyNode:
             self._run()
         except VflError as exc:
             self._abort(str(exc))
+            raise
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, or the node's watchers
+            self._abort(str(exc) or "interrupted")
             raise
         return self.stats
 
@@ -119,11 +141,16 @@ class PartyNode:
         is_bank = self.role is Role.BANK
         # A node given a model scores: its file needs no label, and extra columns are ignored.
         labelled = is_bank and cfg.model is None
-        data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None)
+        data = load_party_csv(cfg.data, cfg.id_column, cfg.label_column if labelled else None,
+                              allow_missing=cfg.screen is not None)
+        if data.y is not None:  # one class, or a handful of rows of one, cannot be fitted
+            check_classes(data.y, f"{cfg.data}, column {cfg.label_column!r}")
         model = None
         if cfg.model is not None:  # the model's columns, so the dealer sizes masks right
             model = self._scoring_model(data)
             data = data.select(model.features)
+        elif cfg.features is not None:
+            data = select_columns(data, list(cfg.features), self.role)
         self.stats["rows"] = len(data.ids)
         plan = self._coordinator.join(
             JoinRequest(
@@ -131,19 +158,25 @@ class PartyNode:
                 self.role,
                 self._address,
                 len(data.ids),
-                data.x.shape[1] + (1 if is_bank else 0),
+                (len(model.mean) if isinstance(model, PartyModel) else data.x.shape[1])
+                + (1 if is_bank else 0),
             )
         )
         self.state.advance(Stage.JOINED)
         settings = plan.settings
         if settings.task is Task.SCORE and model is None:
             raise ConfigError(f"{self.role}: a scoring job needs --model PATH")
+        if (settings.task is Task.SCREEN) != (cfg.screen is not None):
+            raise ConfigError(f"{self.role}: a [screen] table needs a screening job and vice versa")
         if settings.task is not Task.SCORE:
             model = None
         if is_bank and model is None and data.y is None:
             raise ConfigError(
                 "bank: a training job needs labels, but this node was given a model to score with"
             )
+        if cfg.psi is not None and cfg.psi is not settings.psi:
+            raise ConfigError(f"{self.role}: this party aligns only with --psi {cfg.psi}, "
+                              f"but job {cfg.job_id} uses --psi {settings.psi}")
         self._channel = self._connect(plan.peer_address)
         self.state.advance(Stage.PSI)
         started = time.perf_counter()
@@ -155,17 +188,27 @@ class PartyNode:
                 cfg.job_id,
                 settings.deadline_seconds,
                 cfg.psi_workers,
+                protocol=settings.psi,
+                coordinator=self._coordinator,
             ),
             data.ids,
             settings.seed,
         )
         self.stats["psi_seconds"] = time.perf_counter() - started
+        self.stats["psi_protocol"] = settings.psi.value
         self.stats["intersection_size"] = len(rows)
-        resume = self._checkpoints(settings, len(rows), data.x.shape[1] + int(is_bank))
+        if cfg.screen is not None:
+            self._screen(plan, data, rows, cfg.screen)
+            return
+        columns = data.x.shape[1]
+        if model is None and cfg.pca is not None and settings.task is Task.TRAIN:
+            self._pca = fit_training_pca(data, rows, settings, cfg.pca, self.stats)
+            columns = self._pca.loadings.shape[1]
+        resume = self._checkpoints(settings, len(rows), columns + int(is_bank))
         offer = float(max(resume.states, default=0))
-        reply = self._sync(
-            0, "aligned", {"intersection": float(len(rows)), "checkpoint_epoch": offer}
-        )
+        values = {"intersection": float(len(rows)), "checkpoint_epoch": offer,
+                  "columns": float(columns + int(is_bank))}  # columns: after any PCA
+        reply = self._sync(0, "aligned", values)
         resume.start = int(reply.values.get("start_epoch", 0))
         self._aligned = dict(reply.values)
         self.state.advance(Stage.ALIGNED)
@@ -175,6 +218,20 @@ class PartyNode:
             self._score(plan, data, rows, model)
         self.state.advance(Stage.DONE)
         self.stats["bytes_sent"] = self._channel.bytes_sent
+        atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
+
+    def _screen(self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp],
+                screen: ScreenConfig) -> None:
+        """Screening instead of training (``parties.screen_step``); no model is written."""
+        aligned, cfg = data.take(rows.astype(np.int64)), self.config
+        self._sync(0, "aligned", screen_sizes(self.role, plan.settings, aligned, screen))
+        self.state.advance(Stage.ALIGNED)
+        self.state.advance(Stage.SCREENING)
+        self.stats.update(run_side(self.role, self._require_channel(), self._coordinator, plan,
+                                   aligned, screen, cfg.out, cfg.id_column))
+        self._sync(ROUND_SELECTION + 1, "screened", {})
+        self.state.advance(Stage.DONE)
+        self.stats["bytes_sent"] = self._require_channel().bytes_sent
         atomic_write_text(cfg.out / "stats.json", json.dumps(self.stats, indent=2) + "\n")
 
     def _sync(self, round_: int, step: str, values: dict[str, float]) -> SyncReply:
@@ -212,8 +269,12 @@ class PartyNode:
         schedule = Schedule(
             len(rows), settings.validation_fraction, settings.batch_size, settings.seed
         )
-        standardizer = Standardizer.fit(aligned.x[schedule.train_rows])
-        z = standardizer.apply(aligned.x)
+        if aligned.y is not None:
+            check_split_classes(aligned.y, schedule.train_rows, schedule.validation_rows,
+                                str(self.config.data))
+        inputs = aligned.x if self._pca is None else self._pca.apply(aligned.x)
+        standardizer = Standardizer.fit(inputs[schedule.train_rows])
+        z = standardizer.apply(inputs)
         x = with_intercept(z) if self.role is Role.BANK else z
         self.state.advance(Stage.TRAINING)
         args = (self.role, self.config.job_id, settings, schedule, plan.dealer_seed, x,
@@ -237,21 +298,11 @@ class PartyNode:
             expected_wrap_failures=fit.expected_wrap_failures,
         )
         self.state.advance(Stage.EVALUATING)
-        if fit.weight_shares:  # --reveal-weights none: the bank opens u, never u_G
-            u = self._joint(plan, x, fit.weight_shares, "evaluate", fit.last_round + 1)
-            if u is not None:
-                write_bank_evaluation(self.config.out, aligned, schedule, sigmoid(u), z, settings)
-        else:
-            tag = Tag(fit.last_round + 1, STEP_EVALUATE)
-            u_own = x @ fit.theta
-            if self.role is Role.GRID:
-                channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
-            else:
-                u_grid = self._partial_logits(
-                    channel.recv(tag, settings.deadline_seconds), len(rows)
-                )
-                p = sigmoid(u_own + u_grid)
-                write_bank_evaluation(self.config.out, aligned, schedule, p, z, settings)
+        u = self._evaluation_logits(plan, x, fit, schedule)
+        calibration = None
+        if u is not None:  # the bank: exact logits of every aligned row
+            platt = write_bank_evaluation(self.config.out, aligned, schedule, u, z, settings)
+            calibration = platt.as_dict()
         shared = bool(fit.weight_shares)
         theta = np.zeros(x.shape[1]) if shared else fit.theta
         weights = theta[:-1] if self.role is Role.BANK else theta
@@ -268,10 +319,32 @@ class PartyNode:
             {r: [int(v) for v in a] for r, a in fit.weight_shares.items()} if shared else None,
             settings.frac_bits,
             settings.feature_frac_bits,
+            calibration,
+            None if self._pca is None else self._pca.as_dict(),
         )
         model.save(self.config.out / "model.json")
         atomic_write_text(self.config.out / "coefficients.csv", model.coefficient_table())
         self._sync(fit.epochs_run + 1, "evaluated", {})
+
+    def _evaluation_logits(self, plan: JobPlan, x: Float, fit: FitResult,
+                           schedule: Schedule) -> Float | None:
+        """The bank's full logits of the aligned rows (the grid: None), once each party has
+        checked the magnitudes it sees against the fixed-point range (parties.divergence)."""
+        s, channel = plan.settings, self._require_channel()
+        guard = LogitGuard(self.role, s.frac_bits, schedule.n_train, s.learning_rate)
+        guard.start(fit.epochs_run)
+        if fit.weight_shares:  # --reveal-weights none: the bank opens u, never u_G
+            u = self._joint(plan, x, fit.weight_shares, "evaluate", fit.last_round + 1)
+            if u is not None:
+                guard.add(u[schedule.train_rows], "logits")
+            return u
+        u_own = x @ fit.theta
+        guard.add(u_own[schedule.train_rows])
+        tag = Tag(fit.last_round + 1, STEP_EVALUATE)
+        if self.role is Role.GRID:
+            channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
+            return None
+        return u_own + self._partial_logits(channel.recv(tag, s.deadline_seconds), x.shape[0])
 
     def _joint(self, plan: JobPlan, x: Float, shares: dict[str, npt.NDArray[np.uint64]],
                purpose: str, round_: int) -> Float | None:
@@ -343,7 +416,7 @@ class PartyNode:
             self._sync(1, "scored", {})
             return
         if model.shares is not None:  # a model kept shared scores jointly
-            z = model.standardizer().apply(aligned.x)
+            z = model.standardized(aligned.x)
             x = with_intercept(z) if self.role is Role.BANK else z
             joint = replace(plan, settings=replace(
                 settings, frac_bits=model.frac_bits or settings.frac_bits,
@@ -352,7 +425,7 @@ class PartyNode:
             shares = {r: np.array(v, dtype=np.uint64) for r, v in model.shares.items()}
             u = self._joint(joint, x, shares, "score", 1)
             if u is not None:
-                self._write_scores(data, rows, sigmoid(u))
+                self._write_scores(data, rows, model.probability(u))
             self._sync(1, "scored", {})
             return
         u_own = model.partial_logit(aligned.x)
@@ -361,7 +434,7 @@ class PartyNode:
             channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
         else:
             u_grid = self._partial_logits(channel.recv(tag, settings.deadline_seconds), len(rows))
-            self._write_scores(data, rows, sigmoid(u_own + u_grid))
+            self._write_scores(data, rows, model.probability(u_own + u_grid))
         self._sync(1, "scored", {})
 
     def _write_scores(self, data: PartyData, rows: npt.NDArray[np.intp], p: Float) -> None:

@@ -1,37 +1,30 @@
-"""Run the PSI math of ``crypto.psi`` over a process pool, in chunks.
+"""Run the ECDH PSI curve work of ``crypto.psi`` on threads, in chunks.
 
-PSI costs ~235 us of curve arithmetic per ID and party (see ``crypto.psi``), all of it in
-C calls that hold the GIL, so the only way to use both cores is processes.  The IDs or
-points are cut into contiguous chunks of a few thousand (at least four per worker, so
-the last chunk does not leave a core idle), each chunk runs ``crypto.psi.blind`` /
-``reblind`` / ``hash_to_points`` in a worker, and the results are concatenated in order.
-Below ``SERIAL_BELOW`` items (or with one worker) everything runs in-process: starting
-workers costs more than it saves.
+ECDH PSI costs two X25519 calls per ID and party (~45 us each, see ``crypto.psi.ecdh``).
+libsodium is called through cffi, which releases the GIL for the length of each call, so
+threads of this process keep every core busy: no worker processes, no pickling, no start-up
+cost. The points are cut into contiguous chunks (at least four per thread, so the last one
+does not leave a core idle), each chunk runs ``crypto.psi.x25519.multiply`` on a thread,
+and the results are concatenated in order. Hashing (SHA-256, ~1 us per ID) stays on the
+calling thread: it is too cheap to be worth a hand-off. Below ``SERIAL_BELOW`` points (or
+with one worker) everything runs on the calling thread.
 
-Workers come from the ``forkserver`` start method, not ``fork``: a party node runs gRPC
-threads, and forking a threaded process can deadlock the child.  The fork server
-preloads ``crypto.psi`` so a worker starts in milliseconds.  Start a ``PsiPool`` once
-per job (``with PsiPool() as pool``) and pass it to every call; without one, each call
-starts and closes its own pool.  Closing waits for the workers to exit.
+Start a ``PsiPool`` once per job or serving process and pass it to every call; without one,
+each call starts and closes its own. Closing waits for running chunks.
 
-Errors: a ``PsiError`` from a chunk is re-raised with the index shifted to the whole
-array; chunks are read in order, so it is the first bad index overall, and chunks not yet
-started are cancelled.
+Errors: a ``PsiError`` from a chunk is re-raised with the index shifted to the whole array;
+chunks are read in order, so it is the first bad index overall, and chunks not yet started
+are cancelled.
 
-Assumes: keys and IDs may be sent to worker processes of this party (same machine, same
-trust domain); the caller runs this from an importable module (``forkserver`` re-imports
-``__main__`` scripts, so they need an ``if __name__ == "__main__"`` guard).
+Assumes: keys may be shared with the threads of this process (same trust domain).
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
-import multiprocessing
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
@@ -41,25 +34,21 @@ import numpy.typing as npt
 
 from crypto import psi
 from crypto.psi import Points, PsiError
+from crypto.psi.curve import check_unique
+from crypto.psi.x25519 import multiply
 
-SERIAL_BELOW = 5_000
+SERIAL_BELOW = 1_000
 MAX_CHUNK = 4_096
 CHUNKS_PER_WORKER = 4
 
 
-def _ready() -> int:
-    # Linger a little so that each worker, not the first one alone, answers a task.
-    time.sleep(0.05)
-    return os.getpid()
-
-
 class PsiPool:
-    """A pool of worker processes for PSI chunks, started once, closed explicitly.
+    """A pool of threads for PSI chunks, started once, closed explicitly.
 
     Parameters
     ----------
     workers : int or None
-        Number of processes; default ``os.cpu_count()``.
+        Number of threads; default ``os.cpu_count()``.
     """
 
     def __init__(self, workers: int | None = None) -> None:
@@ -67,14 +56,11 @@ class PsiPool:
         if n < 1:
             raise ValueError(f"expected workers >= 1, got {n}")
         self.workers = n
-        ctx = multiprocessing.get_context("forkserver")
-        # Takes effect only if this process has not started its fork server yet.
-        ctx.set_forkserver_preload(["crypto.psi"])
-        self._executor: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max_workers=n, mp_context=ctx
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=n, thread_name_prefix="psi"
         )
 
-    def executor(self) -> ProcessPoolExecutor:
+    def executor(self) -> ThreadPoolExecutor:
         """The running executor.
 
         Raises
@@ -86,19 +72,8 @@ class PsiPool:
             raise RuntimeError("PsiPool is closed")
         return self._executor
 
-    def warm_up(self) -> list[int]:
-        """Start every worker now (so timings of the first phase exclude start-up).
-
-        Returns
-        -------
-        list of int
-            The process ids that answered (one per task; some may repeat).
-        """
-        ex = self.executor()
-        return [f.result() for f in [ex.submit(_ready) for _ in range(self.workers)]]
-
     def close(self) -> None:
-        """Cancel queued chunks, wait for the workers to exit. Idempotent."""
+        """Cancel queued chunks, wait for running ones. Idempotent."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
@@ -158,56 +133,37 @@ def _use_workers(n: int, workers: int | None, pool: PsiPool | None) -> bool:
     return (workers if workers is not None else (os.cpu_count() or 1)) > 1
 
 
-def _map_ids(
-    fn: Callable[[list[str]], Points],
-    ids: Sequence[str],
-    workers: int | None,
-    pool: PsiPool | None,
-) -> Points:
-    with _pool_for_call(workers, pool) as p:
-        ex = p.executor()
-        bounds = chunk_bounds(len(ids), p.workers)
-        return _gather([(a, ex.submit(fn, list(ids[a:b]))) for a, b in bounds])
-
-
-def _check_ids(ids: Sequence[str]) -> None:
-    # Chunks cannot see duplicates across chunk borders, so check the whole list here.
-    dup = psi.first_duplicate(ids)
-    if dup is not None:
-        raise PsiError("duplicate ID (IDs must be unique)", dup)
-
-
-def hash_parallel(
-    ids: Sequence[str],
-    domain: bytes,
+def multiply_parallel(
+    points: npt.ArrayLike,
+    key: bytes,
     workers: int | None = None,
     *,
     pool: PsiPool | None = None,
+    what: str = "invalid point",
 ) -> Points:
-    """``crypto.psi.hash_to_points`` over a process pool.
+    """``crypto.psi.x25519.multiply`` over threads (no validation beyond its own).
 
     Parameters
     ----------
-    ids : sequence of str
-        Unique IDs.
-    domain : bytes
-        Domain separation tag naming the job.
+    points : array_like
+        (n, 32) ``uint8`` u-coordinates.
+    key : bytes
+        This party's 32-byte key.
     workers : int or None
-        Processes for a pool started for this call (ignored when ``pool`` is given).
+        Threads for a pool started for this call (ignored when ``pool`` is given).
     pool : PsiPool or None
         A running pool to reuse.
-
-    Returns
-    -------
-    Points
-        Same as ``hash_to_points(ids, domain)``.
+    what : str
+        How a small-order row is named in the error.
     """
-    psi.check_domain(domain)
-    _check_ids(ids)
-    if not _use_workers(len(ids), workers, pool):
-        return psi.hash_to_points(ids, domain)
-    fn = functools.partial(psi.hash_to_points, domain=domain)
-    return _map_ids(fn, ids, workers, pool)
+    psi.check_key(key)
+    pts = psi.as_points(points)
+    if not _use_workers(len(pts), workers, pool):
+        return multiply(key, pts, what=what)
+    with _pool_for_call(workers, pool) as p:
+        ex = p.executor()
+        bounds = chunk_bounds(len(pts), p.workers)
+        return _gather([(a, ex.submit(multiply, key, pts[a:b], what=what)) for a, b in bounds])
 
 
 def blind_parallel(
@@ -218,9 +174,7 @@ def blind_parallel(
     *,
     pool: PsiPool | None = None,
 ) -> Points:
-    """``crypto.psi.blind`` (hash and first exponentiation, one pass) over a process pool.
-
-    Parameters are those of ``hash_parallel`` plus ``key``, this party's job key.
+    """``crypto.psi.blind``: hash on this thread, exponentiate over the pool.
 
     Returns
     -------
@@ -233,12 +187,8 @@ def blind_parallel(
         As ``crypto.psi.blind``, with indices into ``ids``.
     """
     psi.check_key(key)
-    psi.check_domain(domain)
-    _check_ids(ids)
-    if not _use_workers(len(ids), workers, pool):
-        return psi.blind(ids, key, domain)
-    fn = functools.partial(psi.blind, key=key, domain=domain)
-    return _map_ids(fn, ids, workers, pool)
+    hashed = psi.hash_to_u(ids, domain)
+    return multiply_parallel(hashed, key, workers, pool=pool, what="ID hashes to a point")
 
 
 def reblind_parallel(
@@ -247,41 +197,39 @@ def reblind_parallel(
     workers: int | None = None,
     *,
     pool: PsiPool | None = None,
-    strict: bool = False,
 ) -> Points:
-    """``crypto.psi.reblind`` (validate, exponentiate) over a process pool.
-
-    Parameters
-    ----------
-    points : array_like
-        (n, 32) ``uint8`` points, as received.
-    key : bytes
-        This party's job key.
-    workers, pool
-        As in ``hash_parallel``.
-    strict : bool, default False
-        Also reject twist points (see ``crypto.psi.reblind``).
-
-    Returns
-    -------
-    Points
-        ``key * point`` per row, same order.
+    """``crypto.psi.reblind`` (check, exponentiate) over the pool.
 
     Raises
     ------
     PsiError
         As ``crypto.psi.reblind``, naming the first bad row of the whole array.
     """
-    pts = psi.as_points(points)
-    if not _use_workers(len(pts), workers, pool):
-        return psi.reblind(pts, key, strict=strict)
-    # Cheap vectorised checks first, so garbage fails before any worker starts.
     psi.check_key(key)
-    bad = psi.first_noncanonical(pts)
-    if bad is not None:
-        raise PsiError("invalid point (not a canonical u-coordinate)", bad)
-    fn = functools.partial(psi.reblind, key=key, strict=strict)
+    pts = psi.check_received(points)
+    return multiply_parallel(pts, key, workers, pool=pool)
+
+
+def hash_points_parallel(
+    ids: Sequence[str],
+    domain: bytes,
+    workers: int | None = None,
+    *,
+    pool: PsiPool | None = None,
+) -> Points:
+    """``crypto.psi.hash_to_points`` in chunks over the pool (libsodium releases the GIL).
+
+    Raises
+    ------
+    PsiError
+        As ``hash_to_points``, with indices into ``ids``.
+    """
+    psi.check_domain(domain)
+    check_unique(ids)  # chunks cannot see duplicates across their borders
+    if not _use_workers(len(ids), workers, pool):
+        return psi.hash_to_points(ids, domain)
     with _pool_for_call(workers, pool) as p:
         ex = p.executor()
-        bounds = chunk_bounds(len(pts), p.workers)
-        return _gather([(a, ex.submit(fn, pts[a:b])) for a, b in bounds])
+        bounds = chunk_bounds(len(ids), p.workers)
+        return _gather([(a, ex.submit(psi.hash_to_points, list(ids[a:b]), domain))
+                        for a, b in bounds])

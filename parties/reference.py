@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from crypto.ring import Ring, decode, dot, encode, rmatvec, truncate_share, zeros
 from crypto.sigmoid import LOG2, residual_share_features, residual_share_label, taylor_loss
+from federation.protocol.convergence import Outcome, judge
 from federation.protocol.messages import TrainSettings
 from federation.protocol.schedule import Schedule
 from parties.optim import OptimizerState
@@ -75,8 +76,8 @@ def taylor_sgd(x_grid: Float, x_bank: Float, y: Float, schedule: Schedule,
             g_b = _gradient(xb, u_g, u_b, yb, frac_bits)
             theta_g, theta_b = opt_g.step(theta_g, g_g), opt_b.step(theta_b, g_b)
         losses.append(total / schedule.n_train)
-        if len(losses) > 1 and abs(losses[-2] - losses[-1]) < settings.tolerance:
-            break
+        if judge(losses, settings.tolerance).outcome is not Outcome.CONTINUE:
+            break  # where the coordinator stops the federated job
     return theta_g, theta_b, losses
 
 
@@ -176,7 +177,7 @@ def shared_sgd(x_grid: Float, x_bank: Float, y: Float, schedule: Schedule,
                            + decay * theta, STEP_FRAC_BITS)
             theta = theta - velocity
         losses.append(float(decode(total, 2 * f)[0]) / schedule.n_train)
-        if len(losses) > 1 and abs(losses[-2] - losses[-1]) < settings.tolerance:
-            break
+        if judge(losses, settings.tolerance).outcome is not Outcome.CONTINUE:
+            break  # where the coordinator stops the federated job
     weights = decode(theta, f)
     return SharedTwin(weights[:k_g], weights[k_g:], losses, cut.expected, cut.wraps)

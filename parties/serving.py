@@ -1,39 +1,48 @@
 """Online scoring: the protocol state of one serving session between grid and bank (no gRPC).
 
 After training, each party keeps its own model and its own table; the bank's systems ask for
-scores of enterprises one request at a time. One session (docs/design.md "One training job",
-step 6, made cheap per request):
+scores of enterprises one request at a time. Unbalanced PSI (``crypto.psi.oprf``; docs/
+design.md "One training job", step 6): the grid blinds its N rows once per key epoch, not
+per session, and a session open costs no curve work on either side.
 
-Session start, once (``GridServing.open`` / ``BankServing.accept_points``)
+Key epoch, once per ``rotate_seconds`` (``GridServing.epoch``)
 
-1. The bank draws a session id; the grid draws a fresh key k_G for it and sends its blinded
-   points k_G*H(id) for all of its N rows, shuffled (position j is grid row perm[j]).
-2. The bank draws a fresh key k_B and re-blinds them once: k_B*k_G*H(id) -> j, a lookup table.
+1. The grid draws an epoch id and key k, computes F_k(id) = X25519(k, H(id)) for all its
+   rows (H: hash to the prime-order subgroup, under the epoch's domain) and sorts the
+   values: position j of the table is grid row perm[j].
+
+Session start (``GridServing.open`` / ``BankServing.accept_points``)
+
+2. The bank draws a session id; the grid answers with the current epoch id and its table.
+   The bank checks that the table strictly ascends and keeps it: no curve work.
 
 Request r (``BankServing.blinded_request`` ... ``BankServing.results``), cost O(request)
 
-3. The bank blinds the requested IDs it has in its own data, k_B*H(id), and sends them.
-4. The grid re-blinds them in order, k_G*k_B*H(id), and remembers request r and its size.
-5. The bank looks each up in its table; the matches give shuffled positions j. It sends those
-   positions, sorted (so their order says nothing about the request's order), once per r.
+3. The bank draws r and s = r^-1 (mod l) and sends X25519(r, H(id)) for the requested IDs it
+   has in its own data.
+4. The grid raises them to k in order and remembers request r and its size.
+5. The bank unblinds with s, F_k(id), and looks each up in the table; the matches give
+   positions j. It sends those positions, sorted, once per r.
 6. The grid returns its partial logit u_G for exactly those rows (at most as many as step 3
    had points, each at most once); the bank computes p = sigmoid(u_B + u_G) exactly, points
    and band. IDs that found no match are "no grid record"; IDs the bank does not hold are an
    error for that ID and are never sent.
 
 What each party learns. The grid: the session's request count and sizes, and which of its
-own rows were scored in each request (as PSI reveals the intersection); it can link repeats
-of the same blinded ID within one session (k_B is per session); nothing about probabilities,
+own rows were scored in each request (as PSI reveals the intersection); r is fresh per
+request, so it cannot link two requests for the same ID; nothing about probabilities,
 points or the bank's features -- no message from the bank carries them. The bank: the
 grid's row count N, for each requested ID whether the grid holds it, and u_G of each scored
 row (it knows u_B and learns the exact score; as in batch scoring, README "What each party
-learns").
+learns"); since every session of an epoch gets the same table, also whether the grid's rows
+changed within the epoch. The table alone reveals nothing else: testing an ID needs the
+grid's answer (k never leaves the grid); a new epoch makes old tables useless.
 
 Assumes: two semi-honest parties (a deviating bank could ask for u_G of rows it did not
 match, up to the size of its request); an authenticated transport that checked the bank's
 certificate before ``GridServing`` sees a message; IDs compared as exact strings after
-stripping spaces (as ``load_party_csv`` reads them); keys never leave their party and are
-fresh per session. Thread-safe: the edge calls these from gRPC worker threads.
+stripping spaces (as ``load_party_csv`` reads them); k never leaves the grid, r and s never
+leave the bank. Thread-safe: the edge calls these from gRPC worker threads.
 """
 
 from __future__ import annotations
@@ -63,6 +72,8 @@ ERROR = "error"
 NOT_IN_BANK_DATA = "not in the bank's data"
 
 MAX_IDS = 10_000
+EPOCH_BYTES = 16
+ROTATE_SECONDS = 24 * 3600.0
 MAX_ID_CHARS = 256
 MAX_SESSIONS = 4
 MAX_PENDING = 1_024
@@ -105,9 +116,9 @@ class ScoredId:
     error: str = ""
 
 
-def session_domain(session: str) -> bytes:
-    """The PSI hash domain of a serving session (unrelated to every training job's)."""
-    return f"gridcredit/serve/v1/{session}".encode()
+def epoch_domain(epoch: bytes) -> bytes:
+    """The PSI hash domain of a serving key epoch (unrelated to every training job's)."""
+    return b"gridcredit/serve/v2/" + epoch.hex().encode()
 
 
 def check_session(session: str) -> None:

@@ -1,9 +1,10 @@
 """Online scoring, the bank's side: the session's lookup table and the steps of one request.
 
-The protocol and what each party learns are in :mod:`parties.serving`. The bank re-blinds
-the grid's points once per session into a lookup table, blinds the requested IDs it holds,
-matches the grid's answer, asks for the matched rows' partial logits and computes the exact
-probability, points and band. Thread-safe: the edge calls it from gRPC worker threads.
+The protocol and what each party learns are in :mod:`parties.serving`. The bank keeps the
+grid's sorted table of the epoch as it came (no curve work), blinds the requested IDs it
+holds with a fresh r per request, unblinds the grid's answer with r^-1, looks it up, asks for
+the matched rows' partial logits and computes the exact probability, points and band.
+Thread-safe: the edge calls it from gRPC worker threads.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import numpy as np
 import numpy.typing as npt
 
 from crypto import psi
+from crypto.psi import oprf
 from crypto.sigmoid import sigmoid
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
 from parties.evaluation.scorecard import Scorecard, band_of
 from parties.outputs import NO_GRID_RECORD
-from parties.psi_pool import PsiPool, blind_parallel
+from parties.psi_pool import PsiPool, hash_points_parallel, multiply_parallel
 from parties.serving import (
+    EPOCH_BYTES,
     ERROR,
     MAX_IDS,
     NOT_IN_BANK_DATA,
@@ -40,8 +43,7 @@ from parties.serving import (
     ScoredId,
     check_session,
     clean_id,
-    reblind,
-    session_domain,
+    epoch_domain,
     tensor_of,
 )
 
@@ -56,8 +58,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class _BankSession:
     session: str
-    key: bytes
-    table: dict[bytes, int]  # k_B*k_G*H(id) -> the grid's shuffled position
+    epoch: bytes
+    table: psi.Points  # F_k(id) of every grid row, ascending; position j as the grid numbers it
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class RequestPlan:
     ids: list[str]
     sent: list[str]
     state: _BankSession = field(repr=False)
+    unblind: bytes = field(default=b"", repr=False)  # s = r^-1 (mod l) of this request
     matched: dict[str, int] = field(default_factory=dict)  # sent ID -> position in `rows`
 
 
@@ -104,6 +107,9 @@ class BankServing:
     combine : callable, optional
         Trees: the logit of the bank's rows (indices into ``ids``) from the grid's packed
         split bits for them (uint64 words per row); default u_B + u_G.
+    probability : callable, optional
+        Full logits u_B + u_G to probabilities: the model's calibration
+        (``PartyModel.probability``); default the logistic function itself.
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class BankServing:
         max_ids: int = MAX_IDS,
         pool: PsiPool | None = None,
         combine: Combine | None = None,
+        probability: Callable[[Float], Float] = sigmoid,
     ) -> None:
         if len(ids) != len(u):
             raise ValueError(f"{len(ids)} IDs but {len(u)} partial logits")
@@ -127,6 +134,7 @@ class BankServing:
         self._bands = None if bands is None else np.asarray(bands, dtype=np.float64)
         self._max_ids = max_ids
         self._pool = pool
+        self._probability = probability
         self._lock = threading.Lock()
         self._state: _BankSession | None = None
         self._round = 0
@@ -143,24 +151,25 @@ class BankServing:
         return Envelope(secrets.token_hex(16), Tag(0, STEP_OPEN), Role.BANK, {})
 
     def accept_points(self, env: Envelope) -> None:
-        """Re-blind the grid's points once into this session's lookup table."""
+        """Keep the grid's table of the epoch as this session's lookup table (no curve work)."""
         if env.tag != Tag(0, STEP_POINTS):
             raise ProtocolAbort(
                 f"expected the grid's {STEP_POINTS!r} at round 0; got round "
                 f"{env.tag.round}, step {env.tag.step!r}"
             )
         check_session(env.job_id)
-        key = psi.new_key()
-        points = psi.as_points(tensor_of(env, "points", np.uint8, 2, psi.POINT_BYTES))
-        double = reblind(points, key, self._pool, env.sender)
-        raw = double.tobytes()
-        width = psi.POINT_BYTES
-        table = {raw[j : j + width]: i for i, j in enumerate(range(0, len(raw), width))}
-        if len(table) != len(double):
-            raise ProtocolAbort("the grid's points repeat: its IDs must be unique")
+        epoch = tensor_of(env, "epoch", np.uint8, 1)
+        if len(epoch) != EPOCH_BYTES:
+            raise ProtocolAbort(f"the grid's epoch id has {len(epoch)} bytes; expected "
+                                f"{EPOCH_BYTES}")
+        try:
+            table = oprf.check_table(tensor_of(env, "points", np.uint8, 2, psi.POINT_BYTES))
+        except psi.PsiError as exc:
+            raise ProtocolAbort(f"the grid's table is invalid: {exc}") from exc
         with self._lock:
-            self._state = _BankSession(env.job_id, key, table)
-        log.info("serving: session %s open, the grid has %d rows", env.job_id, len(table))
+            self._state = _BankSession(env.job_id, bytes(epoch.tobytes()), table)
+        log.info("serving: session %s open in epoch %s, the grid has %d rows", env.job_id,
+                 epoch.tobytes().hex(), len(table))
 
     def blinded_request(self, ids: Sequence[str]) -> tuple[RequestPlan, Envelope | None]:
         """Check a request and blind the IDs the bank holds (None: nothing to send).
@@ -183,10 +192,12 @@ class BankServing:
             self._round += 1
             r = self._round
         sent = [x for x in dict.fromkeys(clean) if x in self._row]
-        plan = RequestPlan(r, state.session, clean, sent, state)
         if not sent:
-            return plan, None
-        points = blind_parallel(sent, state.key, session_domain(state.session), pool=self._pool)
+            return RequestPlan(r, state.session, clean, sent, state), None
+        blind, unblind = oprf.blinding_pair()
+        plan = RequestPlan(r, state.session, clean, sent, state, unblind)
+        hashed = hash_points_parallel(sent, epoch_domain(state.epoch), pool=self._pool)
+        points = multiply_parallel(hashed, blind, pool=self._pool, what="ID hashes to a point")
         return plan, Envelope(state.session, Tag(r, STEP_BLINDED), Role.BANK, {"points": points})
 
     def rows_request(self, plan: RequestPlan, env: Envelope) -> Envelope | None:
@@ -202,12 +213,12 @@ class BankServing:
                 f"the grid returned {len(double)} points for request "
                 f"{plan.round}; expected {len(plan.sent)}"
             )
-        raw, width = double.tobytes(), psi.POINT_BYTES
-        found = {
-            x: plan.state.table.get(raw[i * width : (i + 1) * width])
-            for i, x in enumerate(plan.sent)
-        }
-        hits = {x: j for x, j in found.items() if j is not None}
+        try:
+            values = multiply_parallel(psi.check_received(double), plan.unblind, pool=self._pool)
+        except psi.PsiError as exc:
+            raise ProtocolAbort(f"the grid sent an invalid PSI point: {exc}") from exc
+        found = oprf.lookup(plan.state.table, values).tolist()
+        hits = {x: j for x, j in zip(plan.sent, found, strict=True) if j >= 0}
         if not hits:
             return None
         rows = np.array(sorted(set(hits.values())), dtype=np.int64)
@@ -235,9 +246,10 @@ class BankServing:
         rows = np.array([self._row[x] for x in scored], dtype=np.int64)
         answers = u_grid[[plan.matched[x] for x in scored]]
         if self._combine is None:
-            p = sigmoid(self._u[rows] + answers.astype(np.float64))
+            logits = self._u[rows] + answers.astype(np.float64)
         else:
-            p = sigmoid(self._combine(rows, answers.reshape(len(rows), -1)))
+            logits = self._combine(rows, answers.reshape(len(rows), -1))
+        p = self._probability(logits)
         points = self._card.points(p)
         bands = band_of(points, self._bands) if len(points) else np.array([], dtype=str)
         answer = {

@@ -17,6 +17,7 @@ class Stage(StrEnum):
     TRAINING = auto()
     EVALUATING = auto()
     SCORING = auto()
+    SCREENING = auto()
     DONE = auto()
     ABORTED = auto()
 
@@ -25,10 +26,11 @@ ALLOWED: dict[Stage, frozenset[Stage]] = {
     Stage.IDLE: frozenset({Stage.JOINED, Stage.ABORTED}),
     Stage.JOINED: frozenset({Stage.PSI, Stage.ABORTED}),
     Stage.PSI: frozenset({Stage.ALIGNED, Stage.ABORTED}),
-    Stage.ALIGNED: frozenset({Stage.TRAINING, Stage.SCORING, Stage.ABORTED}),
+    Stage.ALIGNED: frozenset({Stage.TRAINING, Stage.SCORING, Stage.SCREENING, Stage.ABORTED}),
     Stage.TRAINING: frozenset({Stage.EVALUATING, Stage.ABORTED}),
     Stage.EVALUATING: frozenset({Stage.DONE, Stage.ABORTED}),
     Stage.SCORING: frozenset({Stage.DONE, Stage.ABORTED}),
+    Stage.SCREENING: frozenset({Stage.DONE, Stage.ABORTED}),
     Stage.DONE: frozenset(),
     Stage.ABORTED: frozenset(),
 }

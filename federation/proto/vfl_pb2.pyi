@@ -45,7 +45,7 @@ class DeliverReply(_message.Message):
     def __init__(self, bytes_received: _Optional[int] = ...) -> None: ...
 
 class TrainSettings(_message.Message):
-    __slots__ = ("mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1", "momentum", "tolerance", "seed", "validation_fraction", "frac_bits", "task", "deadline_seconds", "feature_frac_bits", "feature_clip", "reveal_weights", "checkpoint_every", "model", "trees", "depth", "bins", "min_child_weight", "subsample", "early_stopping_rounds")
+    __slots__ = ("mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1", "momentum", "tolerance", "seed", "validation_fraction", "frac_bits", "task", "deadline_seconds", "feature_frac_bits", "feature_clip", "reveal_weights", "checkpoint_every", "psi", "model", "trees", "depth", "bins", "min_child_weight", "subsample", "early_stopping_rounds")
     MODE_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class TrainSettings(_message.Message):
     FEATURE_CLIP_FIELD_NUMBER: _ClassVar[int]
     REVEAL_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    PSI_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TREES_FIELD_NUMBER: _ClassVar[int]
     DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +90,7 @@ class TrainSettings(_message.Message):
     feature_clip: float
     reveal_weights: str
     checkpoint_every: int
+    psi: str
     model: str
     trees: int
     depth: int
@@ -96,7 +98,7 @@ class TrainSettings(_message.Message):
     min_child_weight: float
     subsample: float
     early_stopping_rounds: int
-    def __init__(self, mode: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., momentum: _Optional[float] = ..., tolerance: _Optional[float] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., frac_bits: _Optional[int] = ..., task: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., feature_frac_bits: _Optional[int] = ..., feature_clip: _Optional[float] = ..., reveal_weights: _Optional[str] = ..., checkpoint_every: _Optional[int] = ..., model: _Optional[str] = ..., trees: _Optional[int] = ..., depth: _Optional[int] = ..., bins: _Optional[int] = ..., min_child_weight: _Optional[float] = ..., subsample: _Optional[float] = ..., early_stopping_rounds: _Optional[int] = ...) -> None: ...
+    def __init__(self, mode: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., momentum: _Optional[float] = ..., tolerance: _Optional[float] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., frac_bits: _Optional[int] = ..., task: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., feature_frac_bits: _Optional[int] = ..., feature_clip: _Optional[float] = ..., reveal_weights: _Optional[str] = ..., checkpoint_every: _Optional[int] = ..., psi: _Optional[str] = ..., model: _Optional[str] = ..., trees: _Optional[int] = ..., depth: _Optional[int] = ..., bins: _Optional[int] = ..., min_child_weight: _Optional[float] = ..., subsample: _Optional[float] = ..., early_stopping_rounds: _Optional[int] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("job_id", "role", "address", "n_rows", "n_columns")
@@ -200,6 +202,28 @@ class FailRequest(_message.Message):
 class FailReply(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class MatchRequest(_message.Message):
+    __slots__ = ("job_id", "role", "tags")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    role: str
+    tags: bytes
+    def __init__(self, job_id: _Optional[str] = ..., role: _Optional[str] = ..., tags: _Optional[bytes] = ...) -> None: ...
+
+class MatchReply(_message.Message):
+    __slots__ = ("positions",)
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    positions: bytes
+    def __init__(self, positions: _Optional[bytes] = ...) -> None: ...
+
+class MatchPiece(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("ids",)

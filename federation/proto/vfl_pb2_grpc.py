@@ -160,6 +160,11 @@ class CoordinatorStub:
                 request_serializer=federation_dot_proto_dot_vfl__pb2.JoinRequest.SerializeToString,
                 response_deserializer=federation_dot_proto_dot_vfl__pb2.JoinReply.FromString,
                 _registered_method=True)
+        self.Match = channel.stream_stream(
+                '/vfl.v1.Coordinator/Match',
+                request_serializer=federation_dot_proto_dot_vfl__pb2.MatchPiece.SerializeToString,
+                response_deserializer=federation_dot_proto_dot_vfl__pb2.MatchPiece.FromString,
+                _registered_method=True)
         self.Sync = channel.unary_unary(
                 '/vfl.v1.Coordinator/Sync',
                 request_serializer=federation_dot_proto_dot_vfl__pb2.SyncRequest.SerializeToString,
@@ -182,6 +187,13 @@ class CoordinatorServicer:
 
     def Join(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Match(self, request_iterator, context):
+        """Server-aided PSI; returns once both parties sent their tags.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -211,6 +223,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Join,
                     request_deserializer=federation_dot_proto_dot_vfl__pb2.JoinRequest.FromString,
                     response_serializer=federation_dot_proto_dot_vfl__pb2.JoinReply.SerializeToString,
+            ),
+            'Match': grpc.stream_stream_rpc_method_handler(
+                    servicer.Match,
+                    request_deserializer=federation_dot_proto_dot_vfl__pb2.MatchPiece.FromString,
+                    response_serializer=federation_dot_proto_dot_vfl__pb2.MatchPiece.SerializeToString,
             ),
             'Sync': grpc.unary_unary_rpc_method_handler(
                     servicer.Sync,
@@ -255,6 +272,33 @@ class Coordinator:
             '/vfl.v1.Coordinator/Join',
             federation_dot_proto_dot_vfl__pb2.JoinRequest.SerializeToString,
             federation_dot_proto_dot_vfl__pb2.JoinReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Match(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/vfl.v1.Coordinator/Match',
+            federation_dot_proto_dot_vfl__pb2.MatchPiece.SerializeToString,
+            federation_dot_proto_dot_vfl__pb2.MatchPiece.FromString,
             options,
             channel_credentials,
             insecure,

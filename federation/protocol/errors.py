@@ -25,3 +25,7 @@ class ProtocolAbort(VflError):
 
 class PeerUnavailable(VflError):
     """A peer did not answer within its deadline (dead, unreachable or refused)."""
+
+
+class TrainingDiverged(VflError):
+    """Training left the range it can be trusted in: the loss rose or fixed point overflowed."""

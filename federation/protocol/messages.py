@@ -2,7 +2,9 @@
 
 A party-to-party ``Envelope`` carries named numpy tensors under a ``Tag``; the receiver
 matches by tag, never by arrival order. Coordinator requests and replies are small
-dataclasses of scalars and seeds: the coordinator never receives a tensor.
+dataclasses of scalars and seeds; the one array the coordinator receives is a party's
+list of server-aided PSI tags (``MatchRequest``: pseudorandom without the parties' key),
+and the one it returns is that party's matched positions (``MatchReply``).
 """
 
 from __future__ import annotations
@@ -89,6 +91,14 @@ class Model(StrEnum):
 class Task(StrEnum):
     TRAIN = "train"
     SCORE = "score"
+    SCREEN = "screen"  # univariate screening of indicators (no model)
+
+
+class PsiProtocol(StrEnum):
+    """How the parties align their IDs (README "What each party learns")."""
+
+    SERVER_AIDED = "server-aided"  # PRF tags matched by the coordinator (the default)
+    ECDH = "ecdh"  # two-party Diffie-Hellman; the coordinator takes no part
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +106,16 @@ class TrainSettings:
     """The job's training parameters, decided by the coordinator's config, same for both."""
 
     mode: Mode = Mode.SHARED
-    epochs: int = 5
+    epochs: int = 100  # the most epochs; training stops earlier once converged
     batch_size: int = 256
     learning_rate: float = 0.15
     optimizer: Optimizer = Optimizer.SGD
     l2: float = 0.001
     l1: float = 0.0
     momentum: float = 0.9
-    tolerance: float = 1e-5
+    # Converged when the best epoch loss of a window improves by less than this, relative
+    # (federation/protocol/convergence.py); 0 runs every epoch.
+    tolerance: float = 1e-3
     seed: int = 42
     validation_fraction: float = 0.2
     frac_bits: int = 16
@@ -125,6 +137,7 @@ class TrainSettings:
     min_child_weight: float = 1.0
     subsample: float = 1.0
     early_stopping_rounds: int = 10
+    psi: PsiProtocol = PsiProtocol.SERVER_AIDED
 
     def as_dict(self) -> dict[str, object]:
         """The settings as plain values (enums by their value), for JSON and TOML."""
@@ -183,3 +196,19 @@ class FailRequest:
     job_id: str
     role: Role
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRequest:
+    """Server-aided PSI: a party's shuffled 16-byte tags, (n, 16) ``uint8``."""
+
+    job_id: str
+    role: Role
+    tags: npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchReply:
+    """Positions of the party's matched tags in the list it sent, ascending by tag."""
+
+    positions: npt.NDArray[np.int64]

@@ -15,6 +15,8 @@ from federation.protocol.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    MatchReply,
+    MatchRequest,
     Role,
     SyncReply,
     SyncRequest,
@@ -33,6 +35,8 @@ class CoordinatorService(Protocol):
     def deal(self, req: DealRequest) -> DealReply: ...
 
     def fail(self, req: FailRequest) -> None: ...
+
+    def match(self, req: MatchRequest) -> MatchReply: ...
 
     def party_addresses(self) -> dict[Role, str]: ...
 

@@ -104,8 +104,19 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
     os.replace(tmp, path)
 
 
-def write_federation(directory: Path, roles: tuple[Role, ...] = ROLES, days: int = 30) -> None:
-    """Write ca.pem, ca.key and <role>.pem / <role>.key for each role into ``directory``."""
+def write_federation(directory: Path, roles: tuple[Role, ...] = ROLES, days: int = 30,
+                     force: bool = False) -> None:
+    """Write ca.pem, ca.key and <role>.pem / <role>.key for each role into ``directory``.
+
+    An existing CA or node certificate there is never replaced silently (the copies on other
+    hosts would stop matching): it is a ConfigError unless ``force``.
+    """
+    names = ["ca.pem", "ca.key"] + [f"{r.value}.{ext}" for r in roles for ext in ("pem", "key")]
+    present = [n for n in names if (directory / n).exists()]
+    if present and not force:
+        raise ConfigError(f"{directory}: already holds {', '.join(present)}; replacing a CA "
+                          "breaks the certificates already issued (use a new folder, or "
+                          "--force to replace them)")
     directory.mkdir(parents=True, exist_ok=True)
     ca_cert, ca_key = make_ca(days=max(days, 1) * 2)
     _write(directory / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))

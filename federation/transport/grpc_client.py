@@ -28,6 +28,8 @@ from federation.protocol.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    MatchReply,
+    MatchRequest,
     Role,
     SyncReply,
     SyncRequest,
@@ -38,7 +40,7 @@ from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
 from federation.transport.channel import Inbox, Observer, abort_envelope
-from federation.transport.grpc_server import describe
+from federation.transport.grpc_server import STEP_MATCH, describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -217,6 +219,7 @@ class GrpcCoordinatorLink:
         self._grpc = secure_channel(address, certs, Role.COORDINATOR)
         self._stub = vfl_pb2_grpc.CoordinatorStub(self._grpc)
         self.bytes_sent = 0
+        self.gone = False  # set when health checks found the coordinator dead or frozen
 
     def _rpc(self, step: str, round_: int, job: str, request: object,
              method: Callable[..., T], timeout: float, retry_for: float) -> T:
@@ -247,7 +250,33 @@ class GrpcCoordinatorLink:
                           self._stub.Deal, self._deadline, 0.0)
         return wire.deal_reply_from_proto(reply)
 
+    def match(self, req: MatchRequest) -> MatchReply:
+        """Server-aided PSI: stream the tags, wait for both parties, read the positions."""
+        data = wire.match_request_to_bytes(req)
+        self._audit.record(direction="sent", peer="coordinator", job=req.job_id, round_=0,
+                           step=STEP_MATCH, payload=data, tensors=describe({"tags": req.tags}))
+        self.bytes_sent += len(data)
+        timeout = self._barrier_wait + len(data) / 20e6
+
+        def pieces() -> Iterator[vfl_pb2.MatchPiece]:
+            for start in range(0, len(data), CHUNK):
+                yield vfl_pb2.MatchPiece(chunk=data[start:start + CHUNK])
+
+        def once() -> bytes:
+            replies = self._stub.Match(pieces(), timeout=timeout)
+            return b"".join(piece.chunk for piece in replies)
+
+        out = call(f"{STEP_MATCH} at the coordinator ({self.address})", once, retry_for=0.0)
+        reply = wire.match_reply_from_bytes(out)
+        self._audit.record(direction="received", peer="coordinator", job=req.job_id, round_=0,
+                           step=STEP_MATCH, payload=out,
+                           tensors=describe({"positions": reply.positions}))
+        return reply
+
     def fail(self, req: FailRequest) -> None:
+        if self.gone:  # no one to tell: do not wait out a call to a frozen coordinator
+            log.info("not telling the coordinator of the failure: it is gone")
+            return
         try:
             self._rpc("fail", 0, req.job_id, wire.fail_request_to_proto(req), self._stub.Fail,
                       5.0, 0.0)
@@ -289,5 +318,42 @@ def watch_parties(coordinator: CoordinatorService, certs: NodeCerts, every: floa
                 channel.close()
 
     thread = threading.Thread(target=run, name="watch-parties", daemon=True)
+    thread.start()
+    return thread
+
+
+def watch_coordinator(address: str, certs: NodeCerts, on_gone: Callable[[str], None],
+                      stop: threading.Event, every: float = 1.0, misses: int = 5,
+                      grace: float = 30.0) -> threading.Thread:
+    """Call ``on_gone(reason)`` once the coordinator stops answering health checks.
+
+    ``misses`` checks in a row must fail; before the coordinator first answered, misses
+    count only after ``grace`` seconds (a node may start before its coordinator, and joining
+    retries that long). It ends when ``stop`` is set (the job is over, the coordinator may
+    exit). A frozen coordinator (SIGSTOP) is noticed as surely as a dead one: checks time out.
+    """
+    def run() -> None:
+        channel = secure_channel(address, certs, Role.COORDINATOR)
+        stub = health_pb2_grpc.HealthStub(channel)
+        started, answered, missed = time.monotonic(), False, 0
+        try:
+            while not stop.is_set():
+                try:
+                    stub.Check(health_pb2.HealthCheckRequest(), timeout=every)
+                    if not answered:
+                        log.info("watching the coordinator at %s (health checks)", address)
+                    answered, missed = True, 0
+                except grpc.RpcError as exc:
+                    if answered or time.monotonic() - started > grace:
+                        missed += 1
+                    if missed >= misses and not stop.is_set():
+                        on_gone(f"the coordinator at {address} stopped answering "
+                                f"({exc.code().name}); it is gone or frozen")
+                        return
+                stop.wait(every)
+        finally:
+            channel.close()
+
+    thread = threading.Thread(target=run, name="watch-coordinator", daemon=True)
     thread.start()
     return thread

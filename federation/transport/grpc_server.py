@@ -8,6 +8,7 @@ names a role allowed to call it. Our exceptions become status codes here.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from typing import TypeVar
@@ -17,7 +18,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from federation.proto import vfl_pb2, vfl_pb2_grpc
-from federation.protocol.errors import PeerUnavailable, ProtocolAbort, StageError, VflError
+from federation.protocol.errors import (
+    ConfigError,
+    PeerUnavailable,
+    ProtocolAbort,
+    StageError,
+    VflError,
+)
 from federation.protocol.messages import Role
 from federation.protocol.services import CoordinatorService
 from federation.transport import wire
@@ -27,6 +34,8 @@ from federation.transport.channel import Inbox
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CHUNK = 1 << 20
+STEP_MATCH = "psi/match"  # the audit step of the server-aided PSI call
 
 
 def caller_role(context: grpc.ServicerContext) -> str:
@@ -147,6 +156,31 @@ class CoordinatorServicer(vfl_pb2_grpc.CoordinatorServicer):
         self._log("sent", role, "deal", request.epoch, reply)
         return reply
 
+    def Match(self, request_iterator: Iterator[vfl_pb2.MatchPiece],
+              context: grpc.ServicerContext) -> Iterator[vfl_pb2.MatchPiece]:
+        """Server-aided PSI: the party's tags in pieces; its matched positions in pieces."""
+        role = require_role(context, (Role.GRID, Role.BANK))
+        data = b"".join(piece.chunk for piece in request_iterator)
+
+        def answer() -> bytes:
+            req = wire.match_request_from_bytes(data)
+            if req.role is not role:
+                raise ProtocolAbort(f"PSI tags claim role {req.role} but the certificate "
+                                    f"names {role}")
+            self._audit.record(direction="received", peer=role.value, job=req.job_id,
+                               round_=0, step=STEP_MATCH, payload=data,
+                               tensors=describe({"tags": req.tags}))
+            reply = self._c.match(req)
+            out = wire.match_reply_to_bytes(reply)
+            self._audit.record(direction="sent", peer=role.value, job=req.job_id, round_=0,
+                               step=STEP_MATCH, payload=out,
+                               tensors=describe({"positions": reply.positions}))
+            return out
+
+        out = _guard(context, answer)
+        for start in range(0, len(out), CHUNK):
+            yield vfl_pb2.MatchPiece(chunk=out[start:start + CHUNK])
+
     def Fail(self, request: vfl_pb2.FailRequest,
              context: grpc.ServicerContext) -> vfl_pb2.FailReply:
         role = self._caller(context, request.role)
@@ -155,9 +189,35 @@ class CoordinatorServicer(vfl_pb2_grpc.CoordinatorServicer):
         return vfl_pb2.FailReply()
 
 
+def _refuse_unbindable(listen: str) -> None:
+    """Fail with one line before gRPC tries (and logs its own multi-line complaint)."""
+    host, _, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not port_text.isdigit() or not host:
+        raise ConfigError(f"cannot listen on {listen!r}: expected HOST:PORT")
+    if int(port_text) == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    for family, kind, proto, _, address in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {listen}: {exc.strerror} (--listen "
+                                  "HOST:PORT; port 0 picks a free one)") from None
+
+
 def start_server(certs: NodeCerts, listen: str,
                  add: Callable[[grpc.Server], list[str]]) -> tuple[grpc.Server, int]:
-    """Start a mutual-TLS server with health and reflection; returns (server, port)."""
+    """Start a mutual-TLS server with health and reflection; returns (server, port).
+
+    Raises ``ConfigError`` naming the address when it cannot be bound (port in use).
+    """
+    _refuse_unbindable(listen)
     ca, cert, key = certs.read()
     creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
                                         require_client_auth=True)
@@ -170,9 +230,14 @@ def start_server(certs: NodeCerts, listen: str,
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_secure_port(listen, creds)
+    try:
+        port = server.add_secure_port(listen, creds)
+    except RuntimeError:  # grpcio >= 1.60 raises where older versions returned 0
+        port = 0
     if port == 0:
-        raise PeerUnavailable(f"cannot listen on {listen}")
+        server.stop(0)
+        raise ConfigError(f"cannot listen on {listen}: the port is in use or the address is "
+                          "not one of this host's (--listen HOST:PORT; port 0 picks a free one)")
     server.start()
     return server, port
 

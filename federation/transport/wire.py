@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import DecodeError
 
 from federation.proto import vfl_pb2
 from federation.protocol.codec import decode_tensor, encode_tensor
@@ -20,9 +21,12 @@ from federation.protocol.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    MatchReply,
+    MatchRequest,
     Mode,
     Model,
     Optimizer,
+    PsiProtocol,
     Role,
     SyncReply,
     SyncRequest,
@@ -68,9 +72,9 @@ def settings_to_proto(s: TrainSettings) -> vfl_pb2.TrainSettings:
         validation_fraction=s.validation_fraction, frac_bits=s.frac_bits, task=s.task.value,
         deadline_seconds=s.deadline_seconds, feature_frac_bits=s.feature_frac_bits,
         feature_clip=s.feature_clip, reveal_weights=s.reveal_weights,
-        checkpoint_every=s.checkpoint_every, model=s.model.value, trees=s.trees, depth=s.depth,
-        bins=s.bins, min_child_weight=s.min_child_weight, subsample=s.subsample,
-        early_stopping_rounds=s.early_stopping_rounds)
+        checkpoint_every=s.checkpoint_every, psi=s.psi.value, model=s.model.value,
+        trees=s.trees, depth=s.depth, bins=s.bins, min_child_weight=s.min_child_weight,
+        subsample=s.subsample, early_stopping_rounds=s.early_stopping_rounds)
 
 
 def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
@@ -81,8 +85,8 @@ def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
         validation_fraction=p.validation_fraction, frac_bits=p.frac_bits, task=Task(p.task),
         deadline_seconds=p.deadline_seconds, feature_frac_bits=p.feature_frac_bits,
         feature_clip=p.feature_clip, reveal_weights=p.reveal_weights,
-        checkpoint_every=p.checkpoint_every, model=Model(p.model), trees=p.trees,
-        depth=p.depth, bins=p.bins, min_child_weight=p.min_child_weight,
+        checkpoint_every=p.checkpoint_every, psi=PsiProtocol(p.psi), model=Model(p.model),
+        trees=p.trees, depth=p.depth, bins=p.bins, min_child_weight=p.min_child_weight,
         subsample=p.subsample, early_stopping_rounds=p.early_stopping_rounds)
 
 
@@ -146,3 +150,53 @@ def fail_request_to_proto(r: FailRequest) -> vfl_pb2.FailRequest:
 
 def fail_request_from_proto(p: vfl_pb2.FailRequest) -> FailRequest:
     return FailRequest(p.job_id, Role(p.role), p.reason)
+
+
+TAG_BYTES = 16
+
+
+def match_request_to_bytes(r: MatchRequest) -> bytes:
+    """The serialized ``MatchRequest`` (streamed in pieces, audited whole)."""
+    tags = np.ascontiguousarray(r.tags, dtype=np.uint8)
+    msg = vfl_pb2.MatchRequest(job_id=r.job_id, role=r.role.value, tags=tags.tobytes())
+    data: bytes = msg.SerializeToString(deterministic=True)
+    return data
+
+
+def match_request_from_bytes(data: bytes) -> MatchRequest:
+    """Parse a ``MatchRequest``; the tags must be a whole number of 16-byte rows."""
+    try:
+        p = vfl_pb2.MatchRequest.FromString(data)
+    except DecodeError:
+        raise ProtocolAbort(f"PSI tags: {len(data)} bytes that are not a MatchRequest") from None
+    if len(p.tags) % TAG_BYTES:
+        raise ProtocolAbort(f"PSI tags of {len(p.tags)} bytes: expected a multiple of "
+                            f"{TAG_BYTES}")
+    try:
+        role = Role(p.role)
+    except ValueError:
+        raise ProtocolAbort(f"PSI tags from unknown role {p.role[:20]!r}") from None
+    tags = np.frombuffer(p.tags, dtype=np.uint8).reshape(-1, TAG_BYTES)
+    return MatchRequest(p.job_id, role, tags)
+
+
+def match_reply_to_bytes(r: MatchReply) -> bytes:
+    """The serialized ``MatchReply``: positions as little-endian uint32."""
+    pos = np.asarray(r.positions)
+    if pos.size and (pos.min() < 0 or pos.max() >= 2**32):
+        raise ProtocolAbort("PSI positions must lie in 0..2^32 - 1")
+    msg = vfl_pb2.MatchReply(positions=pos.astype("<u4").tobytes())
+    data: bytes = msg.SerializeToString(deterministic=True)
+    return data
+
+
+def match_reply_from_bytes(data: bytes) -> MatchReply:
+    """Parse a ``MatchReply``."""
+    try:
+        p = vfl_pb2.MatchReply.FromString(data)
+    except DecodeError:
+        raise ProtocolAbort(f"PSI positions: {len(data)} bytes that are not a MatchReply") from None
+    if len(p.positions) % 4:
+        raise ProtocolAbort(f"PSI positions of {len(p.positions)} bytes: expected a "
+                            "multiple of 4")
+    return MatchReply(np.frombuffer(p.positions, dtype="<u4").astype(np.int64))

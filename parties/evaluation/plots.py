@@ -20,6 +20,7 @@ Assumptions and design:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from parties.evaluation.metrics import (
     check_labels,
     hosmer_lemeshow,
     ks_curve,
+    log_loss,
     roc_auc,
     roc_curve,
 )
@@ -189,7 +191,7 @@ def plot_calibration(y: npt.ArrayLike, p: npt.ArrayLike, path: PathLike) -> Path
     title = "Calibration by decile of predicted risk"
     if table.count.shape[0] >= 3:
         hl, hl_p = hosmer_lemeshow(y, p)
-        title += f"\nHosmer\u2013Lemeshow = {hl:.2f}, p = {hl_p:.3f}"
+        title += f"\nHosmer\u2013Lemeshow = {hl:.2f}, {format_p_value(hl_p)}"
     top = 1.05 * float(max(table.mean_predicted.max(), table.observed_rate.max(), 0.01))
     top = min(top, 1.0)
     fig, ax = _new_figure(6.0, 6.0)
@@ -209,6 +211,49 @@ def plot_calibration(y: npt.ArrayLike, p: npt.ArrayLike, path: PathLike) -> Path
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def _p_value(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def plot_calibration_curves(y: npt.ArrayLike, curves: Mapping[str, npt.ArrayLike],
+                            path: PathLike) -> Path:
+    """Observed bad rate against mean predicted probability per decile of risk, one line per
+    set of probabilities of the same rows (e.g. before and after Platt scaling).
+
+    Each legend entry carries that set's log-loss and Hosmer-Lemeshow statistic and p-value
+    (when it has at least 3 groups).
+
+    Raises
+    ------
+    ValueError
+        For no curves, invalid inputs or a path that is not .png.
+    """
+    if not curves:
+        raise ValueError("plot_calibration_curves needs at least one set of probabilities")
+    fig, ax = _new_figure(6.0, 6.0)
+    top = 0.01
+    for i, (name, p) in enumerate(curves.items()):
+        table = calibration_by_decile(y, p)
+        label = f"{name}: log-loss {log_loss(y, p):.4f}"
+        if table.count.shape[0] >= 3:
+            hl, hl_p = hosmer_lemeshow(y, p)
+            label += f", HL {hl:.1f} ({_p_value(hl_p)})"
+        top = max(top, float(table.mean_predicted.max()), float(table.observed_rate.max()))
+        ax.plot(table.mean_predicted, table.observed_rate, marker="o",
+                linestyle=LINESTYLES[i % len(LINESTYLES)], label=label)
+    top = min(1.05 * top, 1.0)
+    ax.plot([0.0, top], [0.0, top], linestyle="--", color="grey", label="perfect calibration")
+    ax.set_xlim(0.0, top)
+    ax.set_ylim(0.0, top)
+    ax.set_aspect("equal")
+    ax.set_xlabel("Mean predicted probability of bad")
+    ax.set_ylabel("Observed bad rate")
+    ax.set_title("Calibration by decile of predicted risk")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
     return _save(fig, path)
 
 
@@ -282,7 +327,19 @@ def plot_score_distribution(
     return _save(fig, path)
 
 
-def plot_loss(losses: Sequence[float] | Mapping[str, Sequence[float]], path: PathLike) -> Path:
+def format_p_value(p: float) -> str:
+    """``p = 0.042``, or ``p = 3.1e-04`` / ``p < 1e-300`` where three decimals would read 0."""
+    if not math.isfinite(p):
+        return "p undefined"
+    if p >= 0.001:
+        return f"p = {p:.3f}"
+    if p > 1e-300:
+        return f"p = {p:.1e}"
+    return "p < 1e-300"
+
+
+def plot_loss(losses: Sequence[float] | Mapping[str, Sequence[float]], path: PathLike,
+              ylabel: str = "loss") -> Path:
     """Loss per epoch, one line per series.
 
     Parameters
@@ -292,6 +349,8 @@ def plot_loss(losses: Sequence[float] | Mapping[str, Sequence[float]], path: Pat
         ``{"train": [...], "validation": [...]}``.
     path : str or os.PathLike
         Output ``.png`` file.
+    ylabel : str, default "loss"
+        What the values are, e.g. "Taylor loss (mean per row)" for the training objective.
 
     Returns
     -------
@@ -316,7 +375,7 @@ def plot_loss(losses: Sequence[float] | Mapping[str, Sequence[float]], path: Pat
         ax.plot(np.arange(1, arr.size + 1), arr, marker="o", markersize=3, label=name)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Epoch")
-    ax.set_ylabel("Log-loss")
+    ax.set_ylabel(ylabel)
     ax.set_title("Training loss per epoch")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")

@@ -21,19 +21,14 @@ from collections.abc import Callable
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from parties.labels.features import build_bank_features, build_grid_features, grid_registry
+from parties.labels.engine import build_bank_features, build_grid_features
+from parties.labels.features import grid_registry
 from parties.labels.mask import mask_names, output_ids, read_key
 from parties.labels.output import write_csv
 from parties.labels.panel import build_grid_panel
+from parties.labels.reference import load_grid_raw
 from parties.labels.registry import build_table, data_dictionary, impute_for_training
-from parties.labels.schema import (
-    InputError,
-    format_month,
-    load_bank,
-    load_grid,
-    parse_month,
-    resolve_raw_dir,
-)
+from parties.labels.schema import InputError, format_month, parse_month
 from parties.labels.shell import (
     DEFAULT_MODEL,
     fit_shell_model,
@@ -41,8 +36,11 @@ from parties.labels.shell import (
     save_shell_model,
     score_matrix,
 )
-from parties.labels.synth import synthesize, write_synth
+from parties.labels.sources import Format, RawSource, is_dsn, open_source
+from parties.labels.sqlkit import Engine
+from parties.labels.synth import load_synth_postgres, synthesize, write_synth
 from parties.labels.warning import DEFAULT_RULES, load_rules, rate
+from parties.labels.writers import write_csv_fast
 
 D = "(default: %(default)s)"
 Handler = Callable[[argparse.Namespace], int]
@@ -55,21 +53,54 @@ class Impute(enum.StrEnum):
     MEDIAN = "median"  # median fill + <name>_missing columns, constant columns dropped
 
 
-def _as_of(args: argparse.Namespace, raw: pathlib.Path) -> int:
+def _as_of(args: argparse.Namespace) -> int:
     """``--as-of``, or the ``as_of`` of ``manifest.json`` in the raw folder or its parent."""
     text = args.as_of
+    if text is None and is_dsn(args.raw):
+        raise InputError("--as-of: required when --raw is a database")
+    raw = pathlib.Path(args.raw)
     if text is None:
         for manifest in (raw / "manifest.json", raw.parent / "manifest.json"):
             if manifest.is_file():
                 text = str(json.loads(manifest.read_text(encoding="utf-8")).get("as_of"))
                 break
         else:
-            raise InputError(f"--as-of: not given and no manifest.json in {raw} (row -, "
-                             "column -)")
+            raise InputError(f"--as-of: not given and no manifest.json in {raw}")
     try:
         return parse_month(text)
     except InputError as e:
         raise InputError(f"--as-of: {e}") from e
+
+
+def _raw_exists(raw: str | pathlib.Path) -> None:
+    if not is_dsn(raw) and not pathlib.Path(raw).is_dir():
+        raise InputError(f"--raw {raw}: no such folder")
+
+
+def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None:
+    """Refuse an as-of month after the last month of the raw records: nothing to build.
+
+    Checked on files only (one DuckDB aggregate per table); a database source is checked by
+    the engine's own row counts.
+    """
+    if source.root is None or source.url is not None:
+        return
+    import duckdb
+
+    last: int | None = None
+    for table in tables:
+        path = source.path(table)
+        if not path.exists():
+            continue
+        reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
+        row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {reader}(?)",
+                             [str(path)]).fetchone()
+        if row and row[0]:
+            month = parse_month(str(row[0])[:7])
+            last = month if last is None else max(last, month)
+    if last is not None and as_of > last:
+        raise InputError(f"--as-of {format_month(as_of)}: after the last month of the data "
+                         f"in {source.root} ({format_month(last)})")
 
 
 def _key(args: argparse.Namespace) -> bytes | None:
@@ -78,30 +109,48 @@ def _key(args: argparse.Namespace) -> bytes | None:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write both parties' synthetic raw tables and the manifest."""
+    if args.out is None and args.to is None:
+        raise InputError("synth: give --out FOLDER, --to postgresql://... or both")
+    if args.to is not None and not is_dsn(args.to):
+        raise InputError("--to: expected a postgresql:// connection string")
     data = synthesize(args.enterprises, args.months, args.seed, args.shell_share)
-    manifest = write_synth(data, args.out)
-    print(f"wrote {args.out}/grid, {args.out}/bank, {args.out}/truth and {manifest} "
-          f"(as_of {data.manifest['as_of']})")
+    if args.to is not None:
+        schemas = {"grid": args.grid_schema, "bank": args.bank_schema}
+        load_synth_postgres(data, args.to, schemas)
+        print(f"loaded schemas {args.grid_schema} and {args.bank_schema} "
+              f"(as_of {data.manifest['as_of']})")
+    if args.out is not None:
+        manifest = write_synth(data, args.out, args.format)
+        print(f"wrote {args.out}/grid, {args.out}/bank, {args.out}/truth and {manifest} "
+              f"(as_of {data.manifest['as_of']})")
     return 0
 
 
 def cmd_features_build(args: argparse.Namespace) -> int:
     """Build one party's feature table and data dictionary at the as-of month."""
-    marker = "enterprises.csv" if args.role == "grid" else "loans.csv"
-    raw = resolve_raw_dir(args.raw, args.role, marker)
-    as_of = _as_of(args, args.raw)
+    _raw_exists(args.raw)
+    source = open_source(args.raw, args.role, args.schema)
+    as_of = _as_of(args)
+    _within_data(as_of, source, (("monthly_usage", "bills") if args.role == "grid"
+                                 else ("repayments", "taxes")))
     if args.role == "grid":
         model = load_shell_model(args.shell_model)
-        build = build_grid_features(load_grid(raw), as_of, model)
+        build = build_grid_features(source, as_of, args.engine, model=model,
+                                    spark_master=args.spark_master)
     else:
-        build = build_bank_features(load_bank(raw), as_of, args.horizon, args.overdue_days)
+        build = build_bank_features(source, as_of, args.engine, args.horizon,
+                                    args.overdue_days, spark_master=args.spark_master)
     table = build.table
+    if table.empty:
+        raise InputError(f"--as-of {format_month(as_of)}: no enterprise of {args.raw} has data "
+                         "to build features from" + (" and a repayment due in the label "
+                                                     "window" if args.role == "bank" else ""))
     if args.impute is Impute.MEDIAN:
         table = impute_for_training(table)
     table["id"] = output_ids(table["id"], _key(args))
     dictionary = data_dictionary(table, build.indicators)
     dictionary_path = args.dictionary or args.out.with_name(args.out.stem + ".dictionary.csv")
-    write_csv(args.out, table)
+    write_csv_fast(args.out, table)
     write_csv(dictionary_path, dictionary)
     left_out = f"; {build.excluded} borrowers without a repayment due in the label window " \
         "left out" if args.role == "bank" else ""
@@ -112,18 +161,19 @@ def cmd_features_build(args: argparse.Namespace) -> int:
 
 def cmd_features_fit_shell(args: argparse.Namespace) -> int:
     """Fit ENT_SHELL_SCORE's logistic regression on labelled enterprises and save it."""
-    raw = resolve_raw_dir(args.raw, "grid", "enterprises.csv")
-    as_of = _as_of(args, args.raw)
-    table = build_grid_features(load_grid(raw), as_of, load_shell_model()).table
-    truth_path = args.truth or args.raw / "truth" / "enterprises.csv"
+    _raw_exists(args.raw)
+    as_of = _as_of(args)
+    source = open_source(args.raw, "grid", args.schema)
+    table = build_grid_features(source, as_of, Engine.PANDAS, model=load_shell_model()).table
+    truth_path = args.truth or pathlib.Path(args.raw) / "truth" / "enterprises.csv"
     if not truth_path.is_file():
-        raise InputError(f"{truth_path}: file not found (row -, column -)")
+        raise InputError(f"{truth_path}: file not found")
     truth = pd.read_csv(truth_path, dtype={"ent_id": str})
     if "is_shell" not in truth.columns or "ent_id" not in truth.columns:
         raise InputError(f"{truth_path}: row 1, column 'ent_id,is_shell': missing")
     labels = truth.set_index("ent_id")["is_shell"].reindex(table["id"])
     if bool(labels.isna().any()):
-        raise InputError(f"{truth_path}: row -, column 'ent_id': some enterprises have no label")
+        raise InputError(f"{truth_path}: column 'ent_id': some enterprises have no label")
     note = (f"ENT_SHELL_SCORE model fitted by `gridcredit features fit-shell` on {len(table)} "
             f"grid customers ({int(labels.sum())} shells) at as-of {format_month(as_of)}."
             "\nENT_SHELL_SCORE = 100 / (1 + exp(intercept + "
@@ -136,7 +186,7 @@ def cmd_features_fit_shell(args: argparse.Namespace) -> int:
 
 def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
     if not path.is_file():
-        raise InputError(f"{path}: file not found (row -, column -)")
+        raise InputError(f"{path}: file not found")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     if column not in frame.columns:
         raise InputError(f"{path}: row 1, column '{column}': missing from the header")
@@ -145,9 +195,9 @@ def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
 
 def cmd_warn(args: argparse.Namespace) -> int:
     """Rate enterprises by the Table 7 rules (all of them, or those of ``--ids``)."""
-    raw = resolve_raw_dir(args.raw, "grid", "enterprises.csv")
-    as_of = _as_of(args, args.raw)
-    grid = load_grid(raw)
+    _raw_exists(args.raw)
+    as_of = _as_of(args)
+    grid = load_grid_raw(open_source(args.raw, "grid", args.schema))
     by_name = {ind.name: ind for ind in grid_registry()}
     rules = load_rules(by_name, args.rules)
     panel = build_grid_panel(grid, as_of)
@@ -193,6 +243,12 @@ def _features_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                        help="bank label: days past due that count as overdue " + D)
     build.add_argument("--shell-model", type=pathlib.Path, default=DEFAULT_MODEL,
                        help="ENT_SHELL_SCORE model TOML (default: the packaged model)")
+    build.add_argument("--engine", type=Engine, choices=list(Engine), default=Engine.DUCKDB,
+                       help="duckdb: embedded; spark: a Spark cluster (--spark-master); "
+                       "pandas: the numpy reference " + D)
+    build.add_argument("--spark-master", default="local[2]", metavar="URL",
+                       help="Spark master (local[N], spark://HOST:PORT, yarn, k8s://...) or "
+                       "Spark Connect URL sc://HOST:PORT, for --engine spark " + D)
     build.set_defaults(handler=cmd_features_build)
     fit = fsub.add_parser("fit-shell", help="fit the ENT_SHELL_SCORE model on labelled data")
     _raw_flags(fit)
@@ -203,8 +259,12 @@ def _features_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _raw_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--raw", type=pathlib.Path, required=True,
-                   help="folder of the party's raw CSVs, or a 'synth' output folder")
+    p.add_argument("--raw", required=True, metavar="FOLDER|DSN",
+                   help="folder of the party's raw CSV or Parquet tables, a 'synth' output "
+                   "folder, or a PostgreSQL database postgresql://USER@HOST:PORT/DB")
+    p.add_argument("--schema", default=None,
+                   help="PostgreSQL schema of the party's tables (default: the role, grid or "
+                   "bank)")
     p.add_argument("--as-of", default=None, metavar="YYYY-MM",
                    help="month to build at; nothing later is read (default: as_of of "
                    "manifest.json in --raw)")
@@ -223,7 +283,14 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     synth.add_argument("--seed", type=int, default=7, help="generator seed " + D)
     synth.add_argument("--shell-share", type=float, default=0.05,
                        help="share of shell companies " + D)
-    synth.add_argument("--out", type=pathlib.Path, required=True, help="folder to write")
+    synth.add_argument("--out", type=pathlib.Path, default=None, help="folder to write")
+    synth.add_argument("--format", choices=["csv", "parquet"], default="csv",
+                       help="file format of the tables under --out " + D)
+    synth.add_argument("--to", default=None, metavar="DSN",
+                       help="also load the tables into PostgreSQL postgresql://USER@HOST:PORT/DB"
+                       ", one schema per party (tables must not exist yet)")
+    synth.add_argument("--grid-schema", default="grid", help="schema of the grid's tables " + D)
+    synth.add_argument("--bank-schema", default="bank", help="schema of the bank's tables " + D)
     synth.set_defaults(handler=cmd_synth)
     _features_commands(subparsers)
     warn = subparsers.add_parser("warn", help="post-loan early-warning ratings (Table 7)",

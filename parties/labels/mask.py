@@ -49,12 +49,12 @@ def read_key(spec: str) -> bytes:
     if spec.startswith("@"):
         path = pathlib.Path(spec[1:])
         if not path.is_file():
-            raise InputError(f"{path}: key file not found (row -, column -)")
+            raise InputError(f"{path}: key file not found")
         key = path.read_bytes().strip()
     else:
         key = spec.encode("utf-8")
     if len(key) < 16:
-        raise InputError("--hash-ids-key: key must be at least 16 bytes (row -, column -)")
+        raise InputError("--hash-ids-key: key must be at least 16 bytes")
     return key
 
 

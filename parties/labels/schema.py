@@ -188,18 +188,18 @@ def cell_error(path: pathlib.Path | str, index: int, column: str, why: str) -> I
 
 def _read_strings(path: pathlib.Path) -> pd.DataFrame:
     if not path.is_file():
-        raise InputError(f"{path}: file not found (row -, column -)")
+        raise InputError(f"{path}: file not found")
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except pd.errors.EmptyDataError as e:
-        raise InputError(f"{path}: row 1, column -: empty file, expected a header row") from e
+        raise InputError(f"{path}: empty file, expected a header row") from e
     except pd.errors.ParserError as e:
         line = re.search(r"line (\d+)", str(e))
         row = line.group(1) if line else "?"
         detail = " ".join(str(e).split())  # pandas' message may span lines
-        raise InputError(f"{path}: row {row}, column -: malformed CSV row ({detail})") from e
+        raise InputError(f"{path}: row {row}: malformed CSV row ({detail})") from e
     except UnicodeDecodeError as e:
-        raise InputError(f"{path}: row ?, column -: not UTF-8 text") from e
+        raise InputError(f"{path}: not UTF-8 text") from e
 
 
 def read_table(path: pathlib.Path, spec: TableSpec) -> pd.DataFrame:

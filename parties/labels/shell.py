@@ -120,18 +120,18 @@ def load_shell_model(path: pathlib.Path = DEFAULT_MODEL) -> ShellModel:
         Missing file, TOML syntax error, or fields that do not match :data:`SCORES`.
     """
     if not path.is_file():
-        raise InputError(f"{path}: file not found (row -, column -)")
+        raise InputError(f"{path}: file not found")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: {e} (column -)") from e
+        raise InputError(f"{path}: {e}") from e
     if data.get("scores") != list(SCORES):
-        raise InputError(f"{path}: row -, column 'scores': expected {list(SCORES)}")
+        raise InputError(f"{path}: column 'scores': expected {list(SCORES)}")
     fields = {}
     for name in _FIELDS:
         values = data.get(name)
         if not isinstance(values, list) or len(values) != len(SCORES):
-            raise InputError(f"{path}: row -, column '{name}': expected {len(SCORES)} numbers")
+            raise InputError(f"{path}: column '{name}': expected {len(SCORES)} numbers")
         fields[name] = tuple(float(v) for v in values)
     return ShellModel(fields["lower"], fields["upper"], fields["median"], fields["mean"],
                       fields["std"], fields["coef"], float(data.get("intercept", 0.0)))

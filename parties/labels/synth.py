@@ -19,9 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
-from parties.labels.output import write_csv, write_json
-from parties.labels.schema import BankRaw, GridRaw, InputError, format_month
-from parties.labels.synth_tables import bank_tables, grid_tables, to_csv_frames
+from parties.labels.output import write_json
+from parties.labels.schema import (
+    BANK_TABLES,
+    GRID_TABLES,
+    BankRaw,
+    GridRaw,
+    InputError,
+    format_month,
+)
+from parties.labels.synth_tables import bank_tables, grid_tables
 from parties.labels.synth_universe import (
     HORIZON_MONTHS,
     START_MONTH,
@@ -32,6 +39,24 @@ from parties.labels.synth_universe import (
 
 OVERDUE_DAYS = 30
 MIN_MONTHS = 24 + HORIZON_MONTHS  # 24 months of history before the label window
+
+# Which indicators the generator drives from the hidden risk state, by mechanism (what a
+# screening should find): a decline (distress) cuts use and brings late bills and overdue
+# repayments; bad health brings late bills, overdue repayments and lower taxes; shell
+# companies use little, flat, with many outages. NOT_DRIVEN lists indicators no hidden
+# risk factor touches (their IV is noise).
+RISK_SIGNALS: dict[str, tuple[str, ...]] = {
+    "usage decline": ("use_yoy_3m_pct", "use_yoy_12m_pct", "use_mom_3m_pct",
+                      "use_growth_avg_12m", "use_last_vs_mean_12m", "use_yoy_index_12m",
+                      "use_utilization_12m"),
+    "late bills": ("late_count_12m", "late_days_12m", "late_amount_12m", "late_fee_12m",
+                   "current_arrears", "last_default_days"),
+    "shell": ("outage_count_12m", "score_diff", "score_vola", "ent_shell_score"),
+    "repayment history": ("overdue_count_12m", "overdue_max_days_12m", "overdue_30_count_24m",
+                          "repaid_ratio_12m"),
+    "taxes": ("tax_yoy_12m_pct", "tax_h2h_6m_pct", "tax_last_3m_vs_mean_12m", "tax_mean_12m"),
+}
+NOT_DRIVEN = ("capacity_kva", "loan_count")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +117,68 @@ def truth_table(universe: Universe) -> pd.DataFrame:
     })
 
 
-def write_synth(data: SynthData, out: pathlib.Path) -> pathlib.Path:
-    """Write ``grid/``, ``bank/``, ``truth/`` CSVs and ``manifest.json`` under ``out``.
+SPECS = {"grid": GRID_TABLES, "bank": BANK_TABLES}
+
+
+def raw_frames(data: SynthData) -> dict[str, dict[str, pd.DataFrame]]:
+    """Both parties' typed raw tables by side and table name (as the files name them)."""
+    g, b = data.grid, data.bank
+    return {"grid": {"enterprises": g.enterprises, "monthly_usage": g.usage, "bills": g.bills,
+                     "events": g.events},
+            "bank": {"loans": b.loans, "repayments": b.repayments, "taxes": b.taxes}}
+
+
+def write_synth(data: SynthData, out: pathlib.Path, fmt: str = "csv") -> pathlib.Path:
+    """Write ``grid/``, ``bank/`` tables, ``truth/`` CSV and ``manifest.json`` under ``out``.
+
+    Parameters
+    ----------
+    fmt
+        ``csv`` (``<table>.csv``) or ``parquet`` (``<table>.parquet``, typed columns).
 
     Returns
     -------
     pathlib.Path
         The manifest's path.
     """
-    for side, frames in to_csv_frames(data.grid, data.bank).items():
+    from parties.labels.writers import write_csv_fast, write_raw
+
+    for side, frames in raw_frames(data).items():
         for name, frame in frames.items():
-            write_csv(out / side / f"{name}.csv", frame)
-    write_csv(out / "truth" / "enterprises.csv", truth_table(data.universe))
+            write_raw(out / side / f"{name}.{fmt}", frame, SPECS[side][name], fmt)
+    write_csv_fast(out / "truth" / "enterprises.csv", truth_table(data.universe))
     return write_json(out / "manifest.json", data.manifest)
+
+
+def load_synth_postgres(data: SynthData, dsn: str, schemas: dict[str, str]) -> None:
+    """Create the grid's and the bank's tables in their schemas of a PostgreSQL database and
+    load them, in one transaction (nothing is left half-written on failure).
+
+    Parameters
+    ----------
+    dsn
+        ``postgresql://`` connection string.
+    schemas
+        ``{"grid": name, "bank": name}``; created if missing, tables must not exist yet.
+
+    Raises
+    ------
+    InputError
+        The server cannot be reached or a table exists already.
+    """
+    import psycopg
+    from psycopg import sql
+
+    from parties.labels.writers import copy_to_postgres
+
+    try:
+        conn = psycopg.connect(dsn, connect_timeout=10)
+    except psycopg.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"--to: cannot connect to postgresql ({first})") from e
+    with conn, conn.transaction():
+        for side, frames in raw_frames(data).items():
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                sql.Identifier(schemas[side])))
+            for name, frame in frames.items():
+                copy_to_postgres(conn, schemas[side], name, frame, SPECS[side][name])

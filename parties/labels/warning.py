@@ -96,24 +96,23 @@ class Rule:
 def _parse_rule(name: str, body: object, path: pathlib.Path, known: set[str]) -> Rule:
     where = f"{path}: rule '{name}'"
     if name not in known:
-        raise InputError(f"{where}, column 'indicator': unknown indicator (row -)")
+        raise InputError(f"{where}, column 'indicator': unknown indicator")
     if not isinstance(body, dict):
-        raise InputError(f"{where}: expected a table of intervals (row -, column -)")
+        raise InputError(f"{where}: expected a table of intervals")
     bands: list[tuple[Rating, Interval]] = []
     for key, value in body.items():
         if key == "table7":
             continue
         if key.upper() not in Rating.__members__ or not isinstance(value, str):
             raise InputError(f"{where}, column '{key}': expected one of "
-                             "expansion|stable|shrink|alert = \"interval\" (row -)")
+                             "expansion|stable|shrink|alert = \"interval\"")
         try:
             interval = parse_interval(value)
         except ValueError as e:
-            raise InputError(f"{where}, column '{key}': {e} (row -)") from e
+            raise InputError(f"{where}, column '{key}': {e}") from e
         for rating, other in bands:
             if interval.overlaps(other):
-                raise InputError(f"{where}, column '{key}': overlaps {rating.name.lower()} "
-                                 "(row -)")
+                raise InputError(f"{where}, column '{key}': overlaps {rating.name.lower()}")
         bands.append((Rating[key.upper()], interval))
     return Rule(name, tuple(bands), str(body.get("table7", "")))
 
@@ -134,14 +133,14 @@ def load_rules(known: Iterable[str], path: pathlib.Path = DEFAULT_RULES) -> tupl
         Missing file, TOML syntax, unknown indicator or rating, bad or overlapping interval.
     """
     if not path.is_file():
-        raise InputError(f"{path}: file not found (row -, column -)")
+        raise InputError(f"{path}: file not found")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: {e} (column -)") from e
+        raise InputError(f"{path}: {e}") from e
     rules = data.get("rules")
     if not isinstance(rules, dict) or not rules:
-        raise InputError(f"{path}: row -, column 'rules': expected [rules.<indicator>] tables")
+        raise InputError(f"{path}: column 'rules': expected [rules.<indicator>] tables")
     names = set(known)
     return tuple(_parse_rule(name, body, path, names) for name, body in rules.items())
 

@@ -119,7 +119,7 @@ def test_summary_prints_per_step_counts(run: Path) -> None:
     sent = Counter((e["step"], e["node"], e["peer"])
                    for p in logs for e in map(json.loads, p.read_text().splitlines())
                    if e["direction"] == "sent")
-    assert {"fit", "psi/blinded", "deal", "join"} <= {step for step, _, _ in sent}
+    assert {"fit", "psi/key", "psi/match", "deal", "join"} <= {step for step, _, _ in sent}
     for (step, sender, receiver), count in sent.items():
         row = rf"^{re.escape(step)}\s+{sender}\s+{receiver}\s+{count}\s"
         assert re.search(row, out, re.MULTILINE), (step, sender, receiver, count, out)

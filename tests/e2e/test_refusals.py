@@ -49,6 +49,7 @@ def test_party_with_certificate_from_another_ca_is_refused(tmp_path: Path) -> No
     ("duplicate_id", "duplicate ID"),
     ("non_numeric", "non-numeric value 'abc'"),
     ("empty", "file is empty"),
+    ("one_class", "column 'y': no row labelled 1 among 569"),
 ])
 def test_bad_bank_input_fails_with_one_clear_line_and_no_model(
         tmp_path: Path, case: str, fragment: str) -> None:
@@ -61,6 +62,9 @@ def test_bad_bank_input_fails_with_one_clear_line_and_no_model(
         cells = lines[7].split(",")
         cells[3] = "abc"
         lines[7] = ",".join(cells)
+    elif case == "one_class":
+        lines = lines[:1] + [",".join([r.split(",")[0], "0", *r.split(",")[2:]])
+                             for r in lines[1:]]
     else:
         lines = []
     bank = tmp_path / "bank.csv"
@@ -75,4 +79,21 @@ def test_bad_bank_input_fails_with_one_clear_line_and_no_model(
         assert "row 8" in last and "column 'x1'" in last
     assert not (out / "bank" / "model.json").exists()
     assert not (out / "grid" / "model.json").exists()
+    assert not (out / "report.json").exists()
+    assert not (out / "bank" / "predictions.csv").exists()
+
+
+def test_diverging_training_stops_with_one_line_and_no_model(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_cli("simulate", "--grid-data", str(fate_file("breast_hetero_host.csv")),
+                     "--bank-data", str(fate_file("breast_hetero_guest.csv")),
+                     "--learning-rate", "1", "--out", str(out), "--quiet", timeout=180)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "training diverged: the epoch" in last, last
+    assert last.endswith("try a smaller --learning-rate (now 1)"), last
+    assert "Traceback" not in result.stderr
+    for node in ("grid", "bank"):
+        assert not (out / node / "model.json").exists()
+    assert not (out / "bank" / "predictions.csv").exists()
     assert not (out / "report.json").exists()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from federation.coordinator import Coordinator, JobStage
+from federation.protocol.errors import TrainingDiverged
 from federation.protocol.messages import (
     JoinRequest,
     Mode,
@@ -18,6 +19,7 @@ from federation.protocol.messages import (
 )
 from federation.protocol.schedule import Schedule
 from federation.transport.channel import InMemoryChannel
+from parties.divergence import LogitGuard, square_limit
 from parties.local_fit import LocalFit, with_intercept
 from parties.reference import taylor_sgd
 
@@ -92,5 +94,34 @@ def test_local_fit_matches_plain_float_sgd_within_1e_6() -> None:
 def test_small_batch_is_refused_for_gradient_leakage() -> None:
     xg, xb, y = _data(k_g=20)
     settings = TrainSettings(epochs=1, batch_size=32)
-    with pytest.raises(Exception, match="below 4x the larger party's column count"):
+    with pytest.raises(Exception,
+                       match=r"below the minimum batch \d+ \(4x the larger party's \d+ columns"):
         run_federated(xg, xb, y, settings)
+
+
+def test_local_fit_stops_with_one_line_when_partial_logits_leave_the_fixed_point_range() -> None:
+    xg, xb, y = _data()
+    settings = TrainSettings(mode=Mode.LOCAL, epochs=50, batch_size=64, learning_rate=40.0,
+                             tolerance=0.0, seed=5, deadline_seconds=5.0)
+    with pytest.raises(TrainingDiverged) as info:
+        run_federated(xg, xb, y, settings)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("training diverged: in epoch ")
+    assert "partial logits reached an RMS of" in message
+    assert message.endswith("try a smaller --learning-rate (now 40)")
+
+
+def test_logit_guard_limit_keeps_every_epoch_sum_inside_the_ring() -> None:
+    for frac_bits, n in ((16, 24_000), (16, 455), (20, 2_000), (24, 2_000), (16, 10**6)):
+        limit = square_limit(frac_bits, n)
+        worst = limit / 2 + n * np.log(2.0) + np.sqrt(n * limit)
+        assert worst <= 2.0 ** (62 - 2 * frac_bits) * (1 + 1e-9)
+        assert limit > 4.0 * n  # an RMS logit of 2 always fits at these sizes
+    guard = LogitGuard(Role.GRID, 16, 1000, 0.5)
+    guard.start(3)
+    guard.add(np.full(1000, 1.0e3))  # RMS 1,000: sum 1e9 < limit 2.1e9
+    with pytest.raises(TrainingDiverged, match="in epoch 3 the grid's partial logits reached"):
+        guard.add(np.full(500, 3.0e3))
+    guard.start(4)
+    with pytest.raises(TrainingDiverged, match="RMS of nan"):
+        guard.add(np.array([np.nan]))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from federation.protocol.messages import Mode, TrainSettings
+from federation.protocol.messages import Mode, PsiProtocol, TrainSettings
 from tests.privacy.harness import Job, make_data, run_job, settings
 
 MODES = [Mode.LOCAL, Mode.SHARED]
@@ -23,16 +23,19 @@ def small_settings(mode: Mode, **kw: object) -> TrainSettings:
     return settings(mode, **base)
 
 
-@pytest.fixture(scope="session")
-def small_job() -> Callable[[Mode], Job]:
-    """The 400-row job of a mode, with PSI; memoized per mode."""
-    cache: dict[Mode, Job] = {}
+PSI = [PsiProtocol.SERVER_AIDED, PsiProtocol.ECDH]
 
-    def get(mode: Mode) -> Job:
-        if mode not in cache:
+
+@pytest.fixture(scope="session")
+def small_job() -> Callable[..., Job]:
+    """The 400-row job of a mode and PSI protocol (default: ECDH); memoized."""
+    cache: dict[tuple[Mode, PsiProtocol], Job] = {}
+
+    def get(mode: Mode, psi: PsiProtocol = PsiProtocol.ECDH) -> Job:
+        if (mode, psi) not in cache:
             grid, bank = make_data(SMALL_ROWS, 4, 3, seed=1, extra_ids=SMALL_EXTRA)
-            cache[mode] = run_job(grid, bank, small_settings(mode))
-        return cache[mode]
+            cache[mode, psi] = run_job(grid, bank, small_settings(mode, psi=psi))
+        return cache[mode, psi]
 
     return get
 

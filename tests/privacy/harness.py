@@ -62,6 +62,8 @@ from federation.protocol.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    MatchReply,
+    MatchRequest,
     Mode,
     Role,
     SyncReply,
@@ -79,6 +81,7 @@ from parties.local_fit import FitResult, LocalFit, with_intercept
 from parties.shared_fit import SharedFit
 
 JOB = "job-privacy"
+STEP_MATCH = "psi/match"  # federation.grpc_server.STEP_MATCH: tags to the coordinator
 STEP_EVALUATE = "evaluate"  # parties.node.STEP_EVALUATE: the grid's u_G to the bank
 Float = npt.NDArray[np.float64]
 COORDINATOR = Role.COORDINATOR
@@ -175,6 +178,8 @@ def value_parts(req: Any) -> list[bytes]:
         return [req.address.encode()]
     if isinstance(req, FailRequest):
         return [req.reason.encode()]
+    if isinstance(req, MatchRequest):
+        return tensor_parts({"tags": req.tags})
     return []
 
 
@@ -196,6 +201,8 @@ _TO_PROTO: dict[type, Callable[[Any], Any]] = {
 
 
 def request_wire_bytes(req: Any) -> bytes:
+    if isinstance(req, MatchRequest):
+        return wire.match_request_to_bytes(req)
     return bytes(_TO_PROTO[type(req)](req).SerializeToString())
 
 
@@ -218,12 +225,15 @@ class Transcript:
                 tensor_parts(env.tensors)))
 
     def request(self, role: Role, req: Any) -> None:
-        step = getattr(req, "step", type(req).__name__)
+        step = STEP_MATCH if isinstance(req, MatchRequest) else getattr(
+            req, "step", type(req).__name__)
         round_ = getattr(req, "round", getattr(req, "epoch", 0))
+        tensors: dict[str, npt.NDArray[np.generic]] = (
+            {"tags": req.tags} if isinstance(req, MatchRequest) else {})
         with self._lock:
             self.messages.append(Message(
-                len(self.messages), role, COORDINATOR, type(req).__name__, step, round_, {},
-                req, request_wire_bytes(req), value_parts(req)))
+                len(self.messages), role, COORDINATOR, type(req).__name__, step, round_,
+                tensors, req, request_wire_bytes(req), value_parts(req)))
 
     def reply(self, role: Role, req: Any, rep: Any) -> None:
         with self._lock:
@@ -280,6 +290,12 @@ class RecordingLink:
     def fail(self, req: FailRequest) -> None:
         self._t.request(req.role, req)
         self.coordinator.fail(req)
+
+    def match(self, req: MatchRequest) -> MatchReply:
+        self._t.request(req.role, req)
+        rep = self.coordinator.match(req)
+        self._t.reply(req.role, req, rep)
+        return rep
 
 
 class JobCoordinator(Coordinator):
@@ -486,7 +502,8 @@ def run_job(grid: PartyData, bank: PartyData, cfg: TrainSettings, *, psi: bool =
                                          data.x.shape[1]))
             seeds[role] = plan.dealer_seed
             if psi:
-                rows = align(data.ids, channel, role, JOB, cfg.deadline_seconds, workers=1)
+                rows = align(data.ids, channel, role, JOB, cfg.deadline_seconds, workers=1,
+                             protocol=cfg.psi, coordinator=link)
                 rows = rows[np.argsort(np.array(data.ids)[rows], kind="stable")]
             else:
                 rows = np.arange(len(data.ids))

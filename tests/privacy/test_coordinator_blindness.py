@@ -1,5 +1,7 @@
 """Coordinator blindness: what reaches the coordinator is registration, a few scalars per
-barrier, deal requests and failure notices; never a tensor, a share or a masked value.
+barrier, deal requests, failure notices and, with server-aided PSI, each party's list of
+16-byte tags (pseudorandom without the key the parties agreed on between themselves);
+never another tensor, a share or a masked value. It answers the PSI with positions only.
 
 Checked on every request the parties made of the coordinator during a whole job (the
 recording ``CoordinatorLink``), by type (only ``JoinRequest``, ``SyncRequest``,
@@ -13,6 +15,7 @@ would be opened). A negative control feeds the checker leaky requests.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import fields
@@ -21,16 +24,22 @@ from typing import Any
 import numpy as np
 import pytest
 
+from crypto.psi import server_aided
+from crypto.psi.errors import domain_prefix
 from federation.protocol.messages import (
     DealRequest,
     FailRequest,
     JoinRequest,
+    MatchReply,
+    MatchRequest,
     Mode,
+    PsiProtocol,
     Role,
     SyncRequest,
     peer_of,
 )
-from tests.privacy.conftest import MODES, SMALL_ROWS, small_settings
+from parties.alignment import server_aided_domain
+from tests.privacy.conftest import MODES, PSI, SMALL_EXTRA, SMALL_ROWS, small_settings
 from tests.privacy.harness import (
     JOB,
     Job,
@@ -46,7 +55,9 @@ SYNC_VALUES = {
     "epoch": ({"delta_sq"}, {"loss"}),
     "evaluated": (set(), set()),
 }
-MAX_WIRE_BYTES = {JoinRequest: 80, SyncRequest: 96, DealRequest: 40, FailRequest: 600}
+MAX_WIRE_BYTES = {JoinRequest: 80, SyncRequest: 96, DealRequest: 40, FailRequest: 600,
+                  MatchRequest: 64}  # plus 16 bytes per tag
+MAX_TAGS = 10 * SMALL_ROWS
 MAX_TEXT = {"reason": 500}
 MAX_SCALARS = 3  # number-valued fields besides the header (round / epoch / counts)
 
@@ -58,8 +69,16 @@ def problems(req: Any) -> list[str]:
         return [f"{kind.__name__} is not a coordinator request"]
     out = []
     scalars = 0
+    extra = 0
     for f in fields(req):
         value = getattr(req, f.name)
+        if isinstance(req, MatchRequest) and f.name == "tags":
+            if not (isinstance(value, np.ndarray) and value.dtype == np.uint8
+                    and value.ndim == 2 and value.shape[1] == server_aided.TAG_BYTES
+                    and len(value) <= MAX_TAGS):
+                out.append(f"tags are {type(value).__name__} {getattr(value, 'shape', '')}")
+            extra = 16 * len(value)
+            continue
         if isinstance(value, dict):
             if len(value) > 2:
                 out.append(f"{f.name} has {len(value)} entries")
@@ -84,7 +103,7 @@ def problems(req: Any) -> list[str]:
             if not set(req.ring_values) <= allowed[1]:
                 out.append(f"ring values {sorted(req.ring_values)} at step {req.step!r}")
     size = len(request_wire_bytes(req)) if not out else 0
-    if size > MAX_WIRE_BYTES[kind]:
+    if size > MAX_WIRE_BYTES[kind] + extra:
         out.append(f"{size} bytes on the wire")
     return out
 
@@ -100,19 +119,21 @@ def check_view(job: Job) -> Counter[str]:
     return Counter(m.kind for m in inbound)
 
 
+@pytest.mark.parametrize("psi", PSI, ids=lambda p: p.value)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 def test_coordinator_receives_only_registration_scalars_and_deal_requests(
-        mode: Mode, small_job: Callable[[Mode], Job]) -> None:
-    job = small_job(mode)
+        mode: Mode, psi: PsiProtocol, small_job: Callable[..., Job]) -> None:
+    job = small_job(mode, psi)
     kinds = check_view(job)
     inbound = job.transcript.to_coordinator()
     epochs = job.results[Role.GRID].epochs_run
+    tags = {"MatchRequest": 2} if psi is PsiProtocol.SERVER_AIDED else {}
     assert kinds == {"JoinRequest": 2, "DealRequest": 2 * epochs,
-                     "SyncRequest": 2 * (1 + epochs + 1)}
-    sizes = [len(m.wire) for m in inbound]
+                     "SyncRequest": 2 * (1 + epochs + 1), **tags}
+    sizes = [len(m.wire) for m in inbound if m.kind != "MatchRequest"]
     scalars = sum(len(m.request.values) + len(m.request.ring_values) for m in inbound
                   if isinstance(m.request, SyncRequest))
-    print(f"\n[coordinator {mode}] {len(inbound)} requests {dict(kinds)}, {scalars} scalar "
+    print(f"\n[coordinator {mode} {psi}] {len(inbound)} requests {dict(kinds)}, {scalars} scalar "
           f"values, wire sizes {min(sizes)}..{max(sizes)} bytes, total {sum(sizes)} bytes; "
           f"party-to-party: {len(job.transcript.messages) - len(inbound)} messages, "
           f"{sum(m.payload_bytes for m in job.transcript.messages if m.kind == 'Envelope')} "
@@ -124,6 +145,37 @@ def test_coordinator_receives_only_registration_scalars_and_deal_requests(
     # The intersection count is the only number of the alignment barrier.
     aligned = [m.request.values for m in inbound if m.step == "aligned"]
     assert aligned == [{"intersection": float(SMALL_ROWS)}] * 2
+
+
+def test_server_aided_psi_shows_the_coordinator_only_random_looking_tags_and_sizes(
+        small_job: Callable[..., Job]) -> None:
+    """The coordinator's PSI view: each party's tag list (its size), the intersection size;
+    its answer is positions only. The tags are no unkeyed function of the IDs and look
+    uniform; the full transcript search (test_transcript) finds no ID or feature in them."""
+    job = small_job(Mode.SHARED, PsiProtocol.SERVER_AIDED)
+    rows = SMALL_ROWS + SMALL_EXTRA
+    match = [m for m in job.transcript.to_coordinator() if m.kind == "MatchRequest"]
+    assert sorted(m.sender for m in match) == [Role.BANK, Role.GRID]
+    for m in match:
+        tags = m.request.tags
+        assert set(m.tensors) == {"tags"} and tags.shape == (rows, 16) and tags.dtype == np.uint8
+        assert len(m.wire) <= MAX_WIRE_BYTES[MatchRequest] + 16 * rows
+        ids = job.inputs[m.sender].ids
+        prefix = domain_prefix(server_aided.TAG_ID, server_aided_domain(JOB))
+        unkeyed = {hashlib.sha256(prefix + x.encode()).digest()[:16] for x in ids}
+        unkeyed |= {server_aided.encode_block(x.encode())[:16] for x in ids}
+        assert len(unkeyed) == 2 * len(ids) and not unkeyed & {bytes(t) for t in tags}
+        ones = np.unpackbits(tags, axis=1).mean()
+        assert 0.48 < ones < 0.52  # 53,760 bits: fails with probability < 1e-18
+    common = {bytes(t) for t in match[0].request.tags} & {bytes(t) for t in match[1].request.tags}
+    assert len(common) == SMALL_ROWS  # what the coordinator learns: the intersection size
+    assert job.coordinator.psi_sizes == {"grid": rows, "bank": rows}
+    replies = [r for r in job.transcript.replies if isinstance(r.reply, MatchReply)]
+    assert len(replies) == 2
+    for r in replies:
+        assert [f.name for f in fields(r.reply)] == ["positions"]
+        pos = r.reply.positions
+        assert pos.ndim == 1 and len(pos) == SMALL_ROWS and 0 <= pos.min() and pos.max() < rows
 
 
 class CrashingFit(RecordingSharedFit):
@@ -159,6 +211,8 @@ LEAKY = {
     "bytes in a join": JoinRequest(JOB, Role.GRID, "x" * 4096, 400, 4),
     "a long failure reason": FailRequest(JOB, Role.GRID, "E=" + "1234567890" * 100),
     "a party-to-party tensor": np.zeros((8, 4), dtype=np.uint64),
+    "points instead of tags": MatchRequest(JOB, Role.GRID, np.zeros((8, 32), dtype=np.uint8)),
+    "ring words as tags": MatchRequest(JOB, Role.GRID, np.zeros((8, 2), dtype=np.uint64)),
 }
 
 

@@ -1,7 +1,8 @@
 """Transcript: no secret value crosses a link, in any encoding, beyond docs/design.md's reveals.
 
 A whole job (PSI, training, and in mode local the evaluation message) runs on 400 common
-rows, 4 + 3 features. Every payload a party sends, to its peer (each tensor's bytes) or to
+rows, 4 + 3 features, with each PSI protocol (server-aided: the tags to the coordinator are
+searched as well; ECDH). Every payload a party sends, to its peer (each tensor's bytes) or to
 the coordinator (each value field: loss share, delta_sq, counts, address, reason), is cut
 into all its 8-byte windows (every byte offset) and looked up among the secrets:
 
@@ -32,9 +33,9 @@ import numpy as np
 import pytest
 
 from crypto.sigmoid import taylor_loss
-from federation.protocol.messages import Mode, Role
+from federation.protocol.messages import Mode, PsiProtocol, Role
 from parties.shared_params import encode_features
-from tests.privacy.conftest import MODES
+from tests.privacy.conftest import MODES, PSI
 from tests.privacy.harness import (
     COORDINATOR,
     Catalog,
@@ -55,10 +56,15 @@ def catalog_of(job: Job) -> Catalog:
     return local_catalog(job) if job.mode is Mode.LOCAL else shared_catalog(job)
 
 
+PSI_STEPS = {PsiProtocol.ECDH: {"psi/blinded", "psi/double"},
+             PsiProtocol.SERVER_AIDED: {"psi/key", "psi/match", "psi/confirm"}}
+
+
+@pytest.mark.parametrize("psi", PSI, ids=lambda p: p.value)
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 def test_no_secret_word_appears_in_any_message_to_the_peer_or_the_coordinator(
-        mode: Mode, small_job: Callable[[Mode], Job]) -> None:
-    job = small_job(mode)
+        mode: Mode, psi: PsiProtocol, small_job: Callable[..., Job]) -> None:
+    job = small_job(mode, psi)
     cat = catalog_of(job)
     leaks: list[str] = []
     revealed: Counter[str] = Counter()
@@ -75,7 +81,7 @@ def test_no_secret_word_appears_in_any_message_to_the_peer_or_the_coordinator(
                 leaks.append(f"{name} in {msg.kind} {msg.sender}->{msg.receiver} step "
                              f"{msg.step!r} round {msg.round} at byte {offset}")
     secret_words = len(cat.words)
-    print(f"\n[transcript {mode}] {sum(messages.values())} messages ({dict(messages)}), "
+    print(f"\n[transcript {mode} {psi}] {sum(messages.values())} messages ({dict(messages)}), "
           f"{sum(m.payload_bytes for m in job.transcript.messages)} payload bytes, "
           f"{windows} 8-byte windows, {len(cat)} secret values ({secret_words} distinct "
           f"words) in {len(cat.sets)} kinds; revealed by design: {dict(revealed)}")
@@ -83,9 +89,11 @@ def test_no_secret_word_appears_in_any_message_to_the_peer_or_the_coordinator(
     # The counts are not trivial: every kind of message was there and searched.
     steps = Counter(m.step for m in job.transcript.messages)
     assert steps["fit"] == 2 * sum(1 for _ in job.fits[Role.GRID].steps)
-    assert {"psi/blinded", "psi/double", "pair-key", "masked-x", "epoch", "aligned"} <= set(steps)
+    assert PSI_STEPS[psi] | {"pair-key", "masked-x", "epoch", "aligned"} <= set(steps)
     assert messages[f"{Role.GRID}->{COORDINATOR}"] >= 8
-    assert windows > 100_000 and secret_words > 20_000
+    # Server-aided PSI sends 16 bytes per ID once, ECDH 32 bytes twice.
+    assert windows > (100_000 if psi is PsiProtocol.ECDH else 60_000)
+    assert secret_words > 20_000
     # Positive control: the step revealed by design does carry those values, all of them.
     if mode is Mode.LOCAL:
         assert revealed["grid.u_evaluation@float64"] == len(job.data[Role.GRID].ids)

@@ -47,6 +47,7 @@ PARTY_VALID = {
     (S.TRAINING, S.EVALUATING), (S.TRAINING, S.ABORTED),
     (S.EVALUATING, S.DONE), (S.EVALUATING, S.ABORTED),
     (S.SCORING, S.DONE), (S.SCORING, S.ABORTED),
+    (S.ALIGNED, S.SCREENING), (S.SCREENING, S.DONE), (S.SCREENING, S.ABORTED),
 }
 PARTY_INVALID = sorted(set(product(Stage, Stage)) - PARTY_VALID)
 
@@ -56,6 +57,7 @@ JOB_VALID = {
     (J.FIT, J.EVALUATE), (J.FIT, J.FAILED),
     (J.EVALUATE, J.DONE), (J.EVALUATE, J.FAILED),
     (J.SCORE, J.DONE), (J.SCORE, J.FAILED),
+    (J.ALIGN, J.SCREEN), (J.SCREEN, J.DONE), (J.SCREEN, J.FAILED),
 }
 JOB_INVALID = sorted(set(product(JobStage, JobStage)) - JOB_VALID)
 
@@ -222,13 +224,49 @@ def test_coordinator_runs_register_align_fit_evaluate_done() -> None:
     assert done[Role.GRID].decision is Decision.STOP and c.stage is J.DONE
 
 
-def test_coordinator_stops_early_when_converged() -> None:
-    c, _ = new_coordinator(epochs=10, tolerance=1e-3)
+def test_coordinator_stops_early_when_converged_with_the_default_settings() -> None:
+    c, _ = new_coordinator(epochs=TrainSettings().epochs, tolerance=TrainSettings().tolerance)
     join_both(c)
     sync_both(c, 0, coord.STEP_ALIGNED, lambda r: {"intersection": 100.0})
-    sync_both(c, 1, coord.STEP_EPOCH, lambda r: {"delta_sq": 0.0}, loss_shares(40.0))
-    got = sync_both(c, 2, coord.STEP_EPOCH, lambda r: {"delta_sq": 0.0}, loss_shares(40.0))
-    assert got[Role.GRID].decision is Decision.STOP and c.stage is J.EVALUATE
+    flat = [0.52, 0.4960, 0.4959, 0.4958, 0.4957, 0.4959, 0.4960]  # jitter ~1e-4 from epoch 2
+    for epoch, loss in enumerate(flat, start=1):
+        got = sync_both(c, epoch, coord.STEP_EPOCH, lambda r: {"delta_sq": 0.0},
+                        loss_shares(loss * 80))
+        stopped = got[Role.GRID].decision is Decision.STOP
+        assert stopped == (epoch == len(flat)), epoch
+    assert c.stage is J.EVALUATE and c.stop_reason.startswith("converged at epoch 7")
+
+
+def test_coordinator_says_when_the_epoch_limit_stopped_training() -> None:
+    c, _ = new_coordinator(epochs=2, tolerance=1e-3)
+    join_both(c)
+    sync_both(c, 0, coord.STEP_ALIGNED, lambda r: {"intersection": 100.0})
+    for epoch, loss in ((1, 0.6), (2, 0.5)):
+        got = sync_both(c, epoch, coord.STEP_EPOCH, lambda r: {"delta_sq": 0.0},
+                        loss_shares(loss * 80))
+    assert got[Role.BANK].decision is Decision.STOP
+    assert c.stop_reason == "reached the epoch limit (2) before converging"
+
+
+@pytest.mark.parametrize("losses,stopped_at", [([1.39449, 36.84284], 1),  # overshoot
+                                               ([0.52, -232.6], 2)])  # overflow
+def test_coordinator_fails_the_job_when_training_diverges(losses: list[float],
+                                                          stopped_at: int) -> None:
+    c, _ = new_coordinator(epochs=20, learning_rate=1.5)
+    join_both(c)
+    sync_both(c, 0, coord.STEP_ALIGNED, lambda r: {"intersection": 100.0})
+    for epoch, loss in enumerate(losses, start=1):
+        got = sync_both(c, epoch, coord.STEP_EPOCH, lambda r: {"delta_sq": 0.0},
+                        loss_shares(loss * 80))
+        if got[Role.GRID].decision is Decision.ABORT:
+            break
+    assert epoch == stopped_at
+    assert all(v.decision is Decision.ABORT for v in got.values())
+    assert c.stage is J.FAILED and c.failure == got[Role.BANK].reason
+    assert c.failure.startswith("training diverged: the epoch")
+    assert c.failure.endswith("stopped with no model: try a smaller --learning-rate (now 1.5)")
+    with pytest.raises(ProtocolAbort, match="training diverged"):
+        c.sync(SyncRequest("job", Role.GRID, epoch + 1, coord.STEP_EPOCH, {}, {}))
 
 
 def test_disagreeing_intersection_sizes_fail_the_job() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from federation.config import load_toml, settings_from, tls_from
 from federation.protocol.errors import ConfigError
-from federation.protocol.messages import Mode, Optimizer, Role, Task, TrainSettings
+from federation.protocol.messages import Mode, Optimizer, PsiProtocol, Role, Task, TrainSettings
 from federation.transport.certs import NodeCerts
 
 
@@ -123,12 +123,14 @@ frac_bits = 20
 task = "score"
 deadline_seconds = 5.0
 mode = "local"
+psi = "ecdh"
 """)
     s = settings_from(load_toml(path)["training"])
     assert s == TrainSettings(mode=Mode.LOCAL, epochs=7, batch_size=64, learning_rate=0.05,
                               optimizer=Optimizer.ADAM, l2=0.0, l1=0.01, momentum=0.5,
                               tolerance=1e-6, seed=99, validation_fraction=0.1, frac_bits=20,
-                              task=Task.SCORE, deadline_seconds=5.0)
+                              task=Task.SCORE, deadline_seconds=5.0, psi=PsiProtocol.ECDH)
+    assert TrainSettings().psi is PsiProtocol.SERVER_AIDED
 
 
 def test_overrides_apply_on_a_base_and_none_keeps_the_base() -> None:
@@ -156,6 +158,7 @@ def test_overrides_apply_on_a_base_and_none_keeps_the_base() -> None:
     ({"mode": "turbo"}, "mode"),
     ({"optimizer": "rmsprop"}, "optimizer"),
     ({"task": "predict"}, "task"),
+    ({"psi": "rsa"}, "psi = 'rsa'"),
     ({"seed": "abc"}, "seed"),
     ({"epochs": "three"}, "epochs"),
 ])
@@ -175,3 +178,15 @@ def test_non_scalar_training_value_is_config_error(value: object) -> None:
 def test_wrongly_typed_integer_is_config_error(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=key):
         settings_from({key: value})
+
+
+def test_party_psi_requirement_is_read_from_the_data_table_and_checked(tmp_path: Path) -> None:
+    from federation.config import NetworkConfig
+    from federation.nodes import party_config
+
+    net = NetworkConfig(role=Role.BANK, job_id="j", listen="127.0.0.1:0", out=tmp_path,
+                        certs=tls_from({"dir": str(tmp_path)}, Role.BANK))
+    assert party_config(net, {"path": "b.csv"}, 5.0).psi is None
+    assert party_config(net, {"path": "b.csv", "psi": "ecdh"}, 5.0).psi is PsiProtocol.ECDH
+    with pytest.raises(ConfigError, match=r"bank: \[data\] psi = 'fast'"):
+        party_config(net, {"path": "b.csv", "psi": "fast"}, 5.0)

@@ -113,3 +113,40 @@ def test_plot_errors(tmp_path: Path, data: tuple[FloatArray, FloatArray, FloatAr
     with pytest.raises(ValueError, match="length mismatch"):
         plots.plot_score_distribution(y, p[:-1], tmp_path / "d.png")
     assert not list(tmp_path.iterdir()), "a failed call must not leave a file behind"
+
+
+def _captured(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Figures handed to ``plots._save`` (so a test can read titles and labels)."""
+    figures: list[object] = []
+    original = plots._save
+
+    def keep(fig: object, path: Path) -> Path:
+        figures.append(fig)
+        return original(fig, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def test_calibration_title_never_prints_a_zero_p_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A badly calibrated model: Hosmer-Lemeshow p is far below 0.001.
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 0.95, 5_000)
+    y = (rng.random(5_000) < p**3).astype(np.float64)
+    figures = _captured(monkeypatch)
+    plots.plot_calibration(y, p, tmp_path / "cal.png")
+    title = figures[0].axes[0].get_title()  # type: ignore[attr-defined]
+    assert "p = 0.000" not in title and ("p = " in title or "p < " in title), title
+    assert plots.format_p_value(0.0003) == "p = 3.0e-04"
+    assert plots.format_p_value(0.25) == "p = 0.250"
+    assert plots.format_p_value(0.0) == "p < 1e-300"
+
+
+def test_loss_plot_names_the_loss_it_draws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    figures = _captured(monkeypatch)
+    plots.plot_loss([0.7, 0.6], tmp_path / "a.png")
+    plots.plot_loss([0.7, 0.6], tmp_path / "b.png", ylabel="Taylor loss (mean per row)")
+    labels = [fig.axes[0].get_ylabel() for fig in figures]  # type: ignore[attr-defined]
+    assert labels == ["loss", "Taylor loss (mean per row)"]

@@ -21,6 +21,8 @@ from federation.protocol.messages import (
     FailRequest,
     JobPlan,
     JoinRequest,
+    MatchReply,
+    MatchRequest,
     Mode,
     Optimizer,
     Role,
@@ -168,3 +170,34 @@ def test_deal_reply_round_trip_keeps_uint64_corrections() -> None:
     back = wire.deal_reply_from_proto(wire.deal_reply_to_proto(DealReply(c)))
     assert sorted(back.corrections) == sorted(c)
     assert all(same(back.corrections[k], v) for k, v in c.items())
+
+
+def test_psi_match_request_and_reply_round_trip() -> None:
+    tags = np.random.default_rng(1).integers(0, 256, size=(7, 16), dtype=np.uint8)
+    req = wire.match_request_from_bytes(
+        wire.match_request_to_bytes(MatchRequest("job-1", Role.BANK, tags)))
+    assert (req.job_id, req.role) == ("job-1", Role.BANK)
+    np.testing.assert_array_equal(req.tags, tags)
+    pos = np.array([0, 5, 2**32 - 1], dtype=np.int64)
+    back = wire.match_reply_from_bytes(wire.match_reply_to_bytes(MatchReply(pos)))
+    np.testing.assert_array_equal(back.positions, pos)
+    assert wire.match_reply_from_bytes(b"").positions.shape == (0,)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (vfl_pb2.MatchRequest(job_id="j", role="bank", tags=b"x" * 17).SerializeToString(),
+     "17 bytes: expected a multiple of 16"),
+    (vfl_pb2.MatchRequest(job_id="j", role="auditor", tags=b"").SerializeToString(),
+     "unknown role 'auditor'"),
+    (b"\xff\xff\xff", "not a MatchRequest"),
+])
+def test_bad_psi_tags_are_protocol_errors(data: bytes, message: str) -> None:
+    with pytest.raises(ProtocolAbort, match=message):
+        wire.match_request_from_bytes(data)
+
+
+def test_bad_psi_positions_are_protocol_errors() -> None:
+    with pytest.raises(ProtocolAbort, match="multiple of 4"):
+        wire.match_reply_from_bytes(vfl_pb2.MatchReply(positions=b"abc").SerializeToString())
+    with pytest.raises(ProtocolAbort, match="0..2\\^32 - 1"):
+        wire.match_reply_to_bytes(MatchReply(np.array([-1], dtype=np.int64)))

@@ -81,7 +81,7 @@ def test_no_output_holds_an_unmasked_name_or_legal_person_id(
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["features", "build", "--role", "grid", "--raw", "NOPE", "--as-of", "2023-06"],
-     "enterprises.csv: file not found"),
+     "--raw NOPE: no such folder"),
     (["features", "build", "--role", "grid", "--as-of", "2023-13"], "--as-of: expected a month"),
     (["warn", "--hash-ids-key", "short"], "at least 16 bytes"),
     (["synth", "--enterprises", "3"], "--enterprises"),
@@ -116,3 +116,37 @@ def test_masks_and_keyed_hash() -> None:
     one, two = hash_ids(ids, b"k" * 16), hash_ids(ids, b"j" * 16)
     assert one[0] != one[1] and one[0] != two[0] and len(one[0]) == 64
     assert hash_ids(ids, b"k" * 16).equals(one)
+
+
+@pytest.mark.parametrize("role", ["grid", "bank"])
+def test_features_build_on_a_missing_raw_folder_is_one_line(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], role: str) -> None:
+    missing = tmp_path / "nowhere"
+    assert main(["features", "build", "--role", role, "--raw", str(missing), "--as-of",
+                 "2023-06", "--out", str(tmp_path / "f.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --raw {missing}: no such folder"]
+    assert not (tmp_path / "f.csv").exists()
+
+
+@pytest.mark.parametrize(("role", "as_of"), [("grid", "2030-01"), ("bank", "2030-01"),
+                                              ("bank", "2023-12")])
+def test_features_build_past_the_data_fails_instead_of_writing_nothing(
+        synth_dir: pathlib.Path, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
+        role: str, as_of: str) -> None:
+    out = tmp_path / "f.csv"
+    assert main(["features", "build", "--role", role, "--raw", str(synth_dir), "--as-of",
+                 as_of, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --as-of {as_of}: "), err
+    assert not out.exists() and not (tmp_path / "f.dictionary.csv").exists()
+
+
+def test_messages_carry_no_placeholder_row_or_column(tmp_path: pathlib.Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "grid").mkdir()
+    assert main(["features", "build", "--role", "grid", "--raw", str(tmp_path / "grid"),
+                 "--as-of", "2023-06", "--out", str(tmp_path / "f.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "enterprises.csv: file not found" in err
+    assert "row -" not in err and "column -" not in err

@@ -1,0 +1,286 @@
+"""Post-loan monitoring, the bank's state per period (no gRPC, no engine).
+
+Each period (a month) the bank holds, per borrower of its active loan book, the joint score
+(probability, points, band) and the grid's Table 7 rating (or ``no grid record``). This
+module turns them into warning levels by rules from TOML, compares with the previous period
+(alerts: ``new alert``, ``rating worsened``, ``score drop``), measures drift (population
+stability index of the points against the first period) and keeps the folder the bank looks
+at: ``periods/<YYYY-MM>/book.csv`` (written atomically: a period exists whole or not at all)
+and ``alerts.jsonl`` (one line per alert, keyed by (period, id, kind), never written twice),
+so a monitor killed mid-period redoes that period on restart without duplicate alerts.
+
+Assumes: a period's inputs are a function of the raw data at that month (a replay gives the
+same book twice); periods are processed in increasing order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+from federation.protocol.errors import ConfigError, InputDataError
+from parties.model import PartyModel
+from parties.outputs import NO_GRID_RECORD
+
+RATINGS = ("stable", "expansion", "shrink", "alert")  # order of parties.labels.warning.Rating
+LEVELS = ("normal", "watch", "alert")
+NEW_ALERT = "new alert"
+RATING_WORSENED = "rating worsened"
+SCORE_DROP = "score drop"
+BOOK_COLUMNS = ["id", "probability", "points", "band", "rating", "level", "change",
+                "previous_level"]
+PSI_BINS = 10
+MISSING_SUFFIX = "_missing"
+
+
+@dataclass(frozen=True)
+class WarningRules:
+    """How the bank turns a rating and a score into a warning level (``[alert]``/``[watch]``).
+
+    A borrower is at level alert if its rating is one of ``alert_ratings``, or its points are
+    below ``alert_below``, or they dropped by at least ``alert_drop`` since the last period;
+    else watch by the same tests with the ``watch_*`` values; else normal. A borrower the
+    grid has no record of is rated ``no grid record`` and judged on its score alone.
+    ``score_drop`` is the drop (points) that raises a ``score drop`` alert.
+    """
+
+    alert_ratings: tuple[str, ...] = ("alert",)
+    alert_below: float = -math.inf
+    alert_drop: float = math.inf
+    watch_ratings: tuple[str, ...] = ("shrink",)
+    watch_below: float = -math.inf
+    watch_drop: float = math.inf
+    score_drop: float = 30.0
+
+
+def load_warning_rules(path: pathlib.Path | None) -> WarningRules:
+    """Rules from TOML (``[alert] ratings, below, drop``; ``[watch]`` the same;
+    ``[alerts] score_drop``); defaults where absent, and for ``path=None``.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, unknown key or rating, or a value of the wrong type.
+    """
+    if path is None:
+        return WarningRules()
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read warning rules: {exc}") from exc
+    values: dict[str, object] = {}
+    for table, keys in (("alert", ("ratings", "below", "drop")),
+                        ("watch", ("ratings", "below", "drop")), ("alerts", ("score_drop",))):
+        body = doc.pop(table, {})
+        if not isinstance(body, dict) or set(body) - set(keys):
+            raise ConfigError(f"{path}: [{table}] takes only {', '.join(keys)}")
+        for key, value in body.items():
+            name = key if table == "alerts" else f"{table}_{key}"
+            if key == "ratings":
+                if not isinstance(value, list) or any(v not in RATINGS for v in value):
+                    raise ConfigError(f"{path}: [{table}] ratings must be a list of {RATINGS}")
+                values[name] = tuple(value)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                values[name] = float(value)
+            else:
+                raise ConfigError(f"{path}: [{table}] {key} must be a number, got {value!r}")
+    if doc:
+        raise ConfigError(f"{path}: unknown table(s) {sorted(doc)}; expected alert, watch, alerts")
+    return WarningRules(**values)  # type: ignore[arg-type]
+
+
+def model_matrix(table: pd.DataFrame, model: PartyModel, where: str) -> npt.NDArray[np.float64]:
+    """The model's feature matrix from an indicator table (rows as ``table``).
+
+    A feature ``<name>_missing`` is 1 where indicator ``<name>`` is missing; a missing
+    indicator value is filled with the training mean (so it adds nothing to the logit),
+    as training filled it with a central value and flagged it.
+
+    Raises
+    ------
+    InputDataError
+        The table lacks an indicator the model uses.
+    """
+    columns = []
+    for j, name in enumerate(model.features):
+        base = name.removesuffix(MISSING_SUFFIX)
+        if name in table.columns:
+            values = table[name].to_numpy(np.float64)
+            columns.append(np.where(np.isnan(values), model.mean[j], values))
+        elif name.endswith(MISSING_SUFFIX) and base in table.columns:
+            columns.append(table[base].isna().to_numpy(np.float64))
+        else:
+            raise InputDataError(f"{where}: the model's feature {name!r} is not an indicator "
+                                 "built from the raw tables")
+    if not columns:
+        return np.zeros((len(table), 0))
+    return np.column_stack(columns).astype(np.float64)
+
+
+def warning_levels(book: pd.DataFrame, drop: npt.NDArray[np.float64],
+                   rules: WarningRules) -> list[str]:
+    """The level of each row of ``book`` (columns rating, points) given its points drop."""
+    points = book["points"].to_numpy(np.float64)
+    rating = book["rating"].astype(str).to_numpy()
+    out = []
+    for r, p, d in zip(rating, points, drop, strict=True):
+        if r in rules.alert_ratings or p < rules.alert_below or d >= rules.alert_drop:
+            out.append("alert")
+        elif r in rules.watch_ratings or p < rules.watch_below or d >= rules.watch_drop:
+            out.append("watch")
+        else:
+            out.append("normal")
+    return out
+
+
+def compare(book: pd.DataFrame, previous: pd.DataFrame | None,
+            rules: WarningRules) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
+    """Levels, the change in points since ``previous`` and this period's alerts.
+
+    Returns the book with ``level``, ``change`` (points now minus last period; empty if the
+    borrower was not scored both times) and ``previous_level``, and the alerts as
+    (id, kind, before -> after) triples.
+    """
+    prev = previous.set_index("id") if previous is not None else pd.DataFrame(
+        columns=BOOK_COLUMNS[1:], index=pd.Index([], name="id"))
+    before = prev.reindex(book["id"])
+    change = book["points"].to_numpy(np.float64) - before["points"].to_numpy(np.float64)
+    drop = np.where(np.isnan(change), -np.inf, -change)
+    book = book.copy()
+    book["level"] = warning_levels(book, drop, rules)
+    book["change"] = change
+    book["previous_level"] = before["level"].fillna("").astype(str).to_numpy()
+    alerts: list[tuple[str, str, str]] = []
+    old_rating = before["rating"].fillna("").astype(str).to_numpy()
+    for i, row in enumerate(book.itertuples(index=False)):
+        was = book["previous_level"].iat[i]
+        if row.level == "alert" and was != "alert":
+            alerts.append((row.id, NEW_ALERT, f"{was or 'none'} -> alert"))
+        if old_rating[i] in RATINGS and row.rating in RATINGS and \
+                RATINGS.index(row.rating) > RATINGS.index(old_rating[i]):
+            alerts.append((row.id, RATING_WORSENED, f"{old_rating[i]} -> {row.rating}"))
+        if drop[i] >= rules.score_drop:
+            old = before["points"].iat[i]
+            alerts.append((row.id, SCORE_DROP, f"{old:.1f} -> {row.points:.1f}"))
+    return book[BOOK_COLUMNS], alerts
+
+
+def population_stability(expected: npt.ArrayLike, actual: npt.ArrayLike,
+                         bins: int = PSI_BINS) -> float:
+    """PSI = sum (a - e) ln(a / e) over decile bins of ``expected`` (NaN ignored; a bin's
+    share floored at 1e-4 so an empty bin does not make it infinite); NaN if either is empty."""
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    e, a = e[~np.isnan(e)], a[~np.isnan(a)]
+    if not len(e) or not len(a):
+        return math.nan
+    edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
+    share_e = np.bincount(np.searchsorted(edges, e, side="right"), minlength=len(edges) + 1)
+    share_a = np.bincount(np.searchsorted(edges, a, side="right"), minlength=len(edges) + 1)
+    pe = np.maximum(share_e / len(e), 1e-4)
+    pa = np.maximum(share_a / len(a), 1e-4)
+    return float(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+class MonitorStore:
+    """The bank's monitoring folder: periods written whole, alerts written once."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self.periods = root / "periods"
+        self.alerts_path = root / "alerts.jsonl"
+        self.periods.mkdir(parents=True, exist_ok=True)
+
+    def done(self) -> list[str]:
+        """The completed periods, oldest first."""
+        return sorted(p.name for p in self.periods.iterdir()
+                      if p.is_dir() and (p / "book.csv").is_file())
+
+    def book(self, period: str) -> pd.DataFrame | None:
+        """A completed period's book (None if not completed)."""
+        path = self.periods / period / "book.csv"
+        if not path.is_file():
+            return None
+        return pd.read_csv(path, dtype={"id": str, "rating": str, "level": str, "band": str,
+                                        "previous_level": str}, keep_default_na=False,
+                           na_values={"probability": [""], "points": [""], "change": [""]})
+
+    def alerts(self) -> list[dict[str, str]]:
+        """Every alert written so far, in order."""
+        if not self.alerts_path.is_file():
+            return []
+        lines = self.alerts_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip().endswith("}")]
+
+    def add_alerts(self, period: str,
+                   alerts: Sequence[tuple[str, str, str]]) -> list[dict[str, str]]:
+        """Append the alerts not already written (keyed by period, id, kind); the new ones."""
+        seen = {(a["period"], a["id"], a["kind"]) for a in self.alerts()}
+        new = []
+        for ident, kind, what in alerts:
+            if (period, ident, kind) in seen:
+                continue
+            seen.add((period, ident, kind))
+            before, _, after = what.partition(" -> ")
+            new.append({"period": period, "id": ident, "kind": kind, "before": before,
+                        "after": after})
+        if new:
+            with self.alerts_path.open("a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in new))
+                f.flush()
+                os.fsync(f.fileno())
+        return new
+
+    def write_period(self, period: str, book: pd.DataFrame, summary: dict[str, object]) -> None:
+        """Write ``periods/<period>/`` (book.csv, summary.json) at once: a temporary folder
+        renamed into place."""
+        final = self.periods / period
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{period}.", dir=self.periods))
+        try:
+            book.to_csv(tmp / "book.csv", index=False, float_format="%.6f")
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=1) + "\n",
+                                              encoding="utf-8")
+            if final.exists():  # a stale, incomplete copy of this period (no book.csv)
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def summaries(self) -> list[dict[str, object]]:
+        """The summary.json of every completed period, oldest first."""
+        out = []
+        for period in self.done():
+            path = self.periods / period / "summary.json"
+            if path.is_file():
+                out.append(json.loads(path.read_text(encoding="utf-8")))
+        return out
+
+
+def summarize(period: str, book: pd.DataFrame, baseline: pd.DataFrame | None,
+              new_alerts: int) -> dict[str, object]:
+    """Counts per level and rating, alert count, points histogram and drift of a period."""
+    levels = book["level"].value_counts().to_dict()
+    no_grid = int((book["rating"] == NO_GRID_RECORD).sum())
+    points = book["points"].to_numpy(np.float64)
+    ok = points[~np.isnan(points)]
+    hist, edges = np.histogram(ok, bins=20) if len(ok) else (np.zeros(0), np.zeros(0))
+    psi = math.nan if baseline is None else population_stability(baseline["points"], points)
+    return {
+        "period": period, "borrowers": len(book), "no_grid_record": no_grid,
+        "levels": {k: int(levels.get(k, 0)) for k in LEVELS},
+        "ratings": {k: int(v) for k, v in book["rating"].value_counts().items()},
+        "alerts": new_alerts, "psi_points": None if math.isnan(psi) else psi,
+        "points_hist": [int(h) for h in hist], "points_edges": [float(e) for e in edges],
+    }

@@ -1,0 +1,128 @@
+"""Post-loan monitoring over the serving protocol: one session per period (no gRPC).
+
+The bank opens a serving session (:mod:`parties.serving`) whose ``serve/open`` message names
+the period (a month ordinal, tensor ``period``); the grid answers with the blinded points of
+the enterprises it has a record of at that month, and its ``serve/partial`` answers carry,
+besides u_G, the Table 7 rating code (tensor ``rating``, int8) of exactly the matched rows.
+
+What each party learns, beyond online scoring: the grid learns which period the bank asks
+about; the bank learns, per matched borrower, the rating (stable / expansion / shrink /
+alert) -- never an indicator value. The grid learns which of its enterprises are in the
+book, as PSI reveals an intersection (it answers only the rows the bank's request matched).
+
+Assumes: periods are months the grid's raw data cover; one period's table is computed once
+per session (at open) and kept for the last ``MAX_PERIODS`` sessions.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.messages import Envelope, Tag
+from parties.evaluation.scorecard import Scorecard
+from parties.monitoring import RATINGS
+from parties.monitoring_data import GridPeriod
+from parties.outputs import NO_GRID_RECORD
+from parties.psi_pool import PsiPool
+from parties.serving import MAX_IDS, STEP_OPEN, STEP_PARTIAL, ScoredId, UnknownSession, tensor_of
+from parties.serving_bank import BankServing, RequestPlan
+from parties.serving_grid import GridServing, _GridSession
+
+log = logging.getLogger(__name__)
+MAX_PERIODS = 4
+
+
+class PeriodGrid(GridServing):
+    """The grid's serving state for one period: u_G and the rating code per row."""
+
+    def __init__(self, period: GridPeriod, *, max_ids: int = MAX_IDS,
+                 pool: PsiPool | None = None) -> None:
+        super().__init__(period.ids, period.u, max_ids=max_ids, pool=pool)
+        self._rating = np.asarray(period.rating, dtype=np.int8)
+
+    def _partial(self, s: _GridSession, env: Envelope) -> Envelope:
+        answer = super()._partial(s, env)  # checks the rows
+        rows = np.asarray(tensor_of(env, "rows", np.int64, 1), dtype=np.int64)
+        tensors = dict(answer.tensors)
+        tensors["rating"] = self._rating[s.epoch.perm[rows]]
+        return Envelope(answer.job_id, answer.tag, answer.sender, tensors)
+
+
+class MonitorGrid(GridServing):
+    """The grid's monitoring node state: a :class:`PeriodGrid` per session, built at open.
+
+    Parameters
+    ----------
+    build : callable
+        Month ordinal -> the grid's ``GridPeriod`` at that month (indicators, u_G, ratings).
+    """
+
+    def __init__(self, build: Callable[[int], GridPeriod], *, max_ids: int = MAX_IDS,
+                 pool: PsiPool | None = None) -> None:
+        super().__init__([], np.zeros(0), max_ids=max_ids, pool=pool)
+        self._build = build
+        self._max = max_ids
+        self._psi_pool = pool
+        self._by_session: collections.OrderedDict[str, PeriodGrid] = collections.OrderedDict()
+        self._guard = threading.Lock()
+
+    def open(self, env: Envelope) -> Envelope:
+        """Open a session for the month named in ``period``: compute that month's table."""
+        if env.tag != Tag(0, STEP_OPEN):
+            raise ProtocolAbort(f"expected round 0, step {STEP_OPEN!r} to open a session")
+        period = tensor_of(env, "period", np.int64, 1)
+        if len(period) != 1 or not 0 < int(period[0]) < 12 * 10_000:
+            raise ProtocolAbort("serve/open: 'period' must hold one month ordinal")
+        state = PeriodGrid(self._build(int(period[0])), max_ids=self._max, pool=self._psi_pool)
+        reply = state.open(Envelope(env.job_id, env.tag, env.sender, {}))
+        with self._guard:
+            self._by_session[env.job_id] = state
+            while len(self._by_session) > MAX_PERIODS:
+                self._by_session.popitem(last=False)
+        log.info("monitoring: session %s for month %d, %d enterprises", env.job_id,
+                 int(period[0]), len(state._ids))
+        return reply
+
+    def step(self, env: Envelope) -> Envelope:
+        with self._guard:
+            state = self._by_session.get(env.job_id)
+        if state is None:
+            raise UnknownSession(f"no monitoring session {env.job_id[:80]!r} on the grid")
+        return state.step(env)
+
+
+class PeriodBank(BankServing):
+    """The bank's serving state for one period: its book's u_B; collects the ratings."""
+
+    def __init__(self, period: int, ids: Sequence[str], u: np.ndarray, card: Scorecard,
+                 bands: Sequence[float] | None = None, *, max_ids: int = MAX_IDS,
+                 pool: PsiPool | None = None) -> None:
+        super().__init__(ids, u, card, bands, max_ids=max_ids, pool=pool)
+        self._period = period
+        self.ratings: dict[str, str] = {}
+
+    def open_request(self) -> Envelope:  # type: ignore[override]
+        env = BankServing.open_request()
+        period = np.array([self._period], dtype=np.int64)
+        return Envelope(env.job_id, env.tag, env.sender, {"period": period})
+
+    def results(self, plan: RequestPlan, env: Envelope | None) -> list[ScoredId]:
+        out = super().results(plan, env)
+        if env is not None:
+            codes = np.asarray(tensor_of(env, "rating", np.int8, 1), dtype=np.int64)
+            if len(codes) != len(set(plan.matched.values())) or \
+                    bool(np.any((codes < 0) | (codes >= len(RATINGS)))):
+                raise ProtocolAbort(f"{STEP_PARTIAL}: bad 'rating' tensor from the grid")
+            for x, j in plan.matched.items():
+                self.ratings[x] = RATINGS[int(codes[j])]
+        for r in out:
+            self.ratings.setdefault(r.id, NO_GRID_RECORD)
+        return out
+
+

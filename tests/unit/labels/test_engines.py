@@ -1,0 +1,123 @@
+"""The SQL engine (DuckDB) against the numpy reference: every indicator, every source format."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from parties.labels.engine import build_bank_features, build_grid_features
+from parties.labels.features import FeatureBuild
+from parties.labels.output import write_csv
+from parties.labels.schema import parse_month
+from parties.labels.sqlkit import Engine, total
+from parties.labels.synth import synthesize, write_synth
+from parties.labels.writers import write_csv_fast
+from tests.unit.labels.conftest import AS_OF
+
+TOLERANCE = 1e-9  # relative and absolute; NaN where the reference has NaN
+
+
+def assert_same_table(ref: pd.DataFrame, got: pd.DataFrame) -> None:
+    """Same columns in the same order, same IDs in the same order, values to 1e-9."""
+    assert list(got.columns) == list(ref.columns)
+    assert got["id"].tolist() == ref["id"].tolist()
+    assert (got.dtypes == ref.dtypes).all()
+    for column in ref.columns[1:]:
+        want, have = ref[column].to_numpy(np.float64), got[column].to_numpy(np.float64)
+        np.testing.assert_array_equal(np.isnan(have), np.isnan(want), err_msg=column)
+        np.testing.assert_allclose(have, want, rtol=TOLERANCE, atol=TOLERANCE, err_msg=column)
+
+
+def _both(fn: object, raw: object, as_of: int, **kw: object) -> tuple[FeatureBuild, FeatureBuild]:
+    build = fn  # type: ignore[assignment]
+    return (build(raw, as_of, Engine.PANDAS, **kw),  # type: ignore[operator]
+            build(raw, as_of, Engine.DUCKDB, **kw))  # type: ignore[operator]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp("synth")
+    write_synth(synthesize(600, 36, 21), root)
+    write_synth(synthesize(600, 36, 21), root / "parquet", "parquet")
+    return root
+
+
+@pytest.mark.parametrize("model_only", [True, False])
+def test_hand_computed_grid_fixture_matches_reference(grid_dir: pathlib.Path,
+                                                      model_only: bool) -> None:
+    ref, got = _both(build_grid_features, grid_dir, parse_month(AS_OF), model_only=model_only)
+    assert_same_table(ref.table, got.table)
+    assert got.table.set_index("id").loc["A", "late_days_12m"] == 210  # the paper's example
+    pd.testing.assert_frame_equal(got.dictionary, ref.dictionary)
+
+
+def test_hand_computed_bank_fixture_matches_reference(bank_dir: pathlib.Path) -> None:
+    ref, got = _both(build_bank_features, bank_dir, parse_month(AS_OF))
+    assert_same_table(ref.table, got.table)
+    assert got.excluded == ref.excluded == 1
+
+
+@pytest.mark.parametrize("as_of", ["2023-06", "2022-12", "2022-02"])
+def test_synthetic_data_every_indicator_agrees(synth_root: pathlib.Path, as_of: str) -> None:
+    month = parse_month(as_of)
+    for fn in (build_grid_features, build_bank_features):
+        ref, got = _both(fn, synth_root, month)
+        assert_same_table(ref.table, got.table)
+        assert got.excluded == ref.excluded
+    ref, got = _both(build_grid_features, synth_root, month, model_only=False)
+    assert_same_table(ref.table, got.table)
+    # windows longer than the connection stay missing, never 0
+    short = got.table["account_age_months"] < 24
+    assert short.any() and got.table.loc[short, "use_yoy_index_12m"].isna().all()
+
+
+def test_parquet_folder_gives_the_same_bytes_as_csv(synth_root: pathlib.Path,
+                                                    tmp_path: pathlib.Path) -> None:
+    for fn in (build_grid_features, build_bank_features):
+        csv = fn(synth_root, parse_month("2023-06")).table
+        parquet = fn(synth_root / "parquet", parse_month("2023-06")).table
+        write_csv_fast(tmp_path / "a.csv", csv)
+        write_csv_fast(tmp_path / "b.csv", parquet)
+        assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_runs_are_deterministic_to_the_bit(synth_root: pathlib.Path) -> None:
+    one = build_grid_features(synth_root, parse_month("2023-06")).table
+    two = build_grid_features(synth_root, parse_month("2023-06")).table
+    pd.testing.assert_frame_equal(one, two, check_exact=True)
+
+
+def test_a_loan_book_subset_keeps_the_full_table_values(synth_root: pathlib.Path) -> None:
+    month = parse_month("2023-06")
+    full = build_grid_features(synth_root, month).table
+    book = list(full["id"].iloc[::7]) + ["NOT-A-CUSTOMER"]
+    part = build_grid_features(synth_root, month, ids=book).table
+    pd.testing.assert_frame_equal(part, full[full["id"].isin(book)].reset_index(drop=True),
+                                  check_exact=True)
+    ref = build_grid_features(synth_root, month, Engine.PANDAS, ids=book).table
+    assert_same_table(ref, part)
+
+
+def test_fast_csv_writer_writes_pandas_bytes(tmp_path: pathlib.Path) -> None:
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.standard_normal(3000) * 10.0 ** rng.integers(-20, 20, 3000),
+                             [0.0, -0.0, 1e16, 1.5e-7, 1e-5, 0.1, np.nan, 2.0 ** 70, 5e-324]])
+    n = len(values)
+    frame = pd.DataFrame({"id": [f"x{i}" for i in range(n)], "v": values, "i": np.arange(n),
+                          "s": (["", "a b", " lead", 'q"x', "c,d", "张三"] * n)[:n]})
+    write_csv(tmp_path / "pandas.csv", frame)
+    write_csv_fast(tmp_path / "duckdb.csv", frame)
+    assert (tmp_path / "duckdb.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+
+
+@pytest.mark.parametrize("n", [3, 8, 11, 12, 17, 24])
+def test_sql_sum_order_is_numpys(n: int) -> None:
+    """``total`` adds in numpy's pairwise order: evaluated as Python it gives numpy's bits."""
+    rng = np.random.default_rng(n)
+    rows = rng.standard_normal((500, n)) * 10.0 ** rng.integers(-8, 8, n)
+    expr = total([f"x[{i}]" for i in range(n)])
+    got = np.array([eval(expr, {"x": list(map(float, r))}) for r in rows])  # noqa: S307
+    np.testing.assert_array_equal(got, rows.sum(axis=1))

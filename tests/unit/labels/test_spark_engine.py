@@ -1,0 +1,66 @@
+"""The Spark engine (``local[2]``) runs the same SQL: same tables as DuckDB and the reference.
+
+One session for the module; Java and pyspark come with the test extra and ``.ci/run``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+
+from parties.labels.engine import build_bank_features, build_grid_features
+from parties.labels.schema import InputError, parse_month
+from parties.labels.sources import open_source
+from parties.labels.spark import SparkRunner
+from parties.labels.sqlkit import Engine
+from parties.labels.synth import synthesize, write_synth
+from tests.unit.labels.conftest import AS_OF, bank_csvs, grid_csvs, write_tables
+from tests.unit.labels.test_engines import assert_same_table
+from tests.unit.labels.test_schema import _corrupt
+
+MASTER = "local[2]"
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[SparkRunner]:
+    with SparkRunner(MASTER) as runner:
+        yield runner
+    runner.spark.stop()
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pathlib.Path]:
+    base = tmp_path_factory.mktemp("spark")
+    write_tables(base / "fixture" / "grid", grid_csvs())
+    write_tables(base / "fixture" / "bank", bank_csvs())
+    data = synthesize(300, 36, 8)
+    write_synth(data, base / "parquet", "parquet")
+    return {"fixture": base / "fixture", "parquet": base / "parquet"}
+
+
+@pytest.mark.parametrize(("root", "as_of"), [("fixture", AS_OF), ("parquet", "2023-06")])
+def test_spark_tables_equal_duckdb_and_the_reference(spark: SparkRunner,
+                                                     roots: dict[str, pathlib.Path], root: str,
+                                                     as_of: str) -> None:
+    """CSV files (the hand-computed fixture) and Parquet named by a URL, as on a cluster."""
+    month = parse_month(as_of)
+    for fn, role in ((build_grid_features, "grid"), (build_bank_features, "bank")):
+        ref = fn(roots[root], month, Engine.PANDAS).table
+        duck = fn(roots[root], month).table
+        where = f"file://{roots[root] / role}" if root == "parquet" else roots[root]
+        got = fn(open_source(where, role), month, Engine.SPARK, spark_master=MASTER).table
+        assert_same_table(ref, got)
+        pd.testing.assert_frame_equal(got, duck, check_exact=True)  # same SQL, same bits
+
+
+def test_spark_names_the_bad_row_like_the_files(spark: SparkRunner,
+                                                tmp_path: pathlib.Path) -> None:
+    directory = write_tables(tmp_path, _corrupt("monthly_usage", "A,2022-03,100",
+                                                "A,2022-03,abc", grid_csvs()))
+    with pytest.raises(InputError) as info:
+        build_grid_features(directory, parse_month(AS_OF), Engine.SPARK, spark_master=MASTER)
+    assert str(info.value) == (f"{directory}/monthly_usage.csv: row 4, column 'kwh': "
+                               "expected a number >= 0, got 'abc'")

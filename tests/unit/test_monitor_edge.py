@@ -1,0 +1,139 @@
+"""Monitoring without processes: the per-period session in process (what crosses), the
+webhook (retried, bounded) and the dashboard page."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from federation.monitor import post_alerts
+from federation.monitor_http import render
+from parties.evaluation.scorecard import Scorecard
+from parties.monitoring import MonitorStore, WarningRules, compare, summarize
+from parties.monitoring_data import GridPeriod
+from parties.monitoring_serving import MonitorGrid, PeriodBank
+from parties.outputs import NO_GRID_RECORD
+from parties.serving import SCORED
+
+
+def test_a_period_session_carries_u_and_ratings_of_matched_rows_only() -> None:
+    asked: list[int] = []
+
+    def build(month: int) -> GridPeriod:
+        asked.append(month)
+        return GridPeriod(["a", "b", "c", "d"], np.array([0.1, -0.2, 0.3, 0.0]),
+                          np.array([0, 3, 2, 1], dtype=np.int8))
+
+    grid = MonitorGrid(build)
+    bank = PeriodBank(24_000, ["b", "c", "x"], np.array([0.5, -0.5, 0.0]),
+                      Scorecard(600.0, 50.0, 20.0))
+    opened = bank.open_request()
+    assert set(opened.tensors) == {"period"}
+    bank.accept_points(grid.open(opened))
+    assert asked == [24_000]
+    plan, blinded = bank.blinded_request(["b", "c", "x"])
+    assert blinded is not None
+    rows = bank.rows_request(plan, grid.step(blinded))
+    assert rows is not None and set(rows.tensors) == {"rows"}
+    partial = grid.step(rows)
+    assert set(partial.tensors) == {"u", "rating"} and len(partial.tensors["u"]) == 2
+    results = bank.results(plan, partial)
+    assert [r.status for r in results] == [SCORED, SCORED, NO_GRID_RECORD]
+    assert bank.ratings == {"b": "alert", "c": "shrink", "x": NO_GRID_RECORD}
+    expected = 1 / (1 + np.exp(-np.array([0.5 - 0.2, -0.5 + 0.3])))
+    np.testing.assert_allclose([r.probability for r in results[:2]], expected)
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    bodies: list[bytes] = []
+    failures = 1
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        fail = type(self).failures > 0
+        type(self).failures -= 1
+        if not fail:
+            type(self).bodies.append(body)
+        self.send_response(500 if fail else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def hook() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webhook_is_retried_and_bounded(hook: str) -> None:
+    _Flaky.bodies, _Flaky.failures = [], 1
+    alerts = [{"period": "2024-01", "id": "a", "kind": "new alert", "before": "none",
+               "after": "alert"}]
+    assert post_alerts(hook, alerts, retries=2)
+    assert [json.loads(b) for b in _Flaky.bodies] == [{"alerts": alerts}]
+    _Flaky.failures = 10
+    started = time.monotonic()
+    assert not post_alerts(hook, alerts, retries=2)
+    assert time.monotonic() - started < 10
+
+
+def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
+    store = MonitorStore(tmp_path)
+    assert "No period completed yet" in render(store)
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+    for period, points in (("2024-01", [600.0, 550.0]), ("2024-02", [560.0, 550.0])):
+        book = pd.DataFrame({"id": ["a", "b"], "probability": 0.1, "points": points,
+                             "band": "", "rating": ["stable", "alert"]})
+        previous = store.book(store.done()[-1]) if store.done() else None
+        book, alerts = compare(book, previous, WarningRules())
+        store.add_alerts(period, alerts)
+        store.write_period(period, book, summarize(period, book, store.book("2024-01"),
+                                                   len(alerts)))
+    page = render(store)
+    assert 'id="period">2024-02<' in page
+    assert 'id="alert-count">1<' in page  # a's score drop of 40 points
+    assert 'id="level-alert">1<' in page and "<svg" in page
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--period-from", "2024-13", "--period-to", "2024-02"], "expected a month YYYY-MM"),
+    (["--period-from", "2024-03", "--period-to", "2024-02"], "--period-to must be"),
+    (["--period-from", "2024-01", "--period-to", "2024-02", "--http", "0.0.0.0:80"],
+     "loopback"),
+    (["--period-from", "2024-01", "--period-to", "2024-02", "--rules", "missing.toml"],
+     "missing.toml: cannot read"),
+])
+def test_bad_flags_one_line_nothing_written(tmp_path: Path, flags: list[str],
+                                            says: str) -> None:
+    from federation.protocol.messages import Role
+    from parties.model import PartyModel
+    from tests.conftest import run_cli
+
+    assert run_cli("certs", "--out", str(tmp_path / "certs")).returncode == 0
+    model = tmp_path / "bank.json"
+    PartyModel(Role.BANK.value, "j", "shared", ["x"], [0.0], [1.0], [1.0], 0.0).save(model)
+    out = tmp_path / "out"
+    flags = [f.replace("missing.toml", str(tmp_path / "missing.toml")) for f in flags]
+    result = run_cli("monitor", "--role", "bank", "--model", str(model), "--raw",
+                     str(tmp_path), "--tls-dir", str(tmp_path / "certs"), "--peer",
+                     "127.0.0.1:1", "--out", str(out), *flags)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
+    assert not out.exists()
