@@ -6,29 +6,24 @@ and each protocol in ``--protocol`` it starts three OS processes -- grid, bank a
 gRPC framing), and times the protocol from the moment both parties hold their IDs in memory
 until both hold their intersection rows, in the same order:
 
-- ``server-aided`` (``crypto.psi.server_aided``, the default of a job): the parties agree on
-  a key party to party, each sends its shuffled 16-byte tags to the coordinator, the
-  coordinator matches them and returns each party its positions, the parties check the
-  order and compare a digest of the matched tags.
-- ``ecdh`` (``crypto.psi.ecdh``, ``--psi ecdh``): blind, exchange, re-blind, exchange,
-  match; each party runs its curve work on a pool of ``--workers`` threads.
+- ``server-aided`` (``crypto.psi.server_aided``, a job's default): the parties agree on a key,
+  send shuffled 16-byte tags to the coordinator, which returns each party its matched
+  positions; the parties check the order and compare a digest of the matched tags.
+- ``ecdh`` (``crypto.psi.ecdh``, ``--psi ecdh``): blind, exchange, re-blind, exchange, match,
+  each party's curve work on a pool of ``--workers`` threads.
 
 With ``--transport grpc`` it runs the real thing instead: ``gridcredit simulate`` (three
 node processes, mutual TLS, audit logs) on CSVs of the same IDs with one feature, for one
 epoch, and reports the job's ``psi_seconds`` (the slower party's alignment, as in
 report.json) and the coordinator's match time.
 
-In the same run, on the same IDs, it times the non-private limit: a plain pandas inner join
-(``DataFrame.merge`` on the ID column) in one process, and prints our time, the join's and
-the ratio. It also prints the time of each step, bytes sent, and each process's peak RSS
-(``VmHWM``). Every run checks its result: both parties' rows equal the join's set, in one
-order.
+In the same run it times the non-private limit, a pandas inner join of the same IDs, and
+prints both times and the ratio, each step's time, bytes sent and each process's peak RSS
+(``VmHWM``). Every run checks that both parties' rows equal the join's set, in one order.
 
 Usage (from the repository root)::
 
-    python bench/psi_speed.py                                   # server-aided, 100k and 1M
-    python bench/psi_speed.py --protocol server-aided,ecdh --sizes 100000
-    python bench/psi_speed.py --sizes 10000000 --json bench/results/psi_10m.json
+    python bench/psi_speed.py --protocol server-aided,ecdh --sizes 100000,1000000
     python bench/psi_speed.py --transport grpc --protocol server-aided,ecdh --sizes 100000
 """
 
@@ -56,6 +51,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from crypto import psi
 from crypto.psi import server_aided as sa
+from crypto.psi import tag_match
 from parties.psi_pool import PsiPool, blind_parallel, reblind_parallel
 
 PROTOCOLS = ("server-aided", "ecdh")
@@ -176,7 +172,7 @@ def coordinator_main(grid: Any, bank: Any, out: Any) -> None:
     cpu0 = time.process_time()
     second = np.frombuffer(bank.recv_bytes(), dtype=np.uint8).reshape(-1, sa.TAG_BYTES)
     t0 = time.perf_counter()
-    pos_grid, pos_bank = sa.match_tags(first, second)
+    pos_grid, pos_bank = tag_match.match_tags(first, second)
     t1 = time.perf_counter()
     grid.send_bytes(pos_grid.astype("<u4").tobytes())
     bank.send_bytes(pos_bank.astype("<u4").tobytes())

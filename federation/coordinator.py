@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from crypto.prg import new_seed
 from crypto.psi.errors import PsiError
-from crypto.psi.server_aided import match_tags
+from crypto.psi.tag_match import match_tags
 from crypto.ring import decode
 from federation.dealer import Dealer, joint_correction
 from federation.dealer_bins import TreeDealer

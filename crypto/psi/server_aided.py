@@ -14,27 +14,19 @@ assumption the dealer already rests on (docs/design.md). Recipe for one job:
    (``tags``), shuffles the tags with a permutation from ``secrets``
    (``matching.shuffle``) and sends them to the coordinator.
 4. The coordinator matches the two lists and returns to each party the positions of its
-   matched tags, in ascending tag order (``match_tags``), so both parties list the
-   intersection in the same order.
+   matched tags, in ascending tag order (``crypto.psi.tag_match.match_tags``), so both
+   parties list the intersection in the same order.
 5. Each party checks that the tags at its positions strictly ascend and maps them through
    its permutation to own rows (``accept_match``); the parties then compare a digest of
    the matched tags, so a server that answered the two differently is caught.
 
-What the coordinator learns: both list sizes and the intersection size (and which shuffled
-positions match, which says nothing). Tags are pseudorandom without K: CBC-MAC over a PRP
-is a PRF on a prefix-free set of messages (Bellare, Kilian, Rogaway; Petrank, Rackoff), and
-the length in front makes ID encodings prefix-free; for 10^7 IDs of up to 17 blocks the
-distinguishing bound is ~ (q l)^2 / 2^128 < 2^-70. If the coordinator colluded with a party,
-that party's K would let it test guesses of the other's IDs. What each party learns: the
-intersection, as with ECDH.
-
-Why CBC-MAC rather than AES over a SHA-256 of each ID: both are PRFs of the ID, but
-SHA-256 needs one hashlib call per ID from Python (1.1-1.4 us of CPU per ID here, more than
-all the rest of a party's work), while CBC-MAC needs one AES-ECB call per block position
-over all IDs at once. CPU per ID on this 2-core EPYC at 10^6 IDs (busy machine, so upper
-bounds): tags 0.69 us (UTF-8 0.13, packing 0.3, AES 0.14 for two blocks, repeat check
-0.04), shuffle 0.07 us, checking the answer 0.15 us; the coordinator's match 0.23 us per
-tag (one ``np.sort`` of 64-bit keys).
+What the coordinator learns: both list sizes and the intersection size (which shuffled
+positions match says nothing). Tags are pseudorandom without K: CBC-MAC over a PRP is a PRF
+on prefix-free messages (Bellare, Kilian, Rogaway; Petrank, Rackoff), the length prefix makes
+ID encodings prefix-free; for 10^7 IDs of up to 17 blocks the bound is < 2^-70. Were the
+coordinator to collude with a party, that party's K would let it test guesses of the other's
+IDs. Each party learns the intersection, as with ECDH. Why CBC-MAC, and its measured costs:
+docs/design.md, "One training job", step 2.
 
 Assumes: two semi-honest parties and a semi-honest coordinator that does not collude with
 either; an authenticated party-to-party channel for step 1; IDs normalised by the caller
@@ -255,120 +247,6 @@ def tags_from_bytes(data: bytes) -> Tags:
     return np.frombuffer(data, dtype=np.uint8).reshape(-1, TAG_BYTES).copy()
 
 
-def _rows_at(a: Tags, b: Tags, index: Positions) -> Tags:
-    """Rows of the concatenation of ``a`` and ``b`` (without building it)."""
-    out = np.empty((len(index), TAG_BYTES), dtype=np.uint8)
-    in_a = index < len(a)
-    out[in_a] = a[index[in_a]]
-    out[~in_a] = b[index[~in_a] - len(a)]
-    return out
-
-
-def match_tags(
-    first: npt.ArrayLike, second: npt.ArrayLike, names: tuple[str, str] = ("first", "second")
-) -> tuple[Positions, Positions]:
-    """The coordinator's step 4: positions of the common tags in each list, by ascending tag.
-
-    1. Key each tag by its top ``64 - k`` bits with its position in the low ``k`` bits
-       (k bits number all rows of both lists), and sort the keys (``np.sort`` of
-       ``uint64``, several times faster than an argsort or ``np.intersect1d``).
-    2. Neighbours with equal top bits are candidates; a pair from the two lists whose full
-       16 bytes agree is a match, a pair from one list with equal bytes is a repeat
-       (refused); other candidates are prefix collisions. Runs of three or more equal top
-       bits (a third tag colliding with a matched pair: ~m n / 2^(64 - k), a few hundred
-       at 10^7 tags) are resolved one by one on all 16 bytes and slotted into place.
-
-    Parameters
-    ----------
-    first, second : array_like
-        (n, 16) and (m, 16) ``uint8`` tags, as received.
-    names : tuple of str
-        How the two lists are named in errors.
-
-    Returns
-    -------
-    first_pos, second_pos : Positions
-        ``first[first_pos[j]] == second[second_pos[j]]`` for each j, ascending in tag
-        (memcmp) order.
-
-    Raises
-    ------
-    PsiError
-        Bad shape, or a tag repeated within one list ("repeated first tag at index i").
-    """
-    a, b = as_tags(first), as_tags(second)
-    n, total = len(a), len(a) + len(b)
-    if total < 2:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    k = (total - 1).bit_length()
-    if k > 40:
-        raise PsiError(f"too many tags to match: {total}")
-    low = np.uint64((1 << k) - 1)
-    keys = np.empty(total, dtype=np.uint64)  # built in place: this runs on 10^7-row lists
-    keys[:n] = prefix64(a)
-    keys[n:] = prefix64(b)
-    keys &= ~low
-    keys |= np.arange(total, dtype=np.uint64)
-    keys.sort()
-    # Equal top bits <=> the XOR of neighbours is below 2^k.
-    cand = np.flatnonzero(np.bitwise_xor(keys[1:], keys[:-1]) <= low)
-    chained = np.zeros(cand.size, dtype=bool)  # the pair is part of a run of 3 or more
-    if cand.size > 1:
-        step = np.diff(cand) == 1
-        chained[1:] |= step
-        chained[:-1] |= step
-    pair = cand[~chained]
-    i = (keys[pair] & low).astype(np.int64)
-    j = (keys[pair + 1] & low).astype(np.int64)  # i < j: equal top bits sort by position
-    same = (_rows_at(a, b, i) == _rows_at(a, b, j)).all(axis=1)
-    repeats = [j[same & (j < n)], j[same & (i >= n)] - n]
-    hit = same & (i < n) & (j >= n)
-    first_pos, second_pos = i[hit], j[hit] - n
-    if chained.any():
-        at, long_first, long_second, long_repeats = _match_runs(keys, cand[chained], low, a, b)
-        where = np.searchsorted(pair[hit], at)
-        first_pos = np.insert(first_pos, where, long_first)
-        second_pos = np.insert(second_pos, where, long_second)
-        repeats = [np.concatenate([r, x]) for r, x in zip(repeats, long_repeats, strict=True)]
-    for name, repeat in zip(names, repeats, strict=True):
-        if repeat.size:
-            raise PsiError(f"repeated {name} tag", int(repeat.min()))
-    return first_pos, second_pos
-
-
-def _match_runs(
-    keys: npt.NDArray[np.uint64], pairs: npt.NDArray[np.intp], low: np.uint64, a: Tags, b: Tags
-) -> tuple[Positions, Positions, Positions, list[Positions]]:
-    """Runs of three or more tags with equal top bits (a few hundred at 10^7 tags), exactly.
-
-    Returns the sorted-key position of each match's run, the matches' positions in both
-    lists (in tag order within a run) and the repeats found in each list.
-    """
-    n = len(a)
-    members = np.unique(np.concatenate([pairs, pairs + 1]))
-    runs = np.split(members, np.flatnonzero(np.diff(members) != 1) + 1)
-    at: list[int] = []
-    first: list[int] = []
-    second: list[int] = []
-    repeats: list[list[int]] = [[], []]
-    for run in runs:
-        index = (keys[run] & low).astype(np.int64)
-        groups: dict[bytes, list[int]] = {}
-        for x, row in zip(index.tolist(), _rows_at(a, b, index), strict=True):
-            groups.setdefault(row.tobytes(), []).append(x)
-        for tag in sorted(groups):
-            own = sorted(x for x in groups[tag] if x < n)
-            peer = sorted(x - n for x in groups[tag] if x >= n)
-            repeats[0] += own[1:]
-            repeats[1] += peer[1:]
-            if own and peer:
-                at.append(int(run[0]))
-                first.append(own[0])
-                second.append(peer[0])
-    as_array = [np.array(v, dtype=np.int64) for v in (at, first, second)]
-    return as_array[0], as_array[1], as_array[2], [np.array(r, dtype=np.int64) for r in repeats]
-
-
 def accept_match(
     positions: npt.ArrayLike, sent: Tags, perm: Permutation
 ) -> tuple[Permutation, bytes]:
@@ -413,3 +291,5 @@ def accept_match(
         raise PsiError("matched tags do not strictly ascend", int(bad[0]) + 1)
     rows: Permutation = perm[pos].astype(np.intp, copy=False)
     return rows, hashlib.sha256(t.tobytes()).digest()
+
+

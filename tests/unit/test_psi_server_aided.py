@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from crypto import psi
 from crypto.psi import server_aided as sa
+from crypto.psi import tag_match as tm
 from crypto.psi.errors import PsiError
 
 DOMAIN = b"job-7f3a"
@@ -54,7 +55,7 @@ class Party:
 
 
 def coordinator(first: bytes, second: bytes) -> tuple[bytes, bytes]:
-    a, b = sa.match_tags(sa.tags_from_bytes(first), sa.tags_from_bytes(second))
+    a, b = tm.match_tags(sa.tags_from_bytes(first), sa.tags_from_bytes(second))
     return a.astype("<u4").tobytes(), b.astype("<u4").tobytes()
 
 
@@ -182,11 +183,11 @@ def test_the_coordinator_refuses_repeated_tags_in_either_list() -> None:
     t = sa.tags(enterprise_ids(0, 20), secrets.token_bytes(32), DOMAIN)
     rep = np.concatenate([t, t[5:6], t[:3]])
     with pytest.raises(PsiError, match="repeated second tag at index 20$"):
-        sa.match_tags(t, rep)
+        tm.match_tags(t, rep)
     with pytest.raises(PsiError, match="repeated first tag at index 20$"):
-        sa.match_tags(rep, t)
+        tm.match_tags(rep, t)
     with pytest.raises(PsiError, match="repeated bank's tag at index 20$"):
-        sa.match_tags(t, rep, names=("grid's", "bank's"))
+        tm.match_tags(t, rep, names=("grid's", "bank's"))
 
 
 def crafted(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -203,7 +204,7 @@ def test_prefix_collisions_do_not_fool_the_match(shared_prefix: int) -> None:
     b[:shared_prefix, :8] = 9
     b[10:30] = a[20:40]
     b[0] = a[1]
-    pa, pb = sa.match_tags(a, b)
+    pa, pb = tm.match_tags(a, b)
     want = sorted({bytes(r) for r in a} & {bytes(r) for r in b})
     assert [bytes(r) for r in a[pa]] == want
     np.testing.assert_array_equal(a[pa], b[pb])
@@ -242,7 +243,7 @@ def test_bad_tags_and_bad_bytes_are_refused() -> None:
     with pytest.raises(PsiError, match="multiple of 16"):
         sa.tags_from_bytes(bytes(17))
     with pytest.raises(PsiError, match=r"\(n, 16\) uint8"):
-        sa.match_tags(np.zeros((2, 32), dtype=np.uint8), np.zeros((2, 16), dtype=np.uint8))
+        tm.match_tags(np.zeros((2, 32), dtype=np.uint8), np.zeros((2, 16), dtype=np.uint8))
     with pytest.raises(PsiError, match="expected str IDs, got int at index 2$"):
         sa.tags(["a", "b", 3], secrets.token_bytes(32), DOMAIN)  # type: ignore[list-item]
 
@@ -251,13 +252,13 @@ def test_pairs_of_equal_prefixes_stay_on_the_fast_path(monkeypatch: pytest.Monke
     def no_runs(*args: object) -> None:
         raise AssertionError("took the path of runs of three")
 
-    monkeypatch.setattr(sa, "_match_runs", no_runs)
+    monkeypatch.setattr(tm, "_match_runs", no_runs)
     rng = np.random.default_rng(7)  # test data only
     a, b = crafted(rng, 40), crafted(rng, 40)
     a[0, :8], b[5, :8] = 7, 7  # across the lists, different tails: not a match
     a[7, :8], a[8, :8] = 5, 5  # within one list, different tails: not a repeat
     b[20:30] = a[10:20]
-    pa, pb = sa.match_tags(a, b)
+    pa, pb = tm.match_tags(a, b)
     np.testing.assert_array_equal(pa, psi.byte_order(a[10:20]) + 10)
     np.testing.assert_array_equal(a[pa], b[pb])
 
@@ -270,7 +271,7 @@ def test_many_runs_of_equal_prefixes_match_like_the_exact_intersection(seed: int
     a[:, :8] = rng.integers(0, 40, size=(300, 1), dtype=np.uint8)
     b[:, :8] = rng.integers(0, 40, size=(250, 1), dtype=np.uint8)
     b[rng.permutation(250)[:120]] = a[rng.permutation(300)[:120]]
-    pa, pb = sa.match_tags(a, b)
+    pa, pb = tm.match_tags(a, b)
     xa, xb = psi.intersect(a, b)
     np.testing.assert_array_equal(pa, xa)
     np.testing.assert_array_equal(pb, xb)
@@ -283,4 +284,4 @@ def test_a_repeat_inside_a_run_of_equal_prefixes_is_refused() -> None:
     a[:4, :8] = 1  # a run of four equal prefixes in the first list
     a[3] = a[1]  # ... holding a repeat
     with pytest.raises(PsiError, match="repeated first tag at index 3$"):
-        sa.match_tags(a, b)
+        tm.match_tags(a, b)
