@@ -32,8 +32,18 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from crypto.limbs import Signed, matmul_t, reduce, to_signed
-from crypto.prg import expand
+from crypto.limbs import (
+    LimbSource,
+    RowSource,
+    Signed,
+    limb_width,
+    matmul_t,
+    matmul_t_limbs,
+    reduce,
+    split_limbs,
+    to_signed,
+)
+from crypto.prg import expand, expand_rows
 from crypto.ring import Ring
 
 Positions = npt.NDArray[np.int64]
@@ -56,9 +66,44 @@ def block_c0(seed: bytes, block: str, shape: tuple[int, int], bits: int) -> Ring
     return reduce(expand(seed, f"bins/c0/{block}", shape), bits)
 
 
+def matrix_mask_rows(seed: bytes, matrix: str, shape: tuple[int, int], bits: int,
+                     start: int, stop: int) -> Ring:
+    """Rows [start, stop) of ``matrix_mask``: the same M, a block of rows at a time."""
+    return reduce(expand_rows(seed, f"bins/M/{matrix}", shape, start, stop), bits)
+
+
+def block_mask_rows(seed: bytes, blocks: list[tuple[str, int]], n: int, bits: int
+                    ) -> RowSource:
+    """Rows of the blocks' m side by side (as ``vector_mask`` expands each block)."""
+    def rows(start: int, stop: int) -> Ring:
+        return np.hstack([reduce(expand_rows(seed, f"bins/m/{name}", (n, width), start, stop),
+                                 bits) for name, width in blocks])
+
+    return rows
+
+
 def correction(m_mat: Ring, m_vec: Ring, c_0: Ring, bits: int) -> Ring:
     """Dealer: c_1 = M^T m - c_0 mod 2^l, the only value it sends per block."""
     return reduce(matmul_t(m_mat, m_vec, bits) - c_0, bits)
+
+
+def correction_from_seeds(seeds: tuple[bytes, bytes], matrix: str, shape: tuple[int, int],
+                          blocks: list[tuple[str, int]], bits: int,
+                          m_limbs: LimbSource | None = None) -> Ring:
+    """Dealer: ``correction`` of several blocks side by side, with m expanded a block of rows
+    at a time from the bank's seed, and M likewise from the grid's (or given as its limbs,
+    ``m_limbs``, when the dealer keeps them between batches)."""
+    grid, bank = seeds
+    n, width = shape
+    c_0 = np.hstack([block_c0(grid, name, (width, w), bits) for name, w in blocks])
+
+    def m_mat(s: int, e: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        return split_limbs(matrix_mask_rows(grid, matrix, shape, bits, s, e), bits)
+
+    vectors = block_mask_rows(bank, blocks, n, bits)
+    product = matmul_t_limbs(m_mat if m_limbs is None else m_limbs,
+                             lambda s, e: split_limbs(vectors(s, e), bits), n, bits)
+    return reduce(product - c_0, bits)
 
 
 # -- grid ------------------------------------------------------------------------------
@@ -104,6 +149,22 @@ def mask_values(v: Signed, m_vec: Ring, bits: int) -> Ring:
 def bank_offset(e: Ring, m_vec: Ring, c_1: Ring, bits: int) -> Ring:
     """Bank: z_B = E^T m + c_1 mod 2^l (no V in it: computed ahead of the product)."""
     return reduce(matmul_t(e, m_vec, bits) + c_1, bits)
+
+
+def bank_offset_rows(e: LimbSource, m_vec: RowSource, n: int, c_1: Ring, bits: int) -> Ring:
+    """``bank_offset`` with E as a limb source (split once, used for every block) and m
+    as a row source, a block of rows at a time."""
+    return reduce(matmul_t_limbs(e, lambda s, t: split_limbs(m_vec(s, t), bits), n, bits)
+                  + c_1, bits)
+
+
+def limbs32(x: Ring, bits: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """E's two limbs as float32 (exact: at most 24 bits each), to keep E split once in the
+    memory of one uint64 array and widen a block of rows to float64 per product."""
+    if limb_width(bits) > 24:
+        raise ValueError(f"a {bits}-bit ring has limbs wider than float32's 24-bit mantissa")
+    lo, hi = split_limbs(x, bits)
+    return lo.astype(np.float32), hi.astype(np.float32)
 
 
 def bank_open(z_g: Ring, z_b: Ring, bits: int) -> Signed:

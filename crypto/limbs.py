@@ -18,6 +18,8 @@ already reduced mod 2^l (``reduce``); no numpy scalars (they warn on overflow).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -25,8 +27,14 @@ from crypto.ring import Ring
 
 MAX_BITS = 48
 _MANTISSA = 53
-_CHUNK_ROWS = 8192  # bounds the float64 temporaries (a chunk of each operand, two limbs)
+_CHUNK_ROWS = 4096  # bounds the float64 temporaries (a chunk of each operand, two limbs)
 Signed = npt.NDArray[np.int64]
+# Rows [start, stop) of a matrix, produced on demand (e.g. from a PRG or a packed buffer),
+# so a product never holds a whole operand in memory.
+RowSource = Callable[[int, int], Ring]
+Limbs = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+# Rows [start, stop) already split into (lo, hi) limbs of ceil(l / 2) bits, as float64.
+LimbSource = Callable[[int, int], Limbs]
 
 
 def ring_bits(n_rows: int, value_bits: int) -> int:
@@ -70,9 +78,24 @@ def to_signed(x: Ring, bits: int) -> Signed:
     return np.where(r >= (1 << (bits - 1)), r - (1 << bits), r).astype(np.int64)
 
 
-def _limbs(x: Ring, w: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    lo = np.bitwise_and(x, np.uint64((1 << w) - 1)).astype(np.float64)
-    hi = np.right_shift(x, np.uint64(w)).astype(np.float64)
+def limb_width(bits: int) -> int:
+    """w = ceil(l / 2), the bits of each of the two limbs."""
+    return (bits + 1) // 2
+
+
+def split_limbs(x: Ring, bits: int) -> Limbs:
+    """x = lo + 2^w hi with lo, hi < 2^w, as float64 (exact: w <= 24)."""
+    _check_bits(bits)
+    return _limbs(x, limb_width(bits))
+
+
+def _limbs(x: Ring, w: int) -> Limbs:
+    lo = np.empty(x.shape, dtype=np.float64)
+    hi = np.empty(x.shape, dtype=np.float64)
+    part = np.bitwise_and(x, np.uint64((1 << w) - 1))
+    lo[...] = part
+    np.right_shift(x, np.uint64(w), out=part)
+    hi[...] = part
     return lo, hi
 
 
@@ -88,19 +111,39 @@ def matmul_t(a: Ring, b: Ring, bits: int) -> Ring:
     2. Per chunk of r rows (r * 2^(2w) <= 2^53): float64 products lo^T lo, lo^T hi, hi^T lo.
     3. Accumulate as uint64 integers; result = LL + 2^w (LH + HL) mod 2^l.
     """
-    _check_bits(bits)
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
         raise ValueError(f"cannot multiply {a.shape}^T by {b.shape}")
-    w = (bits + 1) // 2
+    return matmul_t_rows(lambda s, e: a[s:e], lambda s, e: b[s:e], a.shape[0], bits)
+
+
+def matmul_t_rows(a: RowSource, b: RowSource, n_rows: int, bits: int) -> Ring:
+    """``matmul_t`` of two n_rows-row operands given as row sources, a chunk at a time."""
+    w = limb_width(bits)
+    return matmul_t_limbs(lambda s, e: _limbs(a(s, e), w), lambda s, e: _limbs(b(s, e), w),
+                          n_rows, bits)
+
+
+def matmul_t_limbs(a: LimbSource, b: LimbSource, n_rows: int, bits: int) -> Ring:
+    """``matmul_t`` of two operands given as limb sources (e.g. a matrix split once and kept
+    as its limbs, used for many products)."""
+    _check_bits(bits)
+    w = limb_width(bits)
     rows = max(1, min(_CHUNK_ROWS, 1 << (_MANTISSA - 2 * w)))
-    low = np.zeros((a.shape[1], b.shape[1]), dtype=np.uint64)
-    cross = np.zeros_like(low)
-    for start in range(0, a.shape[0], rows):
-        a_lo, a_hi = _limbs(a[start:start + rows], w)
-        b_lo, b_hi = _limbs(b[start:start + rows], w)
+    low = cross = None
+    for start in range(0, max(n_rows, 1), rows):
+        stop = min(start + rows, n_rows)
+        (a_lo, a_hi), (b_lo, b_hi) = a(start, stop), b(start, stop)
+        if a_lo.shape[0] != stop - start or b_lo.shape[0] != stop - start:
+            raise ValueError(f"row sources gave {a_lo.shape[0]} and {b_lo.shape[0]} rows "
+                             f"for rows [{start}, {stop})")
+        if low is None or cross is None:
+            low = np.zeros((a_lo.shape[1], b_lo.shape[1]), dtype=np.uint64)
+            cross = np.zeros_like(low)
         low += _exact(a_lo.T @ b_lo)
         cross += _exact(a_lo.T @ b_hi)
         cross += _exact(a_hi.T @ b_lo)
+    if low is None or cross is None:  # pragma: no cover - the loop runs at least once
+        raise ValueError("no rows")
     return reduce(low + np.left_shift(cross, np.uint64(w)), bits)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 
 import numpy as np
+import numpy.typing as npt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -20,6 +21,7 @@ from crypto.ring import Ring
 
 SEED_BYTES = 32
 _NONCE = bytes(16)
+_CHUNK = 1 << 22  # keystream bytes per cipher call: bounds the temporaries of large masks
 
 
 def new_seed() -> bytes:
@@ -43,6 +45,22 @@ def keystream(key: bytes, n_bytes: int) -> bytes:
     return enc.update(bytes(n_bytes)) + enc.finalize()
 
 
+def _keystream_into(key: bytes, out: npt.NDArray[np.uint8], offset: int) -> None:
+    """Keystream bytes [offset, offset + len(out)) written into ``out``, a chunk at a time.
+
+    CTR's counter block is the 128-bit big-endian block index (it starts at the zero nonce),
+    so any byte range of the stream can be produced without the bytes before it.
+    """
+    block, skip = divmod(offset, 16)
+    enc = Cipher(algorithms.AES(key), modes.CTR(block.to_bytes(16, "big"))).encryptor()
+    if skip:
+        enc.update(bytes(skip))
+    zeros = memoryview(bytes(min(_CHUNK, len(out))))
+    for pos in range(0, len(out), _CHUNK):
+        n = min(_CHUNK, len(out) - pos)
+        out[pos:pos + n] = np.frombuffer(enc.update(zeros[:n]), dtype=np.uint8)
+
+
 def expand(seed: bytes, label: str, shape: int | tuple[int, ...]) -> Ring:
     """Uniform ring elements of the given shape, determined by (seed, label).
 
@@ -51,8 +69,21 @@ def expand(seed: bytes, label: str, shape: int | tuple[int, ...]) -> Ring:
     """
     dims = (shape,) if isinstance(shape, int) else tuple(shape)
     count = int(np.prod(dims, dtype=np.int64))
-    words = np.frombuffer(keystream(derive_key(seed, label), 8 * count), dtype="<u8")
+    words = np.empty(count, dtype="<u8")
+    _keystream_into(derive_key(seed, label), words.view(np.uint8), 0)
     return words.astype(np.uint64, copy=False).reshape(dims)
+
+
+def expand_rows(seed: bytes, label: str, shape: tuple[int, int], start: int, stop: int
+                ) -> Ring:
+    """Rows [start, stop) of ``expand(seed, label, shape)``, without the other rows: a large
+    mask can be used a block of rows at a time."""
+    n, k = shape
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"rows [{start}, {stop}) outside a {n}-row mask")
+    words = np.empty((stop - start) * k, dtype="<u8")
+    _keystream_into(derive_key(seed, label), words.view(np.uint8), 8 * k * start)
+    return words.astype(np.uint64, copy=False).reshape(stop - start, k)
 
 
 class RingRng:

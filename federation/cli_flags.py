@@ -22,6 +22,12 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
     d = TrainSettings()
     g = parser.add_argument_group("training (override the [training] table)")
     g.add_argument(
+        "--model",
+        choices=["lr", "gbdt"],
+        help=f"what to train (default: {d.model.value}): 'lr' logistic regression; 'gbdt' "
+        "gradient-boosted trees (histograms by the bin product, the bank holds the trees)",
+    )
+    g.add_argument(
         "--mode",
         choices=["shared", "local"],
         help=f"protocol mode (default: {d.mode.value}). 'shared': weights stay "
@@ -57,14 +63,17 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
         help=f"rows per iteration, at least 4x the larger party's column count "
         f"(default: {d.batch_size})",
     )
-    g.add_argument("--learning-rate", type=float, help=f"step size (default: {d.learning_rate})")
+    g.add_argument("--learning-rate", type=float,
+                   help=f"step size; gbdt: shrinkage per tree (default: lr {d.learning_rate}, "
+                   "gbdt 0.1)")
     g.add_argument(
         "--optimizer",
         choices=["sgd", "momentum", "adam"],
         help=f"weight update rule (default: {d.optimizer.value})",
     )
     g.add_argument(
-        "--l2", type=float, help=f"L2 penalty per row, not on the intercept (default: {d.l2})"
+        "--l2", type=float, help=f"L2 penalty per row, not on the intercept; gbdt: on the leaf "
+        f"values (default: lr {d.l2}, gbdt 1.0)"
     )
     g.add_argument("--l1", type=float, help=f"L1 penalty (default: {d.l1})")
     g.add_argument(
@@ -95,6 +104,18 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
         "folder; the same job started again resumes from the last epoch both "
         "completed (default: 0, never)",
     )
+    t = parser.add_argument_group("trees (--model gbdt)")
+    t.add_argument("--trees", type=int, help=f"most boosting rounds (default: {d.trees})")
+    t.add_argument("--depth", type=int, help=f"levels of splits per tree (default: {d.depth})")
+    t.add_argument("--bins", type=int, help=f"equal-frequency value bins per feature, plus a bin "
+                   f"for missing values (default: {d.bins})")
+    t.add_argument("--min-child-weight", type=float, help=f"least hessian sum on each side of a "
+                   f"split (default: {d.min_child_weight:g})")
+    t.add_argument("--subsample", type=float, help=f"share of training rows drawn for each tree "
+                   f"(default: {d.subsample:g})")
+    t.add_argument("--early-stopping-rounds", type=int, help=f"stop after this many trees "
+                   f"without a better validation loss and keep the best; 0: never "
+                   f"(default: {d.early_stopping_rounds})")
     g.add_argument(
         "--psi",
         choices=["server-aided", "ecdh"],
@@ -130,6 +151,13 @@ def training_values(args: argparse.Namespace) -> dict[str, Any]:
         "feature_frac_bits",
         "feature_clip",
         "checkpoint_every",
+        "model",
+        "trees",
+        "depth",
+        "bins",
+        "min_child_weight",
+        "subsample",
+        "early_stopping_rounds",
         "psi",
     ]
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}

@@ -88,6 +88,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         threshold=args.threshold,
         resume=args.resume,
+        compare_lr=args.compare_lr,
         select=args.select,
         stage=args.stage,
         pca=args.pca,
@@ -98,9 +99,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     auc = report["validation"]["auc"]
     central = report["centralized"]["validation"]["auc"]
     bank_only = report["bank_only"]["validation"]["auc"]
+    lr = report.get("federated_lr")
+    extra = f", federated LR {lr['validation']['auc']:.4f}" if lr else ""
     print(
-        f"validation AUC {auc:.4f} (centralized {central:.4f}, bank only {bank_only:.4f}); "
-        f"run folder: {args.out}"
+        f"validation AUC {auc:.4f} (centralized {central:.4f}, bank only {bank_only:.4f}"
+        f"{extra}); run folder: {args.out}"
     )
     return 0
 
@@ -187,6 +190,9 @@ def add_commands(sub: Any) -> None:
         "locally on its training rows ('auto': those explaining 90 %% of the variance)",
     )
     sim.add_argument("--quiet", action="store_true", help="no progress display")
+    sim.add_argument("--no-compare-lr", dest="compare_lr", action="store_false",
+                     help="--model gbdt: skip training the federated LR of the same data for "
+                     "the report (by default it runs after the trees, in DIR/lr)")
     sim.add_argument("--force", action="store_true", help=FORCE_HELP)
     sim.add_argument(
         "--resume",

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from federation.protocol.errors import ConfigError
-from federation.protocol.messages import Mode, Optimizer, PsiProtocol, Role, Task, TrainSettings
+from federation.protocol.messages import (
+    Mode,
+    Model,
+    Optimizer,
+    PsiProtocol,
+    Role,
+    Task,
+    TrainSettings,
+)
 from federation.transport.certs import NodeCerts
 
 SECTIONS = {"node", "tls", "data", "training", "job", "screen"}
@@ -103,7 +111,10 @@ def tls_from(section: dict[str, Any], role: Role) -> NodeCerts:
     return NodeCerts(Path(section["ca"]), Path(section["cert"]), Path(section["key"]))
 
 
-_CONVERT = {"mode": Mode, "optimizer": Optimizer, "task": Task, "psi": PsiProtocol}
+_CONVERT = {"mode": Mode, "optimizer": Optimizer, "task": Task, "model": Model,
+            "psi": PsiProtocol}
+# --model gbdt changes the defaults of the two settings it shares with logistic regression.
+GBDT_DEFAULTS = {"learning_rate": 0.1, "l2": 1.0}
 
 
 def settings_from(section: dict[str, Any], base: TrainSettings | None = None) -> TrainSettings:
@@ -116,7 +127,12 @@ def settings_from(section: dict[str, Any], base: TrainSettings | None = None) ->
         if value is None:
             continue
         values[key] = _convert(key, value)
-    settings = replace(base or TrainSettings(), **values)
+    base = base or TrainSettings()
+    if values.get("model", base.model) is Model.GBDT:
+        for key, default in GBDT_DEFAULTS.items():
+            if key not in values and getattr(base, key) == getattr(TrainSettings(), key):
+                values[key] = default
+    settings = replace(base, **values)
     check_settings(settings)
     return settings
 
@@ -177,6 +193,15 @@ def check_settings(s: TrainSettings) -> None:
         ),
         (s.feature_clip >= 1, f"feature clip must be >= 1, got {s.feature_clip}"),
         (s.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {s.checkpoint_every}"),
+        (1 <= s.trees <= 10_000, f"trees must be in [1, 10000], got {s.trees}"),
+        (1 <= s.depth <= 12, f"depth must be in [1, 12], got {s.depth}"),
+        (2 <= s.bins <= 255, f"bins must be in [2, 255], got {s.bins}"),
+        (s.min_child_weight >= 0, f"min_child_weight must be >= 0, got {s.min_child_weight}"),
+        (0 < s.subsample <= 1, f"subsample must be in (0, 1], got {s.subsample}"),
+        (s.early_stopping_rounds >= 0,
+         f"early_stopping_rounds must be >= 0, got {s.early_stopping_rounds}"),
+        (s.model is Model.LR or s.checkpoint_every == 0,
+         "checkpoints are for logistic regression; --model gbdt trains without them"),
     ]
     for ok, message in checks:
         if not ok:

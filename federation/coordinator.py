@@ -23,6 +23,7 @@ from crypto.psi.errors import PsiError
 from crypto.ring import decode
 from federation.coordinator_deals import DealsMixin
 from federation.dealer import Dealer
+from federation.dealer_bins import TreeDealer
 from federation.dealer_screen import ScreenDealer, agree_sizes
 from federation.dealer_shared import SharedDealer
 from federation.job_stages import (
@@ -46,6 +47,7 @@ from federation.protocol.messages import (
     MatchReply,
     MatchRequest,
     Mode,
+    Model,
     PsiProtocol,
     Role,
     SyncReply,
@@ -54,6 +56,7 @@ from federation.protocol.messages import (
     TrainSettings,
 )
 from federation.protocol.schedule import Schedule
+from federation.protocol.tree_schedule import STEP_TREE, TreeSchedule, early_stop
 from federation.psi_match import TagMatchState
 
 log = logging.getLogger(__name__)
@@ -87,8 +90,10 @@ class Coordinator(DealsMixin):
         self._joined: dict[Role, JoinRequest] = {}
         self._seeds = {role: new_seed() for role in PARTY_ROLES}
         self._barriers: dict[tuple[int, str], _Barrier] = {}
-        self._dealer: Dealer | SharedDealer | None = None
+        self._dealer: Dealer | SharedDealer | TreeDealer | None = None
         self._screen_dealer: ScreenDealer | None = None
+        self.validation_losses: list[float] = []
+        self.kept_trees: int | None = None
         self._deal_lock = threading.Lock()
         self._joint_dealt: set[tuple[Role, str]] = set()
         self._schedule: Schedule | None = None
@@ -161,7 +166,7 @@ class Coordinator(DealsMixin):
 
     def _start_alignment(self) -> None:
         columns = {role: r.n_columns for role, r in self._joined.items()}
-        if self.settings.task is Task.TRAIN:
+        if self.settings.task is Task.TRAIN and self.settings.model is Model.LR:
             need = min_batch_size(columns)
             if self.settings.batch_size < need:
                 self._fail_locked(
@@ -217,6 +222,7 @@ class Coordinator(DealsMixin):
         handlers: dict[str, Callable[[int, dict[Role, SyncRequest]], SyncReply]] = {
             STEP_ALIGNED: self._on_aligned,
             STEP_EPOCH: self._on_epoch,
+            STEP_TREE: self._on_tree,
             STEP_EVALUATED: self._on_finished,
             STEP_SCORED: self._on_finished,
             STEP_SCREENED: self._on_finished,
@@ -260,11 +266,18 @@ class Coordinator(DealsMixin):
                              f"alignment, more than the {self._joined[grown[0]].n_columns} "
                              "it joined with")
         self._columns = columns
-        dealer = SharedDealer if s.mode is Mode.SHARED else Dealer
-        self._dealer = dealer(self._seeds, self._schedule, columns)
+        values = {"intersection": n, "start_epoch": float(self.start_epoch)}
+        if s.model is Model.GBDT:
+            # The grid joined with its feature count; its one-hot width is that x (bins + 1).
+            width = columns[Role.GRID] * (s.bins + 1)
+            self._dealer = TreeDealer(self._seeds, TreeSchedule(
+                self._schedule.n_train, n, width, s.depth, s.trees, s.frac_bits))
+            values["grid_width"] = float(width)
+        else:
+            dealer = SharedDealer if s.mode is Mode.SHARED else Dealer
+            self._dealer = dealer(self._seeds, self._schedule, columns)
         self._advance(JobStage.FIT)
-        return SyncReply(Decision.CONTINUE, {"intersection": n,
-                                             "start_epoch": float(self.start_epoch)})
+        return SyncReply(Decision.CONTINUE, values)
 
     def _start_screening(self, n: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
         """Sizes of the two screening products, which both parties must report alike."""
@@ -313,6 +326,29 @@ class Coordinator(DealsMixin):
             self._advance(JobStage.EVALUATE)
         return SyncReply(decision, {"loss": loss} if delta is None else
                          {"loss": loss, "delta_norm": delta})
+
+    def _on_tree(self, tree: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
+        """After each tree: the bank's train and validation loss; stop early or go on."""
+        if self.stage is not JobStage.FIT or not isinstance(self._dealer, TreeDealer):
+            raise StageError(f"tree report in stage {self.stage}")
+        if tree != len(self.losses) + 1:
+            raise ValueError(f"report for tree {tree}, expected {len(self.losses) + 1}")
+        values = arrived[Role.BANK].values
+        train = float(values.get("train_loss", math.nan))
+        valid = float(values.get("validation_loss", math.nan))
+        self.losses.append(train)
+        self.validation_losses.append(valid)
+        self.delta_norms.append(None)
+        stop, keep = early_stop(self.validation_losses, self.settings.early_stopping_rounds,
+                                self.settings.trees)
+        self._on_event({"event": "epoch", "epoch": tree, "epochs": self.settings.trees,
+                        "loss": train, "validation_loss": valid, "delta_norm": None,
+                        "stop": stop})
+        if stop:
+            self.kept_trees = keep
+            self._dealer.close()
+            self._advance(JobStage.EVALUATE)
+        return SyncReply(Decision.STOP if stop else Decision.CONTINUE, {"keep": float(keep)})
 
     def _on_finished(self, _round: int, _arrived: dict[Role, SyncRequest]) -> SyncReply:
         self._advance(JobStage.DONE)

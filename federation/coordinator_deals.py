@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 
 from federation.dealer import Dealer, joint_correction
+from federation.dealer_bins import TreeDealer
 from federation.dealer_screen import ScreenDealer
 from federation.dealer_shared import SharedDealer
 from federation.job_stages import (
@@ -37,7 +38,7 @@ class DealsMixin:
     intersection_size: int | None
     _cond: threading.Condition
     _deal_lock: threading.Lock
-    _dealer: Dealer | SharedDealer | None
+    _dealer: Dealer | SharedDealer | TreeDealer | None
     _screen_dealer: ScreenDealer | None
     _joint_dealt: set[tuple[Role, str]]
     _columns: dict[Role, int]
@@ -56,7 +57,9 @@ class DealsMixin:
             self._check_job(req.job_id, req.role)
             if self.stage is not JobStage.FIT or self._dealer is None:
                 raise StageError(f"{req.role} asked for corrections in stage {self.stage}")
-            if not 1 <= req.epoch <= self.settings.epochs:
+            limit = (self._dealer.schedule.n_batches if isinstance(self._dealer, TreeDealer)
+                     else self.settings.epochs)
+            if not 1 <= req.epoch <= limit:
                 raise ProtocolAbort(f"{req.role} asked for corrections of epoch {req.epoch}; "
                                     f"the job has {self.settings.epochs}")
             dealer = self._dealer

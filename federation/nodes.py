@@ -14,6 +14,7 @@ and keeps its audit log and checkpoints.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -60,6 +61,32 @@ class ExitCode(IntEnum):
     JOB_FAILED = 1
     BAD_INPUT = 2
     PEER_FAILED = 3
+
+
+def bound_native_heap() -> None:
+    """Large numpy temporaries go back to the OS when freed (glibc only; elsewhere a no-op).
+
+    glibc raises its mmap threshold each time a large block is freed (up to 32 MB), after
+    which blocks of that size come from the heap and, once freed, mostly stay in the
+    process: a node that allocates temporaries of a few to tens of MB per step (the tree
+    jobs' row blocks) then grows by hundreds of MB. A fixed threshold (1 MiB) and a trim
+    threshold keep its resident memory at what it uses.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 1 << 20)
+    mallopt(m_trim_threshold, 1 << 20)
+
+
+def cpu_seconds() -> float:
+    """CPU time this process has used so far (user + system, all threads): unlike wall time,
+    it hardly changes when other jobs load the machine."""
+    t = os.times()
+    return t.user + t.system
 
 
 def peak_rss_mb() -> float:
@@ -114,6 +141,7 @@ def print_event(payload: dict[str, object]) -> None:
 
 def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
     net = cfg.network
+    bound_native_heap()
     check_own_certificate(net.certs, Role.COORDINATOR)
     ensure_folder(net.out)
     watch_parent()
@@ -134,11 +162,13 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "job_id": net.job_id, "pid": os.getpid(), "stage": stage.value,
             "failure": coordinator.failure, "intersection_size": coordinator.intersection_size,
             "losses": coordinator.losses, "delta_norms": coordinator.delta_norms,
+            "validation_losses": coordinator.validation_losses,
+            "kept_trees": coordinator.kept_trees,
             "stop_reason": coordinator.stop_reason,
             "stage_seconds": coordinator.stage_seconds,
             "psi_sizes": coordinator.psi.sizes,
             "psi_match_seconds": coordinator.psi.seconds,
-            "peak_rss_mb": peak_rss_mb(),
+            "peak_rss_mb": peak_rss_mb(), "cpu_seconds": cpu_seconds(),
             "settings": cfg.settings.as_dict(),
         }
         atomic_write_text(net.out / "job.json", json.dumps(summary, indent=2) + "\n")
@@ -156,6 +186,7 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
 def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
               barrier_wait: float) -> ExitCode:
     role = net.role
+    bound_native_heap()
     check_own_certificate(net.certs, role)
     before = stamp(ensure_folder(net.out), PARTY_OUTPUTS)
     watch_parent()
@@ -193,6 +224,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         over.set()  # the job is over: the coordinator may exit now
         stats["bytes_sent_to_coordinator"] = link.bytes_sent
         stats["peak_rss_mb"] = peak_rss_mb()
+        stats["cpu_seconds"] = cpu_seconds()
         atomic_write_text(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
     except BaseException:
         over.set()

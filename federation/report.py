@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from federation.protocol.messages import TrainSettings
+from federation.protocol.messages import Model, TrainSettings
 from parties.data import Standardizer, load_party_csv
 from parties.evaluation import metrics, plots
 from parties.evaluation.scorecard import Scorecard, band_table
 from parties.model import atomic_write_text
-from parties.reference import centralized_lr
+from parties.reference import centralized_gbdt, centralized_lr
 
 NODES = ("coordinator", "grid", "bank")
 
@@ -84,9 +84,9 @@ def bytes_sent(audit: Path) -> int:
     return total
 
 
-def _centralized(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, ids: list[str],
-                 split: np.ndarray, l2: float, seed: int,
-                 columns: dict[str, list[str]] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+def _joined(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, ids: list[str],
+            columns: dict[str, list[str]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Both files' features of the aligned rows side by side, and the labels."""
     grid = load_party_csv(grid_csv, id_col)
     bank = load_party_csv(bank_csv, id_col, label_col)
     if columns is not None:  # the same columns the parties trained on (before any PCA)
@@ -97,6 +97,11 @@ def _centralized(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, id
     rows_b = np.array([b_index[i] for i in ids], dtype=np.int64)
     x = np.hstack([grid.x[rows_g], bank.x[rows_b]])
     y = bank.y[rows_b] if bank.y is not None else np.zeros(len(ids))
+    return x, y
+
+
+def _centralized_lr(x: np.ndarray, y: np.ndarray, split: np.ndarray, l2: float, seed: int
+                    ) -> tuple[dict[str, Any], np.ndarray]:
     train, valid = split == "train", split == "validation"
     z = Standardizer.fit(x[train]).apply(x)
     import sklearn.linear_model  # noqa: F401  (imported before the clock: fit time only)
@@ -110,6 +115,34 @@ def _centralized(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, id
            "fit_seconds": seconds, "model": "scikit-learn LogisticRegression (L-BFGS), "
            "same rows, split and per-row L2"}
     return out, p
+
+
+def _centralized_gbdt(x: np.ndarray, y: np.ndarray, split: np.ndarray, s: TrainSettings
+                      ) -> tuple[dict[str, Any], np.ndarray]:
+    train, valid = split == "train", split == "validation"
+    start = time.perf_counter()
+    model = centralized_gbdt(x[train], y[train], trees=s.trees, depth=s.depth,
+                             learning_rate=s.learning_rate, bins=s.bins, l2=s.l2, seed=s.seed)
+    seconds = time.perf_counter() - start
+    p = model.predict_proba(x)[:, 1]
+    out = {"train": metrics.evaluate(y[train], p[train]),
+           "validation": metrics.evaluate(y[valid], p[valid]) if valid.any() else {},
+           "fit_seconds": seconds, "model": "scikit-learn HistGradientBoostingClassifier, "
+           "same rows, split, trees, depth, bins, learning rate and L2, min_samples_leaf 1"}
+    return out, p
+
+
+def _importance(out: Path) -> dict[str, Any]:
+    """Feature importance per party: the bank's trees name its own features and index
+    the grid's; the grid's model file names them (joined here, in the simulation only)."""
+    bank = _json(out / "bank" / "model.json")["importance"]
+    grid_model = _json(out / "grid" / "model.json")
+    names = grid_model["features"]
+    counts = {r["feature"]: r["splits"] for r in grid_model["importance"]}
+    grid = [{**r, "feature": names[r["index"]]} for r in bank["grid"]]
+    if any(counts[r["feature"]] != r["splits"] for r in grid):
+        raise ValueError("the two model files disagree on the grid's split counts")
+    return {"bank": bank["bank"], "grid": grid}
 
 
 def scorecard_section(y: np.ndarray, p: np.ndarray, card: Scorecard) -> dict[str, Any]:
@@ -126,6 +159,7 @@ def scorecard_section(y: np.ndarray, p: np.ndarray, card: Scorecard) -> dict[str
 def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str, int],
                  grid_csv: Path, bank_csv: Path, id_col: str, label_col: str,
                  threshold: float = 0.5, card: Scorecard | None = None,
+                 federated_lr: dict[str, Any] | None = None,
                  columns: dict[str, list[str]] | None = None,
                  inputs: dict[str, object] | None = None) -> dict[str, Any]:
     bank_metrics = _json(out / "bank" / "metrics.json")
@@ -133,8 +167,14 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
     job = _json(out / "coordinator" / "job.json")
     ids, split, y, p = _read_predictions(out / "bank" / "predictions.csv")
     _, _, _, p_bank = _read_predictions(out / "bank" / "bank_only_predictions.csv")
-    central, p_central = _centralized(grid_csv, bank_csv, id_col, label_col, ids, split,
-                                      settings.l2, settings.seed, columns)
+    x_joined, y_joined = _joined(grid_csv, bank_csv, id_col, label_col, ids, columns)
+    gbdt = settings.model is Model.GBDT
+    central_lr, p_central = _centralized_lr(x_joined, y_joined, split,
+                                            TrainSettings().l2 if gbdt else settings.l2,
+                                            settings.seed)
+    central = central_lr
+    if gbdt:
+        central, p_central = _centralized_gbdt(x_joined, y_joined, split, settings)
     report: dict[str, Any] = {
         "job_id": job_id,
         "intersection_size": job["intersection_size"],
@@ -153,15 +193,30 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
         "bytes_sent": {n: bytes_sent(out / n / "audit.jsonl") for n in NODES},
         "nodes": {n: {"pid": pids[n], "audit_log": str(out / n / "audit.jsonl")} for n in NODES},
         "data": {"grid": str(grid_csv), "bank": str(bank_csv)},
-        "coefficients": {"grid": str(out / "grid" / "coefficients.csv"),
-                         "bank": str(out / "bank" / "coefficients.csv")},
+        "peak_rss_mb": {n: (stats[n] if n in stats else job).get("peak_rss_mb")
+                        for n in NODES},
     }
+    if gbdt:
+        report["model"] = "gbdt"
+        report["trees_run"] = len(job["losses"])
+        report["validation_losses"] = job.get("validation_losses", [])
+        report["centralized_lr"] = central_lr
+        report["federated_lr"] = federated_lr
+        report["importance"] = _importance(out)
+        report["models"] = {"grid": str(out / "grid" / "model.json"),
+                            "bank": str(out / "bank" / "model.json")}
+    else:
+        report["coefficients"] = {"grid": str(out / "grid" / "coefficients.csv"),
+                                  "bank": str(out / "bank" / "coefficients.csv")}
     valid = split == "validation"
     if valid.any():
         v = report["validation"]
         report["lift"] = {
             "auc_over_bank_only": v["auc"] - report["bank_only"]["validation"]["auc"],
             "auc_minus_centralized": v["auc"] - central["validation"]["auc"]}
+        if gbdt and federated_lr is not None:
+            report["lift"]["auc_over_federated_lr"] = (
+                v["auc"] - federated_lr["validation"]["auc"])
         report["validation_at_threshold"] = {
             "threshold": threshold, **metrics.classification_at(y[valid], p[valid], threshold)}
         report["scorecard"] = scorecard_section(y[valid], p[valid], card or Scorecard())
@@ -200,6 +255,37 @@ def _row(name: str, m: dict[str, Any]) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+def _gbdt_lines(r: dict[str, Any]) -> list[str]:
+    c = r["config"]
+    lines = [
+        f"Training: gradient-boosted trees, {r['trees_run']} of {c['trees']} trees (depth "
+        f"{c['depth']}, {c['bins']} value bins + a missing bin per feature, learning rate "
+        f"{c['learning_rate']}, L2 {c['l2']}, min child weight {c['min_child_weight']}, "
+        f"subsample {c['subsample']}, early stopping after {c['early_stopping_rounds']}), "
+        f"seed {c['seed']}; federated fit {r['fit_seconds']:.2f} s vs centralized "
+        f"{r['centralized']['fit_seconds']:.2f} s.", "",
+        "## Validation", "",
+        "| model | AUC | KS | accuracy | precision | recall | log-loss | Brier |",
+        "|---|---|---|---|---|---|---|---|",
+        _row("federated GBDT (grid + bank)", r["validation"]),
+        _row("bank-only GBDT", r["bank_only"]["validation"]),
+        _row("centralized GBDT (scikit-learn, joined data)", r["centralized"]["validation"]),
+    ]
+    if r.get("federated_lr"):
+        lines.append(_row("federated LR (grid + bank)", r["federated_lr"]["validation"]))
+    lines += [_row("centralized LR (joined data)", r["centralized_lr"]["validation"]), ""]
+    return lines
+
+
+def _importance_lines(r: dict[str, Any], top: int = 10) -> list[str]:
+    lines = ["## Feature importance (total gain, split count)", ""]
+    for party in ("bank", "grid"):
+        rows = [x for x in r["importance"][party] if x["splits"]][:top]
+        lines += [f"{party}: " + (", ".join(f"{x['feature']} {x['gain']:.1f} ({x['splits']})"
+                                           for x in rows) or "no splits"), ""]
+    return lines
+
+
 def _calibration_lines(cal: dict[str, Any]) -> list[str]:
     if "slope" not in cal:
         return []
@@ -228,23 +314,30 @@ def _calibration_lines(cal: dict[str, Any]) -> list[str]:
 
 def summary_markdown(r: dict[str, Any]) -> str:
     c = r["config"]
+    gbdt = r.get("model") == "gbdt"
     lines = [
         f"# gridcredit run {r['job_id']}", "",
         f"Grid rows {r['rows']['grid']}, bank rows {r['rows']['bank']}, "
         f"aligned by {r['psi_protocol']} PSI: **{r['intersection_size']}** enterprises "
         f"({r['psi_seconds']:.2f} s).", "",
-        f"Training: mode `{c['mode']}`, {r['epochs_run']} of at most {c['epochs']} epochs "
-        f"({r['stop_reason'] or 'stopped'}), batch "
-        f"{c['batch_size']}, {c['optimizer']} at learning rate {c['learning_rate']}, L2 "
-        f"{c['l2']}, seed {c['seed']}; federated fit {r['fit_seconds']:.2f} s vs centralized "
-        f"{r['centralized']['fit_seconds']:.2f} s.", "",
-        "## Validation", "",
-        "| model | AUC | KS | accuracy | precision | recall | log-loss | Brier |",
-        "|---|---|---|---|---|---|---|---|",
-        _row("federated (grid + bank)", r["validation"]),
-        _row("bank only", r["bank_only"]["validation"]),
-        _row("centralized (joined data, not deployable)", r["centralized"]["validation"]), "",
     ]
+    if gbdt:
+        lines += _gbdt_lines(r)
+    else:
+        lines += [
+            f"Training: mode `{c['mode']}`, {r['epochs_run']} of at most {c['epochs']} epochs "
+            f"({r['stop_reason'] or 'stopped'}), batch "
+            f"{c['batch_size']}, {c['optimizer']} at learning rate {c['learning_rate']}, L2 "
+            f"{c['l2']}, seed {c['seed']}; federated fit {r['fit_seconds']:.2f} s vs "
+            f"centralized {r['centralized']['fit_seconds']:.2f} s.", "",
+            "## Validation", "",
+            "| model | AUC | KS | accuracy | precision | recall | log-loss | Brier |",
+            "|---|---|---|---|---|---|---|---|",
+            _row("federated (grid + bank)", r["validation"]),
+            _row("bank only", r["bank_only"]["validation"]),
+            _row("centralized (joined data, not deployable)", r["centralized"]["validation"]),
+            "",
+        ]
     if "lift" in r:
         lines += [f"Power data adds **{r['lift']['auc_over_bank_only']:+.4f}** AUC over the "
                   f"bank's own model; the federated model is "
@@ -252,9 +345,16 @@ def summary_markdown(r: dict[str, Any]) -> str:
     lines += _calibration_lines(r.get("calibration", {}))
     lines += ["## Traffic", "", "| node | bytes sent |", "|---|---|"]
     lines += [f"| {n} | {b:,} |" for n, b in r["bytes_sent"].items()]
-    lines += ["", "Epoch losses (Taylor, mean per row): "
-              + ", ".join(f"{x:.4f}" for x in r["losses"]), ""]
-    if c["mode"] == "shared":
+    if gbdt:
+        lines += ["", "Training loss per tree (logistic, mean per row): "
+                  + ", ".join(f"{x:.4f}" for x in r["losses"]), "",
+                  "Validation loss per tree: "
+                  + ", ".join(f"{x:.4f}" for x in r["validation_losses"]), ""]
+        lines += _importance_lines(r)
+    else:
+        lines += ["", "Epoch losses (Taylor, mean per row): "
+                  + ", ".join(f"{x:.4f}" for x in r["losses"]), ""]
+    if c["mode"] == "shared" and not gbdt:
         lines += [f"Mode `shared` truncates shares locally (SecureML); expected number of "
                   f"truncation wrap failures in this run: {r['expected_wrap_failures']:.2e} "
                   "(upper bound).", ""]
@@ -269,8 +369,11 @@ def summary_markdown(r: dict[str, Any]) -> str:
         lines += [f"| {b['band']} | {b['count']} | {b['bad']} | "
                   + ("-" if b["bad_rate"] is None else f"{b['bad_rate']:.3f}") + " |"
                   for b in sc["validation_bands"] if b["count"]]
-        lines += ["", "Each party's own coefficients: `grid/coefficients.csv` (the grid's view), "
-                  "`bank/coefficients.csv` (the bank's view, with the intercept).", ""]
+        lines += ["", "Each party's own model: `grid/model.json` (its split features and "
+                  "thresholds per node), `bank/model.json` (the trees, the bank's splits, leaf "
+                  "values)." if gbdt else "Each party's own coefficients: "
+                  "`grid/coefficients.csv` (the grid's view), `bank/coefficients.csv` (the "
+                  "bank's view, with the intercept).", ""]
     if r.get("plots"):
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in r["plots"]] + [""]
     lines += ["Each node's audit log (one line per message, digests only) is in "

@@ -39,7 +39,7 @@ KEEP_ON_FAILURE = ("*/node.log", "*/audit.jsonl", "coordinator/job.json", "*/che
                    "configs/*", "certs/*", "data/*")
 # What the program writes, for a run that was killed before it could list its files.
 OWN_LAYOUT = ("report.json", "summary.md", FAILED, "plots/*.png", "configs/*.toml",
-              "certs/*.pem", "certs/*.key", "data/*_features.csv",
+              "certs/*.pem", "certs/*.key", "data/*_features.csv", "lr/*",
               *(f"{node}/*" for node in NODES))
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -35,6 +36,7 @@ from types import FrameType
 import grpc
 import numpy as np
 
+from crypto.sigmoid import sigmoid
 from federation.nodes import ExitCode
 from federation.protocol.errors import (
     ConfigError,
@@ -47,10 +49,12 @@ from federation.transport.certs import NodeCerts, check_own_certificate
 from federation.transport.grpc_server import start_server
 from parties.data import load_party_csv
 from parties.evaluation.scorecard import Scorecard
+from parties.gbdt.model import GbdtBankModel, GbdtGridModel, load_model
+from parties.gbdt.serving import bank_combiner, grid_row_bits
 from parties.model import PartyModel
 from parties.psi_pool import PsiPool
 from parties.serving import MAX_IDS, ROTATE_SECONDS
-from parties.serving_bank import BankServing
+from parties.serving_bank import BankServing, Combine
 from parties.serving_grid import GridServing
 
 log = logging.getLogger(__name__)
@@ -99,15 +103,18 @@ class ServeConfig:
 # -- the process -------------------------------------------------------------------------
 
 
-def partial_logits(cfg: ServeConfig) -> tuple[list[str], np.ndarray]:
+def partial_logits(cfg: ServeConfig) -> tuple[list[str], np.ndarray, Combine | None]:
     """This party's IDs and partial logit per row of ``--data`` under its model.
+
+    A boosted model (``--model`` of a gbdt run): the grid's answer per row is the packed
+    bits of its splits, and the bank's logits come from a combiner over them.
 
     Raises
     ------
     InputDataError
         The model or CSV is unreadable, of the other role, or lacks a model feature.
     """
-    model = PartyModel.load(cfg.model, cfg.role)
+    model = load_model(cfg.model, cfg.role)
     data = load_party_csv(cfg.data, cfg.id_column, None)
     missing = [f for f in model.features if f not in data.features]
     if missing:
@@ -115,7 +122,17 @@ def partial_logits(cfg: ServeConfig) -> tuple[list[str], np.ndarray]:
             f"{cfg.data}: missing column(s) {missing} that the model {cfg.model} needs"
         )
     data = data.select(model.features)
-    return data.ids, np.asarray(model.partial_logit(data.x), dtype=np.float64)
+    if isinstance(model, GbdtGridModel):
+        return data.ids, grid_row_bits(model, data.x), None
+    if isinstance(model, GbdtBankModel):
+        return data.ids, np.zeros(len(data.ids)), bank_combiner(model, data.x)
+    return data.ids, np.asarray(model.partial_logit(data.x), dtype=np.float64), None
+
+
+def _probability(cfg: ServeConfig) -> Callable[[np.ndarray], np.ndarray]:
+    """The bank's full logits to probabilities: a logistic model's calibration, if fitted."""
+    model = load_model(cfg.model, cfg.role)
+    return model.probability if isinstance(model, PartyModel) else sigmoid
 
 
 def _announce(listen: str, port: int) -> str:
@@ -167,7 +184,7 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
     if not 0 < cfg.max_ids <= 1_000_000:
         raise ConfigError(f"--max-ids must be 1 to 1000000, got {cfg.max_ids}")
     check_own_certificate(cfg.certs, cfg.role)
-    ids, u = partial_logits(cfg)
+    ids, u, combine = partial_logits(cfg)
     if stop is None:
         stop = _stop_event()
     audit = AuditWriter(AuditLog(cfg.audit, cfg.role.value, cfg.certs.key.read_bytes()))
@@ -184,7 +201,7 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
             try:
                 card = Scorecard(cfg.base_score, cfg.base_odds, cfg.pdo)
                 bank = BankServing(ids, u, card, cfg.bands, max_ids=cfg.max_ids, pool=pool,
-                                   probability=PartyModel.load(cfg.model, cfg.role).probability)
+                                   combine=combine, probability=_probability(cfg))
             except ValueError as exc:
                 raise ConfigError(f"scorecard or bands: {exc}") from exc
             link = GridLink(cfg.peer, cfg.certs, audit, bank, cfg.deadline)

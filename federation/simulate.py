@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from federation.processes import NodeProcess, supervise
 from federation.progress import Progress
 from federation.protocol.errors import ConfigError, VflError
-from federation.protocol.messages import Role, Task, TrainSettings
+from federation.protocol.messages import Model, Role, Task, TrainSettings
 from federation.run_folder import RunFolder
 from federation.transport.certs import write_federation
 from parties.model import atomic_write_text
@@ -53,6 +53,7 @@ class SimulationSpec:
     pca: str | None = None
     force: bool = False
     log_level: str = NODE_LOG_LEVEL
+    compare_lr: bool = True  # --model gbdt: also train the federated LR (in DIR/lr)
 
 
 def _toml_value(value: object) -> str:
@@ -136,6 +137,8 @@ class _Federation:
             log_level=self.log_level,
         )
         epochs = self.settings.epochs if self.settings.task is Task.TRAIN else 0
+        if self.settings.model is Model.GBDT and self.settings.task is Task.TRAIN:
+            epochs = self.settings.trees
         progress = Progress(epochs, enabled=not self.quiet)
         try:
             nodes[Role.COORDINATOR].start()
@@ -247,6 +250,9 @@ def _train(spec: SimulationSpec) -> dict[str, Any]:
         spec.log_level,
     )
     nodes = fed.run()
+    federated_lr = None
+    if settings.model is Model.GBDT and spec.compare_lr:
+        federated_lr = _federated_lr(spec, fed.data, settings)
     return build_report(
         spec.out,
         fed.job_id,
@@ -260,7 +266,28 @@ def _train(spec: SimulationSpec) -> dict[str, Any]:
         columns=columns,
         inputs={"select": None if spec.select is None else str(spec.select),
                 "stage": spec.stage, "pca": spec.pca},
+        federated_lr=federated_lr,
     )
+
+
+def _federated_lr(spec: SimulationSpec, data: dict[Role, dict[str, object]],
+                  trees: TrainSettings) -> dict[str, Any]:
+    """The federated LR of the same data, rows and split, for the tree job's report:
+    a second federation in DIR/lr with the LR defaults (same seed, validation share)."""
+    settings = replace(TrainSettings(), seed=trees.seed,
+                       validation_fraction=trees.validation_fraction,
+                       deadline_seconds=trees.deadline_seconds, task=Task.TRAIN,
+                       psi=trees.psi)
+    out = spec.out / "lr"
+    fed = _Federation(out, f"sim-{secrets.token_hex(4)}", settings, data, spec.quiet,
+                      spec.timeout, spec.log_level)
+    fed.run()
+    metrics = json.loads((out / "bank" / "metrics.json").read_text(encoding="utf-8"))
+    stats = json.loads((out / "bank" / "stats.json").read_text(encoding="utf-8"))
+    grid_stats = json.loads((out / "grid" / "stats.json").read_text(encoding="utf-8"))
+    return {"validation": metrics["validation"], "train": metrics["train"],
+            "fit_seconds": max(stats["fit_seconds"], grid_stats["fit_seconds"]),
+            "config": settings.as_dict(), "run": str(out)}
 
 
 def simulate(
@@ -276,6 +303,7 @@ def simulate(
     stage: str | None = None,
     pca: str | int | None = None,
     force: bool = False,
+    compare_lr: bool = True,
     **training: Any,
 ) -> dict[str, Any]:
     """Python API: run a simulation and return ``report.json`` as a dict.
@@ -285,7 +313,9 @@ def simulate(
     Give both ``grid_data`` and ``bank_data``, or neither for the bundled demo (one alone
     raises ``ConfigError``, as the CLI refuses it). ``force`` writes into an existing folder
     that is not an earlier run folder (nothing in it is deleted). ``training`` takes the
-    ``TrainSettings`` fields (epochs=5, batch_size=256, ...).
+    ``TrainSettings`` fields (epochs=5, batch_size=256, ...; for trees model="gbdt",
+    trees=50, depth=5, bins=32, ...). ``compare_lr``: a tree job also trains the federated
+    LR of the same data for the report.
     """
     from federation.config import settings_from
 
@@ -302,6 +332,7 @@ def simulate(
         stage=stage,
         pca=None if pca is None else str(pca),
         force=force,
+        compare_lr=compare_lr,
     )
     return run_simulation(spec)
 

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crypto import bin_product as bp
-from crypto.limbs import Signed, elementwise_bytes, pack, unpack
+from crypto.limbs import Limbs, Signed, elementwise_bytes, pack, unpack
 from crypto.ring import Ring
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
@@ -31,6 +31,16 @@ from federation.transport.channel import Channel
 
 STEP_MASKED = "bins-masked"
 STEP_PRODUCT = "bins-product"
+MASKED_ROWS = 8192  # rows of E per message: bounds both sides' buffers, not the traffic
+
+
+def masked_chunks(n_rows: int) -> list[tuple[int, int]]:
+    """[start, stop) of each message of E (both sides derive the same from n_rows)."""
+    return [(a, min(a + MASKED_ROWS, n_rows)) for a in range(0, max(n_rows, 1), MASKED_ROWS)]
+
+
+def _masked_step(i: int) -> str:
+    return f"{STEP_MASKED}/{i}"
 
 
 @dataclass(frozen=True)
@@ -94,14 +104,15 @@ class GridBins:
         self._columns = _Columns()
 
     def send_masked(self, round_: int) -> int:
-        """Send E = B - M (once per job); returns the bytes sent."""
-        s = self.spec
-        m_mat = bp.matrix_mask(self._seed, s.matrix, (s.n_rows, s.width), s.bits)
-        payload = pack(bp.mask_onehot(self._positions, m_mat, s.bits), s.bits)
-        del m_mat
-        self._channel.send(Envelope(s.job_id, Tag(round_, STEP_MASKED), Role.GRID,
-                                    {"E": payload}))
-        return int(payload.nbytes)
+        """Send E = B - M (once per job), a message per block of rows; returns the bytes."""
+        s, sent = self.spec, 0
+        for i, (a, b) in enumerate(masked_chunks(s.n_rows)):
+            m_rows = bp.matrix_mask_rows(self._seed, s.matrix, (s.n_rows, s.width), s.bits, a, b)
+            payload = pack(bp.mask_onehot(self._positions[a:b], m_rows, s.bits), s.bits)
+            self._channel.send(Envelope(s.job_id, Tag(round_, _masked_step(i)), Role.GRID,
+                                        {"E": payload}))
+            sent += int(payload.nbytes)
+        return sent
 
     def open_block(self, block: str, width: int) -> None:
         self._columns.open(block, width)
@@ -130,50 +141,79 @@ class BankBins:
 
     def __init__(self, spec: BinSpec, seed: bytes, channel: Channel) -> None:
         self.spec, self._seed, self._channel = spec, seed, channel
-        self._e: Ring | None = None
-        self._m: dict[str, Ring] = {}
+        # E split once into its two limbs, as float32 (exact), as it arrives
+        self._e: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
+        self._m: tuple[str, Ring] | None = None  # the block in use (m is re-expanded)
         self._offset: dict[str, Ring] = {}
         self._columns = _Columns()
         self._lock = threading.Lock()
 
     def receive_masked(self, round_: int) -> None:
+        """Receive E, kept as its two limbs (float32, 8 bytes per element in all), so that
+        every later product widens a block of rows instead of splitting E again."""
         s = self.spec
-        got = self._channel.recv(Tag(round_, STEP_MASKED), s.timeout).tensors
-        self._e = _packed(got, "E", (s.n_rows, s.width), s.bits, Role.GRID)
+        lo = np.empty((s.n_rows, s.width), dtype=np.float32)
+        hi = np.empty((s.n_rows, s.width), dtype=np.float32)
+        for i, (a, b) in enumerate(masked_chunks(s.n_rows)):
+            got = self._channel.recv(Tag(round_, _masked_step(i)), s.timeout).tensors
+            arr = got.get("E")
+            want = (b - a, s.width, elementwise_bytes(s.bits))
+            if arr is None or arr.dtype != np.uint8 or arr.shape != want:
+                what = "nothing" if arr is None else f"{arr.dtype} {arr.shape}"
+                raise ProtocolAbort(f"{Role.GRID} sent {what} as rows {a}..{b} of E; "
+                                    f"expected uint8 {want}")
+            lo[a:b], hi[a:b] = bp.limbs32(unpack(np.asarray(arr, dtype=np.uint8), s.bits),
+                                          s.bits)
+        self._e = (lo, hi)
+
+    def _e_limbs(self, start: int, stop: int) -> Limbs:
+        if self._e is None:
+            raise ProtocolAbort("bank: the grid's masked bin matrix has not arrived")
+        lo, hi = self._e
+        return lo[start:stop].astype(np.float64), hi[start:stop].astype(np.float64)
 
     def prepare(self, blocks: list[tuple[str, int, Ring]]) -> None:
         """z_B = E^T m + c_1 for each (block, width, c_1 from the dealer), in one product.
 
         Safe to call from a background thread while ``multiply`` runs on other blocks.
         """
-        s, e = self.spec, self._e
-        if e is None:
+        s = self.spec
+        if self._e is None:
             raise ProtocolAbort("bank: the grid's masked bin matrix has not arrived")
         for name, width, c_1 in blocks:
             if c_1.shape != (s.width, width):
                 raise ProtocolAbort(f"the dealer sent c_1 of shape {c_1.shape} for block "
                                     f"{name!r}; expected {(s.width, width)}")
-        masks = [bp.vector_mask(self._seed, name, (s.n_rows, w), s.bits) for name, w, _ in blocks]
+        widths = [(name, w) for name, w, _ in blocks]
         c_1 = np.hstack([c for _, _, c in blocks])
-        offsets = bp.bank_offset(e, np.hstack(masks), c_1, s.bits)
+        offsets = bp.bank_offset_rows(self._e_limbs, bp.block_mask_rows(
+            self._seed, widths, s.n_rows, s.bits), s.n_rows, c_1, s.bits)
         start = 0
         with self._lock:
-            for (name, width, _), m in zip(blocks, masks):
+            for name, width, _ in blocks:
                 self._columns.open(name, width)
-                self._m[name] = m
                 self._offset[name] = offsets[:, start:start + width]
                 start += width
 
     def prepared(self, block: str) -> bool:
         with self._lock:
-            return block in self._m
+            return block in self._offset
+
+    def _mask(self, block: str) -> Ring:
+        """The block's m, expanded again when a product first uses it (not kept per block)."""
+        if self._m is None or self._m[0] != block:
+            width = self._columns.width(block)
+            self._m = (block, bp.vector_mask(self._seed, block, (self.spec.n_rows, width),
+                                             self.spec.bits))
+        return self._m[1]
 
     def multiply(self, round_: int, block: str, start: int, v: Signed) -> Signed:
         """B^T V for integer values V (n x t), with columns [start, start + t) of ``block``."""
         s, tag = self.spec, Tag(round_, STEP_PRODUCT)
         with self._lock:
             self._columns.take(block, start, v.shape[1])
-            m, offset = self._m[block], self._offset[block]
+            offset = self._offset[block]
+        m = self._mask(block)
         if v.shape[0] != s.n_rows:
             raise ValueError(f"values have {v.shape[0]} rows, the matrix has {s.n_rows}")
         t = v.shape[1]
@@ -186,5 +226,6 @@ class BankBins:
     def release(self, block: str) -> None:
         """Forget a used block's masks (its columns stay used)."""
         with self._lock:
-            self._m.pop(block, None)
             self._offset.pop(block, None)
+            if self._m is not None and self._m[0] == block:
+                self._m = None

@@ -6,7 +6,7 @@ indicators in fixed point, to open X^T Z_B (cross-party Pearson correlations) to
 with the same masks, dealer (``federation.dealer_bins``) and bank side
 (``parties.bin_product.BankBins``) as the one-hot counts:
 
-1. Grid: E = X - M mod 2^l, sent once.
+1. Grid: E = X - M mod 2^l, sent once (in blocks of rows).
 2. Bank: F = V - m; grid: z_G = X^T F + c_0 (exact, ``crypto.limbs.matmul_t``).
 3. Bank: X^T V = z_G + E^T m + c_1.
 
@@ -24,7 +24,14 @@ from crypto.limbs import from_signed, matmul_t, pack, reduce
 from crypto.ring import Ring
 from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport.channel import Channel
-from parties.bin_product import STEP_MASKED, STEP_PRODUCT, BinSpec, _Columns, _packed
+from parties.bin_product import (
+    STEP_PRODUCT,
+    BinSpec,
+    _Columns,
+    _masked_step,
+    _packed,
+    masked_chunks,
+)
 
 
 class DenseGrid:
@@ -41,13 +48,16 @@ class DenseGrid:
         self._columns = _Columns()
 
     def send_masked(self, round_: int) -> int:
-        """Send E = X - M (once per job); returns the bytes sent."""
-        s = self.spec
-        m_mat = bp.matrix_mask(self._seed, s.matrix, (s.n_rows, s.width), s.bits)
-        payload = pack(reduce(self._x - m_mat, s.bits), s.bits)
-        self._channel.send(Envelope(s.job_id, Tag(round_, STEP_MASKED), Role.GRID,
-                                    {"E": payload}))
-        return int(payload.nbytes)
+        """Send E = X - M (once per job), a message per block of rows as the one-hot
+        product does (``masked_chunks``); returns the bytes sent."""
+        s, sent = self.spec, 0
+        for i, (a, b) in enumerate(masked_chunks(s.n_rows)):
+            m_rows = bp.matrix_mask_rows(self._seed, s.matrix, (s.n_rows, s.width), s.bits, a, b)
+            payload = pack(reduce(self._x[a:b] - m_rows, s.bits), s.bits)
+            self._channel.send(Envelope(s.job_id, Tag(round_, _masked_step(i)), Role.GRID,
+                                        {"E": payload}))
+            sent += int(payload.nbytes)
+        return sent
 
     def open_block(self, block: str, width: int) -> None:
         self._columns.open(block, width)

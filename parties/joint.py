@@ -67,3 +67,11 @@ def joint_logits(role: Role, job_id: str, x: npt.NDArray[np.float64], shares: di
         raise ProtocolAbort(f"{peer} sent a malformed share of u")
     return decode(u_share + np.asarray(grid_share, dtype=np.uint64), frac_bits)
 
+
+def partial_logits_of(env: Envelope, n: int) -> npt.NDArray[np.float64]:
+    """The grid's partial logits u_G of ``n`` rows from its message, checked."""
+    u = env.tensors.get("u")
+    if u is None or u.dtype != np.float64 or u.shape != (n,):
+        what = "nothing" if u is None else f"{u.dtype} {u.shape}"
+        raise ProtocolAbort(f"grid sent {what} at {env.tag.step!r}; expected float64 ({n},)")
+    return np.asarray(u, dtype=np.float64)

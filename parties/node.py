@@ -31,6 +31,7 @@ from federation.protocol.messages import (
     JobPlan,
     JoinRequest,
     Mode,
+    Model,
     PsiProtocol,
     Role,
     SyncReply,
@@ -50,8 +51,10 @@ from parties.data import (
     load_party_csv,
 )
 from parties.divergence import LogitGuard
+from parties.gbdt.model import TreeModel, load_model
+from parties.gbdt.node_steps import TreeJob, score_trees, train_trees
 from parties.inputs import fit_training_pca, select_columns
-from parties.joint import joint_logits
+from parties.joint import joint_logits, partial_logits_of
 from parties.local_fit import FitResult, LocalFit, with_intercept
 from parties.model import PartyModel, atomic_write_text
 from parties.outputs import write_bank_evaluation, write_scores
@@ -93,14 +96,8 @@ class PartyLink(CoordinatorLink, TagMatcher, Protocol):
 
 
 class PartyNode:
-    def __init__(
-        self,
-        config: PartyConfig,
-        coordinator: PartyLink,
-        connect: Connect,
-        address: str,
-        on_epoch: Callable[[int, float], None] | None = None,
-    ) -> None:
+    def __init__(self, config: PartyConfig, coordinator: PartyLink, connect: Connect,
+                 address: str, on_epoch: Callable[[int, float], None] | None = None) -> None:
         self.config = config
         self.role = config.role
         self.state = PartyState(config.role)
@@ -109,6 +106,7 @@ class PartyNode:
         self._address = address
         self._on_epoch = on_epoch
         self._channel: Channel | None = None
+        self._aligned: dict[str, float] = {}
         self._pca: Pca | None = None
         self.stats: dict[str, Any] = {"role": self.role.value, "pid": os.getpid()}
 
@@ -153,7 +151,8 @@ class PartyNode:
                 self.role,
                 self._address,
                 len(data.ids),
-                (data.x.shape[1] if model is None else len(model.mean)) + (1 if is_bank else 0),
+                (len(model.mean) if isinstance(model, PartyModel) else data.x.shape[1])
+                + (1 if is_bank else 0),
             )
         )
         self.state.advance(Stage.JOINED)
@@ -205,6 +204,7 @@ class PartyNode:
                   "columns": float(columns + int(is_bank))}  # columns: after any PCA
         reply = self._sync(0, "aligned", values)
         resume.start = int(reply.values.get("start_epoch", 0))
+        self._aligned = dict(reply.values)
         self.state.advance(Stage.ALIGNED)
         if model is None:
             self._train(plan, data, rows, resume)
@@ -241,6 +241,15 @@ class PartyNode:
         self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp], resume: checkpoint.Resume
     ) -> None:
         settings, channel = plan.settings, self._require_channel()
+        if settings.model is Model.GBDT:  # the bank grows the trees, the grid answers
+            job = TreeJob(self.config.job_id, settings, plan.dealer_seed, channel,
+                          self._coordinator, self.config.out)
+            self.state.advance(Stage.TRAINING)
+            self.stats.update(train_trees(job, self.role, data.take(rows.astype(np.int64)),
+                                          self._aligned))
+            self.state.advance(Stage.EVALUATING)
+            self._sync(settings.trees + 1, "evaluated", {})
+            return
         aligned = data.take(rows.astype(np.int64))
         schedule = Schedule(len(rows), settings.validation_fraction, settings.batch_size,
                             settings.seed)
@@ -321,7 +330,7 @@ class PartyNode:
         if self.role is Role.GRID:
             channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
             return None
-        return u_own + self._partial_logits(channel.recv(tag, s.deadline_seconds), x.shape[0])
+        return u_own + partial_logits_of(channel.recv(tag, s.deadline_seconds), x.shape[0])
 
     def _joint(self, plan: JobPlan, x: Float, shares: dict[str, npt.NDArray[np.uint64]],
                purpose: str, round_: int) -> Float | None:
@@ -333,37 +342,26 @@ class PartyNode:
             round_=round_, timeout=s.deadline_seconds)
 
 
-    def _partial_logits(self, env: Envelope, n: int) -> Float:
-        u = env.tensors.get("u")
-        if u is None or u.dtype != np.float64 or u.shape != (n,):
-            what = "nothing" if u is None else f"{u.dtype} {u.shape}"
-            raise ProtocolAbort(f"grid sent {what} at {env.tag.step!r}; expected float64 ({n},)")
-        return np.asarray(u, dtype=np.float64)
-
     # -- scoring ---------------------------------------------------------------------
-    def _scoring_model(self, data: PartyData) -> PartyModel:
+    def _scoring_model(self, data: PartyData) -> PartyModel | TreeModel:
         if self.config.model is None:
             raise ConfigError(f"{self.role}: a scoring job needs --model PATH")
-        model = PartyModel.load(self.config.model, self.role)
-        missing = [f for f in model.features if f not in data.features]
-        if missing:
-            raise InputDataError(
-                f"{self.config.data}: missing column(s) {missing} that the "
-                f"model {self.config.model} needs"
-            )
+        model = load_model(self.config.model, self.role)
+        if missing := [f for f in model.features if f not in data.features]:
+            raise InputDataError(f"{self.config.data}: missing column(s) {missing} that the "
+                                 f"model {self.config.model} needs")
         return model
 
-    def _score(
-        self,
-        plan: JobPlan,
-        data: PartyData,
-        rows: npt.NDArray[np.intp],
-        model: PartyModel,
-    ) -> None:
+    def _score(self, plan: JobPlan, data: PartyData, rows: npt.NDArray[np.intp],
+               model: PartyModel | TreeModel) -> None:
         settings, channel = plan.settings, self._require_channel()
         self.state.advance(Stage.SCORING)
         aligned = data.take(rows.astype(np.int64))
-        if model.shares is not None:  # a model kept shared scores jointly
+        p: Float | None = None
+        if not isinstance(model, PartyModel):  # trees: the grid answers its splits
+            p = score_trees(self.config.job_id, model, aligned.x, channel,
+                            settings.deadline_seconds)
+        elif model.shares is not None:  # a model kept shared scores jointly
             z = model.standardized(aligned.x)
             x = with_intercept(z) if self.role is Role.BANK else z
             joint = replace(plan, settings=replace(
@@ -372,17 +370,17 @@ class PartyNode:
                 feature_clip=model.clip or settings.feature_clip))
             shares = {r: np.array(v, dtype=np.uint64) for r, v in model.shares.items()}
             u = self._joint(joint, x, shares, "score", 1)
-            if u is not None:
-                self._write_scores(data, rows, model.probability(u))
-            self._sync(1, "scored", {})
-            return
-        u_own = model.partial_logit(aligned.x)
-        tag = Tag(1, STEP_SCORE)
-        if self.role is Role.GRID:
-            channel.send(Envelope(self.config.job_id, tag, self.role, {"u": u_own}))
+            p = None if u is None else model.probability(u)
+        elif self.role is Role.GRID:
+            u_own = model.partial_logit(aligned.x)
+            channel.send(Envelope(self.config.job_id, Tag(1, STEP_SCORE), self.role,
+                                  {"u": u_own}))
         else:
-            u_grid = self._partial_logits(channel.recv(tag, settings.deadline_seconds), len(rows))
-            self._write_scores(data, rows, model.probability(u_own + u_grid))
+            env = channel.recv(Tag(1, STEP_SCORE), settings.deadline_seconds)
+            u = model.partial_logit(aligned.x) + partial_logits_of(env, len(rows))
+            p = model.probability(u)
+        if p is not None:
+            self._write_scores(data, rows, p)
         self._sync(1, "scored", {})
 
     def _write_scores(self, data: PartyData, rows: npt.NDArray[np.intp], p: Float) -> None:

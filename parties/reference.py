@@ -4,8 +4,8 @@
 process: same schedule, same Taylor residual, same optimizer. With ``frac_bits`` set it
 rounds exactly where the federated protocol encodes (the masks cancel in the ring, so
 the federated weights must equal these bit for bit); with ``frac_bits=None`` it is plain
-float SGD. ``centralized_lr`` is the non-federated logistic regression the report
-compares against.
+float SGD. ``centralized_lr`` and ``centralized_gbdt`` are the non-federated models the
+report compares against.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from parties.shared_params import (
 )
 
 if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
 Float = npt.NDArray[np.float64]
@@ -89,6 +90,21 @@ def centralized_lr(x: Float, y: Float, l2: float, seed: int) -> LogisticRegressi
 
     c = 1.0 / (max(l2, 1e-12) * len(y))
     return LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y.astype(int))
+
+
+def centralized_gbdt(x: Float, y: Float, *, trees: int, depth: int, learning_rate: float,
+                     bins: int, l2: float, seed: int) -> HistGradientBoostingClassifier:
+    """scikit-learn's HistGradientBoostingClassifier on joined rows, with the federated
+    model's hyper-parameters: as many trees (no early stopping), the same depth (no leaf
+    limit), learning rate, value bins per feature (missing values get their own) and L2.
+    ``min_samples_leaf=1``: the federated trees bound a leaf by its hessian sum only
+    (``min_child_weight``), not by a row count (scikit-learn's default is 20 rows)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier  # slow import
+
+    return HistGradientBoostingClassifier(
+        max_iter=trees, max_depth=depth, learning_rate=learning_rate, max_bins=min(bins, 255),
+        l2_regularization=l2, max_leaf_nodes=None, early_stopping=False, min_samples_leaf=1,
+        random_state=seed).fit(x, y.astype(int))
 
 
 # -- mode ``shared`` ---------------------------------------------------------------------

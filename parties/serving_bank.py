@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from crypto import psi
 from crypto.psi import oprf
@@ -45,6 +46,9 @@ from parties.serving import (
     epoch_domain,
     tensor_of,
 )
+
+# Trees: the bank's logits from its row indices and the grid's packed split bits per row.
+Combine = Callable[[npt.NDArray[np.int64], npt.NDArray[np.generic]], Float]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,9 @@ class BankServing:
         The most IDs one request may carry.
     pool : PsiPool, optional
         Worker processes for the curve work of large sessions and requests.
+    combine : callable, optional
+        Trees: the logit of the bank's rows (indices into ``ids``) from the grid's packed
+        split bits for them (uint64 words per row); default u_B + u_G.
     probability : callable, optional
         Full logits u_B + u_G to probabilities: the model's calibration
         (``PartyModel.probability``); default the logistic function itself.
@@ -114,6 +121,7 @@ class BankServing:
         *,
         max_ids: int = MAX_IDS,
         pool: PsiPool | None = None,
+        combine: Combine | None = None,
         probability: Callable[[Float], Float] = sigmoid,
     ) -> None:
         if len(ids) != len(u):
@@ -130,6 +138,7 @@ class BankServing:
         self._lock = threading.Lock()
         self._state: _BankSession | None = None
         self._round = 0
+        self._combine = combine
 
     @property
     def session(self) -> str:
@@ -220,23 +229,27 @@ class BankServing:
     def results(self, plan: RequestPlan, env: Envelope | None) -> list[ScoredId]:
         """Combine u_B with the grid's u_G: one ``ScoredId`` per requested ID, in order."""
         n = len(set(plan.matched.values()))
-        u_grid = np.zeros(0)
+        u_grid: npt.NDArray[np.generic] = np.zeros(0)
         if env is not None:
             if env.tag != Tag(plan.round, STEP_PARTIAL) or env.job_id != plan.session:
                 raise ProtocolAbort(
                     f"expected {STEP_PARTIAL!r} for request {plan.round}; got "
                     f"round {env.tag.round}, step {env.tag.step!r}"
                 )
-            u_grid = tensor_of(env, "u", np.float64, 1).astype(np.float64)
+            dtype, ndim = (np.float64, 1) if self._combine is None else (np.uint64, 2)
+            u_grid = tensor_of(env, "u", dtype, ndim)
         if len(u_grid) != n:
             raise ProtocolAbort(
                 f"the grid sent {len(u_grid)} partial logits for request {plan.round}; expected {n}"
             )
         scored = list(plan.matched)
-        p = self._probability(
-            np.array([self._u[self._row[x]] for x in scored], dtype=np.float64)
-            + u_grid[[plan.matched[x] for x in scored]]
-        )
+        rows = np.array([self._row[x] for x in scored], dtype=np.int64)
+        answers = u_grid[[plan.matched[x] for x in scored]]
+        if self._combine is None:
+            logits = self._u[rows] + answers.astype(np.float64)
+        else:
+            logits = self._combine(rows, answers.reshape(len(rows), -1))
+        p = self._probability(logits)
         points = self._card.points(p)
         bands = band_of(points, self._bands) if len(points) else np.array([], dtype=str)
         answer = {

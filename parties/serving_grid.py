@@ -40,7 +40,6 @@ from parties.serving import (
     STEP_PARTIAL,
     STEP_POINTS,
     STEP_ROWS,
-    Float,
     UnknownSession,
     check_session,
     epoch_domain,
@@ -84,8 +83,10 @@ class GridServing:
     ----------
     ids : sequence of str
         The grid's enterprise IDs, one per row (unique).
-    u : Float
-        The grid's partial logit u_G = z(x_G) . w_G per row, same order.
+    u : array
+        The grid's answer per row, same order: its partial logit u_G = z(x_G) . w_G
+        (float64, logistic regression), or for trees the packed bits "x <= threshold" of
+        each of its splits (uint64 words, one row per enterprise).
     max_ids : int
         The most points one request may carry.
     pool : PsiPool, optional
@@ -99,7 +100,7 @@ class GridServing:
     def __init__(
         self,
         ids: Sequence[str],
-        u: Float,
+        u: npt.NDArray[np.generic],
         *,
         max_ids: int = MAX_IDS,
         pool: PsiPool | None = None,
@@ -109,7 +110,8 @@ class GridServing:
         if len(ids) != len(u):
             raise ValueError(f"{len(ids)} IDs but {len(u)} partial logits")
         self._ids = list(ids)
-        self._u = np.asarray(u, dtype=np.float64)
+        self._u = np.asarray(u) if np.asarray(u).dtype == np.uint64 else \
+            np.asarray(u, dtype=np.float64)
         self._max_ids = max_ids
         self._pool = pool
         self._rotate_seconds = rotate_seconds

@@ -45,7 +45,7 @@ class DeliverReply(_message.Message):
     def __init__(self, bytes_received: _Optional[int] = ...) -> None: ...
 
 class TrainSettings(_message.Message):
-    __slots__ = ("mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1", "momentum", "tolerance", "seed", "validation_fraction", "frac_bits", "task", "deadline_seconds", "feature_frac_bits", "feature_clip", "reveal_weights", "checkpoint_every", "psi")
+    __slots__ = ("mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1", "momentum", "tolerance", "seed", "validation_fraction", "frac_bits", "task", "deadline_seconds", "feature_frac_bits", "feature_clip", "reveal_weights", "checkpoint_every", "psi", "model", "trees", "depth", "bins", "min_child_weight", "subsample", "early_stopping_rounds")
     MODE_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,13 @@ class TrainSettings(_message.Message):
     REVEAL_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
     PSI_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TREES_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    MIN_CHILD_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SUBSAMPLE_FIELD_NUMBER: _ClassVar[int]
+    EARLY_STOPPING_ROUNDS_FIELD_NUMBER: _ClassVar[int]
     mode: str
     epochs: int
     batch_size: int
@@ -84,7 +91,14 @@ class TrainSettings(_message.Message):
     reveal_weights: str
     checkpoint_every: int
     psi: str
-    def __init__(self, mode: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., momentum: _Optional[float] = ..., tolerance: _Optional[float] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., frac_bits: _Optional[int] = ..., task: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., feature_frac_bits: _Optional[int] = ..., feature_clip: _Optional[float] = ..., reveal_weights: _Optional[str] = ..., checkpoint_every: _Optional[int] = ..., psi: _Optional[str] = ...) -> None: ...
+    model: str
+    trees: int
+    depth: int
+    bins: int
+    min_child_weight: float
+    subsample: float
+    early_stopping_rounds: int
+    def __init__(self, mode: _Optional[str] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., optimizer: _Optional[str] = ..., l2: _Optional[float] = ..., l1: _Optional[float] = ..., momentum: _Optional[float] = ..., tolerance: _Optional[float] = ..., seed: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., frac_bits: _Optional[int] = ..., task: _Optional[str] = ..., deadline_seconds: _Optional[float] = ..., feature_frac_bits: _Optional[int] = ..., feature_clip: _Optional[float] = ..., reveal_weights: _Optional[str] = ..., checkpoint_every: _Optional[int] = ..., psi: _Optional[str] = ..., model: _Optional[str] = ..., trees: _Optional[int] = ..., depth: _Optional[int] = ..., bins: _Optional[int] = ..., min_child_weight: _Optional[float] = ..., subsample: _Optional[float] = ..., early_stopping_rounds: _Optional[int] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("job_id", "role", "address", "n_rows", "n_columns")

@@ -83,6 +83,11 @@ class Optimizer(StrEnum):
     ADAM = "adam"
 
 
+class Model(StrEnum):
+    LR = "lr"
+    GBDT = "gbdt"
+
+
 class Task(StrEnum):
     TRAIN = "train"
     SCORE = "score"
@@ -123,6 +128,15 @@ class TrainSettings:
     # Parties checkpoint their training state every N epochs (0: never); a job started
     # again with the same data and settings resumes from the last epoch both completed.
     checkpoint_every: int = 0
+    # Which model the job trains; the tree fields below apply to --model gbdt only
+    # (learning_rate and l2 serve both; gbdt defaults to 0.1 and 1.0, see config).
+    model: Model = Model.LR
+    trees: int = 50
+    depth: int = 5
+    bins: int = 32
+    min_child_weight: float = 1.0
+    subsample: float = 1.0
+    early_stopping_rounds: int = 10
     psi: PsiProtocol = PsiProtocol.SERVER_AIDED
 
     def as_dict(self) -> dict[str, object]:

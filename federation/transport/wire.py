@@ -24,6 +24,7 @@ from federation.protocol.messages import (
     MatchReply,
     MatchRequest,
     Mode,
+    Model,
     Optimizer,
     PsiProtocol,
     Role,
@@ -71,7 +72,9 @@ def settings_to_proto(s: TrainSettings) -> vfl_pb2.TrainSettings:
         validation_fraction=s.validation_fraction, frac_bits=s.frac_bits, task=s.task.value,
         deadline_seconds=s.deadline_seconds, feature_frac_bits=s.feature_frac_bits,
         feature_clip=s.feature_clip, reveal_weights=s.reveal_weights,
-        checkpoint_every=s.checkpoint_every, psi=s.psi.value)
+        checkpoint_every=s.checkpoint_every, psi=s.psi.value, model=s.model.value,
+        trees=s.trees, depth=s.depth, bins=s.bins, min_child_weight=s.min_child_weight,
+        subsample=s.subsample, early_stopping_rounds=s.early_stopping_rounds)
 
 
 def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
@@ -82,7 +85,9 @@ def settings_from_proto(p: vfl_pb2.TrainSettings) -> TrainSettings:
         validation_fraction=p.validation_fraction, frac_bits=p.frac_bits, task=Task(p.task),
         deadline_seconds=p.deadline_seconds, feature_frac_bits=p.feature_frac_bits,
         feature_clip=p.feature_clip, reveal_weights=p.reveal_weights,
-        checkpoint_every=p.checkpoint_every, psi=PsiProtocol(p.psi))
+        checkpoint_every=p.checkpoint_every, psi=PsiProtocol(p.psi), model=Model(p.model),
+        trees=p.trees, depth=p.depth, bins=p.bins, min_child_weight=p.min_child_weight,
+        subsample=p.subsample, early_stopping_rounds=p.early_stopping_rounds)
 
 
 def join_request_to_proto(r: JoinRequest) -> vfl_pb2.JoinRequest:

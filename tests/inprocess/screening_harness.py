@@ -59,6 +59,10 @@ class Recorder:
         self.requests.append(req)
         return self.coordinator.sync(req)
 
+    def match(self, req: MatchRequest) -> MatchReply:
+        self.requests.append(req)
+        return self.coordinator.match(req)
+
     def deal(self, req: DealRequest) -> DealReply:
         self.requests.append(req)
         reply = self.coordinator.deal(req)

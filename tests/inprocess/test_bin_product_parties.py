@@ -61,7 +61,15 @@ def _setup(n: int, frac: int = 16):
     return binned, dealer, grid, bank, (grid_ch, bank_ch)
 
 
-def test_per_bin_sums_equal_plaintext_over_blocks_and_products() -> None:
+@pytest.mark.parametrize("chunked", [False, True])
+def test_per_bin_sums_equal_plaintext_over_blocks_and_products(
+        chunked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if chunked:  # E in several messages, ring products over several row blocks
+        import crypto.limbs
+        import parties.bin_product
+
+        monkeypatch.setattr(parties.bin_product, "MASKED_ROWS", 700)
+        monkeypatch.setattr(crypto.limbs, "_CHUNK_ROWS", 600)
     n = 2500
     binned, dealer, grid, bank, _ = _setup(n)
     rng = np.random.default_rng(9)

@@ -106,3 +106,28 @@ def test_ring_rng_has_no_truth_value() -> None:
     with pytest.raises(TypeError):
         if rng:  # pragma: no branch - the test is that this line raises
             pass
+
+
+@pytest.mark.parametrize(("shape", "start", "stop"), [((10, 3), 0, 10), ((10, 3), 3, 7),
+                                                      ((9, 5), 1, 2), ((1000, 7), 555, 1000),
+                                                      ((4, 2), 2, 2)])
+def test_expand_rows_is_the_same_stream_as_expand(shape: tuple[int, int], start: int,
+                                                  stop: int, monkeypatch: pytest.MonkeyPatch
+                                                  ) -> None:
+    import crypto.prg as prg
+    from crypto.prg import expand_rows
+
+    monkeypatch.setattr(prg, "_CHUNK", 40)
+    seed = bytes(range(32))
+    full = expand(seed, "rows", shape)
+    assert np.array_equal(expand_rows(seed, "rows", shape, start, stop), full[start:stop])
+
+
+def test_expand_is_unchanged_by_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crypto.prg as prg
+
+    monkeypatch.setattr(prg, "_CHUNK", 1000)  # many chunks, none a multiple of 8 or 16
+    seed = bytes(range(32))
+    reference = np.frombuffer(prg.keystream(prg.derive_key(seed, "big"), 8 * 70_001),
+                              dtype="<u8")
+    assert np.array_equal(expand(seed, "big", 70_001), reference)
