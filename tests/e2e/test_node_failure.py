@@ -39,8 +39,10 @@ pytestmark = pytest.mark.e2e
 DEADLINE = 5.0  # --deadline of the job: how long any node waits for a peer's message
 # Exit after noticing: the failing party's abort notice, its Fail call to the coordinator and
 # each server's 1 s shutdown grace come on top of the deadline.
-BANK_EXIT_BOUND = DEADLINE + 2.5
-COORDINATOR_EXIT_BOUND = DEADLINE + 3.5
+# The bounds leave room for a machine whose cores are all busy (a starved process exits
+# late); a node that waited for the job timeout instead would take minutes.
+BANK_EXIT_BOUND = DEADLINE + 10.0
+COORDINATOR_EXIT_BOUND = DEADLINE + 12.0
 KILL_AFTER_EPOCH = 2
 EPOCHS = 200  # far more than run before the kill: training is still going on
 OUTPUTS = ("model.json", "coefficients.csv", "predictions.csv", "bank_only_predictions.csv",
