@@ -73,12 +73,6 @@ class Recorder:
         self.requests.append(req)
         self.coordinator.fail(req)
 
-    def match(self, req: MatchRequest) -> MatchReply:
-        self.requests.append(req)
-        reply = self.coordinator.match(req)
-        self.replies.append(reply)
-        return reply
-
 
 @dataclass
 class Screening:
