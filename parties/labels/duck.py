@@ -66,11 +66,11 @@ class DuckRunner:
         line = _LINE.search(message)
         row = line.group(1) if line else "?"
         if "unicode" in message.lower():
-            return InputError(f"{label}: row {row}, column -: not UTF-8 text")
+            return InputError(f"{label}: row {row}: not UTF-8 text")
         detail = next((ln.strip() for ln in message.splitlines()
                        if ln.strip() and not ln.startswith(("Invalid Input", "CSV Error",
                                                             "Original Line"))), "")
-        return InputError(f"{label}: row {row}, column -: malformed CSV row ({detail})")
+        return InputError(f"{label}: row {row}: malformed CSV row ({detail})")
 
     def execute(self, query: str) -> duckdb.DuckDBPyConnection:
         """Run ``query``; a CSV the reader rejects becomes an :class:`InputError`."""
@@ -144,7 +144,7 @@ def attach(runner: DuckRunner, source: RawSource,
         else:
             header = source.header(table)
             if not header:
-                raise InputError(f"{source.label(table)}: row 1, column -: empty file, "
+                raise InputError(f"{source.label(table)}: empty file, "
                                  "expected a header row")
             columns = "{" + ", ".join(f"{text(c)}: 'VARCHAR'" for c in header) + "}"
             relation = (f"read_csv({text(str(path))}, header = true, auto_detect = false, "

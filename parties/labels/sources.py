@@ -110,7 +110,7 @@ class RawSource:
             with path.open(encoding="utf-8", newline="") as stream:
                 return next(csv.reader(stream), [])
         except UnicodeDecodeError as e:
-            raise InputError(f"{self.label(table)}: row 1, column -: not UTF-8 text") from e
+            raise InputError(f"{self.label(table)}: not UTF-8 text") from e
 
 
 def is_dsn(raw: str | pathlib.Path) -> bool:

@@ -103,7 +103,7 @@ class SparkRunner:
             return self.spark.read.parquet(path)
         header = source.header(table)
         if not header:
-            raise InputError(f"{source.label(table)}: row 1, column -: empty file, expected a "
+            raise InputError(f"{source.label(table)}: empty file, expected a "
                              "header row")
         return self.spark.read.csv(path, header=True, inferSchema=False, escape='"',
                                    encoding="UTF-8", mode="FAILFAST")

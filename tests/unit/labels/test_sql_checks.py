@@ -57,7 +57,7 @@ def test_sensitive_values_are_not_echoed(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize(("content", "where"), [
-    (b"", "row 1, column -: empty file"),
+    (b"", ": empty file"),
     (b"ent_id,month,kwh\nA,2022-01,1\xff00\n", "not UTF-8"),
 ])
 def test_unreadable_files(tmp_path: pathlib.Path, content: bytes, where: str) -> None:
