@@ -52,6 +52,7 @@ from parties.screen_step import ScreenConfig
 
 log = logging.getLogger(__name__)
 # What a party removes when its job fails (audit log and checkpoints stay).
+FAILING_FLUSH_SECONDS = 2.0  # a failing party's last wait for undelivered messages
 PARTY_OUTPUTS = ("model.json", "coefficients.csv", "predictions.csv",
                  "bank_only_predictions.csv", "metrics.json", "stats.json", "scores.csv")
 
@@ -133,10 +134,14 @@ def _event_line(payload: dict[str, object]) -> str:
 
 
 def print_event(payload: dict[str, object]) -> None:
-    if os.environ.get(EVENTS_ENV) == "1":
-        print("EVENT " + json.dumps(payload), flush=True)
-    else:
-        print(_event_line(payload), flush=True)
+    """One event on stdout; a closed stdout (the reader is gone) never fails the job here:
+    the parent watch stops a node whose ``simulate`` is gone."""
+    line = ("EVENT " + json.dumps(payload) if os.environ.get(EVENTS_ENV) == "1"
+            else _event_line(payload))
+    try:
+        print(line, flush=True)
+    except OSError as exc:  # BrokenPipeError when simulate was killed
+        log.info("event not printed: %s", exc)
 
 
 def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
@@ -203,6 +208,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     link = GrpcCoordinatorLink(role, net.coordinator, net.certs, audit, deadline, barrier_wait)
     channels: list[GrpcChannel] = []
     over = threading.Event()
+    failing = False
 
     def coordinator_gone(why: str) -> None:  # from the watcher thread
         link.gone = True
@@ -228,12 +234,13 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         atomic_write_text(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
     except BaseException:
         over.set()
+        failing = True
         remove_written(net.out, before)
         raise
     finally:
         over.set()
-        for channel in channels:
-            channel.close()
+        for channel in channels:  # a failing node told its peer already (or could not)
+            channel.close(timeout=FAILING_FLUSH_SECONDS if failing else None)
         link.close()
         server.stop(grace=1.0).wait(5)
         audit.close()

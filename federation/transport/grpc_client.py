@@ -196,9 +196,10 @@ class GrpcChannel:
     def bytes_sent(self) -> int:
         return self._bytes_sent
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Deliver what is queued (up to ``timeout``, default the deadline), then close."""
         try:
-            self.flush(self._deadline)
+            self.flush(self._deadline if timeout is None else timeout)
         except VflError as exc:
             log.info("last message to %s was not delivered: %s", self.peer, exc)
         self._queue.put(None)

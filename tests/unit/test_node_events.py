@@ -54,3 +54,11 @@ def test_a_node_gets_the_log_level_its_parent_and_the_event_format(
                                                     "grid"]
     env = seen["env"]
     assert isinstance(env, dict) and env[PARENT_ENV] == str(os.getpid()) and env[EVENTS_ENV] == "1"
+
+
+def test_a_closed_stdout_does_not_fail_the_coordinator(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("builtins.print", broken)
+    print_event(EVENTS[0])  # no exception: the parent watch stops an orphaned node
