@@ -132,13 +132,16 @@ def _restart(nodes: list[NodeProcess], config: Path, out: Path) -> None:
     new = NodeProcess("coordinator", ["coordinator", "--config", str(config), "--listen",
                                       old.address], out / "coordinator-restarted")
     nodes[0] = new  # supervise sees a running coordinator, never the killed one
-    if old.proc is not None:
+    if old.proc is not None and old.proc.poll() is None:
         os.kill(old.proc.pid, signal.SIGKILL)
         old.proc.wait(10)
     new.start()
 
 
-def _inject(fault: Fault, nodes: list[NodeProcess], config: Path, out: Path) -> None:
+def _inject(fault: Fault, nodes: list[NodeProcess], config: Path, out: Path,
+            over: threading.Event) -> None:
+    if over.is_set():  # the job ended before the fault's moment: nothing to break
+        return
     fault.fired_at = time.monotonic()
     if fault.kind == "restart":
         _restart(nodes, config, out)
@@ -162,11 +165,12 @@ def run_job(s: Setup, index: int, fault: Fault | None) -> tuple[Outcome, dict[st
                          out / "coordinator", log_level="INFO")]
     events: list[dict[str, object]] = []
     timers: list[threading.Timer] = []
+    over = threading.Event()
 
     def on_event(event: dict[str, object]) -> None:
         events.append(event)
         if fault and fault.after_event == len(events) - 1:
-            timer = threading.Timer(fault.extra, _inject, (fault, nodes, config, out))
+            timer = threading.Timer(fault.extra, _inject, (fault, nodes, config, out, over))
             timers.append(timer)
             timer.start()
 
@@ -191,7 +195,9 @@ def run_job(s: Setup, index: int, fault: Fault | None) -> tuple[Outcome, dict[st
         outcome.result, outcome.message = "failed", str(exc)
         folder.failed(str(exc))
     finally:
+        over.set()
         for timer in timers:
+            timer.cancel()
             timer.join(30)
         for node in nodes:
             node.stop()
