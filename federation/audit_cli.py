@@ -4,14 +4,17 @@ What it does: :func:`add_commands` adds ``audit`` to the project's single ``grid
 parser; each handler returns the exit code. ``verify`` checks each log's hash chain, with
 ``--certs DIR`` each entry's signature against ``DIR/<node>.pem`` (itself checked against
 ``DIR/ca.pem``), and, given several logs, pairs every sent entry with the peer's received
-entry. It prints ``OK: ...`` and returns 0, or one ``FILE:LINE: what`` per problem and
+entry. Each session of a log must open bound to its job, node and CA and end with its
+signed closing entry: a log without one is reported as truncated or still open (accepted
+with a note under ``--allow-open``); ``--job ID`` requires every log to be of job ID. It
+prints ``OK: ...`` and returns 0, or one ``FILE:LINE: what`` per problem and
 returns 1. ``summary`` prints messages and bytes per step and per peer and a reveal table.
 :func:`main` builds a parser with only these commands (for tests and ``python -m``).
 
 What it assumes: the logs were written by :class:`federation.transport.audit.AuditLog`; a log's node
 is the ``node`` field of its first well-formed entry; node certificates are named
 ``<node>.pem`` as ``gridcredit certs`` writes them, and with ``--certs`` signatures are
-required (an unsigned entry is a problem).
+required (an unsigned session mark is a problem).
 """
 
 from __future__ import annotations
@@ -27,20 +30,54 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from federation.transport.audit_check import Problem, read_entries, verify_chain
+from federation.protocol.errors import ConfigError
+from federation.transport.audit import ca_fingerprint, is_mark
+from federation.transport.audit_check import (
+    Problem,
+    check_sessions,
+    read_entries,
+    read_lines,
+    verify_chain,
+)
 from federation.transport.audit_pairs import Summary, match_peers, summarize
 
 Handler = Callable[[argparse.Namespace], int]
 NODE_NAME = re.compile(r"[A-Za-z0-9_-]+")  # a node name becomes a file name under --certs
 
 
-def _node_of(path: Path) -> tuple[str | None, int]:
-    """(node named by the first well-formed entry, number of well-formed entries)."""
+def _node_of(path: Path) -> tuple[str | None, int, int]:
+    """(node named by the first well-formed entry, message entries, signed entries)."""
     try:
-        entries = read_entries(path)
+        entries = [line.entry for line in read_lines(path) if line.entry is not None]
     except OSError:
-        return None, 0  # verify_chain reports the unreadable file
-    return (entries[0][1]["node"] if entries else None), len(entries)
+        return None, 0, 0  # verify_chain reports the unreadable file
+    node = entries[0]["node"] if entries else None
+    return node, sum(not is_mark(e) for e in entries), sum("sig" in e for e in entries)
+
+
+def _ca_of(certs: Path | None) -> tuple[str | None, Problem | None]:
+    if certs is None:
+        return None, None
+    try:
+        return ca_fingerprint((certs / "ca.pem").read_bytes()), None
+    except (OSError, ConfigError) as exc:
+        return None, Problem(certs / "ca.pem", 0, f"cannot load the CA certificate: {exc}")
+
+
+def _session_findings(path: Path, args: argparse.Namespace, ca: str | None
+                      ) -> tuple[list[Problem], list[str]]:
+    """(problems, notes) of one log's sessions; an open log is a problem unless allowed."""
+    found = check_sessions(path, args.job, ca)
+    problems, notes = list(found.problems), []
+    if found.open_at:
+        what = (f"truncated or still open: the session opened at line {found.open_at} has no "
+                f"closing entry; {found.unsigned} message entr"
+                f"{'y' if found.unsigned == 1 else 'ies'} after the last signed entry")
+        if args.allow_open:
+            notes.append(f"note: {path}: {what} (accepted: --allow-open)")
+        else:
+            problems.append(Problem(path, 0, what))
+    return problems, notes
 
 
 def _load_cert(path: Path) -> x509.Certificate:
@@ -103,18 +140,24 @@ def _cross_checked(logs: dict[str, Path]) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check chains, signatures (with ``--certs``) and cross-matches; 0 if all hold."""
-    problems: list[Problem] = []
+    ca, ca_problem = _ca_of(args.certs)
+    problems: list[Problem] = [ca_problem] if ca_problem else []
+    notes: list[str] = []
     logs: dict[str, Path] = {}
     counts: list[str] = []
     signed = 0
     for path in args.logs:
-        node, count = _node_of(path)
+        node, count, sigs = _node_of(path)
         key = None
         if args.certs is not None and node is not None:
             key, cert_problem = node_public_key(args.certs, node)
             problems += [cert_problem] if cert_problem else []
-        problems += verify_chain(path, key)
-        signed += count if key is not None else 0
+        chain = verify_chain(path, key)
+        problems += chain
+        if not chain and node is not None:
+            found, said = _session_findings(path, args, ca)
+            problems, notes = problems + found, notes + said
+        signed += sigs if key is not None else 0
         if node is None:
             continue
         counts.append(f"{node} {count}")
@@ -128,13 +171,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
             logs[node] = path
     if len(logs) > 1:
         problems += match_peers(logs)
+    for note in notes:
+        print(note, flush=True)
     if problems:
         for problem in problems:
             print(problem, flush=True)
         return 1
-    parts = [f"OK: {len(args.logs)} log(s) ({', '.join(counts) or 'empty'} entries), chains intact"]
+    parts = [f"OK: {len(args.logs)} log(s) ({', '.join(counts) or 'empty'} entries), chains intact, sessions bound and closed"]
     if args.certs is not None:
         parts.append(f"{signed} signatures valid (certificates issued by {args.certs / 'ca.pem'})")
+    if args.job is not None:
+        parts.append(f"all of job {args.job}")
     else:
         parts.append("signatures not checked (no --certs)")
     if len(logs) > 1:
@@ -212,7 +259,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     """Print per-step and per-peer counts and the reveal table; 1 if a log is unreadable."""
     logs: dict[str, Path] = {}
     for path in args.logs:
-        node, _ = _node_of(path)
+        node, _, _ = _node_of(path)
         if node is None:
             print(f"{path}: no readable audit entries", file=sys.stderr)
             return 1
@@ -259,6 +306,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="folder with ca.pem and <node>.pem: check every entry's "
         "signature (then required) (default: signatures not checked)",
     )
+    verify.add_argument("--job", metavar="ID", help="require every log to be bound to job ID "
+                        "(default: any job, but the logs must share one)")
+    verify.add_argument("--allow-open", action="store_true",
+                        help="accept a log without its closing entry (a node that is still "
+                        "running or was killed) with a note (default: reported as truncated)")
     verify.set_defaults(handler=cmd_verify)
     summary = sub.add_parser(
         "summary",

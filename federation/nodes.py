@@ -151,7 +151,7 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
     ensure_folder(net.out)
     watch_parent()
     audit = AuditLog(net.out / "audit.jsonl", Role.COORDINATOR.value,
-                     net.certs.key.read_bytes())
+                     net.certs.key.read_bytes(), job=net.job_id, ca_pem=net.certs.ca.read_bytes())
     coordinator = Coordinator(net.job_id, cfg.settings, barrier_timeout=cfg.barrier_timeout,
                               on_event=print_event)
     try:
@@ -195,7 +195,8 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     check_own_certificate(net.certs, role)
     before = stamp(ensure_folder(net.out), PARTY_OUTPUTS)
     watch_parent()
-    audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes())
+    audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes(),
+                     job=net.job_id, ca_pem=net.certs.ca.read_bytes())
     inbox = Inbox(net.job_id, peer_of(role))
     try:
         server, port = start_server(net.certs, net.listen, add_party(inbox, audit))

@@ -3,11 +3,21 @@
 One JSON line per message: sequence number, time, job, round, step, direction, peer,
 the tensors' names, dtypes and shapes, the byte count, the SHA-256 of the payload
 bytes, the previous entry's hash and this entry's hash (a chain: editing, dropping or
-reordering a line breaks it at that line). Never a payload value. With a signing key,
-each entry also carries ``sig``: base64 DER ECDSA-P256-SHA256 over
-``SIG_CONTEXT + hash`` (the hex digest as ASCII), so ``openssl dgst -sha256 -verify``
-can check one line by hand. Each entry is written and flushed as one line, so a crash
-leaves a valid prefix; reopening a log continues its chain after the last whole entry.
+reordering a line breaks it at that line). Never a payload value.
+
+A log is a sequence of sessions (one per process that wrote it). A session starts with an
+``audit/open`` entry binding the chain to the job, the node and the federation CA (the
+SHA-256 fingerprint of its certificate) and ends with an ``audit/close`` entry holding the
+number of message entries of the session; its ``prev`` is the final hash. In between,
+every ``CHECKPOINT_EVERY`` message entries an ``audit/checkpoint`` entry is written. These
+marks have the message fields too (direction ``none``, step ``audit/...``). With a signing
+key the marks, and only they, carry ``sig``: base64 DER ECDSA-P256-SHA256 over
+``SIG_CONTEXT + hash`` (the hex digest as ASCII), so ``openssl dgst -sha256 -verify`` can
+check one by hand. A signed mark covers, through the chain, every entry before it: one
+signature per batch instead of one per message (ECDSA costs ~120 µs holding the GIL).
+Each entry is written and flushed as one line, so a crash leaves a valid prefix (without
+its closing entry: ``audit verify`` reports it as truncated or still open); reopening a log
+continues its chain after the last whole entry with a new session.
 
 Verification is pure (no printing): :func:`verify_chain` finds the first break in one
 log, :func:`match_peers` pairs every ``sent`` entry with the peer's ``received`` entry
@@ -23,15 +33,17 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from federation.protocol.errors import ConfigError
 
@@ -39,7 +51,11 @@ log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 # Domain separation: the node's TLS key signs TLS handshakes too, never this prefix.
 SIG_CONTEXT = b"gridcredit-audit-v1:"
-DIRECTIONS = ("sent", "received")
+MARK = "none"  # the direction of the session marks below
+DIRECTIONS = ("sent", "received", MARK)
+STEP_OPEN, STEP_CHECKPOINT, STEP_CLOSE = "audit/open", "audit/checkpoint", "audit/close"
+MARK_STEPS = (STEP_OPEN, STEP_CHECKPOINT, STEP_CLOSE)
+CHECKPOINT_EVERY = 256
 FIELDS: dict[str, tuple[type, ...]] = {
     "seq": (int,),
     "time": (int, float),
@@ -87,7 +103,23 @@ def parse_entry(raw: bytes) -> tuple[dict[str, Any] | None, str]:
             )
     if value["direction"] not in DIRECTIONS:
         return None, f"direction {value['direction']!r} is neither 'sent' nor 'received'"
+    if (value["direction"] == MARK) != (value["step"] in MARK_STEPS):
+        return None, f"step {value['step']!r} does not go with direction {value['direction']!r}"
     return value, ""
+
+
+def is_mark(entry: dict[str, Any]) -> bool:
+    """Whether ``entry`` is a session mark (open, checkpoint, close), not a message."""
+    return bool(entry["direction"] == MARK)
+
+
+def ca_fingerprint(ca_pem: bytes) -> str:
+    """SHA-256 (hex) of the DER form of the CA certificate in ``ca_pem``."""
+    try:
+        cert = x509.load_pem_x509_certificate(ca_pem)
+    except ValueError as exc:
+        raise ConfigError(f"audit log: the CA certificate is not PEM ({exc})") from exc
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
 
@@ -128,30 +160,70 @@ def _chain_tail(path: Path) -> tuple[int, str, bool]:
     return 0, GENESIS, bool(data) and not data.endswith(b"\n")
 
 
+def _open_private(path: Path) -> IO[str]:
+    """Open ``path`` for appending, created 0600, never through a symbolic link."""
+    flags = os.O_CREAT | os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"audit log {path}: cannot open it ({exc.strerror or exc}; "
+                          "a symbolic link is refused)") from None
+    os.fchmod(fd, 0o600)  # audit logs are confidential, also one an older version wrote
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
 class AuditLog:
-    """Append-only, hash-chained, optionally signed JSON Lines log of one node's messages.
+    """Append-only, hash-chained, batch-signed JSON Lines log of one node's messages.
 
     Parameters
     ----------
     path : Path
-        The ``audit.jsonl`` file; its folder is created. An existing log is continued.
+        The ``audit.jsonl`` file (created 0600); its folder is created. An existing log is
+        continued with a new session.
     node : str
         This node's role, written into every entry.
     signing_key_pem : bytes, optional
-        The node's ECDSA P-256 private key (PEM); when given every entry gets ``sig``.
+        The node's ECDSA P-256 private key (PEM); when given every session mark gets ``sig``.
+    job : str, optional
+        The job the session belongs to ("" for a log of many, e.g. a scoring service's).
+    ca_pem : bytes, optional
+        The federation CA certificate; its fingerprint binds the session to the federation.
     """
 
-    def __init__(self, path: Path, node: str, signing_key_pem: bytes | None = None) -> None:
+    def __init__(self, path: Path, node: str, signing_key_pem: bytes | None = None, *,
+                 job: str = "", ca_pem: bytes | None = None) -> None:
         self._key = load_signing_key(signing_key_pem) if signing_key_pem is not None else None
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.node = node
+        self.job = job
         self._lock = threading.Lock()
+        self._file: IO[str] | None = _open_private(path)
         self._seq, self._prev, torn = _chain_tail(path)
-        self._file: IO[str] = path.open("a", encoding="utf-8")
+        self._messages = 0  # message entries in this session
+        self._unsigned = 0  # message entries since the last signed mark
         if torn:  # a crash cut the last line: keep it visible, start the next entry on its own
             self._file.write("\n")
             self._file.flush()
+        ca = ca_fingerprint(ca_pem) if ca_pem is not None else ""
+        with self._lock:
+            self._append({"job": job, "round": 0, "step": STEP_OPEN, "direction": MARK,
+                          "peer": "", "tensors": [], "bytes": 0, "sha256": "", "ca": ca})
+
+    def _append(self, fields: dict[str, Any]) -> None:
+        """Chain, (for a mark) sign, write and flush one entry; the caller holds the lock."""
+        if self._file is None:
+            raise ValueError(f"audit log {self.path} is closed")
+        self._seq += 1
+        entry: dict[str, Any] = {"seq": self._seq, "time": round(time.time(), 6),
+                                 "node": self.node, **fields, "prev": self._prev}
+        entry["hash"] = entry_hash(entry)
+        if self._key is not None and entry["direction"] == MARK:
+            entry["sig"] = sign_hash(self._key, entry["hash"])
+            self._unsigned = 0
+        self._prev = entry["hash"]
+        self._file.write(json.dumps(entry, sort_keys=True) + "\n")
+        self._file.flush()
 
     def record(
         self,
@@ -165,32 +237,29 @@ class AuditLog:
         tensors: list[dict[str, Any]] | None = None,
     ) -> None:
         """Append one entry for ``payload`` (its size and digest, never its bytes)."""
+        digest = hashlib.sha256(payload).hexdigest()  # outside the lock (releases the GIL)
         with self._lock:
-            self._seq += 1
-            entry: dict[str, Any] = {
-                "seq": self._seq,
-                "time": round(time.time(), 6),
-                "node": self.node,
-                "job": job,
-                "round": round_,
-                "step": step,
-                "direction": direction,
-                "peer": peer,
-                "tensors": tensors or [],
-                "bytes": len(payload),
-                "sha256": hashlib.sha256(payload).hexdigest(),
-                "prev": self._prev,
-            }
-            entry["hash"] = entry_hash(entry)
-            if self._key is not None:
-                entry["sig"] = sign_hash(self._key, entry["hash"])
-            self._prev = entry["hash"]
-            self._file.write(json.dumps(entry, sort_keys=True) + "\n")
-            self._file.flush()
+            self._append({"job": job, "round": round_, "step": step, "direction": direction,
+                          "peer": peer, "tensors": tensors or [], "bytes": len(payload),
+                          "sha256": digest})
+            self._messages += 1
+            self._unsigned += 1
+            if self._key is not None and self._unsigned >= CHECKPOINT_EVERY:
+                self._mark(STEP_CHECKPOINT)
+
+    def _mark(self, step: str) -> None:
+        self._append({"job": self.job, "round": 0, "step": step, "direction": MARK,
+                      "peer": "", "tensors": [], "bytes": 0, "sha256": "",
+                      "entries": self._messages})
 
     def close(self) -> None:
+        """Write the signed closing entry (message count, final hash) and close the file."""
         with self._lock:
+            if self._file is None:
+                return
+            self._mark(STEP_CLOSE)
             self._file.close()
+            self._file = None
 
 
 class AuditWriter:

@@ -1,8 +1,11 @@
-"""Reading an audit log back and checking its hash chain and signatures, line by line.
+"""Reading an audit log back and checking its hash chain, signatures and sessions.
 
-Pure (no printing): :func:`verify_chain` finds the first break in one log and every bad
-signature, naming the line. The format is the one :class:`federation.transport.audit.AuditLog`
-writes (see that module).
+Pure (no printing): :func:`verify_chain` finds the first break in one log or bad signature,
+naming the line; :func:`check_sessions` checks that each session opens bound to its job,
+node and CA and ends with its closing entry. The format is the one
+:class:`federation.transport.audit.AuditLog` writes (see that module): signatures sit on the
+session marks, each covering through the chain every entry before it, so an entry changed
+and rehashed inside a batch shows at the next signed mark.
 Assumes: the auditor trusts the federation CA whose certificates give the node keys.
 """
 
@@ -18,7 +21,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from federation.transport.audit import GENESIS, SIG_CONTEXT, entry_hash, parse_entry
+from federation.transport.audit import (
+    GENESIS,
+    SIG_CONTEXT,
+    STEP_CHECKPOINT,
+    STEP_CLOSE,
+    STEP_OPEN,
+    entry_hash,
+    is_mark,
+    parse_entry,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Reading and verification
@@ -135,7 +147,8 @@ def verify_chain(path: Path, public_key: ec.EllipticCurvePublicKey | None = None
     path : Path
         An ``audit.jsonl`` written by :class:`AuditLog`.
     public_key : EllipticCurvePublicKey, optional
-        The node's key; when given, every entry must carry a valid ``sig``.
+        The node's key; when given, every session mark (and any entry that has one, as
+        logs of earlier versions signed each entry) must carry a valid ``sig``.
 
     Returns
     -------
@@ -148,7 +161,7 @@ def verify_chain(path: Path, public_key: ec.EllipticCurvePublicKey | None = None
         lines = read_lines(path)
     except OSError as exc:
         return [Problem(path, 0, f"cannot read: {exc.strerror or exc}")]
-    seq, prev, node = 0, GENESIS, None
+    seq, prev, node, signed_at = 0, GENESIS, None, 0
     for line in lines:
         if line.entry is None:
             what = line.error
@@ -161,9 +174,14 @@ def verify_chain(path: Path, public_key: ec.EllipticCurvePublicKey | None = None
             return [Problem(path, line.number, what)]
         entry = line.entry
         diffs = _entry_problems(entry, line.number, seq, prev, node, lines)
-        if not diffs and public_key is not None:
+        if not diffs and public_key is not None and (is_mark(entry) or "sig" in entry):
             bad_sig = _signature_problem(entry, public_key)
+            if bad_sig.startswith("bad signature") and line.number - signed_at > 1:
+                bad_sig += (f"; an entry of lines {signed_at + 1}-{line.number - 1} (since the "
+                            "last signed entry) was changed and the chain rehashed, or this "
+                            "entry was forged")
             diffs += [bad_sig] if bad_sig else []
+            signed_at = line.number
         if diffs:
             return [Problem(path, line.number, "; ".join(diffs))]
         seq, prev, node = entry["seq"], entry["hash"], entry["node"]
@@ -171,5 +189,80 @@ def verify_chain(path: Path, public_key: ec.EllipticCurvePublicKey | None = None
 
 
 def read_entries(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, entry) of every well-formed line; raises OSError if unreadable."""
-    return [(line.number, line.entry) for line in read_lines(path) if line.entry is not None]
+    """(line number, entry) of every well-formed message line (no session marks); raises
+    OSError if unreadable."""
+    return [(line.number, line.entry) for line in read_lines(path)
+            if line.entry is not None and not is_mark(line.entry)]
+
+
+@dataclass(frozen=True, slots=True)
+class Sessions:
+    """What :func:`check_sessions` found: problems, and whether the last session is open."""
+
+    problems: list[Problem]
+    open_at: int = 0  # line of the opening entry of a session never closed (0: all closed)
+    unsigned: int = 0  # message entries after the last signed mark
+    jobs: tuple[str, ...] = ()
+
+
+def check_sessions(path: Path, job: str | None = None, ca: str | None = None) -> Sessions:
+    """Check a log whose chain holds: every session is bound and closed.
+
+    Parameters
+    ----------
+    path : Path
+        An ``audit.jsonl`` that :func:`verify_chain` passed.
+    job : str, optional
+        The job every session must be bound to (``audit verify --job``).
+    ca : str, optional
+        The CA fingerprint a session bound to a CA must name (from ``--certs``).
+
+    Returns
+    -------
+    Sessions
+        Problems (a message outside a session, another job, another CA, a wrong count, a
+        session that never closed before the next one opened); ``open_at`` names the
+        opening line of a last session without a closing entry (truncated or still open).
+    """
+    problems: list[Problem] = []
+    opened: dict[str, Any] | None = None
+    open_line = messages = unsigned = 0
+    jobs: list[str] = []
+    for number, entry in ((n.number, n.entry) for n in read_lines(path) if n.entry):
+        step = entry["step"] if is_mark(entry) else ""
+        unsigned = 0 if "sig" in entry else unsigned + (not step)
+        if step == STEP_OPEN:
+            if opened is not None:
+                problems.append(Problem(path, open_line, "truncated: this session has no "
+                                        f"closing entry (the next opens at line {number})"))
+            opened, open_line, messages = entry, number, 0
+            jobs.append(str(entry["job"]))
+            problems += _binding_problems(path, number, entry, job, ca)
+        elif opened is None:
+            return Sessions([*problems, Problem(path, number, "entry outside a session (no "
+                             "audit/open before it: the log's start was cut, or it was "
+                             "written by an older version)")], 0, unsigned, tuple(jobs))
+        elif step == STEP_CLOSE:
+            if entry.get("entries") != messages:
+                problems.append(Problem(path, number, f"closing entry counts "
+                                        f"{entry.get('entries')} messages, the session holds "
+                                        f"{messages}"))
+            opened = None
+        elif step != STEP_CHECKPOINT:
+            messages += 1
+            if opened["job"] and entry["job"] != opened["job"]:
+                problems.append(Problem(path, number, f"entry of job {entry['job']!r} in a "
+                                        f"session bound to job {opened['job']!r}"))
+    return Sessions(problems, open_line if opened is not None else 0, unsigned, tuple(jobs))
+
+
+def _binding_problems(path: Path, number: int, entry: dict[str, Any], job: str | None,
+                      ca: str | None) -> list[Problem]:
+    out = []
+    if job is not None and entry["job"] != job:
+        bound = f"job {entry['job']!r}" if entry["job"] else "no job"
+        out.append(Problem(path, number, f"log of {bound}, not of job {job!r} (--job)"))
+    if ca is not None and entry.get("ca") and entry.get("ca") != ca:
+        out.append(Problem(path, number, f"bound to the CA {short_digest(str(entry['ca']))}, "
+                           f"not the given CA {short_digest(ca)}"))
+    return out

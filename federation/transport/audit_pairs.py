@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from federation.transport.audit import is_mark
 from federation.transport.audit_check import Problem, read_entries, read_lines, short_digest
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +225,9 @@ def summarize(logs: dict[str, Path]) -> Summary:
     for node, path in logs.items():
         lines = read_lines(path)
         entries = [line.entry for line in lines if line.entry is not None]
-        counts[node], skipped[node] = len(entries), len(lines) - len(entries)
+        skipped[node] = len(lines) - len(entries)
+        entries = [e for e in entries if not is_mark(e)]
+        counts[node] = len(entries)
         for e in entries:
             sent = e["direction"] == "sent"
             sender, receiver = (node, e["peer"]) if sent else (e["peer"], node)

@@ -40,9 +40,9 @@ def copy_logs(run: Path, to: Path) -> list[Path]:
     return paths
 
 
-def verify(logs: list[Path], certs: Path | None) -> tuple[int, str]:
+def verify(logs: list[Path], certs: Path | None, *options: str) -> tuple[int, str]:
     extra = ["--certs", str(certs)] if certs else []
-    result = run_cli("audit", "verify", *map(str, logs), *extra, timeout=60)
+    result = run_cli("audit", "verify", *map(str, logs), *extra, *options, timeout=60)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -50,7 +50,7 @@ def test_verify_passes_on_the_three_signed_logs(run: Path) -> None:
     logs = [run / n / "audit.jsonl" for n in NODES]
     code, out = verify(logs, run / "certs")
     assert code == 0, out
-    total = sum(len(p.read_text().splitlines()) for p in logs)
+    total = sum(1 for p in logs for line in p.read_text().splitlines() if '"sig"' in line)
     sent_between = sum(1 for p in logs for line in p.read_text().splitlines()
                        if json.loads(line)["direction"] == "sent")
     assert out.startswith("OK: 3 log(s)")
@@ -109,6 +109,15 @@ def test_a_deleted_received_entry_is_also_caught_by_cross_matching(run: Path,
                  and json.loads(raw)["direction"] == "sent"]
     assert grid_sent and re.search(rf"^{re.escape(str(logs[1]))}:{grid_sent[0]}: sent 'fit' .*"
                                    "no matching 'received' entry", out, re.MULTILINE), out
+
+
+def test_verify_names_the_job_and_refuses_another(run: Path) -> None:
+    logs = [run / n / "audit.jsonl" for n in NODES]
+    job = json.loads((run / "coordinator" / "job.json").read_text())["job_id"]
+    code, out = verify(logs, run / "certs", "--job", job)
+    assert code == 0 and f"all of job {job}" in out, out
+    code, out = verify(logs, None, "--job", "another-job")
+    assert code == 1 and out.count("not of job 'another-job'") == 3, out
 
 
 def test_summary_prints_per_step_counts(run: Path) -> None:

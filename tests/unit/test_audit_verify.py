@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from federation.audit_cli import main
 from federation.protocol.messages import Role
 from federation.transport.audit import AuditLog, entry_hash
-from federation.transport.audit_check import Problem, verify_chain
+from federation.transport.audit_check import Problem, check_sessions, verify_chain
 from federation.transport.audit_pairs import match_peers, summarize
 from federation.transport.certs import write_federation
 
@@ -50,7 +50,8 @@ def write_job(folder: Path, certs: Path | None, drop_received: int | None = None
     """grid sends MESSAGES to bank and bank acknowledges each; both logs, optionally signed."""
     paths = {node: folder / node / "audit.jsonl" for node in ("grid", "bank")}
     pem = {node: (certs / f"{node}.key").read_bytes() if certs else None for node in paths}
-    grid, bank = (AuditLog(paths[n], n, pem[n]) for n in ("grid", "bank"))
+    ca = (certs / "ca.pem").read_bytes() if certs else None
+    grid, bank = (AuditLog(paths[n], n, pem[n], job=job, ca_pem=ca) for n in ("grid", "bank"))
     for i, (step, round_, payload) in enumerate(MESSAGES):
         tensors = [{"name": "x", "dtype": "uint64", "shape": [len(payload) // 8]}]
         grid.record(direction="sent", peer="bank", job=job, round_=round_, step=step,
@@ -101,8 +102,9 @@ def test_signed_log_verifies_with_its_node_key_and_not_another(signed: dict[str,
                                                                certs: Path) -> None:
     grid = signed["grid"]
     entries = [json.loads(line) for line in lines_of(grid)]
-    assert len(entries) == 2 * len(MESSAGES)
-    assert all(isinstance(e["sig"], str) and e["hash"] == entry_hash(e) for e in entries)
+    assert len(entries) == 2 * len(MESSAGES) + 2  # opening and closing entries
+    assert all(e["hash"] == entry_hash(e) for e in entries)
+    assert all(isinstance(e["sig"], str) for e in (entries[0], entries[-1]))
     assert verify_chain(grid, public_key(certs, "grid")) == []
     assert verify_chain(grid) == []
     wrong = only_problem(verify_chain(grid, public_key(certs, "bank")))
@@ -148,8 +150,9 @@ def change_digest(path: Path) -> int:
 
 
 def drop_signature(path: Path) -> int:
-    edit_entry(path, 9, lambda e: e.pop("sig"))
-    return 9
+    last = len(lines_of(path))
+    edit_entry(path, last, lambda e: e.pop("sig"))  # the closing entry's
+    return last
 
 
 def forge_rehashed(path: Path) -> int:
@@ -160,7 +163,7 @@ def forge_rehashed(path: Path) -> int:
         lines[i]["prev"] = lines[i - 1]["hash"]
         lines[i]["hash"] = entry_hash(lines[i])
     rewrite(path, [(json.dumps(e, sort_keys=True) + "\n").encode() for e in lines])
-    return 6
+    return len(lines)  # caught at the next signed entry: here the closing one
 
 
 @pytest.mark.parametrize(("tamper", "expect"), [
@@ -222,11 +225,14 @@ def test_crash_truncated_last_line_is_reported_as_incomplete(signed: dict[str, P
 
 def test_reopening_a_log_continues_its_chain(signed: dict[str, Path], certs: Path) -> None:
     path = signed["grid"]
-    log = AuditLog(path, "grid", (certs / "grid.key").read_bytes())
+    log = AuditLog(path, "grid", (certs / "grid.key").read_bytes(), job=JOB)
     log.record(direction="sent", peer="bank", job=JOB, round_=9, step="late", payload=b"x")
     log.close()
-    assert json.loads(lines_of(path)[-1])["seq"] == 2 * len(MESSAGES) + 1
+    entries = [json.loads(line) for line in lines_of(path)]
+    assert [e["step"] for e in entries[-3:]] == ["audit/open", "late", "audit/close"]
+    assert entries[-1]["seq"] == 2 * len(MESSAGES) + 5
     assert verify_chain(path, public_key(certs, "grid")) == []
+    assert check_sessions(path, JOB).problems == []
 
 
 def test_reopening_after_a_crash_keeps_the_torn_line_visible(signed: dict[str, Path]) -> None:
@@ -238,7 +244,9 @@ def test_reopening_after_a_crash_keeps_the_torn_line_visible(signed: dict[str, P
     log.close()
     problem = only_problem(verify_chain(path))
     assert problem.line == torn and "not valid JSON" in problem.what
-    assert json.loads(lines_of(path)[-1])["prev"] == json.loads(lines_of(path)[torn - 2])["hash"]
+    reopened = json.loads(lines_of(path)[torn])
+    assert reopened["step"] == "audit/open"
+    assert reopened["prev"] == json.loads(lines_of(path)[torn - 2])["hash"]
 
 
 @pytest.mark.parametrize(("raw", "expect"), [
@@ -269,7 +277,7 @@ def test_complete_job_cross_matches(signed: dict[str, Path]) -> None:
 def test_missing_received_entry_is_named_at_the_senders_line(tmp_path: Path) -> None:
     paths = write_job(tmp_path, None, drop_received=3)
     problem = only_problem(match_peers(paths))
-    sent_line = 2 * 3 + 1  # grid writes (sent, received-ack) per message
+    sent_line = 2 * 3 + 2  # grid writes its opening entry, then (sent, received-ack) each
     assert (problem.file, problem.line) == (paths["grid"], sent_line)
     assert "no matching 'received' entry" in problem.what and "'fit'" in problem.what
 
@@ -277,23 +285,23 @@ def test_missing_received_entry_is_named_at_the_senders_line(tmp_path: Path) -> 
 def test_received_entry_without_sender_is_named_in_the_receivers_log(
         signed: dict[str, Path]) -> None:
     lines = lines_of(signed["grid"])
-    del lines[4]  # grid's 'sent' of message 3 (0-based 2)
+    del lines[5]  # grid's 'sent' of message 3 (0-based 2)
     rewrite(signed["grid"], lines)
     problem = only_problem(match_peers(signed))
-    assert (problem.file, problem.line) == (signed["bank"], 5)
+    assert (problem.file, problem.line) == (signed["bank"], 6)
     assert "no matching 'sent' entry" in problem.what
 
 
 def test_digest_mismatch_names_both_lines(signed: dict[str, Path]) -> None:
-    edit_entry(signed["bank"], 3, lambda e: e.update(sha256="ab" * 32))
+    edit_entry(signed["bank"], 4, lambda e: e.update(sha256="ab" * 32))
     problem = only_problem(match_peers(signed))
-    assert (problem.file, problem.line) == (signed["grid"], 3)
-    assert f"{signed['bank']} line 3" in problem.what and "sha256 abababababab" in problem.what
+    assert (problem.file, problem.line) == (signed["grid"], 4)
+    assert f"{signed['bank']} line 4" in problem.what and "sha256 abababababab" in problem.what
 
 
 def test_duplicate_received_entry_is_unmatched(signed: dict[str, Path]) -> None:
     lines = lines_of(signed["bank"])
-    rewrite(signed["bank"], [*lines, lines[0]])
+    rewrite(signed["bank"], [*lines, lines[1]])
     problem = only_problem(match_peers(signed))
     assert (problem.file, problem.line) == (signed["bank"], len(lines) + 1)
 
@@ -337,7 +345,7 @@ def test_cli_verify_passes_with_certs(signed: dict[str, Path], certs: Path,
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith("OK: 2 log(s) (grid 12, bank 12 entries)")
-    assert "24 signatures valid" in out and "12 messages cross-matched" in out
+    assert "4 signatures valid" in out and "12 messages cross-matched" in out
 
 
 def test_cli_verify_fails_on_a_certificate_of_another_ca(
