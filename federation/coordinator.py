@@ -38,6 +38,7 @@ from federation.job_stages import (
 )
 from federation.protocol.convergence import Outcome, judge
 from federation.protocol.errors import ProtocolAbort, StageError
+from federation.protocol.limits import message_bound
 from federation.protocol.messages import (
     PARTY_ROLES,
     Decision,
@@ -162,7 +163,7 @@ class Coordinator(DealsMixin):
             self._check_job(req.job_id, req.role)
             peer = Role.BANK if req.role is Role.GRID else Role.GRID
             return JobPlan(self.job_id, self._joined[peer].address, self._seeds[req.role],
-                           self.settings)
+                           self.settings, message_bound(self.settings, req, self._joined[peer]))
 
     def _start_alignment(self) -> None:
         columns = {role: r.n_columns for role, r in self._joined.items()}

@@ -39,12 +39,12 @@ from federation.transport.audit import AuditLog
 from federation.transport.certs import check_own_certificate
 from federation.transport.channel import Inbox
 from federation.transport.grpc_client import (
-    GrpcChannel,
     GrpcCoordinatorLink,
     watch_coordinator,
     watch_parties,
 )
 from federation.transport.grpc_server import add_coordinator, add_party, start_server
+from federation.transport.stream import GrpcChannel
 from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
 from parties.pca import parse_components
@@ -197,7 +197,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     watch_parent()
     audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes(),
                      job=net.job_id, ca_pem=net.certs.ca.read_bytes())
-    inbox = Inbox(net.job_id, peer_of(role))
+    inbox = Inbox(net.job_id, peer_of(role), max_message_bytes=None)  # bound: from the plan
     try:
         server, port = start_server(net.certs, net.listen, add_party(inbox, audit))
     except BaseException:
@@ -206,7 +206,8 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     address = _announce(net.listen, port)
     if net.advertise:
         address = net.advertise
-    link = GrpcCoordinatorLink(role, net.coordinator, net.certs, audit, deadline, barrier_wait)
+    link = GrpcCoordinatorLink(role, net.coordinator, net.certs, audit, deadline, barrier_wait,
+                               on_plan=lambda plan: inbox.set_limit(plan.max_message_bytes))
     channels: list[GrpcChannel] = []
     over = threading.Event()
     failing = False

@@ -44,6 +44,22 @@ class DeliverReply(_message.Message):
     bytes_received: int
     def __init__(self, bytes_received: _Optional[int] = ...) -> None: ...
 
+class Frame(_message.Message):
+    __slots__ = ("size", "chunk")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    chunk: bytes
+    def __init__(self, size: _Optional[int] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class StreamReply(_message.Message):
+    __slots__ = ("messages", "bytes")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    messages: int
+    bytes: int
+    def __init__(self, messages: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
 class TrainSettings(_message.Message):
     __slots__ = ("mode", "epochs", "batch_size", "learning_rate", "optimizer", "l2", "l1", "momentum", "tolerance", "seed", "validation_fraction", "frac_bits", "task", "deadline_seconds", "feature_frac_bits", "feature_clip", "reveal_weights", "checkpoint_every", "psi", "model", "trees", "depth", "bins", "min_child_weight", "subsample", "early_stopping_rounds")
     MODE_FIELD_NUMBER: _ClassVar[int]
@@ -115,16 +131,18 @@ class JoinRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., role: _Optional[str] = ..., address: _Optional[str] = ..., n_rows: _Optional[int] = ..., n_columns: _Optional[int] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("job_id", "peer_address", "dealer_seed", "settings")
+    __slots__ = ("job_id", "peer_address", "dealer_seed", "settings", "max_message_bytes")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     DEALER_SEED_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     peer_address: str
     dealer_seed: bytes
     settings: TrainSettings
-    def __init__(self, job_id: _Optional[str] = ..., peer_address: _Optional[str] = ..., dealer_seed: _Optional[bytes] = ..., settings: _Optional[_Union[TrainSettings, _Mapping]] = ...) -> None: ...
+    max_message_bytes: int
+    def __init__(self, job_id: _Optional[str] = ..., peer_address: _Optional[str] = ..., dealer_seed: _Optional[bytes] = ..., settings: _Optional[_Union[TrainSettings, _Mapping]] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
 
 class SyncRequest(_message.Message):
     __slots__ = ("job_id", "role", "round", "step", "values", "ring_values")

@@ -26,9 +26,7 @@ if _version_not_supported:
 
 
 class PartyStub:
-    """Party -> party. The receiving party's node serves it. Messages up to 1 MiB go in one
-    unary Send (lower latency); larger ones are streamed in 1 MiB pieces with Deliver.
-    """
+    """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
         """Constructor.
@@ -46,12 +44,15 @@ class PartyStub:
                 request_serializer=federation_dot_proto_dot_vfl__pb2.DeliverRequest.SerializeToString,
                 response_deserializer=federation_dot_proto_dot_vfl__pb2.DeliverReply.FromString,
                 _registered_method=True)
+        self.Stream = channel.stream_unary(
+                '/vfl.v1.Party/Stream',
+                request_serializer=federation_dot_proto_dot_vfl__pb2.Frame.SerializeToString,
+                response_deserializer=federation_dot_proto_dot_vfl__pb2.StreamReply.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
-    """Party -> party. The receiving party's node serves it. Messages up to 1 MiB go in one
-    unary Send (lower latency); larger ones are streamed in 1 MiB pieces with Deliver.
-    """
+    """Missing associated documentation comment in .proto file."""
 
     def Send(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -61,6 +62,13 @@ class PartyServicer:
 
     def Deliver(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stream(self, request_iterator, context):
+        """One long-lived stream per job from each party to its peer: every message, in order.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -78,6 +86,11 @@ def add_PartyServicer_to_server(servicer, server):
                     request_deserializer=federation_dot_proto_dot_vfl__pb2.DeliverRequest.FromString,
                     response_serializer=federation_dot_proto_dot_vfl__pb2.DeliverReply.SerializeToString,
             ),
+            'Stream': grpc.stream_unary_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=federation_dot_proto_dot_vfl__pb2.Frame.FromString,
+                    response_serializer=federation_dot_proto_dot_vfl__pb2.StreamReply.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'vfl.v1.Party', rpc_method_handlers)
@@ -87,9 +100,7 @@ def add_PartyServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Party:
-    """Party -> party. The receiving party's node serves it. Messages up to 1 MiB go in one
-    unary Send (lower latency); larger ones are streamed in 1 MiB pieces with Deliver.
-    """
+    """Missing associated documentation comment in .proto file."""
 
     @staticmethod
     def Send(request,
@@ -135,6 +146,33 @@ class Party:
             '/vfl.v1.Party/Deliver',
             federation_dot_proto_dot_vfl__pb2.DeliverRequest.SerializeToString,
             federation_dot_proto_dot_vfl__pb2.DeliverReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/vfl.v1.Party/Stream',
+            federation_dot_proto_dot_vfl__pb2.Frame.SerializeToString,
+            federation_dot_proto_dot_vfl__pb2.StreamReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -156,6 +156,7 @@ class JobPlan:
     peer_address: str
     dealer_seed: bytes
     settings: TrainSettings
+    max_message_bytes: int = 0  # the largest message the peer may send (0: no bound)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ Every message is matched by ``Tag(round, step)``, never by arrival order. The in
 rejects a message for another job, from another sender, with a tag it has already
 seen, for a round it has already passed, or for a round too far ahead; each rejection
 is one readable line. ``recv`` waits at most its deadline, then raises
-``PeerUnavailable``; an abort notice from the peer wakes every waiter at once.
+``PeerUnavailable``; an abort notice from the peer wakes every waiter at once. The inbox
+also holds the job's bound on one message's size, which the transport checks before it
+buffers a message (``federation.protocol.limits``).
 Assumes: the transport authenticated the sender (mutual TLS) before ``put``.
 """
 
@@ -55,9 +57,10 @@ class Channel(Protocol):
 class Inbox:
     """Messages that arrived from the one peer, waiting to be claimed by tag."""
 
-    def __init__(self, job_id: str, peer: Role) -> None:
+    def __init__(self, job_id: str, peer: Role, max_message_bytes: int | None = 0) -> None:
         self.job_id = job_id
         self.peer = peer
+        self._limit = max_message_bytes  # 0: no bound; None: set from the plan (set_limit)
         self._cond = threading.Condition()
         self._pending: dict[Tag, Envelope] = {}
         self._seen: set[Tag] = set()
@@ -119,6 +122,24 @@ class Inbox:
                     )
                 self._cond.wait(left)
             return self._pending.pop(tag)
+
+    def set_limit(self, max_message_bytes: int) -> None:
+        """The largest message the peer may send in this job (from the plan; 0: no bound)."""
+        with self._cond:
+            self._limit = max_message_bytes
+            self._cond.notify_all()
+
+    def limit(self, timeout: float) -> int:
+        """The message size bound, waiting at most ``timeout`` s for the plan to set it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._limit is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ProtocolAbort(f"message from {self.peer} refused: this node has no "
+                                        f"plan for job {self.job_id!r} yet")
+                self._cond.wait(left)
+            return self._limit
 
     def fail_local(self, error: VflError) -> None:
         """Wake every waiter with this node's own failure (e.g. its peer is unreachable)."""

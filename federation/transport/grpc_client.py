@@ -1,4 +1,5 @@
-"""gRPC clients: the party-to-party ``GrpcChannel`` and the party's coordinator link.
+"""gRPC clients: the party's coordinator link, health watchers, and the call helpers
+the party-to-party stream (``federation.transport.stream``) uses too.
 
 Every call has a deadline; only UNAVAILABLE (nothing was delivered) is retried, a
 bounded number of times. A client checks that the server's certificate names the role
@@ -10,7 +11,6 @@ with the SHA-256 of exactly those bytes, so sent and received digests can be mat
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +24,6 @@ from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
 from federation.protocol.messages import (
     DealReply,
     DealRequest,
-    Envelope,
     FailRequest,
     JobPlan,
     JoinRequest,
@@ -33,13 +32,11 @@ from federation.protocol.messages import (
     Role,
     SyncReply,
     SyncRequest,
-    Tag,
 )
 from federation.protocol.services import CoordinatorService
 from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
-from federation.transport.channel import Inbox, Observer, abort_envelope
 from federation.transport.grpc_server import STEP_MATCH, describe
 
 log = logging.getLogger(__name__)
@@ -94,125 +91,14 @@ def _explain(code: grpc.StatusCode, details: str) -> str:
     return f"unreachable ({details.strip()})"
 
 
-class GrpcChannel:
-    """This party's end of the party-to-party channel.
-
-    ``send`` hands the serialized message to one sender thread, which makes the blocking
-    gRPC calls in order; so a party's send overlaps with its wait for the peer's message
-    (one round trip per exchange, not two). A failed delivery wakes ``recv`` at once with
-    the reason. (A ``future()`` per call would start a gRPC polling thread per call,
-    about 1 ms each on this machine class.)
-    """
-
-    def __init__(self, role: Role, peer_address: str, certs: NodeCerts, inbox: Inbox,
-                 audit: AuditLog, deadline: float) -> None:
-        self.role = role
-        self.peer = inbox.peer
-        self.address = peer_address
-        self._inbox = inbox
-        self._audit = audit
-        self._deadline = deadline
-        self._grpc = secure_channel(peer_address, certs, self.peer)
-        self._stub = vfl_pb2_grpc.PartyStub(self._grpc)
-        self._bytes_sent = 0
-        self._queue: queue.Queue[tuple[Envelope, bytes] | None] = queue.Queue()
-        self._error: VflError | None = None
-        self._sender = threading.Thread(target=self._drain, name=f"send-to-{self.peer}",
-                                        daemon=True)
-        self._sender.start()
-        self.observers: list[Observer] = []
-
-    def send(self, env: Envelope) -> None:
-        if self._error is not None:
-            raise self._error
-        data = wire.envelope_to_bytes(env)
-        self._queue.put((env, data))
-        self._bytes_sent += len(data)
-        for observe in self.observers:
-            observe("sent", env)
-
-    def _deliver(self, env: Envelope, data: bytes) -> None:
-        what = (f"sending {env.tag.step!r} (round {env.tag.round}) to {self.peer} at "
-                f"{self.address}")
-        timeout = self._deadline + len(data) / 50e6
-        try:
-            if len(data) <= CHUNK:
-                request = vfl_pb2.DeliverRequest(chunk=data)
-                call(what, lambda: self._stub.Send(request, timeout=timeout),
-                     retry_for=self._deadline)
-                return
-
-            def pieces() -> Iterator[vfl_pb2.DeliverRequest]:
-                for start in range(0, len(data), CHUNK):
-                    yield vfl_pb2.DeliverRequest(chunk=data[start:start + CHUNK])
-
-            call(what, lambda: self._stub.Deliver(pieces(), timeout=timeout),
-                 retry_for=self._deadline)
-        finally:
-            # Written once the call is over (delivered or failed), off the critical path.
-            self._audit.record(direction="sent", peer=self.peer.value, job=env.job_id,
-                               round_=env.tag.round, step=env.tag.step, payload=data,
-                               tensors=describe(dict(env.tensors)))
-
-    def _drain(self) -> None:
-        while (item := self._queue.get()) is not None:
-            try:
-                if self._error is None:
-                    self._deliver(*item)
-            except VflError as exc:
-                self._error = exc
-                self._inbox.fail_local(exc)
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
-
-    def recv(self, tag: Tag, timeout: float) -> Envelope:
-        if self._error is not None:
-            raise self._error
-        env = self._inbox.get(tag, timeout)
-        for observe in self.observers:
-            observe("received", env)
-        return env
-
-    def flush(self, timeout: float) -> None:
-        """Wait until every queued message was delivered (or failed); raise its error."""
-        deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if self._error is not None:
-            raise self._error
-
-    def abort(self, reason: str) -> None:
-        """Best effort: tell the peer to stop now rather than at its deadline."""
-        if self._error is not None:
-            return
-        try:
-            self.send(abort_envelope(self._inbox.job_id, self.role, reason))
-            self.flush(5.0)
-        except VflError as exc:
-            log.info("could not notify %s of the abort: %s", self.peer, exc)
-
-    @property
-    def bytes_sent(self) -> int:
-        return self._bytes_sent
-
-    def close(self, timeout: float | None = None) -> None:
-        """Deliver what is queued (up to ``timeout``, default the deadline), then close."""
-        try:
-            self.flush(self._deadline if timeout is None else timeout)
-        except VflError as exc:
-            log.info("last message to %s was not delivered: %s", self.peer, exc)
-        self._queue.put(None)
-        self._sender.join(5.0)
-        self._grpc.close()
-
-
 class GrpcCoordinatorLink:
     """A party's calls to the coordinator, each with a deadline and an audit entry."""
 
     def __init__(self, role: Role, address: str, certs: NodeCerts, audit: AuditLog,
-                 deadline: float, barrier_wait: float) -> None:
+                 deadline: float, barrier_wait: float,
+                 on_plan: Callable[[JobPlan], None] | None = None) -> None:
         self.role = role
+        self._on_plan = on_plan  # e.g. sets the inbox's message size bound
         self.address = address
         self._audit = audit
         self._deadline = deadline
@@ -238,7 +124,10 @@ class GrpcCoordinatorLink:
     def join(self, req: JoinRequest) -> JobPlan:
         reply = self._rpc("join", 0, req.job_id, wire.join_request_to_proto(req),
                           self._stub.Join, self._barrier_wait, self._deadline)
-        return wire.plan_from_proto(reply)
+        plan = wire.plan_from_proto(reply)
+        if self._on_plan is not None:
+            self._on_plan(plan)
+        return plan
 
     def sync(self, req: SyncRequest) -> SyncReply:
         reply = self._rpc(f"sync/{req.step}", req.round, req.job_id,

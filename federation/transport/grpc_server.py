@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHUNK = 1 << 20
 STEP_MATCH = "psi/match"  # the audit step of the server-aided PSI call
+LIMIT_WAIT = 60.0  # how long a message may wait for this node's plan (its size bound)
 
 
 def caller_role(context: grpc.ServicerContext) -> str:
@@ -66,7 +67,14 @@ def _guard(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
 
 
 class PartyServicer(vfl_pb2_grpc.PartyServicer):
-    """Receives the peer party's messages into this node's inbox."""
+    """Receives the peer party's messages into this node's inbox.
+
+    ``Stream`` is the job's path: one long-lived stream from the peer, a message per one or
+    more frames, each put into the inbox by the thread that reads the stream (no further
+    hand-off). A message larger than the job's bound is refused from its first frame,
+    before any of it is buffered; a refused message ends the stream and the job.
+    ``Send`` and ``Deliver`` take one message per call (tools and older peers).
+    """
 
     def __init__(self, inbox: Inbox, audit: AuditLog) -> None:
         self._inbox = inbox
@@ -74,29 +82,89 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
 
     def Send(self, request: vfl_pb2.DeliverRequest,
              context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
-        return self._accept(request.chunk, context)
+        role = require_role(context, (self._inbox.peer,))
+        return _guard(context, lambda: self._accept(self._bounded(request.chunk, role), role))
 
     def Deliver(self, request_iterator: Iterator[vfl_pb2.DeliverRequest],
                 context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
-        return self._accept(b"".join(piece.chunk for piece in request_iterator), context)
-
-    def _accept(self, data: bytes, context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
         role = require_role(context, (self._inbox.peer,))
 
-        def accept() -> vfl_pb2.DeliverReply:
-            env = wire.envelope_from_bytes(data)
-            if env.sender is not role:
-                raise ProtocolAbort(f"message claims sender {env.sender} but the certificate "
-                                    f"names {role}")
-            try:
-                self._inbox.put(env)  # first: it wakes the waiting party at once
-            finally:
-                self._audit.record(direction="received", peer=role.value, job=env.job_id,
-                                   round_=env.tag.round, step=env.tag.step, payload=data,
-                                   tensors=describe(env.tensors))
-            return vfl_pb2.DeliverReply(bytes_received=len(data))
+        def join() -> vfl_pb2.DeliverReply:
+            limit, parts, size = self._inbox.limit(LIMIT_WAIT), [], 0
+            for piece in request_iterator:
+                size += len(piece.chunk)
+                _check_size(size, limit, role)
+                parts.append(piece.chunk)
+            return self._accept(b"".join(parts), role)
 
-        return _guard(context, accept)
+        return _guard(context, join)
+
+    def Stream(self, request_iterator: Iterator[vfl_pb2.Frame],
+               context: grpc.ServicerContext) -> vfl_pb2.StreamReply:
+        role = require_role(context, (self._inbox.peer,))
+        counts = [0, 0]  # messages, bytes
+
+        def read() -> vfl_pb2.StreamReply:
+            try:
+                self._read_stream(request_iterator, role, counts)
+            except VflError as exc:
+                self._inbox.fail_local(exc)  # the peer broke the protocol: the job ends
+                raise
+            except grpc.RpcError:  # the peer vanished mid-stream (killed, network gone)
+                self._inbox.fail_local(PeerUnavailable(
+                    f"the stream from {role} broke after {counts[0]} messages: {role} is gone"))
+            return vfl_pb2.StreamReply(messages=counts[0], bytes=counts[1])
+
+        return _guard(context, read)
+
+    def _read_stream(self, frames: Iterator[vfl_pb2.Frame], role: Role,
+                     counts: list[int]) -> None:
+        limit, parts, expected, got = 0, [], 0, 0
+        for frame in frames:
+            if not parts:  # a message's first frame declares its size
+                expected = int(frame.size)
+                limit = limit or self._inbox.limit(LIMIT_WAIT)
+                if expected <= 0:
+                    raise ProtocolAbort(f"message from {role} without its size (frame "
+                                        f"{counts[0] + 1} of the stream)")
+                _check_size(expected, limit, role)
+            got += len(frame.chunk)
+            if got > expected:
+                raise ProtocolAbort(f"message from {role} longer than the {expected} bytes "
+                                    "it declared")
+            parts.append(frame.chunk)
+            if got == expected:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts, got = [], 0
+                self._accept(data, role)
+                counts[0] += 1
+                counts[1] += len(data)
+        if parts:
+            raise PeerUnavailable(f"the stream from {role} ended inside a message "
+                                  f"({got} of {expected} bytes)")
+
+    def _bounded(self, data: bytes, role: Role) -> bytes:
+        _check_size(len(data), self._inbox.limit(LIMIT_WAIT), role)
+        return data
+
+    def _accept(self, data: bytes, role: Role) -> vfl_pb2.DeliverReply:
+        env = wire.envelope_from_bytes(data)
+        if env.sender is not role:
+            raise ProtocolAbort(f"message claims sender {env.sender} but the certificate "
+                                f"names {role}")
+        try:
+            self._inbox.put(env)  # first: it wakes the waiting party at once
+        finally:
+            self._audit.record(direction="received", peer=role.value, job=env.job_id,
+                               round_=env.tag.round, step=env.tag.step, payload=data,
+                               tensors=describe(env.tensors))
+        return vfl_pb2.DeliverReply(bytes_received=len(data))
+
+
+def _check_size(size: int, limit: int, role: Role) -> None:
+    if limit and size > limit:
+        raise ProtocolAbort(f"message of {size} bytes from {role} refused: this job's messages "
+                            f"are at most {limit} bytes (rows x columns x 8 plus slack)")
 
 
 def describe(tensors: Mapping[str, object]) -> list[dict[str, object]]:

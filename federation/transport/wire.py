@@ -102,11 +102,13 @@ def join_request_from_proto(p: vfl_pb2.JoinRequest) -> JoinRequest:
 def plan_to_proto(plan: JobPlan) -> vfl_pb2.JoinReply:
     return vfl_pb2.JoinReply(job_id=plan.job_id, peer_address=plan.peer_address,
                              dealer_seed=plan.dealer_seed,
-                             settings=settings_to_proto(plan.settings))
+                             settings=settings_to_proto(plan.settings),
+                             max_message_bytes=plan.max_message_bytes)
 
 
 def plan_from_proto(p: vfl_pb2.JoinReply) -> JobPlan:
-    return JobPlan(p.job_id, p.peer_address, p.dealer_seed, settings_from_proto(p.settings))
+    return JobPlan(p.job_id, p.peer_address, p.dealer_seed, settings_from_proto(p.settings),
+                   p.max_message_bytes)
 
 
 def sync_request_to_proto(r: SyncRequest) -> vfl_pb2.SyncRequest:

@@ -31,7 +31,7 @@ from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts, write_federation
 from federation.transport.channel import Inbox
-from federation.transport.grpc_client import GrpcChannel
+from federation.transport.stream import GrpcChannel
 from tests.conftest import REPO
 from tests.e2e import nodes_helper as nh
 
