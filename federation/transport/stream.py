@@ -77,6 +77,8 @@ class GrpcChannel:
             self._fail(exc)
         except grpc.RpcError as exc:
             self._fail(self._broken(exc))
+        except ValueError:  # grpc: "Cannot invoke RPC on closed channel" (closed meanwhile)
+            self._fail(PeerUnavailable(f"the channel to {self.peer} was closed"))
         finally:
             self._ended.set()
 
