@@ -177,7 +177,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for problem in problems:
             print(problem, flush=True)
         return 1
-    parts = [f"OK: {len(args.logs)} log(s) ({', '.join(counts) or 'empty'} entries), chains intact, sessions bound and closed"]
+    parts = [f"OK: {len(args.logs)} log(s) ({', '.join(counts) or 'empty'} entries), "
+             "chains intact, sessions bound and closed"]
     if args.certs is not None:
         parts.append(f"{signed} signatures valid (certificates issued by {args.certs / 'ca.pem'})")
     if args.job is not None:

@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from federation.proto import vfl_pb2, vfl_pb2_grpc
-from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
+from federation.protocol.errors import PeerUnavailable, ProtocolAbort
 from federation.protocol.messages import (
     DealReply,
     DealRequest,

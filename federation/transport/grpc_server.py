@@ -90,7 +90,8 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
         role = require_role(context, (self._inbox.peer,))
 
         def join() -> vfl_pb2.DeliverReply:
-            limit, parts, size = self._inbox.limit(LIMIT_WAIT), [], 0
+            limit, size = self._inbox.limit(LIMIT_WAIT), 0
+            parts: list[bytes] = []
             for piece in request_iterator:
                 size += len(piece.chunk)
                 _check_size(size, limit, role)
@@ -119,7 +120,8 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
 
     def _read_stream(self, frames: Iterator[vfl_pb2.Frame], role: Role,
                      counts: list[int]) -> None:
-        limit, parts, expected, got = 0, [], 0, 0
+        limit, expected, got = 0, 0, 0
+        parts: list[bytes] = []
         for frame in frames:
             if not parts:  # a message's first frame declares its size
                 expected = int(frame.size)
