@@ -27,7 +27,15 @@ import pytest
 from federation.proto import vfl_pb2, vfl_pb2_grpc
 from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
 from federation.protocol.limits import message_bound
-from federation.protocol.messages import Envelope, JoinRequest, Mode, Role, Tag, TrainSettings
+from federation.protocol.messages import (
+    Envelope,
+    JoinRequest,
+    Mode,
+    Role,
+    Tag,
+    Task,
+    TrainSettings,
+)
 from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.audit_pairs import match_peers
@@ -162,6 +170,9 @@ def test_the_plans_bound_holds_the_largest_message_of_a_job() -> None:
     e_bank = 8 * 64_000 * 16  # the bank's masked matrix E, the largest message to the grid
     assert e_bank < message_bound(s, grid, bank) < 8 * 80_000 * 16 * 2
     assert message_bound(s, bank, grid) >= 8 * 64_000 * 15
+    screen = TrainSettings(mode=Mode.SHARED, task=Task.SCREEN)
+    counts = 8 * 80_000 * 16 * 256  # a screening's one-hot counts at its most bins
+    assert message_bound(screen, grid, bank) > counts
 
 
 def read_lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
