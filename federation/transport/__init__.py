@@ -1,6 +1,6 @@
 """Layer 3, how messages move and are recorded: the ``Channel`` protocol with its in-memory
-and gRPC implementations and the tag-matching inbox (``channel``), gRPC client and server
-(``grpc_client``, ``grpc_server``), protobuf conversions (``wire``, the only place that
+and gRPC implementations and the tag-matching inbox (``channel``), the party-to-party
+stream (``stream``), gRPC client and server (``grpc_client``, ``grpc_server``), protobuf conversions (``wire``, the only place that
 converts), certificates and role checks (``certs``), and the signed hash-chained audit log
 with its checks (``audit``, ``audit_check``, ``audit_pairs``).
 
