@@ -71,7 +71,8 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
 
     ``Stream`` is the job's path: one long-lived stream from the peer, a message per one or
     more frames, each put into the inbox by the thread that reads the stream (no further
-    hand-off). A message larger than the job's bound is refused from its first frame,
+    hand-off), ended by an empty closing frame: a stream that stops without it (the peer
+    died; gRPC may show that as a plain end) fails the waiting party at once. A message larger than the job's bound is refused from its first frame,
     before any of it is buffered; a refused message ends the stream and the job.
     ``Send`` and ``Deliver`` take one message per call (tools and older peers).
     """
@@ -107,7 +108,10 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
 
         def read() -> vfl_pb2.StreamReply:
             try:
-                self._read_stream(request_iterator, role, counts)
+                if not self._read_stream(request_iterator, role, counts):
+                    raise PeerUnavailable(f"the stream from {role} broke (it ended without its "
+                                          f"closing frame after {counts[0]} messages): "
+                                          f"{role} is gone")
             except VflError as exc:
                 self._inbox.fail_local(exc)  # the peer broke the protocol: the job ends
                 raise
@@ -119,10 +123,14 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
         return _guard(context, read)
 
     def _read_stream(self, frames: Iterator[vfl_pb2.Frame], role: Role,
-                     counts: list[int]) -> None:
+                     counts: list[int]) -> bool:
+        """Put each message into the inbox; True if the stream ended with its closing frame
+        (a frame with neither size nor bytes), False if it just stopped (the peer died)."""
         limit, expected, got = 0, 0, 0
         parts: list[bytes] = []
         for frame in frames:
+            if not parts and not frame.size and not frame.chunk:
+                return True
             if not parts:  # a message's first frame declares its size
                 expected = int(frame.size)
                 limit = limit or self._inbox.limit(LIMIT_WAIT)
@@ -144,6 +152,7 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
         if parts:
             raise PeerUnavailable(f"the stream from {role} ended inside a message "
                                   f"({got} of {expected} bytes)")
+        return False
 
     def _bounded(self, data: bytes, role: Role) -> bytes:
         _check_size(len(data), self._inbox.limit(LIMIT_WAIT), role)

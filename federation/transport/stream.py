@@ -12,7 +12,8 @@ certificate check or reply, so an exchange costs about one loopback trip.
 message is written by that thread after gRPC took the message, off the caller's path.
 Failures: the peer is first reached with a health check, retrying UNAVAILABLE up to the
 deadline (as every call does); once the stream runs, it breaking (the peer died or
-refused a message) fails every waiting ``recv`` at once with the reason. The stream's own
+refused a message) fails every waiting ``recv`` at once with the reason. ``close`` ends the
+stream with an empty closing frame, so the peer tells a finished party from a dead one. The stream's own
 deadline is long (``STREAM_LIFETIME``): a silent peer is caught by ``recv``'s deadline.
 Assumes: mutual TLS with certificates naming the roles (``secure_channel``).
 """
@@ -100,6 +101,7 @@ class GrpcChannel:
             self._audit.record(direction="sent", peer=self.peer.value, job=env.job_id,
                                round_=env.tag.round, step=env.tag.step, payload=data,
                                tensors=describe(dict(env.tensors)))
+        yield vfl_pb2.Frame()  # the closing frame: this end stopped on purpose
 
     def _broken(self, exc: grpc.RpcError) -> VflError:
         code, details = exc.code(), (exc.details() or "").strip()
