@@ -72,8 +72,9 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
     ``Stream`` is the job's path: one long-lived stream from the peer, a message per one or
     more frames, each put into the inbox by the thread that reads the stream (no further
     hand-off), ended by an empty closing frame: a stream that stops without it (the peer
-    died; gRPC may show that as a plain end) fails the waiting party at once. A message larger than the job's bound is refused from its first frame,
-    before any of it is buffered; a refused message ends the stream and the job.
+    died; gRPC may show that as a plain end) fails the waiting party at once. A message
+    larger than the job's bound is refused from its first frame, before any of it is
+    buffered; a refused message ends the stream and the job.
     ``Send`` and ``Deliver`` take one message per call (tools and older peers).
     """
 

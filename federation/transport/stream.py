@@ -13,8 +13,9 @@ message is written by that thread after gRPC took the message, off the caller's 
 Failures: the peer is first reached with a health check, retrying UNAVAILABLE up to the
 deadline (as every call does); once the stream runs, it breaking (the peer died or
 refused a message) fails every waiting ``recv`` at once with the reason. ``close`` ends the
-stream with an empty closing frame, so the peer tells a finished party from a dead one. The stream's own
-deadline is long (``STREAM_LIFETIME``): a silent peer is caught by ``recv``'s deadline.
+stream with an empty closing frame, so the peer tells a finished party from a dead one.
+The stream's own deadline is long (``STREAM_LIFETIME``): a silent peer is caught by
+``recv``'s deadline.
 Assumes: mutual TLS with certificates naming the roles (``secure_channel``).
 """
 
