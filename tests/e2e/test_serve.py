@@ -316,16 +316,19 @@ def test_grid_refuses_replays_and_rows_beyond_the_request() -> None:
     grid, bank = _pair()
     plan, blinded = bank.blinded_request(["e21"])
     assert blinded is not None
-    grid.step(blinded)
+    double = grid.step(blinded)
     with pytest.raises(ProtocolAbort, match="already used"):
         grid.step(blinded)
-    greedy = Envelope(
-        plan.session, Tag(plan.round, STEP_ROWS), Role.BANK, {"rows": np.arange(5, dtype=np.int64)}
-    )
-    with pytest.raises(ProtocolAbort, match="carried only 1"):
+    rows = bank.rows_request(plan, double)
+    assert rows is not None
+    keys = rows.tensors["keys"]
+    greedy = Envelope(plan.session, Tag(plan.round, STEP_ROWS), Role.BANK,
+                      {"index": np.arange(5, dtype=np.int64), "keys": np.repeat(keys, 5, 0)})
+    with pytest.raises(ProtocolAbort, match="carried 1 points"):
         grid.step(greedy)
     with pytest.raises(ProtocolAbort, match="no such open request"):
-        grid.step(greedy)  # the request is closed after one rows message, even a refused one
-    stranger = Envelope("ab" * 16, Tag(1, STEP_ROWS), Role.BANK, {"rows": np.zeros(0, np.int64)})
+        grid.step(rows)  # the request is closed after one rows message, even a refused one
+    stranger = Envelope("ab" * 16, Tag(1, STEP_ROWS), Role.BANK,
+                        {"index": np.zeros(0, np.int64), "keys": np.zeros((0, 32), np.uint8)})
     with pytest.raises(UnknownSession):
         grid.step(stranger)
