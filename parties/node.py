@@ -251,8 +251,9 @@ class PartyNode:
             self._sync(settings.trees + 1, "evaluated", {})
             return
         aligned = data.take(rows.astype(np.int64))
+        # The coordinator's minimum batch cuts the partition; each fit checks it itself.
         schedule = Schedule(len(rows), settings.validation_fraction, settings.batch_size,
-                            settings.seed)
+                            settings.seed, int(self._aligned.get("min_batch", 1)))
         if aligned.y is not None:
             check_split_classes(aligned.y, schedule.train_rows, schedule.validation_rows,
                                 str(self.config.data))
