@@ -60,10 +60,12 @@ def write_atomic(path: Path, data: bytes | str, mode: int = CONFIDENTIAL) -> Non
         raise
 
 
-def open_log(path: Path) -> TextIO:
-    """``path`` opened for writing as a confidential log (truncated; not through a link)."""
+def open_log(path: Path, append: bool = False) -> TextIO:
+    """``path`` opened for writing as a confidential log (truncated unless ``append``;
+    never through a link)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    keep = os.O_APPEND if append else os.O_TRUNC
+    flags = os.O_WRONLY | os.O_CREAT | keep | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, CONFIDENTIAL)
     os.fchmod(fd, CONFIDENTIAL)  # an existing log keeps its old mode otherwise
     return os.fdopen(fd, "w", encoding="utf-8")
