@@ -4,11 +4,13 @@ files are private and which are for colleagues.
 **Confidential** (``CONFIDENTIAL``, 0600: only the owner reads them): private keys, models
 and their coefficient tables, predictions and scores, checkpoints, each node's statistics
 and job summary, configuration files, node logs (an error line may name a file, a row and
-a cell's value) and anything in a party's own folder. **For colleagues** (``SHARED``,
-0644): reports (``report.json``, ``metrics.json`` of ``evaluate``), summaries
-(``summary.md``), plots, screening selections, stage summaries, data dictionaries and
-certificates (public keys). When in doubt a writer uses ``CONFIDENTIAL``. The README's
-run-folder table lists the mode of every file.
+a cell's value), monitoring alerts, stage input tables and anything in a party's own
+folder. **For colleagues** (``SHARED``, 0644): reports (``report.json``, ``metrics.json``
+of ``evaluate``), summaries (``summary.md``), plots, screening selections, stage summaries,
+data dictionaries and certificates (public keys). When in doubt a writer uses
+``CONFIDENTIAL``. The README's run-folder section states the split too. Plots are written
+by matplotlib (0666 narrowed by the umask, so 0644 under the usual 022); the indicator
+library (``parties.labels``, which may not import this) keeps its own atomic writer.
 
 How: the bytes go to a fresh temporary file in the same folder, created by
 ``os.open(O_CREAT | O_EXCL | O_NOFOLLOW)`` with its final mode (never readable by others
