@@ -9,7 +9,7 @@ import pytest
 
 from federation.coordinator import Coordinator
 from federation.job_stages import JobStage
-from federation.protocol.errors import TrainingDiverged
+from federation.protocol.errors import ProtocolAbort, TrainingDiverged
 from federation.protocol.messages import (
     JoinRequest,
     Mode,
@@ -46,6 +46,8 @@ def run_federated(xg, xb, y, settings: TrainSettings):
             plan = coordinator.join(JoinRequest(JOB, role, "mem", len(x), x.shape[1]))
             reply = coordinator.sync(SyncRequest(JOB, role, 0, "aligned",
                                                  {"intersection": len(x)}))
+            if reply.reason:  # the coordinator refused the job at alignment
+                raise ProtocolAbort(reply.reason)
             schedule = Schedule(len(x), settings.validation_fraction, settings.batch_size,
                                 settings.seed, int(reply.values["min_batch"]))
             fit = LocalFit(role, JOB, settings, schedule, plan.dealer_seed, x, labels, channel,
@@ -113,6 +115,15 @@ def test_small_batch_is_refused_for_gradient_leakage() -> None:
     settings = TrainSettings(epochs=1, batch_size=32)
     with pytest.raises(Exception,
                        match=r"below the minimum batch \d+ \(4x the larger party's \d+ columns"):
+        run_federated(xg, xb, y, settings)
+
+
+def test_a_training_split_smaller_than_the_minimum_batch_is_refused() -> None:
+    """One batch of 16 rows is all there is: its gradient would pin the residuals down."""
+    xg, xb, y = _data(n=20)
+    settings = TrainSettings(mode=Mode.LOCAL, epochs=1, batch_size=64)
+    with pytest.raises(Exception, match=r"the training split has 16 rows, fewer than the "
+                                        r"minimum batch 20; per-batch gradients could reveal"):
         run_federated(xg, xb, y, settings)
 
 
