@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from federation.protocol.errors import ConfigError
+from federation.protocol.files import CONFIDENTIAL, SHARED, write_atomic
 from federation.protocol.messages import Role
 
 ROLES = (Role.COORDINATOR, Role.GRID, Role.BANK)
@@ -111,11 +111,8 @@ def make_node_cert(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    if private:
-        os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Keys are created 0600 (never readable by others, not even for a moment)."""
+    write_atomic(path, data, CONFIDENTIAL if private else SHARED)
 
 
 def write_federation(directory: Path, roles: tuple[Role, ...] = ROLES, days: int = 30,
