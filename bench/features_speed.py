@@ -115,15 +115,26 @@ def _run(size: int, fmt: str, engine: str, root: Path, out: Path,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int_list, default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--engines", default="duckdb,spark,pandas")
-    parser.add_argument("--formats", default="parquet,csv")
-    parser.add_argument("--pandas-max", type=int, default=100_000)
-    parser.add_argument("--spark-master", default="local[2]")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--sizes", type=int_list, default=[10_000, 100_000, 1_000_000],
+                        help="enterprises per synthetic data set, comma-separated "
+                             "(36 months each)")
+    parser.add_argument("--engines", default="duckdb,spark,pandas",
+                        help="engines to time on each data set, comma-separated")
+    parser.add_argument("--formats", default="parquet,csv",
+                        help="input formats the synthetic raw tables are written in")
+    parser.add_argument("--pandas-max", type=int, default=100_000,
+                        help="largest size the pandas reference runs on (it is slow "
+                             "and memory-hungry beyond)")
+    parser.add_argument("--spark-master", default="local[2]",
+                        help="Spark master URL for the spark engine")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get(
-        "TMPDIR", "/tmp")) / "gridcredit-bench-features")
-    parser.add_argument("--json", type=Path, default=None)
+        "TMPDIR", "/tmp")) / "gridcredit-bench-features",
+                        help="folder for the synthetic data and outputs (reused if present)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the results as JSON here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="duckdb", help=argparse.SUPPRESS)
     parser.add_argument("--raw", default="", help=argparse.SUPPRESS)

@@ -43,7 +43,7 @@ import numpy as np
 from federation.processes import ServeProcess
 from federation.proto import vfl_pb2, vfl_pb2_grpc
 from federation.protocol.messages import Role
-from federation.transport.certs import NodeCerts
+from federation.transport.certs import write_client
 from federation.transport.grpc_client import secure_channel
 
 START_TIMEOUT = 300.0
@@ -147,7 +147,9 @@ def timed(stub: vfl_pb2_grpc.ScoringStub, ids: list[str]) -> float:
 
 def measure(address: str, run: Path, ids: list[str], args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    channel = secure_channel(address, NodeCerts.in_dir(run / "certs", Role.BANK), Role.BANK)
+    # As the bank's systems would: a scoring client's certificate, not the bank's key.
+    client = write_client(run / "certs", "score-latency-bench", force=True)
+    channel = secure_channel(address, client, Role.BANK)
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
         stub = vfl_pb2_grpc.ScoringStub(channel)

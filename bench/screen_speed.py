@@ -174,13 +174,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000, help="aligned rows")
     parser.add_argument("--grid", type=int, default=40, help="grid indicators")
     parser.add_argument("--bank", type=int, default=12, help="bank indicators")
-    parser.add_argument("--bins", type=int, default=10)
+    parser.add_argument("--bins", type=int, default=10, help="equal-frequency bins per indicator")
     parser.add_argument("--plots", type=int, default=6, help="WOE plots in the summary")
-    parser.add_argument("--deadline", type=float, default=300.0)
+    parser.add_argument("--deadline", type=float, default=300.0,
+                        help="seconds a node waits for its peer before failing the job")
     parser.add_argument("--keep", type=Path, help="keep the data and run folder here")
     parser.add_argument("--json", type=Path, help="also write the result as JSON")
     args = parser.parse_args()

@@ -18,8 +18,7 @@ loopback with mutual TLS, PSI included) and reports:
   ``<run>/coordinator/job.json`` is shown too, but it includes this process's RSS at the
   fork: see ``RssSampler``), and the peak of the node's whole process tree (the node plus
   its PSI worker processes), sampled with psutil,
-- PSI seconds (within the same run), where the parties' fit time went, validation AUC.
-It prints per-run lines, then one table with a column per run; ``--json`` writes it all.
+- PSI seconds, where the fit time went, validation AUC; then one table (``--json``: all).
 
 Usage (from the repository root)::
 
@@ -58,7 +57,7 @@ from bench.common import (  # noqa: E402
     write_json,
 )
 from federation.protocol.messages import Mode, TrainSettings
-from federation.protocol.schedule import Schedule
+from federation.protocol.schedule import Schedule, min_batch_size
 from federation.simulate import SimulationSpec, run_simulation
 from parties.data import Standardizer
 from parties.evaluation import metrics
@@ -171,7 +170,8 @@ def run_one(rows: int, mode: str, args: argparse.Namespace, keep: Path | None
     # Centralized baselines on exactly the aligned rows, split and batches.
     xg, xb, y = (a[order] for a in synthetic(rows, args.grid_features, args.bank_features,
                                               SEED))
-    schedule = Schedule(len(order), s.validation_fraction, s.batch_size, s.seed)
+    need = min_batch_size([xg.shape[1], xb.shape[1] + 1])  # the coordinator's rule
+    schedule = Schedule(len(order), s.validation_fraction, s.batch_size, s.seed, need)
     tr, va = schedule.train_rows, schedule.validation_rows
     zg, zb = Standardizer.fit(xg[tr]).apply(xg), Standardizer.fit(xb[tr]).apply(xb)
     ones = np.ones((len(order), 1))

@@ -66,8 +66,13 @@ def cmd_party(args: argparse.Namespace) -> int:
 
 def cmd_certs(args: argparse.Namespace) -> int:
     from federation.run_folder import ensure_folder
-    from federation.transport.certs import write_federation
+    from federation.transport.certs import write_client, write_federation
 
+    if args.client is not None:
+        certs = write_client(args.out, args.client, days=args.days, force=args.force)
+        print(f"wrote scoring client certificate {certs.cert} and key {certs.key} (signed by "
+              f"{certs.ca}; accepted by the bank's Score only)")
+        return 0
     write_federation(ensure_folder(args.out), days=args.days, force=args.force)
     print(f"wrote a federation CA and certificates for coordinator, grid and bank to {args.out}")
     return 0
@@ -236,13 +241,20 @@ def add_commands(sub: Any) -> None:
         "certs",
         help="make a federation CA and node certificates",
         description="Write ca.pem/ca.key and coordinator/grid/bank .pem/.key "
-        "into DIR (ECDSA P-256; each certificate names its role).",
+        "into DIR (ECDSA P-256; each certificate names its role). With --client NAME, "
+        "issue only a scoring client's certificate client-NAME.pem/.key with the CA "
+        "already in DIR, for systems that call the bank's Score without holding bank.key.",
     )
     certs.add_argument("--out", type=Path, required=True, help="folder to write into")
+    certs.add_argument("--client", metavar="NAME",
+                       help="issue a scoring client certificate (named client:NAME, accepted "
+                       "by the bank's Score only) with DIR's existing CA; the CA and node "
+                       "certificates are left as they are")
     certs.add_argument("--days", type=int, default=30, help="validity in days " + DEFAULTS_HELP)
     certs.add_argument("--force", action="store_true",
                        help="replace an existing CA and certificates in DIR (certificates "
-                       "already copied to other hosts stop matching)")
+                       "already copied to other hosts stop matching); with --client, "
+                       "replace only that client's certificate")
     certs.set_defaults(handler=cmd_certs)
 
     score = sub.add_parser(

@@ -34,7 +34,6 @@ from federation.job_stages import (
     STEP_SCORED,
     STEP_SCREENED,
     JobStage,
-    min_batch_size,
 )
 from federation.protocol.convergence import Outcome, judge
 from federation.protocol.errors import ProtocolAbort, StageError
@@ -56,7 +55,7 @@ from federation.protocol.messages import (
     Task,
     TrainSettings,
 )
-from federation.protocol.schedule import Schedule
+from federation.protocol.schedule import Schedule, min_batch_size
 from federation.protocol.tree_schedule import STEP_TREE, TreeSchedule, early_stop
 from federation.psi_match import TagMatchState
 
@@ -166,16 +165,20 @@ class Coordinator(DealsMixin):
                            self.settings, message_bound(self.settings, req, self._joined[peer]))
 
     def _start_alignment(self) -> None:
-        columns = {role: r.n_columns for role, r in self._joined.items()}
-        if self.settings.task is Task.TRAIN and self.settings.model is Model.LR:
-            need = min_batch_size(columns)
-            if self.settings.batch_size < need:
-                self._fail_locked(
-                    f"batch size {self.settings.batch_size} is below the minimum batch {need} "
-                    f"(4x the larger party's {need // 4} columns); per-batch gradients could "
-                    "reveal labels")
-                return
+        need = self._min_batch({role: r.n_columns for role, r in self._joined.items()})
+        if self.settings.batch_size < need:
+            self._fail_locked(
+                f"batch size {self.settings.batch_size} is below the minimum batch {need} "
+                f"(4x the larger party's {need // 4} columns); per-batch gradients could "
+                "reveal labels")
+            return
         self._advance(JobStage.ALIGN)
+
+    def _min_batch(self, columns: dict[Role, int]) -> int:
+        """The fewest rows of any batch of a logistic-regression job (1: no batches)."""
+        if self.settings.task is Task.TRAIN and self.settings.model is Model.LR:
+            return min_batch_size(columns.values())
+        return 1
 
     def match(self, req: MatchRequest) -> MatchReply:
         """Server-aided PSI: wait for both parties' tags, match them once, answer each."""
@@ -256,7 +259,6 @@ class Coordinator(DealsMixin):
         if n == 0:
             raise ValueError("the parties share no enterprise IDs: nothing to train on")
         s = self.settings
-        self._schedule = Schedule(n, s.validation_fraction, s.batch_size, s.seed)
         # A party that replaces its features by its own principal components (--pca) knows
         # its column count only after alignment; it reports it here.
         columns = {role: int(arrived[role].values.get("columns", r.n_columns))
@@ -267,7 +269,10 @@ class Coordinator(DealsMixin):
                              f"alignment, more than the {self._joined[grown[0]].n_columns} "
                              "it joined with")
         self._columns = columns
-        values = {"intersection": n, "start_epoch": float(self.start_epoch)}
+        need = self._min_batch(columns)  # both parties cut their batches with it alike
+        self._schedule = Schedule(n, s.validation_fraction, s.batch_size, s.seed, need)
+        values = {"intersection": n, "start_epoch": float(self.start_epoch),
+                  "min_batch": float(need)}
         if s.model is Model.GBDT:
             # The grid joined with its feature count; its one-hot width is that x (bins + 1).
             width = columns[Role.GRID] * (s.bins + 1)

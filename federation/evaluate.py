@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from federation.protocol.errors import InputDataError
+from federation.protocol.files import SHARED
 from parties.evaluation import metrics, plots
 from parties.evaluation.scorecard import Scorecard
 from parties.model import atomic_write_text
@@ -175,8 +176,8 @@ def evaluate_predictions(path: Path, out: Path, threshold: float = 0.5,
         plots.plot_calibration(y, p, folder / "calibration.png"),
         plots.plot_score_distribution(y, card.points(p), folder / "score_distribution.png",
                                       xlabel="score points (higher = lower risk)"))]
-    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(out / "summary.md", summary_markdown(result))
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n", SHARED)
+    atomic_write_text(out / "summary.md", summary_markdown(result), SHARED)
     return result
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from enum import StrEnum, auto
 
-from federation.protocol.messages import Role
-
 
 class JobStage(StrEnum):
     REGISTER = auto()
@@ -42,8 +40,3 @@ STEP_EVALUATED = "evaluated"
 STEP_SCORED = "scored"
 STEP_SCREENED = "screened"
 JOINT_EPOCH = 0  # a deal request for epoch 0 asks for a joint forward pass's corrections
-
-
-def min_batch_size(n_columns: dict[Role, int]) -> int:
-    """docs/design.md: a batch must be at least 4x the larger party's column count."""
-    return 4 * max(n_columns.values())

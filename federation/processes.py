@@ -23,6 +23,7 @@ from pathlib import Path
 
 from federation.lifeline import PARENT_ENV
 from federation.protocol.errors import VflError
+from federation.protocol.files import open_log
 
 Event = dict[str, object]
 EVENTS_ENV = "GRIDCREDIT_EVENTS"
@@ -55,7 +56,7 @@ class NodeProcess:
         gone) and prints machine-readable ``EVENT`` lines (``GRIDCREDIT_EVENTS``).
         """
         self.out.mkdir(parents=True, exist_ok=True)
-        log = (self.out / "node.log").open("w", encoding="utf-8")
+        log = open_log(self.out / "node.log")  # private: error lines may quote the data
         env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
                EVENTS_ENV: "1"}
         level = ["--log-level", self.log_level] if self.log_level else []

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from federation.protocol.files import SHARED
 from federation.protocol.messages import Model, TrainSettings
 from parties.data import Standardizer, load_party_csv
 from parties.evaluation import metrics, plots
@@ -226,8 +227,8 @@ def build_report(out: Path, job_id: str, settings: TrainSettings, pids: dict[str
             curves = {"federated, uncalibrated": raw[valid], **curves}
         report["plots"] = _plots(out, y[valid], p[valid], p_bank[valid], p_central[valid],
                                  job["losses"], card or Scorecard(), curves)
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / "summary.md", summary_markdown(report))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n", SHARED)
+    atomic_write_text(out / "summary.md", summary_markdown(report), SHARED)
     return report
 
 

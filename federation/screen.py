@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.protocol.errors import ConfigError
+from federation.protocol.files import SHARED
 from federation.protocol.messages import Role, Task, TrainSettings
 from federation.report import bytes_sent
 from federation.run_folder import RunFolder
@@ -153,7 +154,7 @@ def _assemble(spec: ScreenSpec, job_id: str, inputs: _Inputs,
     out = spec.out
     document = _json(out / "bank" / "screen.json")
     selection = _json(out / "bank" / "selection.json")
-    atomic_write_text(out / "selection.json", json.dumps(selection, indent=2) + "\n")
+    atomic_write_text(out / "selection.json", json.dumps(selection, indent=2) + "\n", SHARED)
     stats = {n: _json(out / n / "stats.json") for n in ("grid", "bank")}
     job = _json(out / "coordinator" / "job.json")
     report: dict[str, Any] = {
@@ -177,8 +178,8 @@ def _assemble(spec: ScreenSpec, job_id: str, inputs: _Inputs,
         "reveal_to_grid": spec.reveal_to_grid, "rules": selection["rules"],
     }
     report["plots"] = _plots(out, document, selection, spec.top_plots)
-    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / "summary.md", summary_markdown(report, document, selection))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n", SHARED)
+    atomic_write_text(out / "summary.md", summary_markdown(report, document, selection), SHARED)
     return report
 
 

@@ -5,8 +5,9 @@ learns): servers, clients, audit entries and the process entry ``run_serve``.
 
 - The grid node serves ``ServePeer`` (``Open``, ``Step``) to the bank node only.
 - The bank node dials the grid (``--peer``), opens a session (the grid's blinded points,
-  once), then serves ``Scoring.Score`` to callers presenting the bank's certificate (the
-  bank's own systems). Per request it makes one or two ``Step`` calls to the grid.
+  once), then serves ``Scoring.Score`` to the bank's own systems, presenting a scoring
+  client certificate (``gridcredit certs --client NAME``) or the bank's own. Per request it
+  makes one or two ``Step`` calls to the grid.
 - Both print ``LISTENING host:port`` once ready (the bank after its session is open), answer
   gRPC health checks and reflection, and stop cleanly on SIGTERM or SIGINT.
 - Every party-to-party message is written to both nodes' audit logs, with the SHA-256 of
@@ -14,7 +15,9 @@ learns): servers, clients, audit entries and the process entry ``run_serve``.
   ``Score`` call is written to the bank's log (peer ``client``) with its size, under a
   digest keyed by a per-process random key: the log never holds a guessable hash of an ID.
 - Bounds: at most ``--max-ids`` IDs per request (both nodes check), a deadline on every
-  call (``--deadline`` plus a per-ID allowance, never past the caller's own deadline).
+  call (``--deadline`` plus a per-ID allowance, never past the caller's own deadline); the
+  grid's quotas (``--max-rows-per-session``, ``--max-requests-per-minute``,
+  ``--max-opens-per-minute``; ``parties.serving_limits``).
 
 Assumes: mutual TLS with the federation's certificates (``gridcredit certs``), each naming
 its role; the models and data are those of one finished training run; the grid is up
@@ -56,6 +59,10 @@ from parties.psi_pool import PsiPool
 from parties.serving import MAX_IDS, ROTATE_SECONDS
 from parties.serving_bank import BankServing, Combine
 from parties.serving_grid import GridServing
+from parties.serving_limits import Quotas
+
+DEFAULT_QUOTAS = Quotas(rows_per_session=1_000_000, requests_per_minute=6_000,
+                        opens_per_minute=10)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,7 @@ class ServeConfig:
     connect_timeout: float = 60.0
     psi_workers: int | None = None
     rotate_seconds: float = ROTATE_SECONDS  # grid: a new key epoch (and table) after this
+    quotas: Quotas = DEFAULT_QUOTAS  # grid: rows per session, requests and opens per minute
 
 
 # -- the process -------------------------------------------------------------------------
@@ -194,7 +202,7 @@ def run_serve(cfg: ServeConfig, stop: threading.Event | None = None) -> ExitCode
     try:
         if cfg.role is Role.GRID:
             grid = GridServing(ids, u, max_ids=cfg.max_ids, pool=pool,
-                               rotate_seconds=cfg.rotate_seconds)
+                               rotate_seconds=cfg.rotate_seconds, quotas=cfg.quotas)
             grid.epoch()  # blind the table now, so that the first open costs no curve work
             server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
         else:

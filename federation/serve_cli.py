@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from federation.protocol.errors import ConfigError, VflError
+from parties.serving_limits import Quotas
 
 Handler = Callable[[argparse.Namespace], int]
 DEFAULTS_HELP = "(default: %(default)s)"
@@ -74,8 +75,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout,
         psi_workers=args.psi_workers,
         rotate_seconds=args.rotate_hours * 3600.0,
+        quotas=_quotas(args),
     )
     return int(run_serve(cfg))
+
+
+def _quotas(args: argparse.Namespace) -> Quotas:
+    try:
+        return Quotas(args.max_rows_per_session, args.max_requests_per_minute,
+                      args.max_opens_per_minute)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,8 +95,10 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="keep a trained grid or bank node up for online scoring",
         description="Serve one party of a trained federation. The grid node answers the bank "
         "node only; the bank node dials the grid (--peer), opens a PSI session, then answers "
-        "gRPC Scoring.Score calls from clients presenting the bank's certificate: per ID the "
-        "exact probability, score points and band, or 'no grid record'. Prints "
+        "gRPC Scoring.Score calls from scoring clients (a certificate from 'gridcredit certs "
+        "--client NAME', or the bank's own): per ID the exact probability, score points and "
+        "band, or 'no grid record'. The grid answers only rows it finds a request matched and "
+        "refuses what passes its quotas (one line to the client). Prints "
         "'LISTENING host:port' once ready; stops on SIGTERM or Ctrl-C.",
     )
     serve.add_argument("--role", required=True, choices=["grid", "bank"], help="this node's role")
@@ -148,6 +160,23 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="grid: a new PSI key and blinded table after this many hours; sessions opened "
         "before keep theirs " + DEFAULTS_HELP,
     )
+    quotas = serve.add_argument_group(
+        "quotas (grid)",
+        "Refusals reach the bank and its client as one line naming the flag "
+        "(gRPC RESOURCE_EXHAUSTED).")
+    quotas.add_argument(
+        "--max-rows-per-session", type=int, metavar="N", default=1_000_000,
+        help="rows (enterprises with a grid record) one bank session may score; a request "
+        "that would pass it closes the session and the bank opens a new one, one that alone "
+        "asks for more is refused " + DEFAULTS_HELP)
+    quotas.add_argument(
+        "--max-requests-per-minute", type=int, metavar="N", default=6_000,
+        help="scoring requests from the bank, all sessions together, in any 60 s "
+        + DEFAULTS_HELP)
+    quotas.add_argument(
+        "--max-opens-per-minute", type=int, metavar="N", default=10,
+        help="session opens per caller in any 60 s (an open sends the whole blinded table "
+        "and may start a new key epoch, a pass over all rows) " + DEFAULTS_HELP)
     scoring = serve.add_argument_group("scoring (bank)")
     scoring.add_argument(
         "--max-ids", type=int, default=10_000, help="most IDs in one Score request " + DEFAULTS_HELP

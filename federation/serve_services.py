@@ -4,6 +4,9 @@ Servicers decode, call :mod:`parties.serving` (which holds the protocol and says
 party learns) and encode; every party-to-party message is written to both nodes' audit logs
 with the SHA-256 of the same serialized bytes, and a ``Score`` call to the bank's log under a
 per-process keyed digest, so the log never holds a guessable hash of an ID.
+The grid's quota refusals travel as ``RESOURCE_EXHAUSTED`` with the grid's one line, to the
+bank and on to the client. ``Score`` accepts scoring clients (``gridcredit certs --client
+NAME``) and the bank node itself; ``ServePeer`` accepts the bank node only.
 Assumes: mutual TLS with the federation's certificates, each naming its role.
 """
 
@@ -27,12 +30,13 @@ from federation.protocol.errors import (
 from federation.protocol.messages import Envelope, Role
 from federation.transport import wire
 from federation.transport.audit import AuditWriter
-from federation.transport.certs import NodeCerts
+from federation.transport.certs import NodeCerts, is_client_name
 from federation.transport.grpc_client import CHUNK, call, secure_channel
-from federation.transport.grpc_server import _guard, describe, require_role
+from federation.transport.grpc_server import _guard, caller_role, describe, require_role
 from parties.serving import SCORED, RequestError, ScoredId, UnknownSession
 from parties.serving_bank import BankServing, RequestPlan
 from parties.serving_grid import GridServing
+from parties.serving_limits import QuotaExceeded
 
 log = logging.getLogger(__name__)
 CLIENT = "client"
@@ -49,6 +53,16 @@ def _envelope(data: bytes, role: Role) -> Envelope:
     if env.sender is not role:
         raise ProtocolAbort(f"message claims sender {env.sender} but the certificate names {role}")
     return env
+
+
+def _refusing(context: grpc.ServicerContext, fn: Callable[[], Envelope]) -> Envelope:
+    """Run ``fn``; a quota refusal becomes ``RESOURCE_EXHAUSTED`` with its one line."""
+    try:
+        return fn()
+    except QuotaExceeded as exc:
+        log.warning("serving: %s", exc)
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        raise AssertionError("unreachable") from exc  # context.abort always raises
 
 
 class ServePeerServicer(vfl_pb2_grpc.ServePeerServicer):
@@ -79,7 +93,8 @@ class ServePeerServicer(vfl_pb2_grpc.ServePeerServicer):
         self, request: vfl_pb2.ServeOpenRequest, context: grpc.ServicerContext
     ) -> Iterator[vfl_pb2.ServeOpenReply]:
         env = self._received(request.envelope, context)
-        reply = _guard(context, lambda: self._grid.open(env))
+        caller = caller_role(context)
+        reply = _guard(context, lambda: _refusing(context, lambda: self._grid.open(env, caller)))
         data = wire.envelope_to_bytes(reply)
         try:
             for start in range(0, len(data), CHUNK):
@@ -94,7 +109,7 @@ class ServePeerServicer(vfl_pb2_grpc.ServePeerServicer):
 
         def answer() -> Envelope:
             try:
-                return self._grid.step(env)
+                return _refusing(context, lambda: self._grid.step(env))
             except UnknownSession as exc:  # the bank reacts by opening a new session
                 context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
                 raise AssertionError("unreachable") from exc  # context.abort always raises
@@ -110,6 +125,16 @@ class ServePeerServicer(vfl_pb2_grpc.ServePeerServicer):
 
 class SessionLost(VflError):
     """The grid no longer holds this bank's session."""
+
+
+class GridRefused(VflError):
+    """The grid refused a request or a session open under one of its quotas."""
+
+
+def _refused(exc: grpc.RpcError) -> None:
+    """Raise ``GridRefused`` (the grid's own line) for a quota refusal."""
+    if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        raise GridRefused(exc.details() or "the grid refused (a quota)") from None
 
 
 class GridLink:
@@ -166,7 +191,12 @@ class GridLink:
         timeout = max(self._deadline, 600.0)
 
         def fetch() -> bytes:
-            return b"".join(piece.chunk for piece in self._stub.Open(request, timeout=timeout))
+            try:
+                return b"".join(piece.chunk
+                                for piece in self._stub.Open(request, timeout=timeout))
+            except grpc.RpcError as exc:
+                _refused(exc)
+                raise
 
         try:
             reply = call(
@@ -192,6 +222,7 @@ class GridLink:
             except grpc.RpcError as exc:
                 if exc.code() is grpc.StatusCode.NOT_FOUND:
                     raise SessionLost(exc.details() or "session gone") from None
+                _refused(exc)
                 raise
 
         try:
@@ -256,7 +287,7 @@ def _result_proto(r: ScoredId) -> vfl_pb2.ScoreResult:
 
 
 class ScoringServicer(vfl_pb2_grpc.ScoringServicer):
-    """``Score`` on the bank node; callers must present the bank's own certificate."""
+    """``Score`` on the bank node: callers present a client certificate or the bank's own."""
 
     def __init__(self, link: GridLink, audit: AuditWriter) -> None:
         self._link = link
@@ -282,7 +313,11 @@ class ScoringServicer(vfl_pb2_grpc.ScoringServicer):
     def Score(
         self, request: vfl_pb2.ScoreRequest, context: grpc.ServicerContext
     ) -> vfl_pb2.ScoreReply:
-        require_role(context, (Role.BANK,))
+        who = caller_role(context)
+        if who != Role.BANK.value and not is_client_name(who):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"certificate names role {who!r}; Score accepts scoring clients "
+                          "(gridcredit certs --client NAME) and the bank")
         ids = list(request.ids)
         self._record("received", "score/request", 0, request.SerializeToString(), "ids", len(ids))
         remaining = context.time_remaining()
@@ -290,6 +325,9 @@ class ScoringServicer(vfl_pb2_grpc.ScoringServicer):
             plan, results = self._link.score(ids, remaining)
         except RequestError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except GridRefused as exc:
+            log.warning("serving: a request was refused: %s", exc)
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         except PeerUnavailable as exc:
             log.warning("serving: a request failed: %s", exc)
             context.abort(grpc.StatusCode.UNAVAILABLE, f"scoring failed: {exc}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from federation.protocol.files import SHARED, write_atomic
 from federation.protocol.messages import TrainSettings
 from federation.simulate import SimulationSpec, run_simulation
 from parties.evaluation.goodness_of_fit import chi2_survival
@@ -94,8 +95,8 @@ def run_stages(spec: StagesSpec) -> dict[str, Any]:
         data = spec.out / "data" / stage.value
         data.mkdir(parents=True, exist_ok=True)
         grid_csv, bank_csv = data / "grid_features.csv", data / "bank_features.csv"
-        t.grid.to_csv(grid_csv, index=False, lineterminator="\n")
-        t.bank.to_csv(bank_csv, index=False, lineterminator="\n")
+        write_atomic(grid_csv, t.grid.to_csv(index=False, lineterminator="\n"))  # private
+        write_atomic(bank_csv, t.bank.to_csv(index=False, lineterminator="\n"))
         run = spec.out / stage.value
         report = run_simulation(SimulationSpec(
             run, grid_csv, bank_csv, settings=replace(spec.settings), quiet=spec.quiet,
@@ -105,8 +106,8 @@ def run_stages(spec: StagesSpec) -> dict[str, Any]:
         entry["indicators"] = {"grid": [c for c in t.grid.columns if c != "id"],
                                "bank": [c for c in t.bank.columns if c not in ("id", "y")]}
         result[stage.value] = entry
-    atomic_write_text(spec.out / "stages.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(spec.out / "summary.md", summary_markdown(result))
+    atomic_write_text(spec.out / "stages.json", json.dumps(result, indent=2) + "\n", SHARED)
+    atomic_write_text(spec.out / "summary.md", summary_markdown(result), SHARED)
     return result
 
 

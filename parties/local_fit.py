@@ -14,7 +14,8 @@ iteration on batch I (docs/design.md, "Training, mode local"):
 
 Assumes: semi-honest parties, a non-colluding dealer, an authenticated channel. A party
 learns its per-batch gradient X_own^T d, which reveals labels when |I| is not much
-larger than its column count; the coordinator refuses batches below 4x that count.
+larger than its column count: the coordinator and each party refuse any batch (the
+partition's last one included) below 4x the larger column count.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from federation.protocol.messages import (
     peer_of,
 )
 from federation.protocol.products import GRAD, LOSS
-from federation.protocol.schedule import Schedule
+from federation.protocol.schedule import Schedule, check_batches
 from federation.transport.channel import Channel, CoordinatorLink
 from parties.divergence import LogitGuard
 from parties.optim import OptimizerState
@@ -245,6 +246,7 @@ class LocalFit:
                 f"{self.peer} sent masked features of dtype {peer.dtype}, shape "
                 f"{peer.shape}; expected uint64 ({self.schedule.n_train}, k)"
             )
+        check_batches(self.schedule, self.role.value, (self._x[0].shape[1], peer.shape[1]))
         self._peer_masked = [np.asarray(peer[a:b], dtype=np.uint64)
                              for a, b in self.schedule.batch_bounds]
 

@@ -1,14 +1,13 @@
 """One party's own model file: its features, mu, sigma and weights (bank: intercept and
 the Platt calibration of its probabilities).
 
-Written atomically (temp file + rename), so a failed job never leaves half a model.
+Written atomically (temp file + rename), so a failed job never leaves half a model, and
+readable by its owner only (``federation.protocol.files``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,17 @@ from typing import Any
 import numpy as np
 
 from federation.protocol.errors import InputDataError
+from federation.protocol.files import CONFIDENTIAL, write_atomic
 from federation.protocol.messages import Role
 from parties.data import Standardizer
 from parties.evaluation.platt import Platt
 from parties.pca import Pca
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write_text(path: Path, text: str, mode: int = CONFIDENTIAL) -> None:
+    """Write ``text`` to ``path`` so readers see either nothing or the whole file; private
+    unless ``mode`` is ``SHARED`` (``federation.protocol.files`` says which files are)."""
+    write_atomic(path, text, mode)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from federation.protocol.errors import ConfigError, InputDataError
+from federation.protocol.files import open_log
 from parties.model import PartyModel
 from parties.outputs import NO_GRID_RECORD
 
@@ -236,7 +237,7 @@ class MonitorStore:
             new.append({"period": period, "id": ident, "kind": kind, "before": before,
                         "after": after})
         if new:
-            with self.alerts_path.open("a", encoding="utf-8") as f:
+            with open_log(self.alerts_path, append=True) as f:  # private: IDs and ratings
                 f.write("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in new))
                 f.flush()
                 os.fsync(f.fileno())

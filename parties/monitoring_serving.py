@@ -22,9 +22,10 @@ import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from federation.protocol.errors import ProtocolAbort
-from federation.protocol.messages import Envelope, Tag
+from federation.protocol.messages import Envelope, Role, Tag
 from parties.evaluation.scorecard import Scorecard
 from parties.monitoring import RATINGS
 from parties.monitoring_data import GridPeriod
@@ -32,7 +33,7 @@ from parties.outputs import NO_GRID_RECORD
 from parties.psi_pool import PsiPool
 from parties.serving import MAX_IDS, STEP_OPEN, STEP_PARTIAL, ScoredId, UnknownSession, tensor_of
 from parties.serving_bank import BankServing, RequestPlan
-from parties.serving_grid import GridServing, _GridSession
+from parties.serving_grid import GridServing
 
 log = logging.getLogger(__name__)
 MAX_PERIODS = 4
@@ -46,12 +47,9 @@ class PeriodGrid(GridServing):
         super().__init__(period.ids, period.u, max_ids=max_ids, pool=pool)
         self._rating = np.asarray(period.rating, dtype=np.int8)
 
-    def _partial(self, s: _GridSession, env: Envelope) -> Envelope:
-        answer = super()._partial(s, env)  # checks the rows
-        rows = np.asarray(tensor_of(env, "rows", np.int64, 1), dtype=np.int64)
-        tensors = dict(answer.tensors)
-        tensors["rating"] = self._rating[s.epoch.perm[rows]]
-        return Envelope(answer.job_id, answer.tag, answer.sender, tensors)
+    def _answer(self, rows: npt.NDArray[np.intp]) -> dict[str, npt.NDArray[np.generic]]:
+        # rows: the grid's own rows the request matched, as the grid itself found them
+        return {**super()._answer(rows), "rating": self._rating[rows]}
 
 
 class MonitorGrid(GridServing):
@@ -72,7 +70,7 @@ class MonitorGrid(GridServing):
         self._by_session: collections.OrderedDict[str, PeriodGrid] = collections.OrderedDict()
         self._guard = threading.Lock()
 
-    def open(self, env: Envelope) -> Envelope:
+    def open(self, env: Envelope, caller: str = Role.BANK.value) -> Envelope:
         """Open a session for the month named in ``period``: compute that month's table."""
         if env.tag != Tag(0, STEP_OPEN):
             raise ProtocolAbort(f"expected round 0, step {STEP_OPEN!r} to open a session")
@@ -80,7 +78,7 @@ class MonitorGrid(GridServing):
         if len(period) != 1 or not 0 < int(period[0]) < 12 * 10_000:
             raise ProtocolAbort("serve/open: 'period' must hold one month ordinal")
         state = PeriodGrid(self._build(int(period[0])), max_ids=self._max, pool=self._psi_pool)
-        reply = state.open(Envelope(env.job_id, env.tag, env.sender, {}))
+        reply = state.open(Envelope(env.job_id, env.tag, env.sender, {}), caller)
         with self._guard:
             self._by_session[env.job_id] = state
             while len(self._by_session) > MAX_PERIODS:

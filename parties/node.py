@@ -3,9 +3,9 @@
 The node loads and checks its data before touching the network, joins the
 coordinator, aligns by PSI with its peer, then trains (mode ``local``) and evaluates,
 or scores with a saved model. Every failure becomes one ``VflError`` line; before
-re-raising it the node tells its peer and the coordinator, so nobody waits for a dead
-job, and it writes no model, prediction or statistics file (audit logs stay: they are
-valid prefixes).
+re-raising it the node tells its peer and the coordinator its kind only (the line may hold
+paths or cells), so nobody waits for a dead job; it writes no model, prediction or
+statistics file (audit logs stay: they are valid prefixes).
 Assumes: the caller built the transport (``connect`` and ``coordinator``) with mutual TLS.
 """
 
@@ -23,7 +23,13 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from federation.protocol.errors import ConfigError, InputDataError, ProtocolAbort, VflError
+from federation.protocol.errors import (
+    ConfigError,
+    InputDataError,
+    ProtocolAbort,
+    VflError,
+    failure_notice,
+)
 from federation.protocol.messages import (
     Decision,
     Envelope,
@@ -114,8 +120,8 @@ class PartyNode:
         """Run the job; returns the statistics also written to ``out/stats.json``."""
         try:
             self._run()
-        except VflError as exc:
-            self._abort(str(exc))
+        except VflError as exc:  # the details stay here: others learn only the kind
+            self._abort(failure_notice(self.role.value, exc))
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, or the node's watchers
             self._abort(str(exc) or "interrupted")
@@ -251,8 +257,9 @@ class PartyNode:
             self._sync(settings.trees + 1, "evaluated", {})
             return
         aligned = data.take(rows.astype(np.int64))
+        # The coordinator's minimum batch cuts the partition; each fit checks it itself.
         schedule = Schedule(len(rows), settings.validation_fraction, settings.batch_size,
-                            settings.seed)
+                            settings.seed, int(self._aligned.get("min_batch", 1)))
         if aligned.y is not None:
             check_split_classes(aligned.y, schedule.train_rows, schedule.validation_rows,
                                 str(self.config.data))
@@ -341,7 +348,6 @@ class PartyNode:
             feature_frac_bits=s.feature_frac_bits, clip=s.feature_clip, purpose=purpose,
             round_=round_, timeout=s.deadline_seconds)
 
-
     # -- scoring ---------------------------------------------------------------------
     def _scoring_model(self, data: PartyData) -> PartyModel | TreeModel:
         if self.config.model is None:
@@ -392,7 +398,3 @@ class PartyNode:
         if self._channel is None:
             raise ProtocolAbort(f"{self.role}: no channel to the peer")
         return self._channel
-
-
-
-

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from crypto import psi
 from crypto.psi import Points, PsiError
 from crypto.psi.curve import check_unique
-from crypto.psi.x25519 import multiply
+from crypto.psi.x25519 import multiply, multiply_each
 
 SERIAL_BELOW = 1_000
 MAX_CHUNK = 4_096
@@ -164,6 +164,26 @@ def multiply_parallel(
         ex = p.executor()
         bounds = chunk_bounds(len(pts), p.workers)
         return _gather([(a, ex.submit(multiply, key, pts[a:b], what=what)) for a, b in bounds])
+
+
+def multiply_each_parallel(
+    keys: npt.ArrayLike,
+    points: npt.ArrayLike,
+    *,
+    pool: PsiPool | None = None,
+    what: str = "invalid point",
+) -> Points:
+    """``crypto.psi.x25519.multiply_each`` (one key per point) over the pool's threads."""
+    k, pts = psi.as_points(keys), psi.as_points(points)
+    if len(k) != len(pts):
+        raise PsiError(f"{len(k)} keys for {len(pts)} points")
+    if not _use_workers(len(pts), None, pool):
+        return multiply_each(k, pts, what=what)
+    with _pool_for_call(None, pool) as p:
+        ex = p.executor()
+        bounds = chunk_bounds(len(pts), p.workers)
+        return _gather([(a, ex.submit(multiply_each, k[a:b], pts[a:b], what=what))
+                        for a, b in bounds])
 
 
 def blind_parallel(

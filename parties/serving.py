@@ -18,31 +18,37 @@ Session start (``GridServing.open`` / ``BankServing.accept_points``)
 
 Request r (``BankServing.blinded_request`` ... ``BankServing.results``), cost O(request)
 
-3. The bank draws r and s = r^-1 (mod l) and sends X25519(r, H(id)) for the requested IDs it
-   has in its own data.
-4. The grid raises them to k in order and remembers request r and its size.
-5. The bank unblinds with s, F_k(id), and looks each up in the table; the matches give
-   positions j. It sends those positions, sorted, once per r.
-6. The grid returns its partial logit u_G for exactly those rows (at most as many as step 3
-   had points, each at most once); the bank computes p = sigmoid(u_B + u_G) exactly, points
-   and band. IDs that found no match are "no grid record"; IDs the bank does not hold are an
-   error for that ID and are never sent.
+3. The bank draws, per requested ID it has in its own data, r_i and s_i = r_i^-1 (mod l),
+   and sends X25519(r_i, H(id)) in a random order.
+4. The grid raises them to k in order, keeps its answers Q_i and remembers request r.
+5. The bank unblinds each with s_i, F_k(id), and looks it up in the table. For the matches
+   only it sends (i, s_i): the request index and key, once per r.
+6. The grid computes X25519(s_i, Q_i) itself and looks it up in its own table: a row counts
+   only if it comes out (a bank cannot name rows its request did not match, it would need
+   k or the row's ID). It returns u_G for exactly those rows, each once, once per request;
+   the bank computes p = sigmoid(u_B + u_G) exactly, points and band. IDs that found no
+   match are "no grid record"; IDs the bank does not hold are an error for that ID and are
+   never sent. The grid's quotas (``parties.serving_limits``) bound rows per session and
+   requests and opens per minute.
 
 What each party learns. The grid: the session's request count and sizes, and which of its
-own rows were scored in each request (as PSI reveals the intersection); r is fresh per
-request, so it cannot link two requests for the same ID; nothing about probabilities,
-points or the bank's features -- no message from the bank carries them. The bank: the
-grid's row count N, for each requested ID whether the grid holds it, and u_G of each scored
-row (it knows u_B and learns the exact score; as in batch scoring, README "What each party
-learns"); since every session of an epoch gets the same table, also whether the grid's rows
-changed within the epoch. The table alone reveals nothing else: testing an ID needs the
-grid's answer (k never leaves the grid); a new epoch makes old tables useless.
+own rows were scored in each request (as PSI reveals the intersection); the s_i it gets
+turn only the matched points back into its own rows' hashes, the other points stay
+blinded by secret r_i; the random order hides which requested position matched; r_i is
+fresh per ID and request, so it cannot link two requests for the same ID; nothing about
+probabilities, points or the bank's features -- no message from the bank carries them. The
+bank: the grid's row count N, for each requested ID whether the grid holds it, and u_G of
+each scored row (it knows u_B and learns the exact score; as in batch scoring, README "What
+each party learns"); since every session of an epoch gets the same table, also whether the
+grid's rows changed within the epoch. The table alone reveals nothing else: testing an ID
+needs the grid's answer (k never leaves the grid); a new epoch makes old tables useless.
 
-Assumes: two semi-honest parties (a deviating bank could ask for u_G of rows it did not
-match, up to the size of its request); an authenticated transport that checked the bank's
-certificate before ``GridServing`` sees a message; IDs compared as exact strings after
-stripping spaces (as ``load_party_csv`` reads them); k never leaves the grid, r and s never
-leave the bank. Thread-safe: the edge calls these from gRPC worker threads.
+Assumes: the grid does not trust the bank's claims of matches (step 6 checks them); the
+bank may ask about any ID it knows (that is scoring); an authenticated transport that
+checked the bank's certificate before ``GridServing`` sees a message; IDs compared as exact
+strings after stripping spaces (as ``load_party_csv`` reads them); k never leaves the grid,
+r_i never leaves the bank, s_i only for a match. Thread-safe: the edge calls these from
+gRPC worker threads.
 """
 
 from __future__ import annotations

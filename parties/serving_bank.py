@@ -2,8 +2,9 @@
 
 The protocol and what each party learns are in :mod:`parties.serving`. The bank keeps the
 grid's sorted table of the epoch as it came (no curve work), blinds the requested IDs it
-holds with a fresh r per request, unblinds the grid's answer with r^-1, looks it up, asks for
-the matched rows' partial logits and computes the exact probability, points and band.
+holds with a fresh r_i per ID, in a random order, unblinds the grid's answers with r_i^-1,
+looks them up, reveals r_i^-1 of the matches only (the grid checks them itself), and
+computes the exact probability, points and band from the grid's partial logits.
 Thread-safe: the edge calls it from gRPC worker threads.
 """
 
@@ -25,7 +26,7 @@ from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
 from parties.evaluation.scorecard import Scorecard, band_of
 from parties.outputs import NO_GRID_RECORD
-from parties.psi_pool import PsiPool, hash_points_parallel, multiply_parallel
+from parties.psi_pool import PsiPool, hash_points_parallel, multiply_each_parallel
 from parties.serving import (
     EPOCH_BYTES,
     ERROR,
@@ -75,7 +76,7 @@ class RequestPlan:
     ids : list of str
         The IDs as requested (stripped), in request order.
     sent : list of str
-        The distinct IDs the bank holds, in the order their points were sent.
+        The distinct IDs the bank holds, in the (random) order their points were sent.
     """
 
     round: int
@@ -83,8 +84,9 @@ class RequestPlan:
     ids: list[str]
     sent: list[str]
     state: _BankSession = field(repr=False)
-    unblind: bytes = field(default=b"", repr=False)  # s = r^-1 (mod l) of this request
-    matched: dict[str, int] = field(default_factory=dict)  # sent ID -> position in `rows`
+    unblind: psi.Points = field(default_factory=lambda: np.zeros((0, 32), np.uint8),
+                                repr=False)  # s_i = r_i^-1 (mod l), one per sent point
+    matched: dict[str, int] = field(default_factory=dict)  # sent ID -> position in the answer
 
 
 class BankServing:
@@ -191,17 +193,20 @@ class BankServing:
                 raise ProtocolAbort("no serving session with the grid is open")
             self._round += 1
             r = self._round
-        sent = [x for x in dict.fromkeys(clean) if x in self._row]
-        if not sent:
-            return RequestPlan(r, state.session, clean, sent, state), None
-        blind, unblind = oprf.blinding_pair()
+        held = [x for x in dict.fromkeys(clean) if x in self._row]
+        if not held:
+            return RequestPlan(r, state.session, clean, held, state), None
+        # A random order: which request index matched tells the grid nothing (step 5).
+        sent = [held[i] for i in psi.random_permutation(len(held))]
+        blind, unblind = oprf.blinding_pairs(len(sent))
         plan = RequestPlan(r, state.session, clean, sent, state, unblind)
         hashed = hash_points_parallel(sent, epoch_domain(state.epoch), pool=self._pool)
-        points = multiply_parallel(hashed, blind, pool=self._pool, what="ID hashes to a point")
+        points = multiply_each_parallel(blind, hashed, pool=self._pool,
+                                        what="ID hashes to a point")
         return plan, Envelope(state.session, Tag(r, STEP_BLINDED), Role.BANK, {"points": points})
 
     def rows_request(self, plan: RequestPlan, env: Envelope) -> Envelope | None:
-        """Look the grid's answer up; the sorted positions to ask for (None: no match)."""
+        """Look the grid's answer up; reveal the matches' keys s_i (None: no match)."""
         if env.tag != Tag(plan.round, STEP_DOUBLE) or env.job_id != plan.session:
             raise ProtocolAbort(
                 f"expected {STEP_DOUBLE!r} for request {plan.round}; got round "
@@ -214,21 +219,21 @@ class BankServing:
                 f"{plan.round}; expected {len(plan.sent)}"
             )
         try:
-            values = multiply_parallel(psi.check_received(double), plan.unblind, pool=self._pool)
+            values = multiply_each_parallel(plan.unblind, psi.check_received(double),
+                                            pool=self._pool)
         except psi.PsiError as exc:
             raise ProtocolAbort(f"the grid sent an invalid PSI point: {exc}") from exc
-        found = oprf.lookup(plan.state.table, values).tolist()
-        hits = {x: j for x, j in zip(plan.sent, found, strict=True) if j >= 0}
-        if not hits:
+        index = np.flatnonzero(oprf.lookup(plan.state.table, values) >= 0).astype(np.int64)
+        if not len(index):
             return None
-        rows = np.array(sorted(set(hits.values())), dtype=np.int64)
-        where = {int(j): k for k, j in enumerate(rows)}
-        plan.matched.update({x: where[j] for x, j in hits.items()})
-        return Envelope(plan.session, Tag(plan.round, STEP_ROWS), Role.BANK, {"rows": rows})
+        plan.matched.update({plan.sent[int(i)]: k for k, i in enumerate(index)})
+        keys = np.ascontiguousarray(plan.unblind[index])
+        return Envelope(plan.session, Tag(plan.round, STEP_ROWS), Role.BANK,
+                        {"index": index, "keys": keys})
 
     def results(self, plan: RequestPlan, env: Envelope | None) -> list[ScoredId]:
         """Combine u_B with the grid's u_G: one ``ScoredId`` per requested ID, in order."""
-        n = len(set(plan.matched.values()))
+        n = len(plan.matched)
         u_grid: npt.NDArray[np.generic] = np.zeros(0)
         if env is not None:
             if env.tag != Tag(plan.round, STEP_PARTIAL) or env.job_id != plan.session:

@@ -2,10 +2,13 @@
 
 The protocol and what each party learns are in :mod:`parties.serving`. The grid blinds its
 rows once per key epoch (``crypto.psi.oprf``), sends that table to every session opened in
-the epoch, re-blinds each request's points with the epoch key and returns its partial
-logits for the rows the request matched, at most once per request. An open after
-``rotate_seconds`` starts a new epoch (new key, new table); sessions of the old epoch keep
-it until they close. Thread-safe: the edge calls it from gRPC worker threads.
+the epoch, re-blinds each request's points with the epoch key, keeps its answers, and
+returns its partial logits only for the rows it finds matched itself from the unblinding
+keys the bank reveals (never for positions the bank names), at most once per request. An
+open after ``rotate_seconds`` starts a new epoch (new key, new table); sessions of the old
+epoch keep it until they close. Quotas (:mod:`parties.serving_limits`) bound rows per
+session, requests and opens per minute. Thread-safe: the edge calls it from gRPC worker
+threads.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from crypto import psi
 from crypto.psi import oprf
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
-from parties.psi_pool import PsiPool, hash_points_parallel, multiply_parallel
+from parties.psi_pool import (
+    PsiPool,
+    hash_points_parallel,
+    multiply_each_parallel,
+    multiply_parallel,
+)
 from parties.serving import (
     DONE_WINDOW,
     EPOCH_BYTES,
@@ -46,8 +54,10 @@ from parties.serving import (
     reblind,
     tensor_of,
 )
+from parties.serving_limits import QuotaExceeded, Quotas, RateWindow
 
 log = logging.getLogger(__name__)
+PENDING_POINTS = 200_000  # answers kept per session for open requests (32 bytes each)
 
 # -- grid ---------------------------------------------------------------------------------
 
@@ -67,9 +77,9 @@ class _Epoch:
 class _GridSession:
     session: str
     epoch: _Epoch
-    pending: collections.OrderedDict[int, tuple[int, float]] = field(
+    pending: collections.OrderedDict[int, tuple[psi.Points, float]] = field(
         default_factory=collections.OrderedDict
-    )  # round -> (points received, expiry)
+    )  # round -> (the grid's answers Q_i, expiry)
     done: collections.deque[int] = field(default_factory=collections.deque)
     done_set: set[int] = field(default_factory=set)
     floor: int = 0  # rounds <= floor are finished or too old
@@ -95,6 +105,8 @@ class GridServing:
         An open later than this after the current epoch began starts a new one.
     clock : callable
         Monotonic seconds (tests pass a fake one).
+    quotas : Quotas, optional
+        Rows per session, requests and opens per minute (default: unlimited).
     """
 
     def __init__(
@@ -106,6 +118,7 @@ class GridServing:
         pool: PsiPool | None = None,
         rotate_seconds: float = ROTATE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        quotas: Quotas | None = None,
     ) -> None:
         if len(ids) != len(u):
             raise ValueError(f"{len(ids)} IDs but {len(u)} partial logits")
@@ -116,6 +129,11 @@ class GridServing:
         self._pool = pool
         self._rotate_seconds = rotate_seconds
         self._clock = clock
+        self._quotas = quotas or Quotas()
+        self._requests = RateWindow(self._quotas.requests_per_minute, "requests",
+                                    "--max-requests-per-minute", clock)
+        self._opens = RateWindow(self._quotas.opens_per_minute, "session opens",
+                                 "--max-opens-per-minute", clock)
         self._lock = threading.Lock()
         self._epoch_lock = threading.Lock()
         self._epoch: _Epoch | None = None
@@ -146,8 +164,14 @@ class GridServing:
                      len(table), time.perf_counter() - started)
             return self._epoch
 
-    def open(self, env: Envelope) -> Envelope:
-        """Answer ``serve/open``: the current epoch's id and sorted blinded table."""
+    def open(self, env: Envelope, caller: str = Role.BANK.value) -> Envelope:
+        """Answer ``serve/open``: the current epoch's id and sorted blinded table.
+
+        Raises
+        ------
+        QuotaExceeded
+            ``caller`` opened ``opens_per_minute`` sessions in the last minute.
+        """
         if env.tag != Tag(0, STEP_OPEN):
             raise ProtocolAbort(
                 f"expected round 0, step {STEP_OPEN!r} to open a session; got "
@@ -157,6 +181,7 @@ class GridServing:
         with self._lock:
             if env.job_id in self._sessions:
                 raise ProtocolAbort(f"session {env.job_id} is already open")
+        self._opens.take(caller)  # before any work: a flood of opens costs nothing
         epoch = self.epoch()
         with self._lock:
             self._sessions[env.job_id] = _GridSession(env.job_id, epoch)
@@ -194,9 +219,14 @@ class GridServing:
             raise ProtocolAbort(
                 f"request {r} carries {len(points)} points; expected 1 to {self._max_ids}"
             )
+        limit = self._quotas.rows_per_session
+        if limit is not None and s.scored_rows >= limit:
+            self._close(s, f"has scored its {limit} rows (grid --max-rows-per-session)")
+        self._requests.take()
         with self._lock:
-            self._admit(s, r)
-            s.pending[r] = (len(points), self._clock() + PENDING_SECONDS)
+            self._admit(s, r, len(points))
+            s.pending[r] = (np.zeros((0, psi.POINT_BYTES), np.uint8),
+                            self._clock() + PENDING_SECONDS)
         try:
             double = reblind(points, s.epoch.key, self._pool, env.sender)
         except ProtocolAbort:
@@ -204,9 +234,18 @@ class GridServing:
                 if s.pending.pop(r, None) is not None:
                     self._finish(s, r)
             raise
+        with self._lock:
+            if r in s.pending:  # kept for step 5: the bank's keys are checked against it
+                s.pending[r] = (double, s.pending[r][1])
         return Envelope(s.session, Tag(r, STEP_DOUBLE), Role.GRID, {"points": double})
 
-    def _admit(self, s: _GridSession, r: int) -> None:
+    def _close(self, s: _GridSession, why: str) -> None:
+        with self._lock:
+            self._sessions.pop(s.session, None)
+        log.info("serving: session %s closed: %s", s.session, why)
+        raise UnknownSession(f"session {s.session} {why}; it is closed, open a new one")
+
+    def _admit(self, s: _GridSession, r: int, n_points: int) -> None:
         """Refuse a round seen before; drop expired requests; bound the open ones."""
         if r <= s.floor or r in s.pending or r in s.done_set:
             raise ProtocolAbort(
@@ -216,7 +255,11 @@ class GridServing:
         for old in [k for k, (_, expiry) in s.pending.items() if expiry < now]:
             del s.pending[old]
             self._finish(s, old)
-        while len(s.pending) >= MAX_PENDING:
+        budget = max(PENDING_POINTS, self._max_ids) - n_points
+        while s.pending and (
+            len(s.pending) >= MAX_PENDING
+            or sum(len(q) for q, _ in s.pending.values()) > budget
+        ):
             old, _ = s.pending.popitem(last=False)
             self._finish(s, old)
 
@@ -229,9 +272,9 @@ class GridServing:
             s.floor = max(s.floor, gone)
 
     def _partial(self, s: _GridSession, env: Envelope) -> Envelope:
+        """Step 5: the rows the revealed keys prove matched; u_G of exactly those, once."""
         r = env.tag.round
-        rows = np.asarray(tensor_of(env, "rows", np.int64, 1), dtype=np.int64)
-        with self._lock:
+        with self._lock:  # closed by this message, answered or refused: once per request
             entry = s.pending.pop(r, None)
             if entry is None:
                 raise ProtocolAbort(
@@ -239,22 +282,66 @@ class GridServing:
                     "such open request (unknown, answered or expired)"
                 )
             self._finish(s, r)
-        n_points, _ = entry
-        if len(rows) > n_points:
+        answers, _ = entry
+        index = np.asarray(tensor_of(env, "index", np.int64, 1), dtype=np.int64)
+        keys = tensor_of(env, "keys", np.uint8, 2, psi.POINT_BYTES)
+        if len(index) != len(keys) or len(index) > len(answers):
             raise ProtocolAbort(
-                f"request {r} asks for {len(rows)} rows but carried only {n_points} IDs"
+                f"request {r} reveals {len(index)} indices and {len(keys)} keys; the request "
+                f"carried {len(answers)} points"
             )
-        perm = s.epoch.perm
-        if len(rows) and (
-            rows[0] < 0 or rows[-1] >= len(perm) or not bool(np.all(rows[1:] > rows[:-1]))
+        if len(index) and (
+            index[0] < 0 or index[-1] >= len(answers)
+            or not bool(np.all(index[1:] > index[:-1]))
         ):
             raise ProtocolAbort(
-                f"request {r}: rows must be strictly increasing positions in 0..{len(perm) - 1}"
+                f"request {r}: indices must be strictly increasing in 0..{len(answers) - 1}"
             )
-        u = self._u[perm[rows]]
+        self._charge(s, r, len(index))
+        rows = self._matched_rows(s, r, answers[index], keys)
+        return Envelope(s.session, Tag(r, STEP_PARTIAL), Role.GRID, self._answer(rows))
+
+    def _charge(self, s: _GridSession, r: int, n: int) -> None:
+        """Count n rows against the session's quota (before any curve work)."""
+        limit = self._quotas.rows_per_session
+        if limit is not None and n > limit:
+            raise QuotaExceeded(
+                f"the grid refused: request {r} asks for {n} rows; a session may score at "
+                f"most {limit} (grid --max-rows-per-session {limit})"
+            )
         with self._lock:
-            s.scored_rows += len(rows)
-        return Envelope(s.session, Tag(r, STEP_PARTIAL), Role.GRID, {"u": u})
+            over = limit is not None and s.scored_rows + n > limit
+            if not over:
+                s.scored_rows += n
+        if over:
+            self._close(s, f"would pass its {limit} rows (grid --max-rows-per-session)")
+
+    def _matched_rows(self, s: _GridSession, r: int, answers: psi.Points,
+                      keys: npt.NDArray[np.generic]) -> npt.NDArray[np.intp]:
+        """Own rows whose table value X25519(s_i, Q_i) gives; any other is a refusal."""
+        if not len(answers):
+            return np.zeros(0, dtype=np.intp)
+        try:
+            values = multiply_each_parallel(keys, answers, pool=self._pool,
+                                            what="revealed point")
+        except psi.PsiError as exc:
+            raise ProtocolAbort(f"request {r}: {exc}") from exc
+        pos = oprf.lookup(s.epoch.table, values)
+        missing = np.flatnonzero(pos < 0)
+        if missing.size:
+            raise ProtocolAbort(
+                f"request {r}: {missing.size} revealed point(s) match no grid row (first at "
+                f"revealed index {int(missing[0])}); the grid answers only rows a request "
+                "matched, nothing is sent"
+            )
+        if len(np.unique(pos)) != len(pos):
+            raise ProtocolAbort(f"request {r}: one grid row revealed twice")
+        rows: npt.NDArray[np.intp] = s.epoch.perm[pos]
+        return rows
+
+    def _answer(self, rows: npt.NDArray[np.intp]) -> dict[str, npt.NDArray[np.generic]]:
+        """The tensors of ``serve/partial`` for these own rows, in order."""
+        return {"u": self._u[rows]}
 
     def open_sessions(self) -> list[str]:
         """Ids of the sessions currently open, oldest first."""

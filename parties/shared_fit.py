@@ -63,7 +63,7 @@ from federation.protocol.messages import (
     TrainSettings,
     peer_of,
 )
-from federation.protocol.schedule import Schedule
+from federation.protocol.schedule import Schedule, check_batches
 from federation.transport.channel import Channel, CoordinatorLink
 from parties.local_fit import (
     STEP_MASKED_X,
@@ -145,6 +145,7 @@ class SharedFit:
         if peer.dtype != np.uint64 or peer.ndim != 2 or peer.shape[0] != self.schedule.n_train:
             raise ProtocolAbort(f"{self.peer} sent masked features of dtype {peer.dtype}, shape "
                                 f"{peer.shape}; expected uint64 ({self.schedule.n_train}, k)")
+        check_batches(self.schedule, self.role.value, (self._k[self.role], peer.shape[1]))
         self._peer_masked = [np.asarray(peer[a:b], dtype=np.uint64)
                              for a, b in self.schedule.batch_bounds]
         self._k[self.peer] = peer.shape[1]

@@ -9,13 +9,19 @@ Once per key epoch (the grid, ``table``)
    sorted list is the table every session of the epoch receives. Sorting the values of a PRF
    whose key the bank does not hold shows no more than a shuffle would.
 
-Per request (``blinding_pair``, ``blind``, ``unblind``, ``lookup``)
+Per request (``blinding_pairs``, ``lookup``, ``check_revealed``)
 
-2. The bank draws r (and s = r^-1 mod l, both in X25519's clamped form) and sends
-   ``X25519(r, H(y))`` for its requested IDs y.
-3. The grid answers ``X25519(k, .)`` of each point, in order (``ecdh.reblind``).
-4. The bank unblinds with s: ``X25519(s, X25519(k, X25519(r, H(y)))) = F_k(y)`` because H(y)
-   has order l, and looks the values up in the table (``lookup``): a hit gives the position.
+2. The bank draws, per requested ID y_i, r_i (and s_i = r_i^-1 mod l, both in X25519's
+   clamped form) and sends ``P_i = X25519(r_i, H(y_i))``, in a random order.
+3. The grid answers ``Q_i = X25519(k, P_i)`` of each point, in order (``ecdh.reblind``), and
+   keeps the Q_i of the request.
+4. The bank unblinds each with its s_i: ``X25519(s_i, Q_i) = F_k(y_i)`` because H(y) has order
+   l, and looks the values up in the table (``lookup``): a hit gives the position.
+5. The bank reveals (i, s_i) for the hits only; the grid recomputes ``X25519(s_i, Q_i)`` and
+   looks it up in its own table (``check_revealed``): a row counts as matched only if its
+   value comes out. Finding s with ``X25519(s, k P) = F_k(y)`` for a row y without having
+   blinded H(y) itself needs k or y, so a bank cannot claim rows its request did not match;
+   the s_i of the other IDs stay secret, so their P_i stay uniformly random to the grid.
 
 Why s exists in clamped form: X25519 clamps every key to ``2^254 + 8 t`` with
 ``0 <= t < 2^251``; on a point of order l it multiplies by the key modulo l. For s we need
@@ -26,13 +32,15 @@ What it reveals. The bank: the grid's row count, and for each requested ID wheth
 holds it (as before); within one epoch every session gets the same table, so the bank sees
 that the grid's rows did not change; testing a guessed ID still needs the grid's answer
 (the table alone is pseudorandom without k). The grid: request sizes and, as before, which
-of its rows are scored; r is fresh per request, so unlike a per-session key the grid can no
-longer link two requests for the same ID. Key rotation (a new epoch) makes old tables
-useless.
+of its rows are scored; r_i is fresh per ID and request, so the grid cannot link two
+requests for the same ID. Key rotation (a new epoch) makes old tables
+useless. Step 5 shows the grid which of its rows matched (as sending positions did before)
+and nothing about the other points.
 
-Assumes: semi-honest parties (a bank could query IDs it does not hold; the grid counts
-requests); k never leaves the grid; r and s never leave the bank. Pure functions, no I/O;
-keys come from ``secrets``. The conversion in ``hash_to_points`` is not constant time.
+Assumes: a bank may deviate (it can still ask about IDs it knows but does not hold in its
+data, which is what scoring is; the grid counts and bounds requests); k never leaves the
+grid; r_i never leaves the bank, s_i only for a matched ID. Pure functions, no I/O; keys
+come from ``secrets``. The conversion in ``hash_to_points`` is not constant time.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ import numpy.typing as npt
 from crypto.psi.curve import hash_to_points
 from crypto.psi.errors import PsiError
 from crypto.psi.matching import Permutation, byte_order
-from crypto.psi.x25519 import POINT_BYTES, Points, as_points, multiply
+from crypto.psi.x25519 import POINT_BYTES, Points, as_points, multiply, multiply_each
 
 L = 2**252 + 27742317777372353535851937790883648493  # order of the prime subgroup
 _EIGHTH = pow(8, -1, L)
@@ -65,6 +73,40 @@ def blinding_pair() -> tuple[bytes, bytes]:
         if t < 1 << 251:
             return r.to_bytes(32, "little"), ((1 << 254) + 8 * t).to_bytes(32, "little")
     raise PsiError("no invertible blinding key found")  # pragma: no cover
+
+
+def blinding_pairs(n: int) -> tuple[Points, Points]:
+    """n independent pairs (r_i, s_i) as (n, 32) ``uint8`` arrays, ``s_i * r_i = 1 (mod l)``.
+
+    One r per ID lets the bank reveal s_i of the IDs that matched without revealing the
+    blinding of any other (serving step 5). Inverses are batched (Montgomery's trick: one
+    modular inversion and three products per candidate); about half the candidates have a
+    clamped inverse, as in ``blinding_pair``.
+    """
+    if n < 0:
+        raise PsiError(f"expected n >= 0 blinding pairs, got {n}")
+    rs: list[bytes] = []
+    ss: list[bytes] = []
+    top = 1 << 254
+    while len(rs) < n:
+        want = 2 * (n - len(rs)) + 8
+        raw = secrets.token_bytes(32 * want)
+        cand = [clamp(int.from_bytes(raw[32 * i : 32 * i + 32], "little")) for i in range(want)]
+        prefix = [1] * (want + 1)
+        for i, c in enumerate(cand):
+            prefix[i + 1] = prefix[i] * c % L
+        inv = pow(prefix[want], -1, L)
+        for i in range(want - 1, -1, -1):
+            c_inv, inv = inv * prefix[i] % L, inv * cand[i] % L
+            t = (c_inv - top) * _EIGHTH % L
+            if t < 1 << 251 and len(rs) < n:
+                rs.append(cand[i].to_bytes(32, "little"))
+                ss.append((top + 8 * t).to_bytes(32, "little"))
+
+    def points(keys: list[bytes]) -> Points:
+        return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, POINT_BYTES).copy()
+
+    return points(rs), points(ss)
 
 
 def blind(ids: Sequence[str], r: bytes, domain: bytes) -> Points:
@@ -126,3 +168,17 @@ def lookup(sorted_table: Points, values: npt.ArrayLike) -> npt.NDArray[np.int64]
     hit[inside] = keys[pos[inside]] == want[inside]
     out[hit] = pos[hit]
     return out
+
+
+def check_revealed(sorted_table: Points, answered: npt.ArrayLike,
+                   keys: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Step 5 at the grid: table position of ``X25519(keys[i], answered[i])``, or -1.
+
+    ``answered`` are the grid's own answers Q_i of the revealed points, ``keys`` the bank's s_i.
+
+    Raises
+    ------
+    PsiError
+        Bad shapes, or a result of small order.
+    """
+    return lookup(sorted_table, multiply_each(keys, answered, what="revealed point"))

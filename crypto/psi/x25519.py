@@ -104,3 +104,38 @@ def multiply(key: bytes, points: npt.ArrayLike, *, what: str = "invalid point") 
         if f(d + j, key, s + j) != 0:
             raise PsiError(f"{what} (small order)", j // POINT_BYTES)
     return out
+
+
+def multiply_each(keys: npt.ArrayLike, points: npt.ArrayLike, *,
+                  what: str = "invalid point") -> Points:
+    """``X25519(keys[i], points[i])`` for every row i: one key per point.
+
+    Parameters
+    ----------
+    keys : array_like
+        (n, 32) ``uint8``: one secret key per row.
+    points : array_like
+        (n, 32) ``uint8`` u-coordinates.
+    what : str
+        How a small-order row is named in the error.
+
+    Raises
+    ------
+    PsiError
+        Bad shapes, different row counts, or a row of small order (with its index).
+    """
+    k = as_points(keys)
+    src = as_points(points)
+    if len(k) != len(src):
+        raise PsiError(f"{len(k)} keys for {len(src)} points")
+    out = np.empty_like(src)
+    if not len(src):
+        return out
+    f = _lib.crypto_scalarmult
+    kb = _ffi.from_buffer("unsigned char[]", k)
+    s = _ffi.from_buffer("unsigned char[]", src)
+    d = _ffi.from_buffer("unsigned char[]", out, require_writable=True)
+    for j in range(0, POINT_BYTES * len(src), POINT_BYTES):
+        if f(d + j, kb + j, s + j) != 0:
+            raise PsiError(f"{what} (small order)", j // POINT_BYTES)
+    return out

@@ -5,13 +5,18 @@ the subject common name (which a server reads from the client's certificate) and
 DNS subject-alternative name (which a client checks as the server's host name). The
 SANs also carry ``localhost`` and 127.0.0.1 for loopback simulations. Keys are ECDSA
 P-256, which gRPC's TLS stack accepts everywhere.
+
+A scoring client's certificate (``gridcredit certs --client NAME``, :func:`write_client`) is
+signed by the same CA and named ``client:NAME``: no role of a node, so every node service
+refuses it except the bank's ``Score``; it is for TLS clients only (no server name, extended
+key usage client authentication), so it cannot stand in for a node either.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from federation.protocol.errors import ConfigError
+from federation.protocol.files import CONFIDENTIAL, SHARED, write_atomic
 from federation.protocol.messages import Role
 
 ROLES = (Role.COORDINATOR, Role.GRID, Role.BANK)
+CLIENT_PREFIX = "client:"
+CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,12 @@ class NodeCerts:
     def in_dir(directory: Path, role: Role) -> NodeCerts:
         return NodeCerts(directory / "ca.pem", directory / f"{role.value}.pem",
                          directory / f"{role.value}.key")
+
+    @staticmethod
+    def for_client(directory: Path, name: str) -> NodeCerts:
+        """A scoring client's files, as :func:`write_client` names them."""
+        return NodeCerts(directory / "ca.pem", directory / f"client-{name}.pem",
+                         directory / f"client-{name}.key")
 
     def read(self) -> tuple[bytes, bytes, bytes]:
         """(ca, cert, key) PEM bytes; a missing file is a ConfigError naming it."""
@@ -97,11 +111,8 @@ def make_node_cert(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    if private:
-        os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Keys are created 0600 (never readable by others, not even for a moment)."""
+    write_atomic(path, data, CONFIDENTIAL if private else SHARED)
 
 
 def write_federation(directory: Path, roles: tuple[Role, ...] = ROLES, days: int = 30,
@@ -125,6 +136,68 @@ def write_federation(directory: Path, roles: tuple[Role, ...] = ROLES, days: int
         cert, key = make_node_cert(ca_cert, ca_key, role.value, days=days)
         _write(directory / f"{role.value}.pem", cert.public_bytes(serialization.Encoding.PEM))
         _write(directory / f"{role.value}.key", _pem_key(key), private=True)
+
+
+def is_client_name(common_name: str) -> bool:
+    """Whether a certificate's common name is a scoring client's (``client:NAME``)."""
+    rest = common_name.removeprefix(CLIENT_PREFIX)
+    return rest != common_name and CLIENT_NAME.fullmatch(rest) is not None
+
+
+def make_client_cert(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey,
+                     name: str, *, days: int = 30
+                     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A client-only certificate named ``client:NAME``, signed by the CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    cert = (x509.CertificateBuilder().subject_name(_name(CLIENT_PREFIX + name))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert, key
+
+
+def write_client(directory: Path, name: str, days: int = 30, force: bool = False) -> NodeCerts:
+    """Issue ``client-NAME.pem`` / ``.key`` with the CA already in ``directory``.
+
+    The CA and the node certificates are read, never written. An existing certificate of
+    this client is a ConfigError unless ``force``.
+
+    Raises
+    ------
+    ConfigError
+        A bad name, no CA (or a CA key that does not match it) in ``directory``, or the
+        client's files already there.
+    """
+    if not CLIENT_NAME.fullmatch(name):
+        raise ConfigError(f"--client {name!r}: a name is 1-63 letters, digits, '.', '_' or "
+                          "'-', starting with a letter or digit")
+    certs = NodeCerts.for_client(directory, name)
+    try:
+        ca_cert = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
+        ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    except OSError as exc:
+        raise ConfigError(f"{directory}: no federation CA to sign with ({exc.strerror}: "
+                          f"{exc.filename}); make one first with gridcredit certs --out "
+                          f"{directory}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{directory}: cannot read ca.pem / ca.key: {exc}") from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey) or \
+            ca_key.public_key().public_bytes(*spki) != ca_cert.public_key().public_bytes(*spki):
+        raise ConfigError(f"{directory}: ca.key does not belong to ca.pem")
+    present = [p.name for p in (certs.cert, certs.key) if p.exists()]
+    if present and not force:
+        raise ConfigError(f"{directory}: already holds {', '.join(present)}; a client already "
+                          "using it would stop working (another --client name, or --force)")
+    cert, key = make_client_cert(ca_cert, ca_key, name, days=days)
+    _write(certs.cert, cert.public_bytes(serialization.Encoding.PEM))
+    _write(certs.key, _pem_key(key), private=True)
+    return certs
 
 
 def check_own_certificate(certs: NodeCerts, role: Role) -> None:

@@ -345,9 +345,10 @@ def _run_job(mode: Mode, step: str, round_: int | None, corrupt: Corruption
     def party(role: Role, x: np.ndarray, labels: np.ndarray | None, channel: object) -> None:
         try:
             plan = coordinator.join(JoinRequest(JOB, role, "mem", len(x), x.shape[1]))
-            coordinator.sync(SyncRequest(JOB, role, 0, "aligned", {"intersection": len(x)}))
+            reply = coordinator.sync(SyncRequest(JOB, role, 0, "aligned",
+                                                 {"intersection": len(x)}))
             schedule = Schedule(len(x), settings.validation_fraction, settings.batch_size,
-                                settings.seed)
+                                settings.seed, int(reply.values["min_batch"]))
             fit = trainer(role, JOB, settings, schedule, plan.dealer_seed, x, labels, channel,
                           coordinator)
             fits[role] = fit

@@ -12,6 +12,7 @@ import csv
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -76,9 +77,19 @@ def _tail(node: ServeProcess) -> str:
         return "(no log)"
 
 
-@pytest.fixture(scope="module")
-def bank_address(run: Path, bank_csv: Path) -> Iterator[str]:
+@contextmanager
+def _serve_pair(run: Path, bank_csv: Path, name: str, *grid_flags: str
+                ) -> Iterator[tuple[str, str]]:
+    """A grid and a bank serve node of the run; yields (grid address, bank address).
+
+    The first pair ("serve") writes its audit logs where ``serve`` puts them by default
+    (next to ``--model``); others into their own folders.
+    """
     module, certs = "federation.cli", str(run / "certs")
+
+    def audit(role: str) -> list[str]:
+        return [] if name == "serve" else ["--audit", str(run / f"{name}-{role}" / "audit.jsonl")]
+
     grid = ServeProcess(
         "grid",
         [
@@ -91,8 +102,10 @@ def bank_address(run: Path, bank_csv: Path) -> Iterator[str]:
             str(fate_file("breast_hetero_host.csv")),
             "--tls-dir",
             certs,
+            *audit("grid"),
+            *grid_flags,
         ],
-        run / "serve-grid",
+        run / f"{name}-grid",
         module=module,
     )
     nodes = [grid]
@@ -113,13 +126,14 @@ def bank_address(run: Path, bank_csv: Path) -> Iterator[str]:
                 certs,
                 "--peer",
                 grid_address,
+                *audit("bank"),
             ],
-            run / "serve-bank",
+            run / f"{name}-bank",
             module=module,
         )
         nodes.append(bank)
         bank.start()
-        yield bank.wait_listening(START_TIMEOUT)
+        yield grid_address, bank.wait_listening(START_TIMEOUT)
     except BaseException:
         for node in nodes:
             print(f"--- {node.name} (exit {node.returncode()}) ---\n{_tail(node)}")
@@ -127,6 +141,17 @@ def bank_address(run: Path, bank_csv: Path) -> Iterator[str]:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.fixture(scope="module")
+def addresses(run: Path, bank_csv: Path) -> Iterator[tuple[str, str]]:
+    with _serve_pair(run, bank_csv, "serve") as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def bank_address(addresses: tuple[str, str]) -> str:
+    return addresses[1]
 
 
 def _channel(address: str, run: Path, role: Role) -> grpc.Channel:
@@ -287,6 +312,154 @@ def test_both_audit_logs_hold_every_serve_message(
     assert "messages cross-matched" in result.stdout
 
 
+# -- scoring clients, a deviating bank, the grid's quotas (after the audit test: a deviating
+# bank's messages are in the grid's log only) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client_certs(run: Path) -> NodeCerts:
+    """A scoring client's certificate, issued into the run's certs with its existing CA."""
+    result = run_cli("certs", "--out", str(run / "certs"), "--client", "risk-desk")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return NodeCerts.for_client(run / "certs", "risk-desk")
+
+
+def _dial(address: str, certs: NodeCerts, expected: Role) -> grpc.Channel:
+    channel = secure_channel(address, certs, expected)
+    grpc.channel_ready_future(channel).result(timeout=10)
+    return channel
+
+
+@pytest.mark.e2e
+def test_a_scoring_client_certificate_scores_at_the_bank(
+    bank_address: str, client_certs: NodeCerts, run: Path
+) -> None:
+    expected = _predictions(run)
+    ids = sorted(expected)[:25]
+    channel = _dial(bank_address, client_certs, Role.BANK)
+    try:
+        reply = _score(vfl_pb2_grpc.ScoringStub(channel), ids)
+    finally:
+        channel.close()
+    assert [r.status for r in reply.results] == ["scored"] * len(ids)
+    assert max(abs(r.probability - expected[r.id]) for r in reply.results) <= 1e-9
+
+
+@pytest.mark.e2e
+def test_a_scoring_client_certificate_is_refused_by_the_grid(
+    addresses: tuple[str, str], client_certs: NodeCerts
+) -> None:
+    channel = _dial(addresses[0], client_certs, Role.GRID)
+    stub = vfl_pb2_grpc.ServePeerStub(channel)
+    env = wire.envelope_to_bytes(BankServing.open_request())
+    try:
+        for call in (
+            lambda: list(stub.Open(vfl_pb2.ServeOpenRequest(envelope=env), timeout=30)),
+            lambda: stub.Step(vfl_pb2.ServeStepRequest(envelope=env), timeout=30),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                call()
+            assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            assert (err.value.details() or "").startswith(
+                "certificate names role 'client:risk-desk'; this service accepts bank"
+            )
+    finally:
+        channel.close()
+
+
+def _open(stub: vfl_pb2_grpc.ServePeerStub, bank: BankServing) -> None:
+    request = vfl_pb2.ServeOpenRequest(envelope=wire.envelope_to_bytes(bank.open_request()))
+    data = b"".join(piece.chunk for piece in stub.Open(request, timeout=CALL_TIMEOUT))
+    bank.accept_points(wire.envelope_from_bytes(data))
+
+
+def _step(stub: vfl_pb2_grpc.ServePeerStub, env: Envelope) -> Envelope:
+    request = vfl_pb2.ServeStepRequest(envelope=wire.envelope_to_bytes(env))
+    reply: vfl_pb2.ServeStepReply = stub.Step(request, timeout=CALL_TIMEOUT)
+    return wire.envelope_from_bytes(reply.envelope)
+
+
+@pytest.mark.e2e
+def test_a_deviating_bank_calling_the_grid_directly_gets_nothing(
+    addresses: tuple[str, str], run: Path
+) -> None:
+    """The bank's own certificate, the grid's service, requests that match no row."""
+    channel = _dial(addresses[0], NodeCerts.in_dir(run / "certs", Role.BANK), Role.GRID)
+    stub = vfl_pb2_grpc.ServePeerStub(channel)
+    strangers = [f"stranger-{i}" for i in range(50)]
+    bank = BankServing(strangers, np.zeros(len(strangers)), Scorecard())
+    try:
+        _open(stub, bank)
+        forged = []
+        for _ in range(2):
+            plan, blinded = bank.blinded_request(strangers)
+            assert blinded is not None
+            assert bank.rows_request(plan, _step(stub, blinded)) is None  # honestly: no match
+            forged.append((plan, blinded))
+        claims = [
+            {"index": np.arange(50, dtype=np.int64), "keys": forged[0][0].unblind},
+            {"rows": np.arange(50, dtype=np.int64)},  # positions, as the grid once accepted
+        ]
+        for (plan, _), tensors in zip(forged, claims):
+            env = Envelope(plan.session, Tag(plan.round, STEP_ROWS), Role.BANK, tensors)
+            with pytest.raises(grpc.RpcError) as err:
+                _step(stub, env)
+            assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+            assert "match no grid row" in (err.value.details() or "") or \
+                "'index'" in (err.value.details() or "")
+    finally:
+        channel.close()
+
+
+@pytest.fixture(scope="module")
+def tight(run: Path, bank_csv: Path) -> Iterator[tuple[str, str]]:
+    """A second pair whose grid has small quotas."""
+    flags = ("--max-rows-per-session", "4", "--max-requests-per-minute", "3",
+             "--max-opens-per-minute", "2")
+    with _serve_pair(run, bank_csv, "tight", *flags) as pair:
+        yield pair
+
+
+@pytest.mark.e2e
+def test_the_grids_quotas_refuse_with_one_line_at_the_client(
+    tight: tuple[str, str], client_certs: NodeCerts, run: Path
+) -> None:
+    known = sorted(_predictions(run))
+    channel = _dial(tight[1], client_certs, Role.BANK)
+    scoring = vfl_pb2_grpc.ScoringStub(channel)
+
+    def refused(ids: list[str]) -> str:
+        with pytest.raises(grpc.RpcError) as err:
+            _score(scoring, ids)
+        assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+        return err.value.details() or ""
+
+    try:
+        line = refused(known[:5])  # request 1
+        assert line.endswith("asks for 5 rows; a session may score at most 4 "
+                             "(grid --max-rows-per-session 4)"), line
+        assert {r.status for r in _score(scoring, known[:3]).results} == {"scored"}  # 2
+        assert {r.status for r in _score(scoring, known[3:4]).results} == {"scored"}  # 3
+        # The session has scored its 4 rows: the bank opens a new one (open 2 of 2), and
+        # the request is the 4th of the minute.
+        assert refused(known[4:5]) == ("the grid refused: more than 3 requests in the last "
+                                       "minute (grid --max-requests-per-minute 3); try again "
+                                       "later")
+        assert "\n" not in line
+    finally:
+        channel.close()
+    grid = _dial(tight[0], NodeCerts.in_dir(run / "certs", Role.BANK), Role.GRID)
+    try:
+        with pytest.raises(grpc.RpcError) as err:  # a flood of opens: the 3rd of the minute
+            _open(vfl_pb2_grpc.ServePeerStub(grid), BankServing([], np.zeros(0), Scorecard()))
+        assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert err.value.details() == ("the grid refused: more than 2 session opens by bank in "
+                                       "the last minute (grid --max-opens-per-minute 2); try "
+                                       "again later")
+    finally:
+        grid.close()
+
+
 # -- the protocol state in one process (no network) ------------------------------------------
 
 
@@ -317,16 +490,19 @@ def test_grid_refuses_replays_and_rows_beyond_the_request() -> None:
     grid, bank = _pair()
     plan, blinded = bank.blinded_request(["e21"])
     assert blinded is not None
-    grid.step(blinded)
+    double = grid.step(blinded)
     with pytest.raises(ProtocolAbort, match="already used"):
         grid.step(blinded)
-    greedy = Envelope(
-        plan.session, Tag(plan.round, STEP_ROWS), Role.BANK, {"rows": np.arange(5, dtype=np.int64)}
-    )
-    with pytest.raises(ProtocolAbort, match="carried only 1"):
+    rows = bank.rows_request(plan, double)
+    assert rows is not None
+    keys = rows.tensors["keys"]
+    greedy = Envelope(plan.session, Tag(plan.round, STEP_ROWS), Role.BANK,
+                      {"index": np.arange(5, dtype=np.int64), "keys": np.repeat(keys, 5, 0)})
+    with pytest.raises(ProtocolAbort, match="carried 1 points"):
         grid.step(greedy)
     with pytest.raises(ProtocolAbort, match="no such open request"):
-        grid.step(greedy)  # the request is closed after one rows message, even a refused one
-    stranger = Envelope("ab" * 16, Tag(1, STEP_ROWS), Role.BANK, {"rows": np.zeros(0, np.int64)})
+        grid.step(rows)  # the request is closed after one rows message, even a refused one
+    stranger = Envelope("ab" * 16, Tag(1, STEP_ROWS), Role.BANK,
+                        {"index": np.zeros(0, np.int64), "keys": np.zeros((0, 32), np.uint8)})
     with pytest.raises(UnknownSession):
         grid.step(stranger)

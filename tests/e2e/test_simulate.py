@@ -236,3 +236,32 @@ def test_reveal_none_keeps_weights_shared_and_scores_jointly(breast_run: Path,
     assert scored.returncode == 0, scored.stderr[-3000:]
     scores = probabilities(tmp_path / "scores" / "bank" / "scores.csv")
     assert len(scores) == 30 and max(abs(scores[i] - none[i]) for i in scores) < 1e-4
+
+
+# -- file modes (issue 9, item 5): written with their final mode, private unless shared -------
+PRIVATE, SHARED = 0o600, 0o644
+MODES = {
+    ".gridcredit-run.json": PRIVATE, "report.json": SHARED, "summary.md": SHARED,
+    "bank/predictions.csv": PRIVATE, "bank/bank_only_predictions.csv": PRIVATE,
+    "bank/metrics.json": PRIVATE, "bank/model.json": PRIVATE, "grid/model.json": PRIVATE,
+    "bank/coefficients.csv": PRIVATE, "grid/coefficients.csv": PRIVATE,
+    "bank/stats.json": PRIVATE, "grid/stats.json": PRIVATE, "coordinator/job.json": PRIVATE,
+    "bank/node.log": PRIVATE, "grid/node.log": PRIVATE, "coordinator/node.log": PRIVATE,
+    "configs/coordinator.toml": PRIVATE, "configs/grid.toml": PRIVATE,
+    "configs/bank.toml": PRIVATE, "certs/ca.pem": SHARED,
+    **{f"certs/{node}.{kind}": PRIVATE if kind == "key" else SHARED
+       for node in ("ca", "coordinator", "grid", "bank") for kind in ("key", "pem")},
+    **{f"plots/{name}.png": SHARED
+       for name in ("roc", "ks", "calibration", "score_distribution", "loss")},
+}
+# The audit logs' mode is set by their own writer (federation/transport/audit.py).
+AUDIT_LOGS = {f"{node}/audit.jsonl" for node in ("coordinator", "grid", "bank")}
+
+
+def test_every_file_of_the_run_folder_has_its_stated_mode(breast_run: Path) -> None:
+    found = {str(p.relative_to(breast_run)): p.stat().st_mode & 0o777
+             for p in breast_run.rglob("*") if p.is_file()}
+    assert set(found) - AUDIT_LOGS == set(MODES), sorted(set(found) ^ set(MODES))
+    wrong = {name: oct(mode) for name, mode in found.items()
+             if name in MODES and mode != MODES[name]}
+    assert not wrong, wrong

@@ -26,7 +26,7 @@ from federation.proto import vfl_pb2, vfl_pb2_grpc
 from federation.protocol.errors import PeerUnavailable, ProtocolAbort
 from federation.protocol.messages import JoinRequest, Role, TrainSettings
 from federation.transport.audit import AuditLog
-from federation.transport.certs import NodeCerts
+from federation.transport.certs import NodeCerts, write_client
 from federation.transport.grpc_client import GrpcCoordinatorLink, secure_channel
 from federation.transport.grpc_server import add_coordinator, start_server
 from tests.conftest import REPO
@@ -34,6 +34,7 @@ from tests.e2e import nodes_helper as nh
 
 pytestmark = pytest.mark.e2e
 JOB = "tls-job"
+CLIENT = "desk"  # a scoring client's certificate (gridcredit certs --client desk)
 PARTY_DEADLINE = 2.0
 
 
@@ -52,6 +53,7 @@ class Material:
 def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     root = tmp_path_factory.mktemp("tls")
     fed = nh.federation(root / "fed")
+    write_client(fed, CLIENT)
     rogue = nh.federation(root / "rogue")
     roles = ("coordinator", "grid", "bank")
     grid, _ = nh.write_party_csvs(root / "data", n=60)
@@ -259,3 +261,40 @@ def test_refused_tls_handshake_is_explained_as_such(
     assert message.startswith(f"join at the coordinator ({address}): "), message
     assert "TLS handshake refused" in message, message
     _assert_nobody_joined(coordinator)
+
+
+# -- a scoring client's certificate is good for the bank's Score only -------------------------
+def test_coordinator_refuses_a_scoring_client_certificate(
+        material: Material, coordinator: NodeProcess) -> None:
+    error = _join_raw(coordinator.address, NodeCerts.for_client(material.fed, CLIENT), "grid")
+    assert error.code() is grpc.StatusCode.PERMISSION_DENIED, error
+    assert error.details() == (f"certificate names role 'client:{CLIENT}'; this service "
+                               "accepts grid, bank")
+    _assert_nobody_joined(coordinator)
+
+
+def test_party_node_refuses_a_scoring_client_certificate(
+        material: Material, tmp_path: Path) -> None:
+    """A real grid party (joined to its own coordinator) refuses Party.Send from a client."""
+    job = "client-refusal"
+    boss = nh.coordinator(tmp_path / "coordinator", material.fed, job)
+    nodes = [boss]
+    try:
+        boss.start()
+        grid = nh.party("grid", tmp_path / "grid", material.fed, job,
+                        boss.wait_listening(nh.START_TIMEOUT), material.data)
+        nodes.append(grid)
+        grid.start()
+        address = grid.wait_listening(nh.START_TIMEOUT)
+        channel = secure_channel(address, NodeCerts.for_client(material.fed, CLIENT), Role.GRID)
+        try:
+            with pytest.raises(grpc.RpcError) as info:
+                vfl_pb2_grpc.PartyStub(channel).Send(vfl_pb2.DeliverRequest(chunk=b"x"),
+                                                     timeout=10)
+        finally:
+            channel.close()
+        assert info.value.code() is grpc.StatusCode.PERMISSION_DENIED, nh.tails(nodes)
+        assert info.value.details() == (f"certificate names role 'client:{CLIENT}'; this "
+                                        "service accepts bank")
+    finally:
+        nh.stop_all(nodes)

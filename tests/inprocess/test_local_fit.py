@@ -9,7 +9,7 @@ import pytest
 
 from federation.coordinator import Coordinator
 from federation.job_stages import JobStage
-from federation.protocol.errors import TrainingDiverged
+from federation.protocol.errors import ProtocolAbort, TrainingDiverged
 from federation.protocol.messages import (
     JoinRequest,
     Mode,
@@ -44,9 +44,12 @@ def run_federated(xg, xb, y, settings: TrainSettings):
     def party(role: Role, x, labels, channel) -> None:
         try:
             plan = coordinator.join(JoinRequest(JOB, role, "mem", len(x), x.shape[1]))
-            coordinator.sync(SyncRequest(JOB, role, 0, "aligned", {"intersection": len(x)}))
+            reply = coordinator.sync(SyncRequest(JOB, role, 0, "aligned",
+                                                 {"intersection": len(x)}))
+            if reply.reason:  # the coordinator refused the job at alignment
+                raise ProtocolAbort(reply.reason)
             schedule = Schedule(len(x), settings.validation_fraction, settings.batch_size,
-                                settings.seed)
+                                settings.seed, int(reply.values["min_batch"]))
             fit = LocalFit(role, JOB, settings, schedule, plan.dealer_seed, x, labels, channel,
                            coordinator)
             results[role] = fit.run()
@@ -80,6 +83,21 @@ def test_local_fit_equals_fixed_point_twin_bit_for_bit(optimizer: Optimizer) -> 
     assert coordinator.stage is JobStage.EVALUATE
 
 
+def test_a_short_last_batch_is_folded_alike_by_parties_dealer_and_reference() -> None:
+    """480 training rows by 52 leave 12 < 20 = 4x the grid's 5 columns: 9 batches, the last
+    of 64 rows; the weights are still the fixed-point twin's on the same partition."""
+    xg, xb, y = _data()
+    settings = TrainSettings(mode=Mode.LOCAL, epochs=2, batch_size=52, learning_rate=0.1,
+                             l2=0.01, tolerance=0.0, seed=5)
+    grid, bank, _ = run_federated(xg, xb, y, settings)
+    schedule = Schedule(len(y), settings.validation_fraction, settings.batch_size,
+                        settings.seed, 20)
+    assert schedule.n_batches == 9 and schedule.batch_size_of(8) == 64
+    tg, tb, _ = taylor_sgd(xg, xb, y, schedule, settings, frac_bits=settings.frac_bits)
+    np.testing.assert_array_equal(grid.theta, tg)
+    np.testing.assert_array_equal(bank.theta, tb)
+
+
 def test_local_fit_matches_plain_float_sgd_within_1e_6() -> None:
     xg, xb, y = _data()
     settings = TrainSettings(mode=Mode.LOCAL, epochs=3, batch_size=64, learning_rate=0.1,
@@ -97,6 +115,15 @@ def test_small_batch_is_refused_for_gradient_leakage() -> None:
     settings = TrainSettings(epochs=1, batch_size=32)
     with pytest.raises(Exception,
                        match=r"below the minimum batch \d+ \(4x the larger party's \d+ columns"):
+        run_federated(xg, xb, y, settings)
+
+
+def test_a_training_split_smaller_than_the_minimum_batch_is_refused() -> None:
+    """One batch of 16 rows is all there is: its gradient would pin the residuals down."""
+    xg, xb, y = _data(n=20)
+    settings = TrainSettings(mode=Mode.LOCAL, epochs=1, batch_size=64)
+    with pytest.raises(Exception, match=r"the training split has 16 rows, fewer than the "
+                                        r"minimum batch 20; per-batch gradients could reveal"):
         run_federated(xg, xb, y, settings)
 
 

@@ -40,7 +40,7 @@ from federation.protocol.messages import (
     SyncRequest,
     TrainSettings,
 )
-from federation.protocol.schedule import Schedule
+from federation.protocol.schedule import Schedule, min_batch_size
 from federation.transport.channel import InMemoryChannel
 from parties.local_fit import FitResult, LocalFit, with_intercept
 from parties.reference import shared_sgd, taylor_sgd
@@ -94,9 +94,10 @@ def run_federated(xg, xb, y, settings: TrainSettings, *, reveal: str = "own",
     def party(role: Role, x, labels, channel) -> None:
         try:
             plan = coordinator.join(JoinRequest(JOB, role, "mem", len(x), x.shape[1]))
-            coordinator.sync(SyncRequest(JOB, role, 0, "aligned", {"intersection": len(x)}))
+            reply = coordinator.sync(SyncRequest(JOB, role, 0, "aligned",
+                                                 {"intersection": len(x)}))
             schedule = Schedule(len(x), settings.validation_fraction, settings.batch_size,
-                                settings.seed)
+                                settings.seed, int(reply.values["min_batch"]))
             args = (role, JOB, settings, schedule, plan.dealer_seed, x, labels, channel,
                     coordinator)
             fit = SharedFit(*args, reveal=reveal) if shared else LocalFit(*args)
@@ -117,7 +118,8 @@ def run_federated(xg, xb, y, settings: TrainSettings, *, reveal: str = "own",
 
 
 def _twin_and_schedule(xg, xb, y, settings: TrainSettings, seed: int = 0):
-    schedule = Schedule(len(y), settings.validation_fraction, settings.batch_size, settings.seed)
+    schedule = Schedule(len(y), settings.validation_fraction, settings.batch_size, settings.seed,
+                        min_batch_size([xg.shape[1], xb.shape[1]]))  # as the coordinator
     return shared_sgd(xg, xb, y, schedule, settings, np.random.default_rng(seed),
                       getattr(settings, "feature_frac_bits", 8),
                       getattr(settings, "feature_clip", 8.0)), schedule

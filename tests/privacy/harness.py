@@ -53,7 +53,7 @@ from crypto.sigmoid import (
     residual_share_features,
     residual_share_label,
 )
-from federation.coordinator import Coordinator, JobStage
+from federation.coordinator import Coordinator
 from federation.dealer_shared import SharedDealer
 from federation.protocol.messages import (
     DealReply,
@@ -306,11 +306,8 @@ class JobCoordinator(Coordinator):
         super().__init__(*args, **kw)
         self._guard = guard
 
-    def _start_alignment(self) -> None:
-        if self._guard:
-            super()._start_alignment()
-        else:
-            self._advance(JobStage.ALIGN)
+    def _min_batch(self, columns: dict[Role, int]) -> int:
+        return super()._min_batch(columns) if self._guard else 1
 
     def _on_aligned(self, round_: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
         reply = super()._on_aligned(round_, arrived)
@@ -514,7 +511,9 @@ def run_job(grid: PartyData, bank: PartyData, cfg: TrainSettings, *, psi: bool =
                                           {"intersection": float(len(rows))}))
             if reply.reason:
                 raise RuntimeError(reply.reason)
-            schedule = Schedule(len(rows), cfg.validation_fraction, cfg.batch_size, cfg.seed)
+            box["min_batch"] = int(reply.values.get("min_batch", 1))
+            schedule = Schedule(len(rows), cfg.validation_fraction, cfg.batch_size, cfg.seed,
+                                box["min_batch"])
             args = (role, JOB, cfg, schedule, plan.dealer_seed, mine.x, mine.y, channel, link)
             kw = {"reveal": getattr(cfg, "reveal_weights", "own")} if shared else {}
             fit = classes[role](*args, **kw)
@@ -537,16 +536,21 @@ def run_job(grid: PartyData, bank: PartyData, cfg: TrainSettings, *, psi: bool =
 
     threads = [threading.Thread(target=party, args=(role, data), name=role.value)
                for role, data in ((Role.GRID, grid), (Role.BANK, bank))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout)
+    with pytest.MonkeyPatch.context() as mp:
+        if not guard:  # the parties' own batch check too (to show why both exist)
+            for module in (local_fit, shared_fit):
+                mp.setattr(module, "check_batches", lambda *args: None)
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout)
     if any(th.is_alive() for th in threads):
         raise TimeoutError(f"job did not finish within {timeout:g} s")
     if errors and check:
         raise errors[0]
     schedule = Schedule(len(aligned[Role.GRID].ids) if Role.GRID in aligned else 1,
-                        cfg.validation_fraction, cfg.batch_size, cfg.seed)
+                        cfg.validation_fraction, cfg.batch_size, cfg.seed,
+                        box.get("min_batch", 1))
     return Job(cfg.mode, cfg, transcript, coordinator, schedule, aligned, fits, results, seeds,
                errors, box.get("u"), {Role.GRID: grid, Role.BANK: bank})
 

@@ -19,6 +19,12 @@ coordinator's 4x guard switched off): the attack recovers the labels (AUC >= 0.9
 is why the guard exists. At the guard's minimum (|I| = 16) mode local still leaks: measured
 0.88 against 0.81 for the grid's own features fitted to the true labels (the reference
 printed with the numbers); only the ordering (guarded < small batch) is asserted.
+
+The partition's last batch (issue 9, item 1): with 3,204 training rows and batch 16 it
+used to hold 3,204 mod 16 = 4 = k_G rows, and the grid solved its opened gradient for the
+bank's residuals d_B of those rows exactly, every epoch (the sign of d_B is the label).
+Now a short remainder joins the previous batch: no batch the grid sees has fewer than 16
+rows and no label is pinned down. The control runs today's partition (both guards off).
 """
 
 from __future__ import annotations
@@ -33,7 +39,15 @@ from sklearn.preprocessing import StandardScaler
 
 from crypto.ring import decode
 from federation.protocol.messages import Mode, Role
-from tests.privacy.harness import Job, fixed_randomness, make_data, run_job, settings, signed
+from tests.privacy.harness import (
+    Job,
+    JobCoordinator,
+    fixed_randomness,
+    make_data,
+    run_job,
+    settings,
+    signed,
+)
 
 Float = npt.NDArray[np.float64]
 ROWS = 4_000
@@ -159,3 +173,54 @@ def test_the_coordinator_refuses_the_small_batch() -> None:
     with pytest.raises(Exception,
                        match=r"below the minimum batch \d+ \(4x the larger party's \d+ columns"):
         run_job(grid, bank, cfg, psi=False)
+
+
+TAIL_ROWS = 4_005  # 3,204 training rows: batches of 16 leave 4 = K_GRID rows over
+TAIL_EPOCHS = 3
+
+
+def labels_pinned_down(job: Job) -> tuple[int, int]:
+    """(labels the grid reads off batches whose d_B it solves exactly, its smallest batch):
+    for every step, the least-squares solution of X_G^T r = X_G^T d_B."""
+    grid, bank = job.fits[Role.GRID], job.fits[Role.BANK]
+    bank_u = {(st.epoch, st.batch): st.u for st in bank.steps}
+    y = job.data[Role.BANK].y
+    assert y is not None
+    x_grid, pinned = job.data[Role.GRID].x, 0
+    for st in grid.steps:
+        xg = x_grid[st.rows]
+        solved = np.linalg.lstsq(xg.T, st.grad * len(st.rows) - xg.T @ (st.u / 4),
+                                 rcond=None)[0]
+        d_bank = bank_u[(st.epoch, st.batch)] / 4 + 0.5 - y[st.rows]
+        if np.max(np.abs(solved - d_bank)) < 1e-3:  # the whole batch, not a coincidence
+            pinned += int(np.sum((solved < 0) == (y[st.rows] == 1)))
+    return pinned, min(len(st.rows) for st in grid.steps)
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["control-today", "guarded"])
+def test_the_last_batch_no_longer_gives_the_grid_the_labels(guarded: bool) -> None:
+    grid, bank = make_data(TAIL_ROWS, K_GRID, K_BANK, seed=21)
+    cfg = settings(Mode.LOCAL, epochs=TAIL_EPOCHS, batch_size=GUARDED_BATCH,
+                   learning_rate=0.15, l2=0.001, tolerance=0.0, seed=8)
+    assert cfg.validation_fraction == 0.2
+    with fixed_randomness("label-inference/tail"):
+        job = run_job(grid, bank, cfg, psi=False, guard=guarded, evaluate=False)
+    pinned, smallest = labels_pinned_down(job)
+    if guarded:
+        assert smallest >= GUARDED_BATCH and pinned == 0
+    else:  # today's partition: the 4 tail rows, every epoch
+        assert smallest == K_GRID and pinned == K_GRID * TAIL_EPOCHS
+
+
+def test_a_party_refuses_a_short_last_batch_even_if_the_coordinator_allows_it() -> None:
+    """The coordinator's guard off: the parties' own check refuses in one line."""
+    grid, bank = make_data(TAIL_ROWS, K_GRID, K_BANK, seed=21)
+    cfg = settings(Mode.LOCAL, epochs=1, batch_size=GUARDED_BATCH, tolerance=0.0, seed=8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(JobCoordinator, "_min_batch", lambda self, columns: 1)
+        job = run_job(grid, bank, cfg, psi=False, evaluate=False, check=False)
+    messages = sorted(str(e) for e in job.errors if "refuses to train" in str(e))
+    assert messages, [str(e) for e in job.errors]
+    assert "\n" not in messages[0]
+    assert "has 4 rows, below the minimum batch 16 (4x the larger party's 4 columns)" \
+        in messages[0]

@@ -94,7 +94,11 @@ def test_no_indicator_value_reaches_the_bank(raw: Path) -> None:
     assert {n for e in to_bank for n in e.tensors} == {"points", "epoch", "u", "rating"}
     assert _found(to_bank, _secrets(raw)) == []
     to_grid = [e for e in messages if e.sender is Role.BANK]
-    assert {n for e in to_grid for n in e.tensors} == {"period", "points", "rows"}
+    # "index", "keys": request positions and unblinding keys of the matches only (the grid
+    # checks them itself, parties.serving step 6); the 41st ID, not the grid's, stays blinded.
+    assert {n for e in to_grid for n in e.tensors} == {"period", "points", "index", "keys"}
+    revealed = [e for e in to_grid if "keys" in e.tensors]
+    assert [len(e.tensors["keys"]) for e in revealed] == [40]
 
 
 def test_the_search_finds_a_planted_indicator_value(raw: Path) -> None:

@@ -41,7 +41,8 @@ def test_a_period_session_carries_u_and_ratings_of_matched_rows_only() -> None:
     plan, blinded = bank.blinded_request(["b", "c", "x"])
     assert blinded is not None
     rows = bank.rows_request(plan, grid.step(blinded))
-    assert rows is not None and set(rows.tensors) == {"rows"}
+    assert rows is not None and set(rows.tensors) == {"index", "keys"}  # the matches only
+    assert len(rows.tensors["index"]) == 2
     partial = grid.step(rows)
     assert set(partial.tensors) == {"u", "rating"} and len(partial.tensors["u"]) == 2
     results = bank.results(plan, partial)

@@ -80,3 +80,35 @@ def test_lookup_handles_empty_inputs_and_values_past_the_end() -> None:
     assert oprf.lookup(table, np.zeros((0, 32), np.uint8)).shape == (0,)
     assert oprf.lookup(table[:0], table).tolist() == [-1] * 5
     assert oprf.lookup(table, np.full((1, 32), 255, np.uint8)).tolist() == [-1]
+
+
+def test_batched_blinding_pairs_are_independent_clamped_inverses() -> None:
+    r, s = oprf.blinding_pairs(300)
+    assert r.shape == s.shape == (300, 32) and r.dtype == s.dtype == np.uint8
+    a = [int.from_bytes(bytes(x), "little") for x in r]
+    b = [int.from_bytes(bytes(x), "little") for x in s]
+    assert all(oprf.clamp(x) == x for x in a + b)
+    assert all(x * y % oprf.L == 1 for x, y in zip(a, b, strict=True))
+    assert len(set(a)) == 300
+    assert oprf.blinding_pairs(0)[0].shape == (0, 32)
+
+
+def test_per_id_keys_let_the_grid_check_exactly_the_revealed_matches() -> None:
+    """Step 5: X25519(s_i, Q_i) of a revealed match is in the grid's table; a wrong key or a
+    point the bank did not blind from an ID is not."""
+    from crypto.psi.x25519 import multiply_each
+
+    k = psi.new_key()
+    grid = ids(0, 100)
+    table, perm = oprf.table(oprf.blind(grid, k, DOMAIN))
+    asked = [grid[7], "stranger", grid[70]]
+    r, s = oprf.blinding_pairs(3)
+    points = multiply_each(r, psi.hash_to_points(asked, DOMAIN))
+    answers = psi.reblind(points, k)
+    pos = oprf.check_revealed(table, answers[[0, 2]], s[[0, 2]])
+    assert [grid[perm[p]] for p in pos] == [grid[7], grid[70]]
+    assert oprf.check_revealed(table, answers[[1]], s[[1]]).tolist() == [-1]
+    assert oprf.check_revealed(table, answers[[0]], s[[2]]).tolist() == [-1]  # another's key
+    assert oprf.check_revealed(table, psi.reblind(table[:5], k), s[[0] * 5]).tolist() == [-1] * 5
+    with pytest.raises(PsiError, match="2 keys for 3 points"):
+        multiply_each(s[:2], answers)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from federation.protocol.schedule import Schedule
+from federation.protocol.errors import ProtocolAbort
+from federation.protocol.schedule import Schedule, check_batches, min_batch_size
 
 
 @given(n=st.integers(2, 500), frac=st.floats(0.0, 0.9), batch=st.integers(1, 64),
@@ -86,3 +87,58 @@ def test_non_positive_batch_size_refused(batch: int) -> None:
 def test_no_training_rows_refused(n: int, frac: float) -> None:
     with pytest.raises(ValueError, match="no training rows"):
         Schedule(n, frac, 10, 1)
+
+
+# -- the minimum batch (issue 9, item 1): the partition's last batch is no exception ------
+@given(n=st.integers(1, 2_000), batch=st.integers(1, 300), k=st.integers(1, 40),
+       frac=st.sampled_from([0.0, 0.2, 0.3]))
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@example(n=161, batch=16, k=4, frac=0.0)  # n mod b = 1: today's tail of one row
+@example(n=3204, batch=16, k=4, frac=0.0)  # a tail of k_G rows
+@example(n=40, batch=16, k=4, frac=0.0)  # a tail of 8 rows, 2 batches become 1 of 40
+def test_every_batch_has_at_least_the_minimum_for_any_n_b_k(n: int, batch: int, k: int,
+                                                            frac: float) -> None:
+    need = min_batch_size([k, 2])
+    try:
+        s = Schedule(n, frac, batch, 3, need)
+    except ValueError as exc:
+        assert batch < need or n - round(n * frac) < need, exc
+        return
+    sizes = [s.batch_size_of(j) for j in range(s.n_batches)]
+    assert min(sizes) >= need
+    assert [i for a, b in s.batch_bounds for i in range(a, b)] == list(range(s.n_train))
+    assert all(size == batch for size in sizes[:-1])  # only the last batch can differ
+    assert sizes[-1] < batch + need and s.width == max(sizes)
+    check_batches(s, "grid", [k, 2])  # what each party checks passes
+
+
+@pytest.mark.parametrize(("n", "batch", "need"), [(100, 30, 10), (3200, 16, 16), (64, 64, 4)])
+def test_a_tail_of_at_least_the_minimum_keeps_todays_partition(n: int, batch: int,
+                                                               need: int) -> None:
+    today, now = Schedule(n, 0.0, batch, 1), Schedule(n, 0.0, batch, 1, need)
+    assert now.batch_bounds == today.batch_bounds and now.width == today.width
+    assert np.array_equal(now.order(2), today.order(2))
+
+
+def test_a_short_tail_is_folded_into_the_previous_batch() -> None:
+    s = Schedule(161, 0.0, 16, 1, 16)
+    assert s.n_batches == 10 and s.batch_bounds[-1] == (144, 161) and s.width == 17
+    assert np.array_equal(s.train_rows, Schedule(161, 0.0, 16, 1).train_rows)
+
+
+@pytest.mark.parametrize(("n", "batch", "need", "match"), [
+    (100, 8, 16, "batch size 8 is below the minimum batch 16"),
+    (12, 64, 16, "the training split has 12 rows, fewer than the minimum batch 16")])
+def test_a_schedule_that_cannot_meet_the_minimum_is_refused(n: int, batch: int, need: int,
+                                                            match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Schedule(n, 0.0, batch, 1, need)
+
+
+def test_a_party_refuses_a_partition_with_a_short_batch_in_one_line() -> None:
+    """Today's partition (no minimum) of 161 rows by 16 ends in a batch of one row."""
+    with pytest.raises(ProtocolAbort) as info:
+        check_batches(Schedule(161, 0.0, 16, 1), "bank", [4, 3])
+    assert str(info.value) == (
+        "bank: batch 11 of 11 has 1 rows, below the minimum batch 16 (4x the larger party's "
+        "4 columns); per-batch gradients could reveal labels, so this party refuses to train")
