@@ -130,10 +130,14 @@ def _grid_build(cfg: MonitorConfig, source: RawSource,
         if not covers(source, "grid", month):
             log.info("monitoring: month %d asked, not in the grid's data yet", month)
             raise PeriodNotReady(month)
+        started = time.perf_counter()
         period = grid_period(source, month, model, cfg.table7)
+        built = time.perf_counter()
         if baseline is not None:
             path = cfg.out / "grid_periods" / format_month(month) / "drift.csv"
             write_drift(path, drift_table(baseline, period.x))
+        print(f"PERIOD {format_month(month)} built grid_data={built - started:.2f}s "
+              f"drift={time.perf_counter() - built:.2f}s", flush=True)
         return period
 
     return build
