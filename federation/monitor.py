@@ -37,13 +37,14 @@ from federation.transport.audit import AuditLog, AuditWriter
 from federation.transport.certs import check_own_certificate
 from federation.transport.grpc_server import start_server
 from parties.evaluation.scorecard import Scorecard
-from parties.labels.schema import format_month, parse_month
-from parties.labels.sources import RawSource, open_source
+from parties.labels.schema import BANK_TABLES, GRID_TABLES, format_month, parse_month
+from parties.labels.sources import open_source
 from parties.model import PartyModel
 from parties.monitoring import MonitorStore, compare, load_warning_rules, summarize
 from parties.monitoring_data import BankPeriod, GridPeriod, bank_matrix, grid_period
 from parties.monitoring_drift import DriftBaseline, drift_baseline, drift_table, write_drift
 from parties.monitoring_serving import MonitorGrid, PeriodBank
+from parties.monitoring_stage import StagedTables
 from parties.monitoring_watch import PeriodNotReady, covers
 from parties.psi_pool import PsiPool
 from parties.serving import MAX_IDS
@@ -116,22 +117,22 @@ def run_period(cfg: MonitorConfig, bank: BankPeriod, bank_seconds: float, store:
     return times
 
 
-def _grid_build(cfg: MonitorConfig, source: RawSource,
+def _grid_build(cfg: MonitorConfig, tables: StagedTables,
                 model: PartyModel) -> Callable[[int], GridPeriod]:
     """Month -> the grid's period; refuses a month its data do not cover, and writes the
     drift of its own indicators (``OUT/grid_periods/<YYYY-MM>/drift.csv``, never sent)."""
     baseline = None
     if cfg.baseline_month:
         month = parse_month(cfg.baseline_month)
-        x = grid_period(source, month, model, cfg.table7).x
+        x = grid_period(tables.current(), month, model, cfg.table7).x
         baseline = drift_baseline(month, model.features, x)
 
     def build(month: int) -> GridPeriod:
-        if not covers(source, "grid", month):
+        if not covers(tables.source, "grid", month):
             log.info("monitoring: month %d asked, not in the grid's data yet", month)
             raise PeriodNotReady(month)
         started = time.perf_counter()
-        period = grid_period(source, month, model, cfg.table7)
+        period = grid_period(tables.current(), month, model, cfg.table7)
         built = time.perf_counter()
         if baseline is not None:
             path = cfg.out / "grid_periods" / format_month(month) / "drift.csv"
@@ -145,11 +146,11 @@ def _grid_build(cfg: MonitorConfig, source: RawSource,
 
 def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None:
     model = PartyModel.load(cfg.model, Role.GRID)
-    source = open_source(cfg.raw, "grid", cfg.schema)
+    tables = StagedTables(open_source(cfg.raw, "grid", cfg.schema), list(GRID_TABLES))
     pool = PsiPool(None)
-    grid = MonitorGrid(_grid_build(cfg, source, model), pool=pool)
     server = None
     try:
+        grid = MonitorGrid(_grid_build(cfg, tables, model), pool=pool)
         server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
         _announce(cfg.listen, port)
         while not stop.wait(0.5):
@@ -158,6 +159,7 @@ def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
         if server is not None:
             server.stop(grace=2.0).wait(5)
         pool.close()
+        tables.close()
 
 
 def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None:
@@ -165,19 +167,21 @@ def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
     from federation.monitor_watch import run_periods
 
     model = PartyModel.load(cfg.model, Role.BANK)
-    source = open_source(cfg.raw, "bank", cfg.schema)
-    baseline = None
-    if cfg.baseline_month:
-        month = parse_month(cfg.baseline_month)
-        baseline = drift_baseline(month, model.features, bank_matrix(source, month, model))
-    store = MonitorStore(cfg.out)
-    dashboard = start_dashboard(cfg.http, store) if cfg.http else None
-    if dashboard is None:
-        print("LISTENING -", flush=True)
-    else:
-        _announce(cfg.http, dashboard.server_address[1])
+    tables = StagedTables(open_source(cfg.raw, "bank", cfg.schema), list(BANK_TABLES))
+    dashboard = None
     try:
-        ended = run_periods(cfg, source, model, store, stop, lambda bank, seconds: run_period(
+        baseline = None
+        if cfg.baseline_month:
+            month = parse_month(cfg.baseline_month)
+            x = bank_matrix(tables.current(), month, model)
+            baseline = drift_baseline(month, model.features, x)
+        store = MonitorStore(cfg.out)
+        dashboard = start_dashboard(cfg.http, store) if cfg.http else None
+        if dashboard is None:
+            print("LISTENING -", flush=True)
+        else:
+            _announce(cfg.http, dashboard.server_address[1])
+        ended = run_periods(cfg, tables, model, store, stop, lambda bank, seconds: run_period(
             cfg, bank, seconds, store, audit, baseline))
         print(ended, flush=True)
         if dashboard is not None:
@@ -187,6 +191,7 @@ def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
         if dashboard is not None:
             dashboard.shutdown()
             dashboard.server_close()
+        tables.close()
 
 
 def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> ExitCode:

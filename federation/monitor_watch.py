@@ -23,34 +23,34 @@ from collections.abc import Callable
 from federation.monitor_config import MonitorConfig, months
 from federation.protocol.errors import ProtocolAbort
 from parties.labels.schema import format_month
-from parties.labels.sources import RawSource
 from parties.model import PartyModel
 from parties.monitoring import MonitorStore
 from parties.monitoring_data import BankPeriod, bank_period
+from parties.monitoring_stage import StagedTables
 from parties.monitoring_watch import covers, is_not_ready
 
 log = logging.getLogger(__name__)
 RunPeriod = Callable[[BankPeriod, float], dict[str, float]]
 
 
-def _book(source: RawSource, month: int, model: PartyModel,
+def _book(tables: StagedTables, month: int, model: PartyModel,
           cache: dict[int, tuple[BankPeriod, float]]) -> tuple[BankPeriod, float]:
     """The bank's book at ``month`` and the seconds it took, computed once per month."""
     if month not in cache:
         cache.clear()
         started = time.perf_counter()
-        bank = bank_period(source, month, model)
+        bank = bank_period(tables.current(), month, model)
         cache[month] = (bank, time.perf_counter() - started)
     return cache[month]
 
 
-def _attempt(cfg: MonitorConfig, source: RawSource, model: PartyModel, month: int,
+def _attempt(cfg: MonitorConfig, tables: StagedTables, model: PartyModel, month: int,
              run: RunPeriod, cache: dict[int, tuple[BankPeriod, float]]
              ) -> dict[str, float] | str:
     """Run ``month``; what it still waits for instead (watch only)."""
-    if cfg.watch and not covers(source, "bank", month):
+    if cfg.watch and not covers(tables.source, "bank", month):
         return "bank data"
-    bank, seconds = _book(source, month, model, cache)
+    bank, seconds = _book(tables, month, model, cache)
     try:
         return run(bank, seconds)
     except ProtocolAbort as exc:
@@ -59,8 +59,8 @@ def _attempt(cfg: MonitorConfig, source: RawSource, model: PartyModel, month: in
         raise
 
 
-def run_periods(cfg: MonitorConfig, source: RawSource, model: PartyModel, store: MonitorStore,
-                stop: threading.Event, run: RunPeriod) -> str:
+def run_periods(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
+                store: MonitorStore, stop: threading.Event, run: RunPeriod) -> str:
     """Run the periods of ``cfg`` (see the module docstring); the closing line to print."""
     ran = 0
     waiting = ""
@@ -75,7 +75,7 @@ def run_periods(cfg: MonitorConfig, source: RawSource, model: PartyModel, store:
                 return "WATCH done (stopped)" if cfg.watch else "REPLAY stopped"
             if cfg.max_periods and ran >= cfg.max_periods:
                 return f"{'WATCH' if cfg.watch else 'REPLAY'} done ({ran} periods)"
-            outcome = _attempt(cfg, source, model, month, run, cache)
+            outcome = _attempt(cfg, tables, model, month, run, cache)
             if isinstance(outcome, dict):
                 break
             if waiting != f"{period} {outcome}":

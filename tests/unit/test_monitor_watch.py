@@ -19,6 +19,7 @@ from parties.labels.sources import open_source
 from parties.model import PartyModel
 from parties.monitoring import MonitorStore
 from parties.monitoring_data import BankPeriod
+from parties.monitoring_stage import StagedTables
 from parties.monitoring_watch import PeriodNotReady, covers, is_not_ready, last_month
 
 
@@ -81,7 +82,7 @@ def test_the_loop_waits_for_the_grid_and_ends_on_its_bound_or_stop(
         return {"bank_data": seconds}
 
     cfg = _cfg(tmp_path, watch=True)
-    source = open_source(cfg.raw, "bank")
+    source = StagedTables(open_source(cfg.raw, "bank"), ["loans"])  # folders: read in place
     assert run_periods(cfg, source, model, store, stop, run) == "WATCH done (stopped)"
     assert ran[0] == parse_month("2022-07") and set(ran[1:]) == {-1}  # 2022-08: grid not yet
     grid_ready.add(parse_month("2022-08"))
