@@ -93,3 +93,23 @@ def test_the_loop_waits_for_the_grid_and_ends_on_its_bound_or_stop(
     assert ran == [parse_month("2022-07"), parse_month("2022-08")]  # nothing stored: rerun
     with pytest.raises(ProtocolAbort, match="not ready"):  # a replay does not wait
         run_periods(_cfg(tmp_path, period_to="2022-09"), source, model, store, stop, run)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"watch": False}, "--period-to"),
+    ({"watch": True, "poll_seconds": 0.0}, "--poll-seconds"),
+    ({"watch": True, "max_periods": -1}, "--max-periods"),
+    ({"watch": True, "baseline_month": "2022-13"}, "--baseline-month"),
+])
+def test_bad_watch_flags_stop_the_node_first(tmp_path: Path, flags: dict[str, object],
+                                             message: str) -> None:
+    from federation.monitor import run_monitor
+    from federation.protocol.errors import ConfigError
+
+    cfg = MonitorConfig(role=Role.BANK, model=tmp_path / "m.json", raw=str(tmp_path),
+                        certs=NodeCerts.in_dir(tmp_path, Role.BANK), peer="127.0.0.1:1",
+                        period_from="2022-07", out=tmp_path / "out",
+                        **flags)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=message):
+        run_monitor(cfg, threading.Event())
+    assert not (tmp_path / "out").exists()
