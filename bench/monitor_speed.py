@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -193,6 +194,7 @@ def main() -> None:
         rss.__exit__()
         if a.dsn:
             drop_schemas(a.dsn, [str(v) for v in schemas.values()])
+        shutil.rmtree(work, ignore_errors=True)  # models, logs, periods: this run's only
 
 
 def measure(a: argparse.Namespace, work: Path, grid: subprocess.Popen[str], glines: list[str],
