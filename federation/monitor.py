@@ -18,76 +18,39 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from federation.monitor_config import MonitorConfig, months
 from federation.nodes import ExitCode
 from federation.protocol.errors import ConfigError
 from federation.protocol.messages import Role
 from federation.serve import _announce, _stop_event
 from federation.serve_services import GridLink, add_serve_peer
 from federation.transport.audit import AuditLog, AuditWriter
-from federation.transport.certs import NodeCerts, check_own_certificate
+from federation.transport.certs import check_own_certificate
 from federation.transport.grpc_server import start_server
 from parties.evaluation.scorecard import Scorecard
-from parties.labels.schema import format_month, parse_month
+from parties.labels.schema import BANK_TABLES, GRID_TABLES, format_month, parse_month
 from parties.labels.sources import open_source
-from parties.labels.warning import DEFAULT_RULES
 from parties.model import PartyModel
 from parties.monitoring import MonitorStore, compare, load_warning_rules, summarize
-from parties.monitoring_data import bank_period, grid_period
+from parties.monitoring_data import BankPeriod, GridPeriod, bank_matrix, grid_period
+from parties.monitoring_drift import DriftBaseline, drift_baseline, drift_table, write_drift
 from parties.monitoring_serving import MonitorGrid, PeriodBank
+from parties.monitoring_stage import StagedTables
+from parties.monitoring_watch import PeriodNotReady, covers
 from parties.psi_pool import PsiPool
 from parties.serving import MAX_IDS
 
 log = logging.getLogger(__name__)
 CRASH_ENV = "GRIDCREDIT_MONITOR_CRASH_AFTER_ALERTS"  # fault injection for the restart test
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    """One monitoring node's settings (see ``gridcredit monitor --help``)."""
-
-    role: Role
-    model: Path
-    raw: str
-    certs: NodeCerts
-    schema: str | None = None
-    listen: str = "127.0.0.1:0"
-    peer: str = ""
-    audit: Path = Path("monitor_audit.jsonl")
-    out: Path = Path("monitor")
-    period_from: str = ""
-    period_to: str = ""
-    rules: Path | None = None  # bank: warning-level rules TOML
-    table7: Path = DEFAULT_RULES  # grid: Table 7 rules
-    bands: tuple[float, ...] | None = None
-    base_score: float = 600.0
-    base_odds: float = 50.0
-    pdo: float = 20.0
-    deadline: float = 30.0
-    connect_timeout: float = 60.0
-    http: str = ""
-    alert_url: str = ""
-    alert_retries: int = 3
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-def months(cfg: MonitorConfig) -> list[int]:
-    """The replayed month ordinals (``--period-from`` .. ``--period-to``, inclusive)."""
-    try:
-        first, last = parse_month(cfg.period_from), parse_month(cfg.period_to)
-    except ValueError as exc:
-        raise ConfigError(f"--period-from/--period-to: {exc}") from exc
-    if last < first or last - first > 240:
-        raise ConfigError("--period-to must be 0 to 240 months after --period-from")
-    return list(range(first, last + 1))
 
 
 def post_alerts(url: str, alerts: list[dict[str, str]], retries: int) -> bool:
@@ -105,16 +68,15 @@ def post_alerts(url: str, alerts: list[dict[str, str]], retries: int) -> bool:
     return False
 
 
-def run_period(cfg: MonitorConfig, month: int, store: MonitorStore, model: PartyModel,
-               audit: AuditWriter) -> dict[str, float]:
-    """One period of the bank: book, joint scores and ratings, levels, alerts, the folder."""
-    period = format_month(month)
-    times: dict[str, float] = {}
-    t = time.perf_counter()
-    bank = bank_period(open_source(cfg.raw, "bank", cfg.schema), month, model)
-    times["bank_data"] = time.perf_counter() - t
+def run_period(cfg: MonitorConfig, bank: BankPeriod, bank_seconds: float, store: MonitorStore,
+               audit: AuditWriter, baseline: DriftBaseline | None = None) -> dict[str, float]:
+    """One period of the bank, its book ``bank`` at hand: joint scores and ratings, levels,
+    alerts, drift, the folder. A grid without that month's data raises ``PeriodNotReady``
+    (as a ``ProtocolAbort``) before anything is written."""
+    period = format_month(bank.month)
+    times: dict[str, float] = {"bank_data": bank_seconds}
     card = Scorecard(cfg.base_score, cfg.base_odds, cfg.pdo)
-    state = PeriodBank(month, bank.ids, bank.u, card, cfg.bands)
+    state = PeriodBank(bank.month, bank.ids, bank.u, card, cfg.bands)
     link = GridLink(cfg.peer, cfg.certs, audit, state, cfg.deadline)
     t = time.perf_counter()
     try:
@@ -134,7 +96,7 @@ def run_period(cfg: MonitorConfig, month: int, store: MonitorStore, model: Party
         "rating": [state.ratings.get(r.id, "") for r in scored]})
     done = [p for p in store.done() if p < period]
     previous = store.book(done[-1]) if done else None
-    baseline = store.book(done[0]) if done else None
+    first = store.book(done[0]) if done else None
     rules = load_warning_rules(cfg.rules)
     book, alerts = compare(book, previous, rules)
     new = store.add_alerts(period, alerts)
@@ -142,20 +104,53 @@ def run_period(cfg: MonitorConfig, month: int, store: MonitorStore, model: Party
         post_alerts(cfg.alert_url, new, cfg.alert_retries)
     if os.environ.get(CRASH_ENV) == period:
         os._exit(137)
-    summary = summarize(period, book, baseline, len(alerts))
+    summary = summarize(period, book, first, len(alerts))
+    drift = None if baseline is None else drift_table(baseline, bank.x)
+    if drift is not None:
+        summary["drift_baseline"] = format_month(baseline.month)  # type: ignore[union-attr]
+        summary["psi_indicators"] = {str(k): None if math.isnan(v) else float(v)
+                                     for k, v in zip(drift["indicator"], drift["psi"],
+                                                     strict=True)}
     times["rules_alerts"] = time.perf_counter() - t
     summary["seconds"] = times
-    store.write_period(period, book, summary)
+    store.write_period(period, book, summary, drift)
     return times
+
+
+def _grid_build(cfg: MonitorConfig, tables: StagedTables,
+                model: PartyModel) -> Callable[[int], GridPeriod]:
+    """Month -> the grid's period; refuses a month its data do not cover, and writes the
+    drift of its own indicators (``OUT/grid_periods/<YYYY-MM>/drift.csv``, never sent)."""
+    baseline = None
+    if cfg.baseline_month:
+        month = parse_month(cfg.baseline_month)
+        x = grid_period(tables.current(), month, model, cfg.table7).x
+        baseline = drift_baseline(month, model.features, x)
+
+    def build(month: int) -> GridPeriod:
+        if not covers(tables.source, "grid", month):
+            log.info("monitoring: month %d asked, not in the grid's data yet", month)
+            raise PeriodNotReady(month)
+        started = time.perf_counter()
+        period = grid_period(tables.current(), month, model, cfg.table7)
+        built = time.perf_counter()
+        if baseline is not None:
+            path = cfg.out / "grid_periods" / format_month(month) / "drift.csv"
+            write_drift(path, drift_table(baseline, period.x))
+        print(f"PERIOD {format_month(month)} built grid_data={built - started:.2f}s "
+              f"drift={time.perf_counter() - built:.2f}s", flush=True)
+        return period
+
+    return build
 
 
 def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None:
     model = PartyModel.load(cfg.model, Role.GRID)
-    source = open_source(cfg.raw, "grid", cfg.schema)
+    tables = StagedTables(open_source(cfg.raw, "grid", cfg.schema), list(GRID_TABLES))
     pool = PsiPool(None)
-    grid = MonitorGrid(lambda m: grid_period(source, m, model, cfg.table7), pool=pool)
     server = None
     try:
+        grid = MonitorGrid(_grid_build(cfg, tables, model), pool=pool)
         server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
         _announce(cfg.listen, port)
         while not stop.wait(0.5):
@@ -164,31 +159,31 @@ def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
         if server is not None:
             server.stop(grace=2.0).wait(5)
         pool.close()
+        tables.close()
 
 
 def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None:
     from federation.monitor_http import start_dashboard
+    from federation.monitor_watch import run_periods
 
     model = PartyModel.load(cfg.model, Role.BANK)
-    wanted = months(cfg)
-    store = MonitorStore(cfg.out)
-    dashboard = start_dashboard(cfg.http, store) if cfg.http else None
-    if dashboard is None:
-        print("LISTENING -", flush=True)
-    else:
-        _announce(cfg.http, dashboard.server_address[1])
+    tables = StagedTables(open_source(cfg.raw, "bank", cfg.schema), list(BANK_TABLES))
+    dashboard = None
     try:
-        for month in wanted:
-            period = format_month(month)
-            if period in store.done():
-                print(f"PERIOD {period} done (earlier run)", flush=True)
-                continue
-            if stop.is_set():
-                return
-            times = run_period(cfg, month, store, model, audit)
-            split = " ".join(f"{k}={v:.2f}s" for k, v in times.items())
-            print(f"PERIOD {period} done {split}", flush=True)
-        print("REPLAY done", flush=True)
+        baseline = None
+        if cfg.baseline_month:
+            month = parse_month(cfg.baseline_month)
+            x = bank_matrix(tables.current(), month, model)
+            baseline = drift_baseline(month, model.features, x)
+        store = MonitorStore(cfg.out)
+        dashboard = start_dashboard(cfg.http, store) if cfg.http else None
+        if dashboard is None:
+            print("LISTENING -", flush=True)
+        else:
+            _announce(cfg.http, dashboard.server_address[1])
+        ended = run_periods(cfg, tables, model, store, stop, lambda bank, seconds: run_period(
+            cfg, bank, seconds, store, audit, baseline))
+        print(ended, flush=True)
         if dashboard is not None:
             while not stop.wait(0.5):
                 pass
@@ -196,14 +191,23 @@ def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
         if dashboard is not None:
             dashboard.shutdown()
             dashboard.server_close()
+        tables.close()
 
 
 def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> ExitCode:
     """Run one monitoring node (grid: until SIGTERM; bank: the replay, then the dashboard)."""
     if cfg.role is Role.BANK and not cfg.peer:
         raise ConfigError("bank: --peer HOST:PORT of the grid's monitor node is required")
-    if cfg.role is Role.BANK and not (cfg.period_from and cfg.period_to):
-        raise ConfigError("bank: --period-from and --period-to YYYY-MM are required")
+    if cfg.role is Role.BANK and not (cfg.period_from and (cfg.period_to or cfg.watch)):
+        raise ConfigError("bank: --period-from and --period-to YYYY-MM are required "
+                          "(--period-to is optional with --watch)")
+    if not 0.1 <= cfg.poll_seconds <= 3600 or cfg.max_periods < 0:
+        raise ConfigError("--poll-seconds must be 0.1 to 3600 and --max-periods >= 0")
+    if cfg.baseline_month:
+        try:
+            parse_month(cfg.baseline_month)
+        except ValueError as exc:
+            raise ConfigError(f"--baseline-month: {exc}") from exc
     check_own_certificate(cfg.certs, cfg.role)
     PartyModel.load(cfg.model, cfg.role)
     if cfg.role is Role.BANK:  # bad flags stop the node before anything is written

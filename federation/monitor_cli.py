@@ -16,7 +16,8 @@ from federation.serve_cli import parse_bands
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """Run one monitoring node; returns its exit code."""
-    from federation.monitor import MonitorConfig, run_monitor
+    from federation.monitor import run_monitor
+    from federation.monitor_config import MonitorConfig
     from federation.protocol.messages import Role
     from federation.transport.certs import NodeCerts
     from parties.labels.warning import DEFAULT_RULES
@@ -31,7 +32,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         bands=parse_bands(args.bands) if args.bands else None, base_score=args.base_score,
         base_odds=args.base_odds, pdo=args.pdo, deadline=args.deadline,
         connect_timeout=args.connect_timeout, http=args.http or "",
-        alert_url=args.alert_url or "", alert_retries=args.alert_retries)
+        alert_url=args.alert_url or "", alert_retries=args.alert_retries,
+        baseline_month=args.baseline_month or "", watch=args.watch,
+        poll_seconds=args.poll_seconds, max_periods=args.max_periods)
     return int(run_monitor(cfg))
 
 
@@ -43,7 +46,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "asks about, its indicators, partial logits and Table 7 ratings, and answers the bank "
         "only. The bank node replays --period-from..--period-to over its raw tables: per "
         "month the active loan book, joint scores and ratings, warning levels, alerts and "
-        "OUT/periods/<YYYY-MM>/book.csv. Prints 'LISTENING host:port' once ready.")
+        "OUT/periods/<YYYY-MM>/book.csv; with --watch it waits for each month's data. "
+        "Prints 'LISTENING host:port' once ready.")
     p.add_argument("--role", required=True, choices=["grid", "bank"], help="this node's role")
     p.add_argument("--model", type=Path, required=True, help="this party's model.json of a run")
     p.add_argument("--raw", required=True,
@@ -57,7 +61,21 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--audit", type=Path, default=None,
                    help="audit log (default: OUT/<role>_monitor_audit.jsonl)")
     p.add_argument("--period-from", help="bank: first month to replay, YYYY-MM")
-    p.add_argument("--period-to", help="bank: last month to replay, YYYY-MM")
+    p.add_argument("--period-to", help="bank: last month to replay, YYYY-MM (with --watch: "
+                   "optional, the watch ends once it is done)")
+    p.add_argument("--watch", action="store_true",
+                   help="bank: run each month only once both parties' tables hold it (the "
+                   "grid answers 'not yet' until its own do), asking every --poll-seconds")
+    p.add_argument("--poll-seconds", type=float, default=60.0,
+                   help="bank, --watch: seconds between checks for the next month, 0.1 to "
+                   "3600 " + D)
+    p.add_argument("--max-periods", type=int, default=0,
+                   help="bank: stop after running this many periods (0: no bound) " + D)
+    p.add_argument("--baseline-month", default=None,
+                   help="both: the training period, YYYY-MM; each period then gets the "
+                   "population stability of each of this party's model indicators against "
+                   "it (bank: OUT/periods/<YYYY-MM>/drift.csv; grid: OUT/grid_periods/"
+                   "<YYYY-MM>/drift.csv, kept by the grid)")
     p.add_argument("--rules", type=Path, default=None,
                    help="bank: warning-level rules TOML (default: alert on a Table 7 alert)")
     p.add_argument("--table7", type=Path, default=None,

@@ -2,8 +2,10 @@
 
 ``GET /`` renders, from the monitoring folder as it is on disk at the time of the request
 (so it shows a period as soon as it is complete), the current period, borrowers per warning
-level, that period's alerts, the score distribution and the drift (PSI of the points against
-the first period) as inline SVG; the page reloads itself every 10 s. ``GET /summary.json``
+level, that period's alerts, the score distribution, the drift (PSI of the points against
+the first period) as inline SVG and, with ``--baseline-month``, the PSI of each of the bank's
+model indicators against the training period (the grid keeps its own, never sent); the
+page reloads itself every 10 s. ``GET /summary.json``
 gives the periods' summaries. Anything else is 404. Only loopback addresses are accepted.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import json
+import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -72,9 +75,31 @@ def render(store: MonitorStore) -> str:
         f"<h3>Score distribution (points)</h3>{_bars(hist, labels, '#2a6f9a')}"
         f"<h3>Drift: PSI of the points against {html.escape(str(summaries[0]['period']))}</h3>"
         f"{drift_chart}"
+        f"{_indicator_drift(last)}"
         f'<h3>Alerts of {html.escape(period)}</h3><table id="alerts"><tr><th>id</th>'
         f"<th>kind</th><th>before</th><th>after</th></tr>{rows}</table>")
     return _page(period, body)
+
+
+def _indicator_drift(last: dict[str, object]) -> str:
+    """The bank's indicators' PSI against the training period (a table and bars)."""
+    psi = last.get("psi_indicators")
+    if not isinstance(psi, dict) or not psi:
+        return ""
+    values = {str(k): (math.nan if v is None else float(v)) for k, v in psi.items()}
+    rows = "".join(
+        f'<tr><td>{html.escape(k)}</td><td class="psi"{_shifted(v)}>'
+        f'{"-" if math.isnan(v) else f"{v:.3f}"}</td></tr>' for k, v in values.items())
+    chart = _bars([0.0 if math.isnan(v) else v for v in values.values()], list(values),
+                  "#8a5a9a")
+    return (f"<h3>Drift of the bank's model indicators against "
+            f"{html.escape(str(last.get('drift_baseline', '')))} (PSI)</h3>{chart}"
+            f'<table id="drift-indicators"><tr><th>indicator</th><th>PSI</th></tr>{rows}'
+            "</table>")
+
+
+def _shifted(v: float) -> str:
+    return ' style="color:#c62828"' if v > 0.25 else ""
 
 
 def _page(title: str, body: str) -> str:

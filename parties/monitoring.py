@@ -4,10 +4,12 @@ Each period (a month) the bank holds, per borrower of its active loan book, the 
 (probability, points, band) and the grid's Table 7 rating (or ``no grid record``). This
 module turns them into warning levels by rules from TOML, compares with the previous period
 (alerts: ``new alert``, ``rating worsened``, ``score drop``), measures drift (population
-stability index of the points against the first period) and keeps the folder the bank looks
-at: ``periods/<YYYY-MM>/book.csv`` (written atomically: a period exists whole or not at all)
-and ``alerts.jsonl`` (one line per alert, keyed by (period, id, kind), never written twice),
-so a monitor killed mid-period redoes that period on restart without duplicate alerts.
+stability index of the points against the first period; of each of the bank's model
+indicators against the training period, :mod:`parties.monitoring_drift`) and keeps the
+folder the bank looks at: ``periods/<YYYY-MM>/`` (book.csv, summary.json, drift.csv;
+written atomically: a period exists whole or not at all) and ``alerts.jsonl`` (one line per
+alert, keyed by (period, id, kind), never written twice), so a monitor killed mid-period
+redoes that period on restart without duplicate alerts.
 
 Assumes: a period's inputs are a function of the raw data at that month (a replay gives the
 same book twice); periods are processed in increasing order.
@@ -32,6 +34,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from federation.protocol.errors import ConfigError, InputDataError
 from federation.protocol.files import open_log
 from parties.model import PartyModel
+from parties.monitoring_drift import PSI_BINS, baseline_bins, stability
 from parties.outputs import NO_GRID_RECORD
 
 RATINGS = ("stable", "expansion", "shrink", "alert")  # order of parties.labels.warning.Rating
@@ -41,7 +44,6 @@ RATING_WORSENED = "rating worsened"
 SCORE_DROP = "score drop"
 BOOK_COLUMNS = ["id", "probability", "points", "band", "rating", "level", "change",
                 "previous_level"]
-PSI_BINS = 10
 MISSING_SUFFIX = "_missing"
 
 
@@ -179,19 +181,9 @@ def compare(book: pd.DataFrame, previous: pd.DataFrame | None,
 
 def population_stability(expected: npt.ArrayLike, actual: npt.ArrayLike,
                          bins: int = PSI_BINS) -> float:
-    """PSI = sum (a - e) ln(a / e) over decile bins of ``expected`` (NaN ignored; a bin's
-    share floored at 1e-4 so an empty bin does not make it infinite); NaN if either is empty."""
-    e = np.asarray(expected, dtype=np.float64)
-    a = np.asarray(actual, dtype=np.float64)
-    e, a = e[~np.isnan(e)], a[~np.isnan(a)]
-    if not len(e) or not len(a):
-        return math.nan
-    edges = np.unique(np.quantile(e, np.linspace(0, 1, bins + 1)[1:-1]))
-    share_e = np.bincount(np.searchsorted(edges, e, side="right"), minlength=len(edges) + 1)
-    share_a = np.bincount(np.searchsorted(edges, a, side="right"), minlength=len(edges) + 1)
-    pe = np.maximum(share_e / len(e), 1e-4)
-    pa = np.maximum(share_a / len(a), 1e-4)
-    return float(np.sum((pa - pe) * np.log(pa / pe)))
+    """PSI of ``actual`` over the decile bins of ``expected`` (the recipe of
+    :mod:`parties.monitoring_drift`); NaN if either has no number."""
+    return stability(baseline_bins(expected, bins), actual)
 
 
 class MonitorStore:
@@ -243,13 +235,16 @@ class MonitorStore:
                 os.fsync(f.fileno())
         return new
 
-    def write_period(self, period: str, book: pd.DataFrame, summary: dict[str, object]) -> None:
-        """Write ``periods/<period>/`` (book.csv, summary.json) at once: a temporary folder
-        renamed into place."""
+    def write_period(self, period: str, book: pd.DataFrame, summary: dict[str, object],
+                     drift: pd.DataFrame | None = None) -> None:
+        """Write ``periods/<period>/`` (book.csv, summary.json, drift.csv if given) at once:
+        a temporary folder renamed into place."""
         final = self.periods / period
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{period}.", dir=self.periods))
         try:
             book.to_csv(tmp / "book.csv", index=False, float_format="%.6f")
+            if drift is not None:
+                drift.to_csv(tmp / "drift.csv", index=False, float_format="%.6f")
             (tmp / "summary.json").write_text(json.dumps(summary, indent=1) + "\n",
                                               encoding="utf-8")
             if final.exists():  # a stale, incomplete copy of this period (no book.csv)

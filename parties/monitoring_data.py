@@ -10,7 +10,7 @@ computes (and this module drops) its training label.
 from __future__ import annotations
 
 import pathlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,7 @@ class GridPeriod:
     ids: list[str]
     u: npt.NDArray[np.float64]
     rating: npt.NDArray[np.int8]  # parties.labels.warning.Rating values
+    x: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
 
 
 def grid_period(source: RawSource, month: int, model: PartyModel,
@@ -46,15 +47,17 @@ def grid_period(source: RawSource, month: int, model: PartyModel,
     codes = np.array([int(Rating[r]) for r in ratings], dtype=np.int8)
     x = model_matrix(table, model, f"grid indicators at month {month}")
     ids = table["id"].astype(str).tolist()
-    return GridPeriod(ids, np.asarray(model.partial_logit(x), np.float64), codes)
+    return GridPeriod(ids, np.asarray(model.partial_logit(x), np.float64), codes, x)
 
 
 @dataclass(frozen=True)
 class BankPeriod:
-    """The bank at one month: its active loan book and u_B per borrower (same order)."""
+    """The bank at one month: its active loan book, u_B and the model matrix (same order)."""
 
     ids: list[str]
     u: npt.NDArray[np.float64]
+    x: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    month: int = -1
 
 
 def bank_period(source: RawSource, month: int, model: PartyModel) -> BankPeriod:
@@ -68,4 +71,15 @@ def bank_period(source: RawSource, month: int, model: PartyModel) -> BankPeriod:
     wanted = book["ent_id"].astype(str)
     table = table.reindex(pd.Index(wanted, name="id")).reset_index()
     x = model_matrix(table, model, f"bank indicators at month {month}")
-    return BankPeriod(table["id"].tolist(), np.asarray(model.partial_logit(x), np.float64))
+    return BankPeriod(table["id"].tolist(), np.asarray(model.partial_logit(x), np.float64), x,
+                      month)
+
+
+def bank_matrix(source: RawSource, month: int, model: PartyModel) -> npt.NDArray[np.float64]:
+    """The model matrix of every enterprise the bank has indicators for at ``month`` (the
+    rows of ``features build --as-of``: the training population when ``month`` is the
+    training period)."""
+    names = [i.name for i in BANK_INDICATORS]
+    with staged(source, list(BANK_TABLES)) as src, DuckRunner() as run:
+        table = bank_frame(run, src, month, names, 1, 30)
+    return model_matrix(table, model, f"bank indicators at month {month}")

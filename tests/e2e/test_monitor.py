@@ -40,6 +40,7 @@ from tests.conftest import REPO, run_cli
 
 TIMEOUT = 120.0
 PERIODS = ("2022-07", "2022-08", "2022-09")
+BASELINE = ("--baseline-month", "2022-06")  # the training period of the models
 
 
 class Node:
@@ -121,7 +122,7 @@ def _bank(root: Path, out: Path, peer: str, *extra: str, env: dict[str, str] | N
 @pytest.fixture
 def grid_node(trained: Path, tmp_path: Path) -> Iterator[str]:
     (tmp_path / "g").mkdir()
-    node = _grid(trained, tmp_path / "g", "--raw", str(trained / "raw"))
+    node = _grid(trained, tmp_path / "g", "--raw", str(trained / "raw"), *BASELINE)
     try:
         yield node.wait_line(r"^LISTENING ").split()[1]
     finally:
@@ -142,7 +143,8 @@ def test_replay_agrees_with_warn_and_local_scores(trained: Path, grid_node: str,
                                                   tmp_path: Path) -> None:
     out = tmp_path / "bank"
     out.mkdir()
-    bank = _bank(trained, out, grid_node, "--raw", str(trained / "raw"), "--http", "127.0.0.1:0")
+    bank = _bank(trained, out, grid_node, "--raw", str(trained / "raw"), "--http", "127.0.0.1:0",
+                 *BASELINE)
     try:
         url = "http://" + bank.wait_line(r"^LISTENING ").split()[1] + "/"
         bank.wait_line(r"^REPLAY done")
@@ -155,6 +157,10 @@ def test_replay_agrees_with_warn_and_local_scores(trained: Path, grid_node: str,
                                           "level", "change", "previous_level"]
             _check_ratings_against_warn(trained, book, period, tmp_path)
             _check_scores(trained, book, period)
+            drift = pd.read_csv(out / "periods" / period / "drift.csv")
+            grid_drift = pd.read_csv(tmp_path / "g" / "grid_periods" / period / "drift.csv")
+            assert set(drift["indicator"]).isdisjoint(grid_drift["indicator"])
+            assert drift["psi"].notna().all() and grid_drift["psi"].notna().all()
         last = [a for a in alerts if a["period"] == PERIODS[-1]]
         _check_dashboard(url, len(last), tmp_path)
     finally:
@@ -214,6 +220,7 @@ def _check_dashboard(url: str, alert_count: int, tmp: Path) -> None:
     assert shown is not None, dom.stdout[:2000]
     assert int(shown.group(1)) == alert_count
     assert f'id="period">{PERIODS[-1]}<' in dom.stdout
+    assert 'id="drift-indicators"' in dom.stdout
     shot = tmp / "dashboard.png"
     done = subprocess.run([*flags, "--window-size=1000,1400", f"--screenshot={shot}", url],
                           capture_output=True, text=True, timeout=90)

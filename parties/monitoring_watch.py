@@ -1,0 +1,92 @@
+"""Post-loan monitoring: whether a party's raw tables hold a month yet (no gRPC).
+
+A party's data *cover* a month when each of its monthly tables (grid: ``monthly_usage``,
+``bills``; bank: ``repayments``, ``taxes``) has a row of that month or a later one: the
+month has been loaded. The bank runs a watched period once its own data cover the month and
+the grid opens the period's session; a grid whose data do not cover the month refuses the
+session with :class:`PeriodNotReady`, whose message carries :data:`NOT_READY` and nothing
+else, so the bank learns one bit per attempt ("not yet") and nothing of the grid's data.
+
+Assumes: months are loaded in order (a month once present is complete); one aggregate per
+table (``max(month)``) is cheap next to a period.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from federation.protocol.errors import InputDataError, ProtocolAbort
+from parties.labels.schema import format_month, parse_month
+from parties.labels.sources import Format, RawSource
+
+MONTHLY_TABLES = {"grid": ("monthly_usage", "bills"), "bank": ("repayments", "taxes")}
+NOT_READY = "period not ready"
+
+
+class PeriodNotReady(ProtocolAbort):
+    """The grid's data do not cover the month the bank asked about (yet)."""
+
+    def __init__(self, month: int) -> None:
+        super().__init__(f"{NOT_READY}: {format_month(month)}")
+
+
+def is_not_ready(exc: BaseException) -> bool:
+    """Whether ``exc`` (as the bank receives it) is the grid's "not yet" answer."""
+    return isinstance(exc, ProtocolAbort) and NOT_READY in str(exc)
+
+
+def _max_postgres(source: RawSource, tables: tuple[str, ...]) -> list[str | None]:
+    try:
+        with psycopg.connect(str(source.dsn), connect_timeout=10) as conn:
+            out = []
+            for table in tables:
+                query = sql.SQL("SELECT max({}) FROM {}.{}").format(
+                    sql.Identifier("month"), sql.Identifier(source.schema),
+                    sql.Identifier(table))
+                row = conn.execute(query).fetchone()
+                out.append(None if row is None or row[0] is None else str(row[0]))
+            return out
+    except psycopg.errors.UndefinedTable as e:
+        raise InputDataError(f"{source.label(tables[0])}..: table not found") from e
+    except psycopg.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputDataError(f"postgresql schema {source.schema}: cannot read ({first})") from e
+
+
+def _max_files(source: RawSource, tables: tuple[str, ...]) -> list[str | None]:
+    import duckdb
+
+    out: list[str | None] = []
+    for table in tables:
+        path = source.path(table)
+        if not path.exists():
+            raise InputDataError(f"{source.label(table)}: file not found")
+        reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
+        target = f"{path}/*.parquet" if path.is_dir() else str(path)
+        row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {reader}(?)",
+                             [target]).fetchone()
+        out.append(None if row is None or row[0] is None else str(row[0]))
+    return out
+
+
+def last_month(source: RawSource, role: str) -> int | None:
+    """The last month every monthly table of ``role`` reaches (None if one is empty).
+
+    Raises
+    ------
+    InputDataError
+        A table is missing or the database cannot be read.
+    """
+    tables = MONTHLY_TABLES[role]
+    found = (_max_postgres(source, tables) if source.format is Format.POSTGRES
+             else _max_files(source, tables))
+    if any(m is None for m in found):
+        return None
+    return min(parse_month(str(m)[:7]) for m in found)
+
+
+def covers(source: RawSource, role: str, month: int) -> bool:
+    """Whether ``role``'s raw tables hold ``month`` (see the module docstring)."""
+    last = last_month(source, role)
+    return last is not None and last >= month
