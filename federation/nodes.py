@@ -51,8 +51,9 @@ from parties.pca import parse_components
 from parties.screen_step import ScreenConfig
 
 log = logging.getLogger(__name__)
-# What a party removes when its job fails (audit log and checkpoints stay).
 FAILING_FLUSH_SECONDS = 2.0  # a failing party's last wait for undelivered messages
+TELL_SECONDS = 5.0  # a failed job's coordinator waits this long for a party still starting up
+# What a party removes when its job fails (audit log and checkpoints stay).
 PARTY_OUTPUTS = ("model.json", "coefficients.csv", "predictions.csv",
                  "bank_only_predictions.csv", "metrics.json", "stats.json", "scores.csv")
 
@@ -177,6 +178,8 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "settings": cfg.settings.as_dict(),
         }
         atomic_write_text(net.out / "job.json", json.dumps(summary, indent=2) + "\n")
+        if stage is JobStage.FAILED:  # a party still starting up gets the reason, not silence
+            coordinator.wait_told(TELL_SECONDS)
         time.sleep(0.2)  # let the last barrier replies reach both parties
     finally:
         server.stop(grace=1.0).wait(5)
