@@ -10,6 +10,7 @@ own generators are not used for masks: they are not cryptographic.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,7 +59,10 @@ def _keystream_into(key: bytes, out: npt.NDArray[np.uint8], offset: int) -> None
     zeros = memoryview(bytes(min(_CHUNK, len(out))))
     for pos in range(0, len(out), _CHUNK):
         n = min(_CHUNK, len(out) - pos)
-        out[pos:pos + n] = np.frombuffer(enc.update(zeros[:n]), dtype=np.uint8)
+        try:
+            enc.update_into(zeros[:n], out[pos:pos + n])  # straight into ``out``, no copy
+        except ValueError:  # older ``cryptography`` wants block_size - 1 spare bytes
+            out[pos:pos + n] = np.frombuffer(enc.update(zeros[:n]), dtype=np.uint8)
 
 
 def expand(seed: bytes, label: str, shape: int | tuple[int, ...]) -> Ring:
@@ -84,6 +88,21 @@ def expand_rows(seed: bytes, label: str, shape: tuple[int, int], start: int, sto
     words = np.empty((stop - start) * k, dtype="<u8")
     _keystream_into(derive_key(seed, label), words.view(np.uint8), 8 * k * start)
     return words.astype(np.uint64, copy=False).reshape(stop - start, k)
+
+
+def expand_words(seed: bytes, label: str, shape: tuple[int, int], dtype: type[np.unsignedinteger[Any]],
+                 start: int, stop: int) -> npt.NDArray[np.unsignedinteger[Any]]:
+    """Rows [start, stop) of an n x k array of uniform words of ``dtype`` (``uint8`` to
+    ``uint64``): the AES-CTR keystream of (seed, label) read as little-endian words of that
+    width, so a ring of l <= 32 bits costs 4 keystream bytes per element, not 8. With
+    ``uint64`` it is ``expand_rows``."""
+    n, k = shape
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"rows [{start}, {stop}) outside a {n}-row mask")
+    size = np.dtype(dtype).itemsize
+    words = np.empty((stop - start) * k, dtype=np.dtype(dtype).newbyteorder("<"))
+    _keystream_into(derive_key(seed, label), words.view(np.uint8), size * k * start)
+    return words.astype(dtype, copy=False).reshape(stop - start, k)
 
 
 class RingRng:

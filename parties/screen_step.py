@@ -215,8 +215,9 @@ def _corrections(coordinator: CoordinatorLink, job_id: str) -> dict[str, npt.NDA
 
 def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: bytes,
              settings: TrainSettings, data: PartyData, cfg: ScreenConfig, out: Path,
-             id_column: str) -> dict[str, Any]:
-    """The bank's side; ``data`` holds the aligned rows (with labels) in canonical order."""
+             id_column: str, agreed: dict[str, float] | None = None) -> dict[str, Any]:
+    """The bank's side; ``data`` holds the aligned rows (with labels) in canonical order;
+    ``agreed``: the coordinator's reply at the aligned barrier (the grid's width)."""
     if data.y is None:
         raise ProtocolAbort("the bank has no labels")
     if cfg.reveal_to_grid not in REVEAL:
@@ -230,17 +231,22 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
     schedule, s = sizes(settings, n)
     train, valid = np.sort(schedule.train_rows), schedule.validation_rows
     deadline = settings.deadline_seconds
-    c_1 = _corrections(coordinator, job_id)
-    # 1-2: per-bin counts of the grid's indicators, opened to the bank only.
+    # 1-2: per-bin counts of the grid's indicators, opened to the bank only. With the grid's
+    # width from the coordinator, E^T m is summed up as E arrives (E is never kept) and the
+    # dealer's c_1, computed meanwhile, is fetched after; without, c_1 first gives the width.
+    width = int(agreed.get("grid_width", 0)) if agreed else 0
+    c_1 = None if width > 0 else _corrections(coordinator, job_id)
+    if c_1 is not None:
+        width = c_1[COUNTS_BLOCK].shape[0]
     in_train = np.zeros(n, dtype=np.int64)
     in_train[train] = 1
     in_valid = np.zeros(n, dtype=np.int64)
     in_valid[valid] = 1
     v = np.column_stack([in_train * y.astype(np.int64), in_train, in_valid])
-    width = c_1[COUNTS_BLOCK].shape[0]
     counts = BankBins(BinSpec(job_id, COUNTS_MATRIX, n, width, s.count_bits, deadline), seed,
                       channel)
-    counts.receive_masked(ROUND_COUNTS)
+    counts.receive_masked(ROUND_COUNTS, [(COUNTS_BLOCK, SCREEN_COUNT_COLUMNS)])
+    c_1 = _corrections(coordinator, job_id) if c_1 is None else c_1
     counts.prepare([(COUNTS_BLOCK, SCREEN_COUNT_COLUMNS, c_1[COUNTS_BLOCK])])
     grid_counts = counts.multiply(ROUND_COUNTS + 1, COUNTS_BLOCK, 0, v)
     counts.release(COUNTS_BLOCK)
@@ -326,11 +332,12 @@ def screen_sizes(role: Role, settings: TrainSettings, aligned: PartyData,
 
 
 def run_side(role: Role, channel: Channel, coordinator: CoordinatorLink, plan: JobPlan,
-             aligned: PartyData, cfg: ScreenConfig, out: Path, id_column: str
-             ) -> dict[str, Any]:
-    """This party's side of the screening (after the aligned barrier); its statistics."""
+             aligned: PartyData, cfg: ScreenConfig, out: Path, id_column: str,
+             agreed: dict[str, float] | None = None) -> dict[str, Any]:
+    """This party's side of the screening (after the aligned barrier, whose reply is
+    ``agreed``); its statistics."""
     if role is Role.GRID:
         return run_grid(channel, plan.job_id, plan.dealer_seed, plan.settings, aligned, cfg,
                         out, id_column)
     return run_bank(channel, coordinator, plan.job_id, plan.dealer_seed, plan.settings,
-                    aligned, cfg, out, id_column)
+                    aligned, cfg, out, id_column, agreed)
