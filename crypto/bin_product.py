@@ -61,9 +61,11 @@ Words = npt.NDArray[np.uint64]
 # Every mask is read from the keystream in words of ``word_dtype(bits)`` (4 bytes per
 # element up to 32 bits, else 8) and reduced mod 2^l; all three nodes call these.
 def mask_words(seed: bytes, label: str, shape: tuple[int, int], bits: int, start: int,
-               stop: int) -> Words:
-    """Rows [start, stop) of the n x k mask under ``label``, uniform mod 2^l, as words."""
-    return reduce_words(expand_words(seed, label, shape, word_dtype(bits), start, stop), bits)
+               stop: int, out: Words | None = None) -> Words:
+    """Rows [start, stop) of the n x k mask under ``label``, uniform mod 2^l, as words
+    (written into ``out`` if given, as ``crypto.prg.expand_words`` does)."""
+    return reduce_words(expand_words(seed, label, shape, word_dtype(bits), start, stop, out),
+                        bits)
 
 
 def matrix_mask(seed: bytes, matrix: str, shape: tuple[int, int], bits: int) -> Ring:
@@ -82,9 +84,10 @@ def block_c0(seed: bytes, block: str, shape: tuple[int, int], bits: int) -> Ring
 
 
 def matrix_mask_words(seed: bytes, matrix: str, shape: tuple[int, int], bits: int,
-                      start: int, stop: int) -> Words:
-    """Rows [start, stop) of ``matrix_mask`` as words: the same M, a block of rows at a time."""
-    return mask_words(seed, f"bins/M/{matrix}", shape, bits, start, stop)
+                      start: int, stop: int, out: Words | None = None) -> Words:
+    """Rows [start, stop) of ``matrix_mask`` as words: the same M, a block of rows at a time
+    (into ``out``, a reused buffer, if given)."""
+    return mask_words(seed, f"bins/M/{matrix}", shape, bits, start, stop, out)
 
 
 def matrix_mask_rows(seed: bytes, matrix: str, shape: tuple[int, int], bits: int,
@@ -125,8 +128,13 @@ def correction_from_seeds(seeds: tuple[bytes, bytes], matrix: str, shape: tuple[
     n, width = shape
     c_0 = np.hstack([block_c0(grid, name, (width, w), bits) for name, w in blocks])
 
+    scratch = np.empty(0, dtype=word_dtype(bits))
+
     def m_mat(s: int, e: int) -> Limbs:
-        return split_limbs(matrix_mask_words(grid, matrix, shape, bits, s, e), bits)
+        nonlocal scratch
+        if scratch.size < (e - s) * width:
+            scratch = np.empty((e - s) * width, dtype=word_dtype(bits))
+        return split_limbs(matrix_mask_words(grid, matrix, shape, bits, s, e, scratch), bits)
 
     vectors = block_mask_words(bank, blocks, n, bits)
     product = matmul_t_limbs(m_mat if m_limbs is None else m_limbs,

@@ -235,32 +235,35 @@ def pack_words(x: Words, bits: int) -> npt.NDArray[np.uint8]:
         flat = np.concatenate([flat, np.zeros(4 * quads - flat.size, dtype="<u4")])
     a, b, c, d = (flat[i::4] for i in range(4))
     out = np.empty((quads, 3), dtype="<u4")
-    np.bitwise_or(a, np.left_shift(b, np.uint32(24)), out=out[:, 0])
-    np.bitwise_or(np.right_shift(b, np.uint32(8)), np.left_shift(c, np.uint32(16)),
-                  out=out[:, 1])
-    np.bitwise_or(np.right_shift(c, np.uint32(16)), np.left_shift(d, np.uint32(8)),
-                  out=out[:, 2])
+    tmp = np.empty(quads, dtype="<u4")
+    np.left_shift(b, np.uint32(24), out=tmp)
+    np.bitwise_or(a, tmp, out=out[:, 0])
+    np.right_shift(b, np.uint32(8), out=tmp)
+    np.left_shift(c, np.uint32(16), out=out[:, 1])
+    np.bitwise_or(out[:, 1], tmp, out=out[:, 1])
+    np.right_shift(c, np.uint32(16), out=tmp)
+    np.left_shift(d, np.uint32(8), out=out[:, 2])
+    np.bitwise_or(out[:, 2], tmp, out=out[:, 2])
     return out.view(np.uint8).reshape(-1)[:3 * x.size].reshape(*x.shape, 3)
 
 
 def unpack_words(p: npt.NDArray[np.uint8], bits: int) -> Words:
-    """``unpack`` into words of ``word_dtype(bits)`` (bits above l dropped)."""
+    """``unpack`` into words of ``word_dtype(bits)`` (bits above l dropped).
+
+    Three-byte elements into ``uint32``: element i is the 4-byte little-endian word at byte
+    3i (a strided view, no copy) with its top byte, the next element's first, masked off.
+    """
     nbytes = elementwise_bytes(bits)
     if word_dtype(bits) is not np.uint32 or nbytes != 3 or p.dtype != np.uint8 \
-            or p.ndim < 1 or p.shape[-1] != 3:
+            or p.ndim < 1 or p.shape[-1] != 3 or p.size < 6:
         return unpack(p, bits).astype(word_dtype(bits))
-    count = p.size // 3
-    quads = -(-count // 4)
-    raw = np.zeros(12 * quads, dtype=np.uint8)
-    raw[:p.size] = p.reshape(-1)
-    w = raw.view("<u4").reshape(quads, 3)
-    out = np.empty((quads, 4), dtype=np.uint32)
+    flat = np.ascontiguousarray(p).reshape(-1)
+    count = flat.size // 3
     top = np.uint32((1 << bits) - 1)
-    np.bitwise_and(w[:, 0], top, out=out[:, 0])
-    np.bitwise_or(np.right_shift(w[:, 0], np.uint32(24)), np.left_shift(w[:, 1], np.uint32(8)),
-                  out=out[:, 1])
-    np.bitwise_or(np.right_shift(w[:, 1], np.uint32(16)), np.left_shift(w[:, 2], np.uint32(16)),
-                  out=out[:, 2])
-    np.right_shift(w[:, 2], np.uint32(8), out=out[:, 3])
-    np.bitwise_and(out, top, out=out)
-    return out.reshape(-1)[:count].reshape(p.shape[:-1])
+    out = np.empty(count, dtype=np.uint32)
+    # the first count - 1 elements: their 4-byte reads stay inside the buffer
+    words = np.ndarray((count - 1,), dtype="<u4", buffer=flat, strides=(3,))
+    np.bitwise_and(words, top, out=out[:-1])
+    last = flat[-3:].astype(np.uint32)
+    out[-1:] = (last[0] | last[1] << np.uint32(8) | last[2] << np.uint32(16)) & top
+    return out.reshape(p.shape[:-1])

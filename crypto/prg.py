@@ -90,17 +90,28 @@ def expand_rows(seed: bytes, label: str, shape: tuple[int, int], start: int, sto
     return words.astype(np.uint64, copy=False).reshape(stop - start, k)
 
 
-def expand_words(seed: bytes, label: str, shape: tuple[int, int], dtype: type[np.unsignedinteger[Any]],
-                 start: int, stop: int) -> npt.NDArray[np.unsignedinteger[Any]]:
+def expand_words(seed: bytes, label: str, shape: tuple[int, int],
+                 dtype: type[np.unsignedinteger[Any]], start: int, stop: int,
+                 out: npt.NDArray[np.unsignedinteger[Any]] | None = None
+                 ) -> npt.NDArray[np.unsignedinteger[Any]]:
     """Rows [start, stop) of an n x k array of uniform words of ``dtype`` (``uint8`` to
     ``uint64``): the AES-CTR keystream of (seed, label) read as little-endian words of that
     width, so a ring of l <= 32 bits costs 4 keystream bytes per element, not 8. With
-    ``uint64`` it is ``expand_rows``."""
+    ``uint64`` it is ``expand_rows``. ``out``: a 1-d buffer of ``dtype`` to write into (its
+    first (stop - start) * k words; the result is a view of them), so that a loop over row
+    blocks reuses one buffer instead of faulting in fresh pages for every block."""
     n, k = shape
     if not 0 <= start <= stop <= n:
         raise ValueError(f"rows [{start}, {stop}) outside a {n}-row mask")
-    size = np.dtype(dtype).itemsize
-    words = np.empty((stop - start) * k, dtype=np.dtype(dtype).newbyteorder("<"))
+    size, count = np.dtype(dtype).itemsize, (stop - start) * k
+    if out is None:
+        words = np.empty(count, dtype=np.dtype(dtype).newbyteorder("<"))
+    elif out.dtype != dtype or out.ndim != 1 or out.size < count \
+            or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous 1-d {np.dtype(dtype)} buffer of at least "
+                         f"{count} words, got {out.dtype} {out.shape}")
+    else:
+        words = out[:count]
     _keystream_into(derive_key(seed, label), words.view(np.uint8), size * k * start)
     return words.astype(dtype, copy=False).reshape(stop - start, k)
 

@@ -23,7 +23,16 @@ import numpy as np
 import numpy.typing as npt
 
 from crypto import bin_product as bp
-from crypto.limbs import Limbs, Signed, elementwise_bytes, pack, reduce, unpack, unpack_words
+from crypto.limbs import (
+    Limbs,
+    Signed,
+    elementwise_bytes,
+    pack,
+    reduce,
+    unpack,
+    unpack_words,
+    word_dtype,
+)
 from crypto.ring import Ring
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
@@ -109,9 +118,10 @@ class GridBins:
     def send_masked(self, round_: int) -> int:
         """Send E = B - M (once per job), a message per block of rows; returns the bytes."""
         s, sent = self.spec, 0
+        scratch = np.empty(min(MASKED_ROWS, s.n_rows) * s.width, dtype=word_dtype(s.bits))
         for i, (a, b) in enumerate(masked_chunks(s.n_rows)):
             m_rows = bp.matrix_mask_words(self._seed, s.matrix, (s.n_rows, s.width), s.bits,
-                                          a, b)
+                                          a, b, scratch)  # one buffer for every block
             payload = bp.mask_onehot_packed(self._positions[a:b], m_rows, s.bits)
             self._channel.send(Envelope(s.job_id, Tag(round_, _masked_step(i)), Role.GRID,
                                         {"E": payload}))

@@ -24,6 +24,7 @@ Assumes: semi-honest parties, a non-colluding dealer, an authenticated channel.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ from parties.evaluation.screening.selection import load_rules
 from parties.evaluation.screening.stability import psi
 from parties.model import atomic_write_text
 
+log = logging.getLogger(__name__)
 ROUND_COUNTS, ROUND_PEARSON, ROUND_INFO, ROUND_SELECTION = 1, 3, 5, 6
 STEP_GRID_INFO, STEP_SELECTION = "screen-grid-info", "screen-selection"
 COUNTS_BLOCK, PEARSON_BLOCK = SCREEN_COUNTS_BLOCK, SCREEN_PEARSON_BLOCK
@@ -105,6 +107,19 @@ def sizes(settings: TrainSettings, n: int) -> tuple[Schedule, Sizes]:
     return schedule, Sizes.of(n, schedule.n_train)
 
 
+class _Phases:
+    """Logs the process CPU and wall seconds of each phase of a party's side."""
+
+    def __init__(self, role: Role) -> None:
+        self._role, self._cpu, self._wall = role, time.process_time(), time.perf_counter()
+
+    def done(self, phase: str) -> None:
+        cpu, wall = time.process_time(), time.perf_counter()
+        log.info("screening %s: %s took %.3f s CPU, %.3f s wall", self._role, phase,
+                 cpu - self._cpu, wall - self._wall)
+        self._cpu, self._wall = cpu, wall
+
+
 def fixed_point(z: npt.NDArray[np.float64], frac: int) -> npt.NDArray[np.int64]:
     return np.rint(np.clip(z, -CLIP, CLIP) * (1 << frac)).astype(np.int64)
 
@@ -142,13 +157,17 @@ def run_grid(channel: Channel, job_id: str, seed: bytes, settings: TrainSettings
     n = len(data.ids)
     schedule, s = sizes(settings, n)
     train = np.sort(schedule.train_rows)
+    phases = _Phases(Role.GRID)
     binned = bin_matrix(data.x, train, cfg.bins, fixed_width=True)
+    phases.done("binning")
     deadline = settings.deadline_seconds
     counts = GridBins(BinSpec(job_id, COUNTS_MATRIX, n, binned.width, s.count_bits, deadline),
                       seed, binned.flat_index(), channel)
     sent = counts.send_masked(ROUND_COUNTS)
+    phases.done("E of the bins")
     counts.open_block(COUNTS_BLOCK, SCREEN_COUNT_COLUMNS)
     counts.answer(ROUND_COUNTS + 1, COUNTS_BLOCK, 0)
+    phases.done("counts product")
     z = standardize(data.x[train])
     k = z.shape[1]
     dense = DenseGrid(BinSpec(job_id, PEARSON_MATRIX, s.n_train, k, s.pearson_bits, deadline),
@@ -157,6 +176,7 @@ def run_grid(channel: Channel, job_id: str, seed: bytes, settings: TrainSettings
     dense.open_block(PEARSON_BLOCK, int(_expect_int(channel, ROUND_PEARSON, "bank_columns",
                                                     deadline)))
     dense.answer(ROUND_PEARSON + 1, PEARSON_BLOCK, 0)
+    phases.done("correlation product")
     channel.send(Envelope(job_id, Tag(ROUND_INFO, STEP_GRID_INFO), Role.GRID, {
         "names": np.array(data.features), "slots": binned.slots.astype(np.int64),
         "corr": correlation(z, z),
@@ -176,6 +196,7 @@ def run_grid(channel: Channel, job_id: str, seed: bytes, settings: TrainSettings
             raise ProtocolAbort(f"bank sent {iv.shape} IVs for {k} grid indicators")
         view["iv"] = dict(zip(data.features, iv.tolist()))
     atomic_write_text(out / "screen.json", json.dumps(view, indent=2) + "\n")
+    phases.done("selection")
     return {"screen_seconds": time.perf_counter() - started,
             "screen_cpu_seconds": time.process_time() - cpu, "masked_bytes": sent,
             "kept": len(kept)}
@@ -245,11 +266,15 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
     v = np.column_stack([in_train * y.astype(np.int64), in_train, in_valid])
     counts = BankBins(BinSpec(job_id, COUNTS_MATRIX, n, width, s.count_bits, deadline), seed,
                       channel)
+    phases = _Phases(Role.BANK)
     counts.receive_masked(ROUND_COUNTS, [(COUNTS_BLOCK, SCREEN_COUNT_COLUMNS)])
+    phases.done("E of the bins")
     c_1 = _corrections(coordinator, job_id) if c_1 is None else c_1
+    phases.done("dealer's corrections")
     counts.prepare([(COUNTS_BLOCK, SCREEN_COUNT_COLUMNS, c_1[COUNTS_BLOCK])])
     grid_counts = counts.multiply(ROUND_COUNTS + 1, COUNTS_BLOCK, 0, v)
     counts.release(COUNTS_BLOCK)
+    phases.done("counts product")
     # 3-4: cross-party correlations X_G^T Z_B / n_train.
     z_bank = standardize(data.x[train])
     k_grid, k_bank = c_1[PEARSON_BLOCK].shape[0], z_bank.shape[1]
@@ -262,6 +287,7 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
     cross = pearson.multiply(ROUND_PEARSON + 1, PEARSON_BLOCK, 0,
                              fixed_point(z_bank, s.frac_bits))
     cross_corr = np.ldexp(cross.astype(np.float64), -2 * s.frac_bits) / s.n_train
+    phases.done("correlation product")
     # 5: the grid's names, layout, own correlations and month PSI.
     info = channel.recv(Tag(ROUND_INFO, STEP_GRID_INFO), deadline).tensors
     names, slots, grid_corr, psi_months = _grid_info(info, k_grid, width)
@@ -278,6 +304,7 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
                     reveal_to_grid=cfg.reveal_to_grid)
     atomic_write_text(out / "screen.json", json.dumps(document, indent=2) + "\n")
     atomic_write_text(out / "selection.json", json.dumps(selection, indent=2) + "\n")
+    phases.done("statistics and selection")
     # 6: the grid learns its kept names (and with "summary" its IVs), nothing per bin.
     reply: dict[str, npt.NDArray[np.generic]] = {
         "kept": np.array(selection["parties"]["grid"]["kept"] or [], dtype="U64")}
