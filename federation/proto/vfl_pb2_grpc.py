@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class PartyStub:
-    """Party -> party. The receiving party's node serves it. Messages up to 1 MiB go in one
+    """Party -> party. The receiving party's node serves it. Messages up to 16 MiB go in one
     unary Send (lower latency); larger ones are streamed in 1 MiB pieces with Deliver.
     """
 
@@ -49,7 +49,7 @@ class PartyStub:
 
 
 class PartyServicer:
-    """Party -> party. The receiving party's node serves it. Messages up to 1 MiB go in one
+    """Party -> party. The receiving party's node serves it. Messages up to 16 MiB go in one
     unary Send (lower latency); larger ones are streamed in 1 MiB pieces with Deliver.
     """
 
@@ -87,7 +87,7 @@ def add_PartyServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Party:
-    """Party -> party. The receiving party's node serves it. Messages up to 1 MiB go in one
+    """Party -> party. The receiving party's node serves it. Messages up to 16 MiB go in one
     unary Send (lower latency); larger ones are streamed in 1 MiB pieces with Deliver.
     """
 

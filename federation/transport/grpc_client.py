@@ -3,7 +3,8 @@
 Every call has a deadline; only UNAVAILABLE (nothing was delivered) is retried, a
 bounded number of times. A client checks that the server's certificate names the role
 it expects (the role is the TLS target name), and the server checks the client's.
-Messages are serialized once, streamed in 1 MiB pieces, and logged in the audit log
+Messages are serialized once, sent in one call up to 16 MiB and above that streamed in
+1 MiB pieces, and logged in the audit log
 with the SHA-256 of exactly those bytes, so sent and received digests can be matched.
 """
 
@@ -40,7 +41,7 @@ from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
 from federation.transport.channel import Inbox, Observer, abort_envelope
-from federation.transport.grpc_server import STEP_MATCH, describe
+from federation.transport.grpc_server import STEP_MATCH, UNARY_MAX, describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,7 +137,7 @@ class GrpcChannel:
                 f"{self.address}")
         timeout = self._deadline + len(data) / 50e6
         try:
-            if len(data) <= CHUNK:
+            if len(data) <= UNARY_MAX:
                 request = vfl_pb2.DeliverRequest(chunk=data)
                 call(what, lambda: self._stub.Send(request, timeout=timeout),
                      retry_for=self._deadline)

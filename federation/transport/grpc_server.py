@@ -35,6 +35,10 @@ from federation.transport.channel import Inbox
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CHUNK = 1 << 20
+# Party messages up to this size go in one unary Send, larger ones in 1 MiB pieces: one
+# call has no slicing into pieces and no joining here, two copies fewer on each side. The
+# server accepts a Send of that size (and its framing) and nothing larger.
+UNARY_MAX = 16 << 20
 STEP_MATCH = "psi/match"  # the audit step of the server-aided PSI call
 
 
@@ -222,7 +226,8 @@ def start_server(certs: NodeCerts, listen: str,
     creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
                                         require_client_auth=True)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
-                         options=[("grpc.so_reuseport", 0)])
+                         options=[("grpc.so_reuseport", 0),
+                                  ("grpc.max_receive_message_length", UNARY_MAX + 4096)])
     services = add(server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from federation.proto import vfl_pb2
-from federation.protocol.codec import decode_tensor, encode_tensor
+from federation.protocol.codec import decode_tensor, encode_tensor, encode_tensor_view
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import (
     DealReply,
@@ -45,12 +45,38 @@ def tensor_from_proto(t: vfl_pb2.Tensor) -> npt.NDArray[np.generic]:
     return decode_tensor(t.name, t.dtype, list(t.shape), t.data)
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_TENSORS = b"\x2a"  # Envelope.tensors: field 5, length-delimited
+_DATA = b"\x22"  # Tensor.data: field 4, length-delimited
+
+
 def envelope_to_bytes(env: Envelope) -> bytes:
-    msg = vfl_pb2.Envelope(job_id=env.job_id, round=env.tag.round, step=env.tag.step,
-                           sender=env.sender.value,
-                           tensors=[tensor_to_proto(k, v) for k, v in env.tensors.items()])
-    data: bytes = msg.SerializeToString()
-    return data
+    """The serialized ``vfl_pb2.Envelope``, byte for byte what ``SerializeToString`` gives.
+
+    Protobuf writes fields in field-number order, and a tensor's data (Tensor field 4) and
+    the tensors (Envelope field 5) are the last fields: so the small fields go through
+    protobuf and each tensor's data is framed by hand and copied once, straight from the
+    array into the message (``SerializeToString`` of the whole would copy it four times:
+    to bytes, into the Tensor, into the Envelope, out; ``tests/unit/test_wire.py``).
+    """
+    parts: list[bytes | npt.NDArray[np.uint8]] = [vfl_pb2.Envelope(
+        job_id=env.job_id, round=env.tag.round, step=env.tag.step,
+        sender=env.sender.value).SerializeToString()]
+    for name, arr in env.tensors.items():
+        dtype, shape, raw = encode_tensor_view(name, arr)
+        meta = vfl_pb2.Tensor(name=name, dtype=dtype, shape=shape).SerializeToString()
+        data_field = _DATA + _varint(raw.size) if raw.size else b""  # proto3: empty omitted
+        parts += [_TENSORS, _varint(len(meta) + len(data_field) + raw.size), meta, data_field,
+                  raw]
+    return b"".join(parts)
 
 
 def envelope_from_bytes(data: bytes) -> Envelope:
