@@ -39,7 +39,6 @@ from crypto.limbs import (
     LimbSource,
     RowSource,
     Signed,
-    Words,
     limb_width,
     matmul_t,
     matmul_t_limbs,
@@ -49,6 +48,9 @@ from crypto.limbs import (
     split_limbs,
     to_signed,
     word_dtype,
+)
+from crypto.limbs import (
+    Words as RingWords,
 )
 from crypto.prg import expand, expand_words
 from crypto.ring import Ring
@@ -61,7 +63,7 @@ Words = npt.NDArray[np.uint64]
 # Every mask is read from the keystream in words of ``word_dtype(bits)`` (4 bytes per
 # element up to 32 bits, else 8) and reduced mod 2^l; all three nodes call these.
 def mask_words(seed: bytes, label: str, shape: tuple[int, int], bits: int, start: int,
-               stop: int, out: Words | None = None) -> Words:
+               stop: int, out: RingWords | None = None) -> RingWords:
     """Rows [start, stop) of the n x k mask under ``label``, uniform mod 2^l, as words
     (written into ``out`` if given, as ``crypto.prg.expand_words`` does)."""
     return reduce_words(expand_words(seed, label, shape, word_dtype(bits), start, stop, out),
@@ -84,7 +86,7 @@ def block_c0(seed: bytes, block: str, shape: tuple[int, int], bits: int) -> Ring
 
 
 def matrix_mask_words(seed: bytes, matrix: str, shape: tuple[int, int], bits: int,
-                      start: int, stop: int, out: Words | None = None) -> Words:
+                      start: int, stop: int, out: RingWords | None = None) -> RingWords:
     """Rows [start, stop) of ``matrix_mask`` as words: the same M, a block of rows at a time
     (into ``out``, a reused buffer, if given)."""
     return mask_words(seed, f"bins/M/{matrix}", shape, bits, start, stop, out)
@@ -97,9 +99,9 @@ def matrix_mask_rows(seed: bytes, matrix: str, shape: tuple[int, int], bits: int
 
 
 def block_mask_words(seed: bytes, blocks: list[tuple[str, int]], n: int, bits: int
-                     ) -> Callable[[int, int], Words]:
+                     ) -> Callable[[int, int], RingWords]:
     """Rows of the blocks' m side by side (as ``vector_mask`` expands each block), as words."""
-    def rows(start: int, stop: int) -> Words:
+    def rows(start: int, stop: int) -> RingWords:
         return np.hstack([mask_words(seed, f"bins/m/{name}", (n, width), bits, start, stop)
                           for name, width in blocks])
 
@@ -161,7 +163,7 @@ def mask_onehot(positions: Positions, m_mat: Ring, bits: int) -> Ring:
     return _minus_mask(positions, np.array(m_mat, dtype=np.uint64), bits)
 
 
-def mask_onehot_packed(positions: Positions, m_words: Words, bits: int
+def mask_onehot_packed(positions: Positions, m_words: RingWords, bits: int
                        ) -> npt.NDArray[np.uint8]:
     """Grid: E = B - M mod 2^l for a block of rows, packed for the wire (``pack_words``).
 
@@ -169,7 +171,7 @@ def mask_onehot_packed(positions: Positions, m_words: Words, bits: int
     return pack_words(_minus_mask(positions, m_words, bits), bits)
 
 
-def _minus_mask(positions: Positions, m: Words, bits: int) -> Words:
+def _minus_mask(positions: Positions, m: RingWords, bits: int) -> RingWords:
     # In place, in m's word type: -M, plus one at each row's one-hot positions (distinct
     # within a row, so a plain fancy-index add is exact), reduced mod 2^l.
     n, k = positions.shape
@@ -208,13 +210,13 @@ def bank_offset_rows(e: LimbSource, m_vec: RowSource, n: int, c_1: Ring, bits: i
                   + c_1, bits)
 
 
-def bank_partial(e: Words, m_vec: Words, bits: int) -> Ring:
+def bank_partial(e: RingWords, m_vec: RingWords, bits: int) -> Ring:
     """Bank: E^T m mod 2^l over a block of rows; z_B is the sum over all blocks plus c_1,
     so E can be used as it arrives and never kept (a matrix of a single product)."""
     return matmul_t(e, m_vec, bits)
 
 
-def limbs32(x: Words, bits: int) -> tuple[npt.NDArray[np.float32], ...]:
+def limbs32(x: RingWords, bits: int) -> tuple[npt.NDArray[np.float32], ...]:
     """E's limbs as float32 (exact: at most 24 bits each), to keep E split once in at most
     the memory of one uint64 array and widen a block of rows to float64 per product."""
     if limb_width(bits) > 24:

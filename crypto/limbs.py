@@ -85,7 +85,8 @@ def to_signed(x: Ring, bits: int) -> Signed:
 
 
 def limb_count(bits: int) -> int:
-    """L, the limbs per element: the fewest with 2w + 12 <= 53 (4096-row chunks), w = ceil(l / L)."""
+    """L, the limbs per element: the fewest with 2w + 12 <= 53 (4096-row chunks) for
+    w = ceil(l / L)."""
     _check_bits(bits)
     return 1 if bits <= 20 else 2 if bits <= 40 else 3
 

@@ -60,7 +60,7 @@ def _keystream_into(key: bytes, out: npt.NDArray[np.uint8], offset: int) -> None
     for pos in range(0, len(out), _CHUNK):
         n = min(_CHUNK, len(out) - pos)
         try:
-            enc.update_into(zeros[:n], out[pos:pos + n])  # straight into ``out``, no copy
+            enc.update_into(zeros[:n], out[pos:pos + n].data)  # straight into ``out``, no copy
         except ValueError:  # older ``cryptography`` wants block_size - 1 spare bytes
             out[pos:pos + n] = np.frombuffer(enc.update(zeros[:n]), dtype=np.uint8)
 

@@ -41,7 +41,7 @@ from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
 from federation.transport.channel import Inbox, Observer, abort_envelope
-from federation.transport.grpc_server import STEP_MATCH, UNARY_MAX, describe
+from federation.transport.grpc_server import SEND_METHOD, STEP_MATCH, UNARY_MAX, describe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,8 +115,12 @@ class GrpcChannel:
         self._deadline = deadline
         self._grpc = secure_channel(peer_address, certs, self.peer)
         self._stub = vfl_pb2_grpc.PartyStub(self._grpc)
+        # Send with the request already serialized (``wire.delivery_bytes``): no copy
+        self._send_framed = self._grpc.unary_unary(
+            SEND_METHOD, request_serializer=None,
+            response_deserializer=vfl_pb2.DeliverReply.FromString)
         self._bytes_sent = 0
-        self._queue: queue.Queue[tuple[Envelope, bytes] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[Envelope, bytes, int] | None] = queue.Queue()
         self._error: VflError | None = None
         self._sender = threading.Thread(target=self._drain, name=f"send-to-{self.peer}",
                                         daemon=True)
@@ -126,26 +130,26 @@ class GrpcChannel:
     def send(self, env: Envelope) -> None:
         if self._error is not None:
             raise self._error
-        data = wire.envelope_to_bytes(env)
-        self._queue.put((env, data))
-        self._bytes_sent += len(data)
+        framed, offset = wire.delivery_bytes(env)
+        self._queue.put((env, framed, offset))
+        self._bytes_sent += len(framed) - offset
         for observe in self.observers:
             observe("sent", env)
 
-    def _deliver(self, env: Envelope, data: bytes) -> None:
+    def _deliver(self, env: Envelope, framed: bytes, offset: int) -> None:
         what = (f"sending {env.tag.step!r} (round {env.tag.round}) to {self.peer} at "
                 f"{self.address}")
+        data = memoryview(framed)[offset:]  # the serialized envelope
         timeout = self._deadline + len(data) / 50e6
         try:
             if len(data) <= UNARY_MAX:
-                request = vfl_pb2.DeliverRequest(chunk=data)
-                call(what, lambda: self._stub.Send(request, timeout=timeout),
+                call(what, lambda: self._send_framed(framed, timeout=timeout),
                      retry_for=self._deadline)
                 return
 
             def pieces() -> Iterator[vfl_pb2.DeliverRequest]:
                 for start in range(0, len(data), CHUNK):
-                    yield vfl_pb2.DeliverRequest(chunk=data[start:start + CHUNK])
+                    yield vfl_pb2.DeliverRequest(chunk=bytes(data[start:start + CHUNK]))
 
             call(what, lambda: self._stub.Deliver(pieces(), timeout=timeout),
                  retry_for=self._deadline)

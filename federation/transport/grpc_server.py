@@ -39,6 +39,7 @@ CHUNK = 1 << 20
 # call has no slicing into pieces and no joining here, two copies fewer on each side. The
 # server accepts a Send of that size (and its framing) and nothing larger.
 UNARY_MAX = 16 << 20
+SEND_METHOD = "/vfl.v1.Party/Send"
 STEP_MATCH = "psi/match"  # the audit step of the server-aided PSI call
 
 
@@ -76,18 +77,22 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
         self._inbox = inbox
         self._audit = audit
 
-    def Send(self, request: vfl_pb2.DeliverRequest,
+    def Send(self, request: bytes,
              context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
-        return self._accept(request.chunk, context)
+        """The serialized ``DeliverRequest`` as it came (registered without a deserializer,
+        ``add_party``): the envelope is read in place, not copied out of a message first."""
+        return self._accept(request, context, framed=True)
 
     def Deliver(self, request_iterator: Iterator[vfl_pb2.DeliverRequest],
                 context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
         return self._accept(b"".join(piece.chunk for piece in request_iterator), context)
 
-    def _accept(self, data: bytes, context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
+    def _accept(self, raw: bytes, context: grpc.ServicerContext,
+                framed: bool = False) -> vfl_pb2.DeliverReply:
         role = require_role(context, (self._inbox.peer,))
 
         def accept() -> vfl_pb2.DeliverReply:
+            data = wire.delivered_envelope(raw) if framed else raw
             env = wire.envelope_from_bytes(data)
             if env.sender is not role:
                 raise ProtocolAbort(f"message claims sender {env.sender} but the certificate "
@@ -249,8 +254,20 @@ def start_server(certs: NodeCerts, listen: str,
 
 def add_party(inbox: Inbox, audit: AuditLog) -> Callable[[grpc.Server], list[str]]:
     def add(server: grpc.Server) -> list[str]:
-        vfl_pb2_grpc.add_PartyServicer_to_server(PartyServicer(inbox, audit), server)
-        return [vfl_pb2.DESCRIPTOR.services_by_name["Party"].full_name]
+        servicer = PartyServicer(inbox, audit)
+        # As the generated ``add_PartyServicer_to_server``, but Send takes its request as
+        # the raw serialized bytes (no deserializer): see ``PartyServicer.Send``.
+        handlers = {
+            "Send": grpc.unary_unary_rpc_method_handler(
+                servicer.Send, request_deserializer=None,
+                response_serializer=vfl_pb2.DeliverReply.SerializeToString),
+            "Deliver": grpc.stream_unary_rpc_method_handler(
+                servicer.Deliver, request_deserializer=vfl_pb2.DeliverRequest.FromString,
+                response_serializer=vfl_pb2.DeliverReply.SerializeToString),
+        }
+        name = vfl_pb2.DESCRIPTOR.services_by_name["Party"].full_name
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+        return [name]
     return add
 
 

@@ -56,6 +56,20 @@ def _varint(value: int) -> bytes:
 
 _TENSORS = b"\x2a"  # Envelope.tensors: field 5, length-delimited
 _DATA = b"\x22"  # Tensor.data: field 4, length-delimited
+_CHUNK = b"\x0a"  # DeliverRequest.chunk: field 1, length-delimited
+
+
+def _envelope_parts(env: Envelope) -> list[bytes | memoryview]:
+    parts: list[bytes | memoryview] = [vfl_pb2.Envelope(
+        job_id=env.job_id, round=env.tag.round, step=env.tag.step,
+        sender=env.sender.value).SerializeToString()]
+    for name, arr in env.tensors.items():
+        dtype, shape, raw = encode_tensor_view(name, arr)
+        meta = vfl_pb2.Tensor(name=name, dtype=dtype, shape=shape).SerializeToString()
+        data_field = _DATA + _varint(raw.size) if raw.size else b""  # proto3: empty omitted
+        parts += [_TENSORS, _varint(len(meta) + len(data_field) + raw.size), meta, data_field,
+                  raw.data]
+    return parts
 
 
 def envelope_to_bytes(env: Envelope) -> bytes:
@@ -67,19 +81,41 @@ def envelope_to_bytes(env: Envelope) -> bytes:
     array into the message (``SerializeToString`` of the whole would copy it four times:
     to bytes, into the Tensor, into the Envelope, out; ``tests/unit/test_wire.py``).
     """
-    parts: list[bytes | npt.NDArray[np.uint8]] = [vfl_pb2.Envelope(
-        job_id=env.job_id, round=env.tag.round, step=env.tag.step,
-        sender=env.sender.value).SerializeToString()]
-    for name, arr in env.tensors.items():
-        dtype, shape, raw = encode_tensor_view(name, arr)
-        meta = vfl_pb2.Tensor(name=name, dtype=dtype, shape=shape).SerializeToString()
-        data_field = _DATA + _varint(raw.size) if raw.size else b""  # proto3: empty omitted
-        parts += [_TENSORS, _varint(len(meta) + len(data_field) + raw.size), meta, data_field,
-                  raw]
-    return b"".join(parts)
+    return b"".join(_envelope_parts(env))
 
 
-def envelope_from_bytes(data: bytes) -> Envelope:
+def delivery_bytes(env: Envelope) -> tuple[bytes, int]:
+    """The serialized ``DeliverRequest`` carrying the serialized envelope (``chunk``, field
+    1), and where the envelope starts in it: a unary Send goes out without another copy."""
+    parts = _envelope_parts(env)
+    size = sum(len(p) for p in parts)
+    prefix = _CHUNK + _varint(size) if size else b""
+    return b"".join([prefix, *parts]), len(prefix)
+
+
+def delivered_envelope(raw: bytes) -> memoryview:
+    """The serialized envelope inside a serialized ``DeliverRequest`` (a view, no copy).
+
+    Raises
+    ------
+    ProtocolAbort
+        ``raw`` is not exactly one ``chunk`` field (what ``delivery_bytes`` makes).
+    """
+    view = memoryview(raw)
+    if not view.nbytes:
+        return view  # an empty chunk (proto3 omits it)
+    size, shift, pos = 0, 0, 1
+    while view[0] == _CHUNK[0] and pos < min(view.nbytes, 11):
+        byte = view[pos]
+        size, shift, pos = size | (byte & 0x7F) << shift, shift + 7, pos + 1
+        if byte < 0x80:
+            if size == view.nbytes - pos:
+                return view[pos:]
+            break
+    raise ProtocolAbort(f"malformed delivery ({view.nbytes} bytes): not one framed message")
+
+
+def envelope_from_bytes(data: bytes | memoryview) -> Envelope:
     msg = vfl_pb2.Envelope()
     try:
         msg.ParseFromString(data)
