@@ -39,6 +39,8 @@ from crypto.limbs import (
     LimbSource,
     RowSource,
     Signed,
+    chunk_rows,
+    limb_count,
     limb_width,
     matmul_t,
     matmul_t_limbs,
@@ -210,10 +212,24 @@ def bank_offset_rows(e: LimbSource, m_vec: RowSource, n: int, c_1: Ring, bits: i
                   + c_1, bits)
 
 
-def bank_partial(e: RingWords, m_vec: RingWords, bits: int) -> Ring:
+def bank_partial(e: RingWords, m_vec: RingWords, bits: int,
+                 scratch: npt.NDArray[np.float64] | None = None) -> Ring:
     """Bank: E^T m mod 2^l over a block of rows; z_B is the sum over all blocks plus c_1,
-    so E can be used as it arrives and never kept (a matrix of a single product)."""
-    return matmul_t(e, m_vec, bits)
+    so E can be used as it arrives and never kept (a matrix of a single product).
+
+    ``scratch``: a reused 1-d float64 buffer of at least ``chunk_rows(bits)`` rows of E;
+    with one limb (rings up to 20 bits) E's rows are widened into it, not into fresh memory."""
+    n, k = e.shape
+    if scratch is None or limb_count(bits) != 1 or scratch.size < min(n, chunk_rows(bits)) * k:
+        return matmul_t(e, m_vec, bits)
+
+    def e_limbs(start: int, stop: int) -> Limbs:
+        rows = scratch[:(stop - start) * k].reshape(stop - start, k)
+        rows[...] = e[start:stop]  # exact: l <= 20 bits
+        return (rows,)  # consumed before the next block overwrites it
+
+    return matmul_t_limbs(e_limbs, lambda start, stop: split_limbs(m_vec[start:stop], bits),
+                          n, bits)
 
 
 def limbs32(x: RingWords, bits: int) -> tuple[npt.NDArray[np.float32], ...]:

@@ -97,6 +97,11 @@ def limb_width(bits: int) -> int:
     return (bits + count - 1) // count
 
 
+def chunk_rows(bits: int) -> int:
+    """Rows per float64 product: at most 4096, and few enough that no sum reaches 2^53."""
+    return max(1, min(_CHUNK_ROWS, 1 << (_MANTISSA - 2 * limb_width(bits))))
+
+
 def split_limbs(x: Words, bits: int) -> Limbs:
     """x = sum_i 2^(w i) x_i with x_i < 2^w, as float64 (exact: w <= 20)."""
     return _limbs(x, limb_width(bits), limb_count(bits))
@@ -149,8 +154,7 @@ def matmul_t_rows(a: RowSource, b: RowSource, n_rows: int, bits: int) -> Ring:
 def matmul_t_limbs(a: LimbSource, b: LimbSource, n_rows: int, bits: int) -> Ring:
     """``matmul_t`` of two operands given as limb sources (e.g. a matrix split once and kept
     as its limbs, used for many products)."""
-    count, w = limb_count(bits), limb_width(bits)
-    rows = max(1, min(_CHUNK_ROWS, 1 << (_MANTISSA - 2 * w)))
+    count, w, rows = limb_count(bits), limb_width(bits), chunk_rows(bits)
     terms: list[Ring] | None = None  # terms[d]: the sum of a_i^T b_j over i + j = d
     for start in range(0, max(n_rows, 1), rows):
         stop = min(start + rows, n_rows)
@@ -248,20 +252,24 @@ def pack_words(x: Words, bits: int) -> npt.NDArray[np.uint8]:
     return out.view(np.uint8).reshape(-1)[:3 * x.size].reshape(*x.shape, 3)
 
 
-def unpack_words(p: npt.NDArray[np.uint8], bits: int) -> Words:
+def unpack_words(p: npt.NDArray[np.uint8], bits: int,
+                 out: npt.NDArray[np.uint32] | None = None) -> Words:
     """``unpack`` into words of ``word_dtype(bits)`` (bits above l dropped).
 
     Three-byte elements into ``uint32``: element i is the 4-byte little-endian word at byte
-    3i (a strided view, no copy) with its top byte, the next element's first, masked off.
+    3i (a strided view, no copy) with its top byte, the next element's first, masked off;
+    written into ``out`` (a reused 1-d buffer, its first elements) if it is large enough.
     """
     nbytes = elementwise_bytes(bits)
     if word_dtype(bits) is not np.uint32 or nbytes != 3 or p.dtype != np.uint8 \
             or p.ndim < 1 or p.shape[-1] != 3 or p.size < 6:
-        return unpack(p, bits).astype(word_dtype(bits))
+        return unpack(p, bits).astype(word_dtype(bits), copy=False)
     flat = np.ascontiguousarray(p).reshape(-1)
     count = flat.size // 3
     top = np.uint32((1 << bits) - 1)
-    out = np.empty(count, dtype=np.uint32)
+    fits = out is not None and out.dtype == np.uint32 and out.ndim == 1 \
+        and out.size >= count and out.flags.c_contiguous
+    out = out[:count] if out is not None and fits else np.empty(count, dtype=np.uint32)
     # the first count - 1 elements: their 4-byte reads stay inside the buffer
     words = np.ndarray((count - 1,), dtype="<u4", buffer=flat, strides=(3,))
     np.bitwise_and(words, top, out=out[:-1])

@@ -174,6 +174,10 @@ class BankBins:
         partial = None
         masks = None if blocks is None else bp.block_mask_words(self._seed, blocks, s.n_rows,
                                                                 s.bits)
+        # buffers reused by every message (fresh pages for each would cost more than the maths)
+        rows = min(MASKED_ROWS, s.n_rows) * s.width
+        words = np.empty(rows if masks is not None else 0, dtype=np.uint32)
+        scratch = np.empty(rows if masks is not None else 0, dtype=np.float64)
         for i, (a, b) in enumerate(masked_chunks(s.n_rows)):
             got = self._channel.recv(Tag(round_, _masked_step(i)), s.timeout).tensors
             arr = got.get("E")
@@ -182,9 +186,9 @@ class BankBins:
                 what = "nothing" if arr is None else f"{arr.dtype} {arr.shape}"
                 raise ProtocolAbort(f"{Role.GRID} sent {what} as rows {a}..{b} of E; "
                                     f"expected uint8 {want}")
-            e = unpack_words(np.asarray(arr, dtype=np.uint8), s.bits)
+            e = unpack_words(np.asarray(arr, dtype=np.uint8), s.bits, words)
             if masks is not None:
-                part = bp.bank_partial(e, masks(a, b), s.bits)
+                part = bp.bank_partial(e, masks(a, b), s.bits, scratch)
                 partial = part if partial is None else partial + part
                 continue
             limbs = bp.limbs32(e, s.bits)

@@ -282,7 +282,7 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
                           {"bank_columns": np.array([k_bank], dtype=np.int64)}))
     pearson = BankBins(BinSpec(job_id, PEARSON_MATRIX, s.n_train, k_grid, s.pearson_bits,
                                deadline), seed, channel)
-    pearson.receive_masked(ROUND_PEARSON)
+    pearson.receive_masked(ROUND_PEARSON, [(PEARSON_BLOCK, k_bank)])  # E not kept
     pearson.prepare([(PEARSON_BLOCK, k_bank, c_1[PEARSON_BLOCK])])
     cross = pearson.multiply(ROUND_PEARSON + 1, PEARSON_BLOCK, 0,
                              fixed_point(z_bank, s.frac_bits))

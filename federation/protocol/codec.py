@@ -49,7 +49,7 @@ def encode_tensor_view(name: str, arr: npt.NDArray[np.generic]
 
 
 def decode_tensor(name: str, dtype_text: str, dims: list[int],
-                  data: bytes) -> npt.NDArray[np.generic]:
+                  data: bytes | memoryview) -> npt.NDArray[np.generic]:
     """The array of :func:`encode_tensor`'s fields (a read-only view of ``data``).
 
     Raises

@@ -6,6 +6,8 @@ fixed-width text dtypes are accepted from the wire; anything else is a protocol 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
@@ -116,14 +118,82 @@ def delivered_envelope(raw: bytes) -> memoryview:
 
 
 def envelope_from_bytes(data: bytes | memoryview) -> Envelope:
-    msg = vfl_pb2.Envelope()
+    """The envelope of ``envelope_to_bytes``'s bytes; each tensor a read-only view of them.
+
+    Protobuf parses everything but the tensors' data (``_without_data``: the message with
+    each Tensor.data field cut out, which names, dtypes, shapes and the envelope's fields
+    keep their protobuf checks); the data are views of ``data``, not copied twice (into
+    the parsed message, out as bytes) as ``ParseFromString`` of the whole would.
+    """
+    view = memoryview(data)
     try:
-        msg.ParseFromString(data)
+        meta, spans = _without_data(view)
+        msg = vfl_pb2.Envelope()
+        msg.ParseFromString(meta)
         sender = Role(msg.sender)
-    except Exception as exc:  # protobuf raises DecodeError; Role raises ValueError
-        raise ProtocolAbort(f"malformed message ({len(data)} bytes): {exc}") from exc
+    except Exception as exc:  # _Malformed, protobuf's DecodeError, Role's ValueError
+        raise ProtocolAbort(f"malformed message ({len(view)} bytes): {exc}") from exc
+    if len(msg.tensors) != len(spans):
+        raise ProtocolAbort(f"malformed message ({len(view)} bytes): tensors do not parse")
     return Envelope(msg.job_id, Tag(int(msg.round), msg.step), sender,
-                    {t.name: tensor_from_proto(t) for t in msg.tensors})
+                    {t.name: decode_tensor(t.name, t.dtype, list(t.shape), span)
+                     for t, span in zip(msg.tensors, spans)})
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _varint_at(view: memoryview, pos: int, stop: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while pos < stop and shift < 64:
+        byte = view[pos]
+        value, shift, pos = value | (byte & 0x7F) << shift, shift + 7, pos + 1
+        if byte < 0x80:
+            return value, pos
+    raise _Malformed("truncated varint")
+
+
+def _fields(view: memoryview, start: int, stop: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """(number, wire type, field start, payload start, end) of each field in [start, stop)."""
+    pos = start
+    while pos < stop:
+        key, body = _varint_at(view, pos, stop)
+        number, kind = key >> 3, key & 7
+        if kind == 0:
+            end = _varint_at(view, body, stop)[1]
+        elif kind in (1, 5):
+            end = body + (8 if kind == 1 else 4)
+        elif kind == 2:
+            size, body = _varint_at(view, body, stop)
+            end = body + size
+        else:
+            raise _Malformed(f"wire type {kind}")
+        if end > stop or number == 0:
+            raise _Malformed("field past its message")
+        yield number, kind, pos, body, end
+        pos = end
+
+
+def _without_data(view: memoryview) -> tuple[bytes, list[memoryview]]:
+    """The envelope's bytes with every Tensor.data field removed, and each tensor's data."""
+    parts: list[bytes | memoryview] = []
+    spans: list[memoryview] = []
+    for number, kind, start, body, end in _fields(view, 0, len(view)):
+        if number != 5 or kind != 2:
+            parts.append(view[start:end])
+            continue
+        kept: list[bytes | memoryview] = []
+        data = view[0:0]
+        for n, k, s, b, e in _fields(view, body, end):
+            if n == 4 and k == 2:
+                data = view[b:e]  # the last one wins, as in protobuf
+            else:
+                kept.append(view[s:e])
+        tensor = b"".join(kept)
+        parts += [_TENSORS, _varint(len(tensor)), tensor]
+        spans.append(data)
+    return b"".join(parts), spans
 
 
 def settings_to_proto(s: TrainSettings) -> vfl_pb2.TrainSettings:
