@@ -132,18 +132,21 @@ def correction_from_seeds(seeds: tuple[bytes, bytes], matrix: str, shape: tuple[
     n, width = shape
     c_0 = np.hstack([block_c0(grid, name, (width, w), bits) for name, w in blocks])
 
-    scratch = np.empty(0, dtype=word_dtype(bits))
-
-    def m_mat(s: int, e: int) -> Limbs:
-        nonlocal scratch
-        if scratch.size < (e - s) * width:
-            scratch = np.empty((e - s) * width, dtype=word_dtype(bits))
-        return split_limbs(matrix_mask_words(grid, matrix, shape, bits, s, e, scratch), bits)
-
     vectors = block_mask_words(bank, blocks, n, bits)
-    product = matmul_t_limbs(m_mat if m_limbs is None else m_limbs,
-                             lambda s, e: split_limbs(vectors(s, e), bits), n, bits)
-    return reduce(product - c_0, bits)
+    if m_limbs is not None:
+        product = matmul_t_limbs(m_limbs, lambda s, e: split_limbs(vectors(s, e), bits), n,
+                                 bits)
+        return reduce(product - c_0, bits)
+    # M a block of rows at a time, into buffers reused by every block (``bank_partial``)
+    block = 8192
+    words = np.empty(min(block, n) * width, dtype=word_dtype(bits))
+    floats = np.empty(min(chunk_rows(bits), n) * width, dtype=np.float64)
+    total = np.zeros(c_0.shape, dtype=np.uint64)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        m_rows = matrix_mask_words(grid, matrix, shape, bits, start, stop, words)
+        total += bank_partial(m_rows, vectors(start, stop), bits, floats)
+    return reduce(total - c_0, bits)
 
 
 # -- grid ------------------------------------------------------------------------------

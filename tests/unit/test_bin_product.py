@@ -193,3 +193,14 @@ def test_bank_partial_with_a_reused_buffer_is_exact(bits: int) -> None:
     for buffer in (None, scratch):
         got = bp.bank_partial(e, m, bits, buffer)
         assert [[int(v) for v in row] for row in got] == want
+
+
+@pytest.mark.parametrize("bits", [19, 34])
+def test_dealer_correction_from_seeds_block_by_block_equals_the_whole(bits: int) -> None:
+    seeds, n, width = (new_seed(), new_seed()), 8192 + 300, 6
+    blocks = [("b1", 2), ("b2", 3)]
+    m_mat = bp.matrix_mask(seeds[0], "m", (n, width), bits)
+    m_vec = np.hstack([bp.vector_mask(seeds[1], b, (n, w), bits) for b, w in blocks])
+    c_0 = np.hstack([bp.block_c0(seeds[0], b, (width, w), bits) for b, w in blocks])
+    want = bp.correction(m_mat, m_vec, c_0, bits)
+    assert np.array_equal(bp.correction_from_seeds(seeds, "m", (n, width), blocks, bits), want)
