@@ -79,12 +79,14 @@ def matrix_mask(seed: bytes, matrix: str, shape: tuple[int, int], bits: int) -> 
 
 def vector_mask(seed: bytes, block: str, shape: tuple[int, int], bits: int) -> Ring:
     """m of one block of product columns (bank's seed)."""
-    return mask_words(seed, f"bins/m/{block}", shape, bits, 0, shape[0]).astype(np.uint64)
+    return mask_words(seed, f"bins/m/{block}", shape, bits, 0, shape[0]).astype(
+        np.uint64, copy=False)
 
 
 def block_c0(seed: bytes, block: str, shape: tuple[int, int], bits: int) -> Ring:
     """c_0 of one block of product columns (grid's seed)."""
-    return mask_words(seed, f"bins/c0/{block}", shape, bits, 0, shape[0]).astype(np.uint64)
+    return mask_words(seed, f"bins/c0/{block}", shape, bits, 0, shape[0]).astype(
+        np.uint64, copy=False)
 
 
 def matrix_mask_words(seed: bytes, matrix: str, shape: tuple[int, int], bits: int,
@@ -97,7 +99,8 @@ def matrix_mask_words(seed: bytes, matrix: str, shape: tuple[int, int], bits: in
 def matrix_mask_rows(seed: bytes, matrix: str, shape: tuple[int, int], bits: int,
                      start: int, stop: int) -> Ring:
     """Rows [start, stop) of ``matrix_mask``."""
-    return matrix_mask_words(seed, matrix, shape, bits, start, stop).astype(np.uint64)
+    return matrix_mask_words(seed, matrix, shape, bits, start, stop).astype(
+        np.uint64, copy=False)
 
 
 def block_mask_words(seed: bytes, blocks: list[tuple[str, int]], n: int, bits: int
@@ -114,7 +117,7 @@ def block_mask_rows(seed: bytes, blocks: list[tuple[str, int]], n: int, bits: in
                     ) -> RowSource:
     """``block_mask_words`` as ring elements."""
     words = block_mask_words(seed, blocks, n, bits)
-    return lambda start, stop: words(start, stop).astype(np.uint64)
+    return lambda start, stop: words(start, stop).astype(np.uint64, copy=False)
 
 
 def correction(m_mat: Ring, m_vec: Ring, c_0: Ring, bits: int) -> Ring:

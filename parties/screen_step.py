@@ -115,9 +115,19 @@ class _Phases:
 
     def done(self, phase: str) -> None:
         cpu, wall = time.process_time(), time.perf_counter()
-        log.info("screening %s: %s took %.3f s CPU, %.3f s wall", self._role, phase,
-                 cpu - self._cpu, wall - self._wall)
+        log.info("screening %s: %s took %.3f s CPU, %.3f s wall; peak RSS %s", self._role,
+                 phase, cpu - self._cpu, wall - self._wall, _peak_rss())
         self._cpu, self._wall = cpu, wall
+
+
+def _peak_rss() -> str:
+    try:  # Linux; elsewhere the log says so
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) // 1024} MB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "unknown"
 
 
 def fixed_point(z: npt.NDArray[np.float64], frac: int) -> npt.NDArray[np.int64]:
