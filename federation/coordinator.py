@@ -301,7 +301,10 @@ class Coordinator(DealsMixin):
             self._screen_dealer.start()
         self._on_event({"event": "screening", "rows": n})
         self._advance(JobStage.SCREEN)
-        return SyncReply(Decision.CONTINUE, {"intersection": n})
+        # The grid's one-hot width (public, as c_1's shape): the bank checks E by it and
+        # asks for c_1 only once E is in, so the dealer works while E is made and sent.
+        return SyncReply(Decision.CONTINUE, {"intersection": n,
+                                             "grid_width": float(self._screen_dealer.sizes.width)})
 
     def _on_epoch(self, epoch: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
         if self.stage is not JobStage.FIT or self._schedule is None:

@@ -27,6 +27,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from federation.config import CoordinatorConfig, NetworkConfig
 from federation.coordinator import Coordinator
 from federation.job_stages import JobStage
@@ -82,6 +84,18 @@ def bound_native_heap() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 1 << 20)
     mallopt(m_trim_threshold, 1 << 20)
+
+
+def single_threaded_blas() -> None:
+    """BLAS on one thread in this node process.
+
+    A node shares the machine with the other two (on 2 cores in the benchmarks), and its
+    products are thin (the bin product's E^T m: 440 x 4096 x 3 per row chunk). OpenBLAS's
+    worker threads spin while they wait for work: six 40 x 4096 x 12 products took 37 ms
+    of process CPU with its default threads against 1.4 ms on one, and the screening
+    dealer 1.35 s against 0.27 s (docs/design.md, "Screening").
+    """
+    threadpool_limits(1, user_api="blas")
 
 
 def cpu_seconds() -> float:
@@ -148,6 +162,7 @@ def print_event(payload: dict[str, object]) -> None:
 def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
     net = cfg.network
     bound_native_heap()
+    single_threaded_blas()
     check_own_certificate(net.certs, Role.COORDINATOR)
     ensure_folder(net.out)
     watch_parent()
@@ -195,6 +210,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
               barrier_wait: float) -> ExitCode:
     role = net.role
     bound_native_heap()
+    single_threaded_blas()
     check_own_certificate(net.certs, role)
     before = stamp(ensure_folder(net.out), PARTY_OUTPUTS)
     watch_parent()

@@ -25,8 +25,8 @@ from federation.job_stages import JobStage
 from federation.protocol.errors import ProtocolAbort, StageError, VflError
 from federation.protocol.messages import (
     DealRequest,
-    FailRequest,
     Decision,
+    FailRequest,
     JoinRequest,
     Mode,
     Role,
