@@ -100,7 +100,7 @@ class Coordinator(DealsMixin):
         self._columns: dict[Role, int] = {}
         self._stage_started = time.monotonic()
         self.psi = TagMatchState()
-        self._told: set[Role] = set()  # parties that have the failure reason (see wait_told)
+        self._told: set[Role] = set()  # parties told the failure reason (see wait_told)
 
     # -- state machine ---------------------------------------------------------------
     def _advance(self, to: JobStage) -> None:
@@ -134,7 +134,7 @@ class Coordinator(DealsMixin):
             raise ProtocolAbort(f"{role} asked for job {job_id!r}; this coordinator runs "
                                 f"{self.job_id!r}")
         if self.stage is JobStage.FAILED:
-            self._told.add(role)  # wait_told polls: callers may not hold the condition
+            self._told.add(role)  # no notify: callers may not hold the condition (wait_told polls)
             raise ProtocolAbort(f"job {self.job_id} already failed: {self.failure}")
 
     def _wait(self, ready: Callable[[], bool], what: str, role: Role | None = None) -> None:
@@ -377,28 +377,24 @@ class Coordinator(DealsMixin):
     def finished(self) -> bool:
         return self.stage in (JobStage.DONE, JobStage.FAILED)
 
-    def wait_told(self, timeout: float) -> bool:
-        """After a failure: wait (at most ``timeout`` s) until every party that had not joined
-        yet (still starting up) has been told the reason by a reply; True if all were.
-
-        A joined party hears of the failure from its peer or at its next call; waiting for
-        it could mean waiting for a node that is gone."""
+    def _until(self, done: Callable[[], bool], timeout: float, step: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not self._told.union(self._joined).issuperset(PARTY_ROLES):
+            while not done():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._cond.wait(min(left, 0.5))
+                self._cond.wait(min(left, step))
             return True
 
+    def wait_told(self, timeout: float) -> bool:
+        """After a failure, wait up to ``timeout`` s until each party not yet joined (starting
+        up) got the reason in a reply; True if all did (a joined one hears it from its peer)."""
+        return self._until(lambda: self._told.union(self._joined).issuperset(PARTY_ROLES),
+                           timeout, 0.5)
+
     def wait_finished(self, timeout: float) -> JobStage:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self.stage not in (JobStage.DONE, JobStage.FAILED):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._fail_locked(f"job did not finish within {timeout:g} s")
-                    break
-                self._cond.wait(min(left, 1.0))
-            return self.stage
+        if not self._until(lambda: self.finished, timeout, 1.0):
+            with self._cond:
+                self._fail_locked(f"job did not finish within {timeout:g} s")
+        return self.stage

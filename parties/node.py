@@ -228,8 +228,7 @@ class PartyNode:
         self.state.advance(Stage.ALIGNED)
         self.state.advance(Stage.SCREENING)
         self.stats.update(run_side(self.role, self._require_channel(), self._coordinator, plan,
-                                   aligned, screen, cfg.out, cfg.id_column,
-                                   dict(reply.values)))
+                                   aligned, screen, cfg.out, cfg.id_column, dict(reply.values)))
         self._sync(ROUND_SELECTION + 1, "screened", {})
         self.state.advance(Stage.DONE)
         self.stats["bytes_sent"] = self._require_channel().bytes_sent
