@@ -134,10 +134,21 @@ def std(columns: Sequence[str], center: str) -> str:
 EXACT = "DECIMAL(38, 14)"
 
 
+CENTS_BOUND = "1099511627776E0"  # 2^40: below it doubles are 2^-12 apart, < half a cent
+
+
 def _to_exact(expr: str) -> str:
     # Through the number's decimal text: Spark converts a DOUBLE to DECIMAL that way, DuckDB
     # by a multiplication that can differ in the last digit; the text makes them agree.
-    return f"CAST(CAST({expr} AS STRING) AS {EXACT})"
+    # Printing a double is slow, so a whole number of cents k (the double nearest k / 100,
+    # tested by dividing back) is built from k instead: below 2^40 no other number of at most
+    # two decimals is that near, so k / 100 is the shortest text of the double, which both
+    # engines print, and the decimal is the same.
+    k = f"round({expr} * 100E0)"
+    cents = f"abs({expr}) < {CENTS_BOUND} AND {k} / 100E0 = {expr}"
+    return (f"CASE WHEN {cents} THEN CAST(CAST(CAST({k} AS BIGINT) AS DECIMAL(18, 0)) * "
+            f"CAST(0.01 AS DECIMAL(3, 2)) AS {EXACT}) "
+            f"ELSE CAST(CAST({expr} AS STRING) AS {EXACT}) END")
 
 
 def _from_exact(expr: str) -> str:
