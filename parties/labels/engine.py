@@ -93,7 +93,8 @@ def grid_frame(runner: SqlRunner, source: RawSource, as_of: int, model: ShellMod
     """Check the grid's tables and evaluate the indicators ``names`` on ``runner``."""
     cats = runner.attach(source, GRID_TABLES)
     _typed(runner, GRID_TABLES, cats, "enterprises")
-    runner.materialize("f_usage", grid_sql.usage_facts("typed_monthly_usage", as_of))
+    runner.materialize("f_usage", grid_sql.usage_facts(runner.dialect, "typed_monthly_usage",
+                                                       as_of))
     runner.materialize("f_bills", grid_sql.bill_facts(runner.dialect, "typed_bills", as_of))
     runner.materialize("f_events", grid_sql.event_facts("typed_events", as_of))
     facts = {"monthly_usage": "f_usage", "bills": "f_bills", "events": "f_events"}

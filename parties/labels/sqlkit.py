@@ -47,6 +47,13 @@ class Dialect:
         mark = "`" if self.name == "spark" else '"'
         return mark + name.replace(mark, mark + mark) + mark
 
+    def distinct_count(self, expr: str) -> str:
+        """``count(DISTINCT expr)`` as an aggregate; DuckDB counts a list's distinct values,
+        which spares the join its planner adds for a distinct aggregate."""
+        if self.name == "spark":
+            return f"count(DISTINCT {expr})"
+        return f"CAST(list_unique(list({expr})) AS BIGINT)"
+
     def days_between(self, start: str, end: str) -> str:
         """Whole days from DATE ``start`` to DATE ``end`` (negative if ``end`` is earlier)."""
         if self.name == "spark":
@@ -163,11 +170,10 @@ def exact_sum(expr: str, where: str | None = None) -> str:
     return _from_exact(f"sum({_to_exact(expr)}){filtered}")
 
 
-def group_mean(expr: str, partition: str) -> str:
-    """Mean of the non-null ``expr`` over the window ``partition`` (NULL if none), summed
-    exactly as :func:`exact_sum`."""
-    total_ = _from_exact(f"sum({_to_exact(expr)}) OVER ({partition})")
-    return f"({total_} / count({expr}) OVER ({partition}))"
+def exact_mean(expr: str) -> str:
+    """Mean of the non-null ``expr`` of a group (NULL if none), an aggregate summed exactly as
+    :func:`exact_sum`."""
+    return f"({exact_sum(expr)} / count({expr}))"
 
 
 def stage_query(base: str, stages: Sequence[Sequence[Column]]) -> str:
