@@ -3,8 +3,8 @@
 What it does: :func:`usage_facts`, :func:`bill_facts` and :func:`event_facts` aggregate the raw
 tables per enterprise in one scan each (the 24 usage months pivoted to ``u0`` .. ``u23``,
 ``u0`` being the as-of month; the bills' 12-month sums; event counts), carrying the
-validation flags of :mod:`parties.labels.checks`; :func:`indicator_query` joins them to the
-enterprises and derives every indicator of
+validation flags of :mod:`parties.labels.checks`; :func:`enterprise_rows` joins them to the
+enterprises and :func:`indicator_query` derives every indicator of
 :data:`~parties.labels.grid_indicators.GRID_INDICATORS` (and ENT_SHELL_SCORE), with the same
 names, in stages of :func:`~parties.labels.sqlkit.stage_query`.
 
@@ -242,10 +242,9 @@ def indicator_stages(model: ShellModel) -> list[list[Column]]:
             [("ent_shell_score", shell_score_sql(model))]]
 
 
-def indicator_query(enterprises: str, usage: str, bills: str, events: str, as_of: int,
-                    model: ShellModel, names: Sequence[str], ids: str | None = None) -> str:
-    """One row per enterprise connected by ``as_of``: ``id`` and the indicators ``names``, in
-    the enterprises table's row order.
+def enterprise_rows(enterprises: str, usage: str, bills: str, events: str, as_of: int) -> str:
+    """One row per enterprise connected by ``as_of``: its facts and the helper columns of
+    :func:`_helpers`, for :func:`indicator_query` (computed once, read three times).
 
     Parameters
     ----------
@@ -255,13 +254,6 @@ def indicator_query(enterprises: str, usage: str, bills: str, events: str, as_of
         The fact relations of :func:`usage_facts`, :func:`bill_facts`, :func:`event_facts`.
     as_of
         Month ordinal.
-    model
-        ENT_SHELL_SCORE's model.
-    names
-        Indicator columns to return, in order.
-    ids
-        Relation with a column ``id``: keep only those enterprises (after the industry and
-        rank figures are computed over everyone).
     """
     facts = [*(f"u.u{k}" for k in range(HISTORY)), *(f"b.{c}" for c in BILL_COLUMNS),
              *(f"v.{c}" for c in EVENT_COLUMNS)]
@@ -274,13 +266,32 @@ def indicator_query(enterprises: str, usage: str, bills: str, events: str, as_of
             f"LEFT JOIN {bills} AS b ON b.ent_id = e.ent_id "
             f"LEFT JOIN {events} AS v ON v.ent_id = e.ent_id "
             f"WHERE e.open_month <= {as_of}")
-    rows = stage_query(base, [_helpers()])
+    return stage_query(base, [_helpers()])
+
+
+def indicator_query(rows: str, model: ShellModel, names: Sequence[str],
+                    ids: str | None = None) -> str:
+    """``id`` and the indicators ``names`` of every enterprise of ``rows``, in the enterprises
+    table's row order.
+
+    Parameters
+    ----------
+    rows
+        The relation of :func:`enterprise_rows`.
+    model
+        ENT_SHELL_SCORE's model.
+    names
+        Indicator columns to return, in order.
+    ids
+        Relation with a column ``id``: keep only those enterprises (after the industry and
+        rank figures are computed over everyone).
+    """
     means = _industry_means()
     industry = (f"SELECT industry_code, {', '.join(f'{e} AS {n}' for n, e in means)} "
-                f"FROM ({rows}) AS g GROUP BY industry_code")
+                f"FROM {rows} AS g GROUP BY industry_code")
     joined = (f"SELECT r.*, {', '.join(f'i.{n}' for n, _ in means)}, k._rank, k._rank_n "
-              f"FROM ({rows}) AS r JOIN ({industry}) AS i ON i.industry_code = r.industry_code "
-              f"JOIN ({RANKS} FROM ({rows}) AS w) AS k ON k.ent_id = r.ent_id")
+              f"FROM {rows} AS r JOIN ({industry}) AS i ON i.industry_code = r.industry_code "
+              f"JOIN ({RANKS} FROM {rows} AS w) AS k ON k.ent_id = r.ent_id")
     query = stage_query(joined, indicator_stages(model))
     where = f" WHERE ent_id IN (SELECT id FROM {ids} AS i)" if ids else ""
     values = ", ".join(f"CAST({n} AS DOUBLE) AS {n}" for n in names)
