@@ -93,7 +93,8 @@ def grid_frame(runner: SqlRunner, source: RawSource, as_of: int, model: ShellMod
     """Check the grid's tables and evaluate the indicators ``names`` on ``runner``."""
     cats = runner.attach(source, GRID_TABLES)
     _typed(runner, GRID_TABLES, cats, "enterprises")
-    runner.materialize("f_usage", grid_sql.usage_facts("typed_monthly_usage", as_of))
+    runner.materialize("f_usage", grid_sql.usage_facts(runner.dialect, "typed_monthly_usage",
+                                                       as_of))
     runner.materialize("f_bills", grid_sql.bill_facts(runner.dialect, "typed_bills", as_of))
     runner.materialize("f_events", grid_sql.event_facts("typed_events", as_of))
     facts = {"monthly_usage": "f_usage", "bills": "f_bills", "events": "f_events"}
@@ -109,9 +110,10 @@ def grid_frame(runner: SqlRunner, source: RawSource, as_of: int, model: ShellMod
                     "(SELECT ent_id FROM t_enterprises AS e) LIMIT 1", "t_enterprises")
     if ids is not None:
         runner.register_ids("wanted_ids", ids)
+    runner.materialize("g_rows", grid_sql.enterprise_rows(
+        "t_enterprises", "f_usage", "f_bills", "f_events", as_of))
     return runner.frame(grid_sql.indicator_query(
-        "t_enterprises", "f_usage", "f_bills", "f_events", as_of, model, names,
-        "wanted_ids" if ids is not None else None))
+        "g_rows", model, names, "wanted_ids" if ids is not None else None))
 
 
 def bank_frame(runner: SqlRunner, source: RawSource, as_of: int, names: Sequence[str],
