@@ -66,7 +66,7 @@ def call(what: str, fn: Callable[[], T], *, retry_for: float) -> T:
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code is grpc.StatusCode.UNAVAILABLE and time.monotonic() + delay < deadline \
-                    and attempt < 40:
+                    and attempt < 40 and not _certificate_refused(details):
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
@@ -77,6 +77,13 @@ def call(what: str, fn: Callable[[], T], *, retry_for: float) -> T:
 
 
 TLS_MARKERS = ("handshake", "ssl", "certificate", "tls", "verification", "socket closed")
+
+
+def _certificate_refused(details: str) -> bool:
+    """A handshake that failed on a certificate fails the same way every time: no retry.
+    ("Socket closed" may also be a server restarting, so that one is retried.)"""
+    lower = details.lower()
+    return "socket closed" not in lower and any(m in lower for m in TLS_MARKERS)
 
 
 def _explain(code: grpc.StatusCode, details: str) -> str:
