@@ -119,14 +119,17 @@ def run_period(cfg: MonitorConfig, bank: BankPeriod, bank_seconds: float, store:
 
 
 def _grid_build(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
-                loaded: GridTables) -> Callable[[int], GridPeriod]:
+                loaded: GridTables) -> tuple[Callable[[int], GridPeriod], list[str]]:
     """Month -> the grid's period; refuses a month its data do not cover, and writes the
-    drift of its own indicators (``OUT/grid_periods/<YYYY-MM>/drift.csv``, never sent)."""
+    drift of its own indicators (``OUT/grid_periods/<YYYY-MM>/drift.csv``, never sent).
+    Also the enterprises of ``--baseline-month`` (none without one), to blind at start."""
     baseline = None
+    ids: list[str] = []
     if cfg.baseline_month:
         month = parse_month(cfg.baseline_month)
-        x = grid_period(tables.current(), month, model, cfg.table7, loaded).x
-        baseline = drift_baseline(month, model.features, x)
+        at_baseline = grid_period(tables.current(), month, model, cfg.table7, loaded)
+        baseline = drift_baseline(month, model.features, at_baseline.x)
+        ids = at_baseline.ids
 
     def build(month: int) -> GridPeriod:
         if not covers(tables.source, "grid", month):
@@ -142,7 +145,7 @@ def _grid_build(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
               f"drift={time.perf_counter() - built:.2f}s", flush=True)
         return period
 
-    return build
+    return build, ids
 
 
 def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None:
@@ -152,8 +155,10 @@ def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
     loaded = GridTables()
     server = None
     try:
-        grid = MonitorGrid(_grid_build(cfg, tables, model, loaded), pool=pool,
-                           rotate_seconds=cfg.rotate_seconds)
+        build, ids = _grid_build(cfg, tables, model, loaded)
+        grid = MonitorGrid(build, pool=pool, rotate_seconds=cfg.rotate_seconds)
+        if ids:  # the epoch's first table while idle: a period then blinds only new IDs
+            grid.points.table(ids)
         server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
         _announce(cfg.listen, port)
         while not stop.wait(0.5):
