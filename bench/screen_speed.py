@@ -151,7 +151,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     node_cpu = (children.ru_utime - children_before.ru_utime
                 + children.ru_stime - children_before.ru_stime)
     sent = audit_bytes(work / "run")
-    traffic = {n: sum(v for k, v in sent[n].items() if k in SCREEN_STEPS) for n in NODES}
+    # E goes in numbered messages ("bins-masked/0", ...): a step counts by its name's stem
+    traffic = {n: sum(v for k, v in sent[n].items() if k.split("/")[0] in SCREEN_STEPS)
+               for n in NODES}
     bound = lower_bound(args.rows, args.grid, args.bank, args.bins, report["kept"]["grid"])
     result = {
         "rows": args.rows, "grid_indicators": args.grid, "bank_indicators": args.bank,

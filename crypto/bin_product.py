@@ -28,22 +28,33 @@ Assumes: semi-honest parties; a dealer that colludes with neither and never sees
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
 from crypto.limbs import (
+    Limbs,
     LimbSource,
     RowSource,
     Signed,
+    chunk_rows,
+    limb_count,
     limb_width,
     matmul_t,
     matmul_t_limbs,
+    pack_words,
     reduce,
+    reduce_words,
     split_limbs,
     to_signed,
+    word_dtype,
 )
-from crypto.prg import expand, expand_rows
+from crypto.limbs import (
+    Words as RingWords,
+)
+from crypto.prg import expand, expand_words
 from crypto.ring import Ring
 
 Positions = npt.NDArray[np.int64]
@@ -51,35 +62,62 @@ Words = npt.NDArray[np.uint64]
 
 
 # -- masks expanded from seeds (dealer and party expand the same ones) -----------------
+# Every mask is read from the keystream in words of ``word_dtype(bits)`` (4 bytes per
+# element up to 32 bits, else 8) and reduced mod 2^l; all three nodes call these.
+def mask_words(seed: bytes, label: str, shape: tuple[int, int], bits: int, start: int,
+               stop: int, out: RingWords | None = None) -> RingWords:
+    """Rows [start, stop) of the n x k mask under ``label``, uniform mod 2^l, as words
+    (written into ``out`` if given, as ``crypto.prg.expand_words`` does)."""
+    return reduce_words(expand_words(seed, label, shape, word_dtype(bits), start, stop, out),
+                        bits)
+
+
 def matrix_mask(seed: bytes, matrix: str, shape: tuple[int, int], bits: int) -> Ring:
     """M for the grid's one-hot matrix ``matrix`` (grid's seed): uniform mod 2^l."""
-    return reduce(expand(seed, f"bins/M/{matrix}", shape), bits)
+    return matrix_mask_rows(seed, matrix, shape, bits, 0, shape[0])
 
 
 def vector_mask(seed: bytes, block: str, shape: tuple[int, int], bits: int) -> Ring:
     """m of one block of product columns (bank's seed)."""
-    return reduce(expand(seed, f"bins/m/{block}", shape), bits)
+    return mask_words(seed, f"bins/m/{block}", shape, bits, 0, shape[0]).astype(
+        np.uint64, copy=False)
 
 
 def block_c0(seed: bytes, block: str, shape: tuple[int, int], bits: int) -> Ring:
     """c_0 of one block of product columns (grid's seed)."""
-    return reduce(expand(seed, f"bins/c0/{block}", shape), bits)
+    return mask_words(seed, f"bins/c0/{block}", shape, bits, 0, shape[0]).astype(
+        np.uint64, copy=False)
+
+
+def matrix_mask_words(seed: bytes, matrix: str, shape: tuple[int, int], bits: int,
+                      start: int, stop: int, out: RingWords | None = None) -> RingWords:
+    """Rows [start, stop) of ``matrix_mask`` as words: the same M, a block of rows at a time
+    (into ``out``, a reused buffer, if given)."""
+    return mask_words(seed, f"bins/M/{matrix}", shape, bits, start, stop, out)
 
 
 def matrix_mask_rows(seed: bytes, matrix: str, shape: tuple[int, int], bits: int,
                      start: int, stop: int) -> Ring:
-    """Rows [start, stop) of ``matrix_mask``: the same M, a block of rows at a time."""
-    return reduce(expand_rows(seed, f"bins/M/{matrix}", shape, start, stop), bits)
+    """Rows [start, stop) of ``matrix_mask``."""
+    return matrix_mask_words(seed, matrix, shape, bits, start, stop).astype(
+        np.uint64, copy=False)
+
+
+def block_mask_words(seed: bytes, blocks: list[tuple[str, int]], n: int, bits: int
+                     ) -> Callable[[int, int], RingWords]:
+    """Rows of the blocks' m side by side (as ``vector_mask`` expands each block), as words."""
+    def rows(start: int, stop: int) -> RingWords:
+        return np.hstack([mask_words(seed, f"bins/m/{name}", (n, width), bits, start, stop)
+                          for name, width in blocks])
+
+    return rows
 
 
 def block_mask_rows(seed: bytes, blocks: list[tuple[str, int]], n: int, bits: int
                     ) -> RowSource:
-    """Rows of the blocks' m side by side (as ``vector_mask`` expands each block)."""
-    def rows(start: int, stop: int) -> Ring:
-        return np.hstack([reduce(expand_rows(seed, f"bins/m/{name}", (n, width), start, stop),
-                                 bits) for name, width in blocks])
-
-    return rows
+    """``block_mask_words`` as ring elements."""
+    words = block_mask_words(seed, blocks, n, bits)
+    return lambda start, stop: words(start, stop).astype(np.uint64, copy=False)
 
 
 def correction(m_mat: Ring, m_vec: Ring, c_0: Ring, bits: int) -> Ring:
@@ -97,13 +135,21 @@ def correction_from_seeds(seeds: tuple[bytes, bytes], matrix: str, shape: tuple[
     n, width = shape
     c_0 = np.hstack([block_c0(grid, name, (width, w), bits) for name, w in blocks])
 
-    def m_mat(s: int, e: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        return split_limbs(matrix_mask_rows(grid, matrix, shape, bits, s, e), bits)
-
-    vectors = block_mask_rows(bank, blocks, n, bits)
-    product = matmul_t_limbs(m_mat if m_limbs is None else m_limbs,
-                             lambda s, e: split_limbs(vectors(s, e), bits), n, bits)
-    return reduce(product - c_0, bits)
+    vectors = block_mask_words(bank, blocks, n, bits)
+    if m_limbs is not None:
+        product = matmul_t_limbs(m_limbs, lambda s, e: split_limbs(vectors(s, e), bits), n,
+                                 bits)
+        return reduce(product - c_0, bits)
+    # M a block of rows at a time, into buffers reused by every block (``bank_partial``)
+    block = 8192
+    words = np.empty(min(block, n) * width, dtype=word_dtype(bits))
+    floats = np.empty(min(chunk_rows(bits), n) * width, dtype=np.float64)
+    total = np.zeros(c_0.shape, dtype=np.uint64)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        m_rows = matrix_mask_words(grid, matrix, shape, bits, start, stop, words)
+        total += bank_partial(m_rows, vectors(start, stop), bits, floats)
+    return reduce(total - c_0, bits)
 
 
 # -- grid ------------------------------------------------------------------------------
@@ -122,13 +168,27 @@ def onehot(positions: Positions, width: int) -> sp.csr_matrix:
 
 def mask_onehot(positions: Positions, m_mat: Ring, bits: int) -> Ring:
     """Grid: E = B - M mod 2^l, without building B densely."""
+    return _minus_mask(positions, np.array(m_mat, dtype=np.uint64), bits)
+
+
+def mask_onehot_packed(positions: Positions, m_words: RingWords, bits: int
+                       ) -> npt.NDArray[np.uint8]:
+    """Grid: E = B - M mod 2^l for a block of rows, packed for the wire (``pack_words``).
+
+    ``m_words`` (from ``matrix_mask_words``) is overwritten: E is built in its memory."""
+    return pack_words(_minus_mask(positions, m_words, bits), bits)
+
+
+def _minus_mask(positions: Positions, m: RingWords, bits: int) -> RingWords:
+    # In place, in m's word type: -M, plus one at each row's one-hot positions (distinct
+    # within a row, so a plain fancy-index add is exact), reduced mod 2^l.
     n, k = positions.shape
-    if m_mat.shape[0] != n:
-        raise ValueError(f"mask has {m_mat.shape[0]} rows, B has {n}")
-    e = reduce(np.uint64(0) - m_mat, bits)
-    rows = np.repeat(np.arange(n, dtype=np.int64), k)
-    e[rows, positions.ravel()] += np.uint64(1)
-    return reduce(e, bits)
+    if m.shape[0] != n:
+        raise ValueError(f"mask has {m.shape[0]} rows, B has {n}")
+    np.negative(m, out=m)
+    flat = (np.arange(n, dtype=np.int64) * m.shape[1])[:, None] + positions
+    m.reshape(-1)[flat.ravel()] += m.dtype.type(1)
+    return reduce_words(m, bits)
 
 
 def grid_reply(b: sp.csr_matrix, f: Ring, c_0: Ring, bits: int) -> Ring:
@@ -158,13 +218,32 @@ def bank_offset_rows(e: LimbSource, m_vec: RowSource, n: int, c_1: Ring, bits: i
                   + c_1, bits)
 
 
-def limbs32(x: Ring, bits: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """E's two limbs as float32 (exact: at most 24 bits each), to keep E split once in the
-    memory of one uint64 array and widen a block of rows to float64 per product."""
+def bank_partial(e: RingWords, m_vec: RingWords, bits: int,
+                 scratch: npt.NDArray[np.float64] | None = None) -> Ring:
+    """Bank: E^T m mod 2^l over a block of rows; z_B is the sum over all blocks plus c_1,
+    so E can be used as it arrives and never kept (a matrix of a single product).
+
+    ``scratch``: a reused 1-d float64 buffer of at least ``chunk_rows(bits)`` rows of E;
+    with one limb (rings up to 20 bits) E's rows are widened into it, not into fresh memory."""
+    n, k = e.shape
+    if scratch is None or limb_count(bits) != 1 or scratch.size < min(n, chunk_rows(bits)) * k:
+        return matmul_t(e, m_vec, bits)
+
+    def e_limbs(start: int, stop: int) -> Limbs:
+        rows = scratch[:(stop - start) * k].reshape(stop - start, k)
+        rows[...] = e[start:stop]  # exact: l <= 20 bits
+        return (rows,)  # consumed before the next block overwrites it
+
+    return matmul_t_limbs(e_limbs, lambda start, stop: split_limbs(m_vec[start:stop], bits),
+                          n, bits)
+
+
+def limbs32(x: RingWords, bits: int) -> tuple[npt.NDArray[np.float32], ...]:
+    """E's limbs as float32 (exact: at most 24 bits each), to keep E split once in at most
+    the memory of one uint64 array and widen a block of rows to float64 per product."""
     if limb_width(bits) > 24:
         raise ValueError(f"a {bits}-bit ring has limbs wider than float32's 24-bit mantissa")
-    lo, hi = split_limbs(x, bits)
-    return lo.astype(np.float32), hi.astype(np.float32)
+    return tuple(limb.astype(np.float32) for limb in split_limbs(x, bits))
 
 
 def bank_open(z_g: Ring, z_b: Ring, bits: int) -> Signed:

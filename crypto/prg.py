@@ -10,6 +10,7 @@ own generators are not used for masks: they are not cryptographic.
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,7 +59,10 @@ def _keystream_into(key: bytes, out: npt.NDArray[np.uint8], offset: int) -> None
     zeros = memoryview(bytes(min(_CHUNK, len(out))))
     for pos in range(0, len(out), _CHUNK):
         n = min(_CHUNK, len(out) - pos)
-        out[pos:pos + n] = np.frombuffer(enc.update(zeros[:n]), dtype=np.uint8)
+        try:
+            enc.update_into(zeros[:n], out[pos:pos + n].data)  # straight into ``out``, no copy
+        except ValueError:  # older ``cryptography`` wants block_size - 1 spare bytes
+            out[pos:pos + n] = np.frombuffer(enc.update(zeros[:n]), dtype=np.uint8)
 
 
 def expand(seed: bytes, label: str, shape: int | tuple[int, ...]) -> Ring:
@@ -84,6 +88,32 @@ def expand_rows(seed: bytes, label: str, shape: tuple[int, int], start: int, sto
     words = np.empty((stop - start) * k, dtype="<u8")
     _keystream_into(derive_key(seed, label), words.view(np.uint8), 8 * k * start)
     return words.astype(np.uint64, copy=False).reshape(stop - start, k)
+
+
+def expand_words(seed: bytes, label: str, shape: tuple[int, int],
+                 dtype: type[np.unsignedinteger[Any]], start: int, stop: int,
+                 out: npt.NDArray[np.unsignedinteger[Any]] | None = None
+                 ) -> npt.NDArray[np.unsignedinteger[Any]]:
+    """Rows [start, stop) of an n x k array of uniform words of ``dtype`` (``uint8`` to
+    ``uint64``): the AES-CTR keystream of (seed, label) read as little-endian words of that
+    width, so a ring of l <= 32 bits costs 4 keystream bytes per element, not 8. With
+    ``uint64`` it is ``expand_rows``. ``out``: a 1-d buffer of ``dtype`` to write into (its
+    first (stop - start) * k words; the result is a view of them), so that a loop over row
+    blocks reuses one buffer instead of faulting in fresh pages for every block."""
+    n, k = shape
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"rows [{start}, {stop}) outside a {n}-row mask")
+    size, count = np.dtype(dtype).itemsize, (stop - start) * k
+    if out is None:
+        words = np.empty(count, dtype=np.dtype(dtype).newbyteorder("<"))
+    elif out.dtype != dtype or out.ndim != 1 or out.size < count \
+            or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous 1-d {np.dtype(dtype)} buffer of at least "
+                         f"{count} words, got {out.dtype} {out.shape}")
+    else:
+        words = out[:count]
+    _keystream_into(derive_key(seed, label), words.view(np.uint8), size * k * start)
+    return words.astype(dtype, copy=False).reshape(stop - start, k)
 
 
 class RingRng:

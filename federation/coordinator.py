@@ -100,6 +100,7 @@ class Coordinator(DealsMixin):
         self._columns: dict[Role, int] = {}
         self._stage_started = time.monotonic()
         self.psi = TagMatchState()
+        self._told: set[Role] = set()  # parties told the failure reason (see wait_told)
 
     # -- state machine ---------------------------------------------------------------
     def _advance(self, to: JobStage) -> None:
@@ -116,6 +117,7 @@ class Coordinator(DealsMixin):
     def fail(self, req: FailRequest) -> None:
         """A party (or a timeout) failed the job: wake everyone with the reason."""
         with self._cond:
+            self._told.add(Role(req.role))
             self._fail_locked(f"{req.role} failed: {req.reason}")
 
     def _fail_locked(self, reason: str) -> None:
@@ -132,12 +134,15 @@ class Coordinator(DealsMixin):
             raise ProtocolAbort(f"{role} asked for job {job_id!r}; this coordinator runs "
                                 f"{self.job_id!r}")
         if self.stage is JobStage.FAILED:
+            self._told.add(role)  # no notify: callers may not hold the condition (wait_told polls)
             raise ProtocolAbort(f"job {self.job_id} already failed: {self.failure}")
 
-    def _wait(self, ready: Callable[[], bool], what: str) -> None:
+    def _wait(self, ready: Callable[[], bool], what: str, role: Role | None = None) -> None:
         deadline = time.monotonic() + self._barrier_timeout
         while not ready():
             if self.stage is JobStage.FAILED:
+                if role is not None:
+                    self._told.add(role)
                 raise ProtocolAbort(f"job {self.job_id} failed: {self.failure}")
             left = deadline - time.monotonic()
             if left <= 0:
@@ -158,7 +163,7 @@ class Coordinator(DealsMixin):
                 self._start_alignment()
             self._cond.notify_all()
             self._wait(lambda: len(self._joined) == len(PARTY_ROLES),
-                       f"both parties to join (have {sorted(self._joined)})")
+                       f"both parties to join (have {sorted(self._joined)})", req.role)
             self._check_job(req.job_id, req.role)
             peer = Role.BANK if req.role is Role.GRID else Role.GRID
             return JobPlan(self.job_id, self._joined[peer].address, self._seeds[req.role],
@@ -199,7 +204,7 @@ class Coordinator(DealsMixin):
                                 "intersection": common, "match_seconds": self.psi.seconds})
             self._cond.notify_all()
             self._wait(lambda: self.psi.ready(req.role),
-                       f"both parties' PSI tags (have {self.psi.waiting()})")
+                       f"both parties' PSI tags (have {self.psi.waiting()})", req.role)
             return self.psi.take(req.role)
 
     def sync(self, req: SyncRequest) -> SyncReply:
@@ -216,7 +221,7 @@ class Coordinator(DealsMixin):
                 self._cond.notify_all()
             self._wait(lambda: barrier.reply is not None,
                        f"both parties at round {req.round}, step {req.step!r} "
-                       f"(arrived: {sorted(barrier.arrived)})")
+                       f"(arrived: {sorted(barrier.arrived)})", req.role)
             reply = barrier.reply
             if reply is None:  # pragma: no cover - _wait returns only when set
                 raise ProtocolAbort("barrier released without a decision")
@@ -296,7 +301,10 @@ class Coordinator(DealsMixin):
             self._screen_dealer.start()
         self._on_event({"event": "screening", "rows": n})
         self._advance(JobStage.SCREEN)
-        return SyncReply(Decision.CONTINUE, {"intersection": n})
+        # The grid's one-hot width (public, as c_1's shape): the bank checks E by it and
+        # asks for c_1 only once E is in, so the dealer works while E is made and sent.
+        return SyncReply(Decision.CONTINUE, {"intersection": n,
+                                             "grid_width": float(self._screen_dealer.sizes.width)})
 
     def _on_epoch(self, epoch: int, arrived: dict[Role, SyncRequest]) -> SyncReply:
         if self.stage is not JobStage.FIT or self._schedule is None:
@@ -369,13 +377,24 @@ class Coordinator(DealsMixin):
     def finished(self) -> bool:
         return self.stage in (JobStage.DONE, JobStage.FAILED)
 
-    def wait_finished(self, timeout: float) -> JobStage:
+    def _until(self, done: Callable[[], bool], timeout: float, step: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self.stage not in (JobStage.DONE, JobStage.FAILED):
+            while not done():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    self._fail_locked(f"job did not finish within {timeout:g} s")
-                    break
-                self._cond.wait(min(left, 1.0))
-            return self.stage
+                    return False
+                self._cond.wait(min(left, step))
+            return True
+
+    def wait_told(self, timeout: float) -> bool:
+        """After a failure, wait up to ``timeout`` s until each party not yet joined (starting
+        up) got the reason in a reply; True if all did (a joined one hears it from its peer)."""
+        return self._until(lambda: self._told.union(self._joined).issuperset(PARTY_ROLES),
+                           timeout, 0.5)
+
+    def wait_finished(self, timeout: float) -> JobStage:
+        if not self._until(lambda: self.finished, timeout, 1.0):
+            with self._cond:
+                self._fail_locked(f"job did not finish within {timeout:g} s")
+        return self.stage

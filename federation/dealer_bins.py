@@ -26,11 +26,11 @@ class BinDealer:
     """Corrections for the bin products on one one-hot matrix of the grid."""
 
     def __init__(self, seeds: dict[Role, bytes], matrix: str, n_rows: int, width: int,
-                 bits: int) -> None:
+                 bits: int, keep: bool = True) -> None:
         self._seeds, self._n, self._width, self._bits = seeds, n_rows, width, bits
-        self._matrix = matrix
+        self._matrix, self._keep = matrix, keep
         self._dealt: set[str] = set()
-        self._limbs: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
+        self._limbs: tuple[npt.NDArray[np.float32], ...] | None = None
 
     def _claim(self, label: str) -> None:
         if label in self._dealt:
@@ -40,30 +40,35 @@ class BinDealer:
     def corrections(self, blocks: list[tuple[str, int]]) -> Ring:
         """c_1 of each (block, width), side by side: width x sum(widths), one product.
 
-        M is expanded once and kept as its two limbs (float32: 8 bytes per training row and
-        one-hot slot); m a block of rows at a time."""
+        With ``keep`` (a matrix of many batches, as a tree job's) M is expanded once and kept
+        as its limbs (float32: at most 8 bytes per training row and one-hot slot); without
+        (a matrix of one request, as screening's) M and m are expanded a block of rows at a
+        time and nothing of the size of M is held."""
         for name, _ in blocks:
             self._claim(name)
         if not blocks:
             return np.zeros((self._width, 0), dtype=np.uint64)
         seeds = (self._seeds[Role.GRID], self._seeds[Role.BANK])
         return bp.correction_from_seeds(seeds, self._matrix, (self._n, self._width), blocks,
-                                        self._bits, self._m_limbs)
+                                        self._bits, self._m_limbs if self._keep else None)
 
     def _m_limbs(self, start: int, stop: int) -> Limbs:
         """Rows of M's limbs, widened to float64; M is expanded and split once, kept as
-        float32 limbs (8 bytes per element), since every batch of blocks needs all of it."""
+        float32 limbs (at most 8 bytes per element), since every batch of blocks needs all
+        of it."""
         if self._limbs is None:
-            lo = np.empty((self._n, self._width), dtype=np.float32)
-            hi = np.empty_like(lo)
+            kept: list[npt.NDArray[np.float32]] = []
             for a in range(0, self._n, 8192):
                 b = min(a + 8192, self._n)
-                rows = bp.matrix_mask_rows(self._seeds[Role.GRID], self._matrix,
-                                           (self._n, self._width), self._bits, a, b)
-                lo[a:b], hi[a:b] = bp.limbs32(rows, self._bits)
-            self._limbs = (lo, hi)
-        lo, hi = self._limbs
-        return lo[start:stop].astype(np.float64), hi[start:stop].astype(np.float64)
+                rows = bp.matrix_mask_words(self._seeds[Role.GRID], self._matrix,
+                                            (self._n, self._width), self._bits, a, b)
+                limbs = bp.limbs32(rows, self._bits)
+                if not kept:
+                    kept = [np.empty((self._n, self._width), np.float32) for _ in limbs]
+                for store, limb in zip(kept, limbs):
+                    store[a:b] = limb
+            self._limbs = tuple(kept)
+        return tuple(limb[start:stop].astype(np.float64) for limb in self._limbs)
 
     def and_corrections(self, label: str, rows: int, n: int) -> Ring:
         """c_1 words of ``rows`` ANDs of n-bit vectors under ``label``."""

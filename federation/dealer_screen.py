@@ -89,9 +89,11 @@ class ScreenDealer:
 
     def _compute(self) -> dict[str, Ring]:
         s = self.sizes
-        counts = BinDealer(self._seeds, SCREEN_COUNTS_MATRIX, s.rows, s.width, s.count_bits)
+        # One request per matrix: its mask is never kept whole (keep=False).
+        counts = BinDealer(self._seeds, SCREEN_COUNTS_MATRIX, s.rows, s.width, s.count_bits,
+                           keep=False)
         pearson = BinDealer(self._seeds, SCREEN_PEARSON_MATRIX, s.train_rows, s.grid_columns,
-                            s.pearson_bits)
+                            s.pearson_bits, keep=False)
         return {
             SCREEN_COUNTS_BLOCK: counts.corrections([(SCREEN_COUNTS_BLOCK,
                                                       SCREEN_COUNT_COLUMNS)]),

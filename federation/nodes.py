@@ -27,6 +27,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from federation.config import CoordinatorConfig, NetworkConfig
 from federation.coordinator import Coordinator
 from federation.job_stages import JobStage
@@ -51,8 +53,9 @@ from parties.pca import parse_components
 from parties.screen_step import ScreenConfig
 
 log = logging.getLogger(__name__)
-# What a party removes when its job fails (audit log and checkpoints stay).
 FAILING_FLUSH_SECONDS = 2.0  # a failing party's last wait for undelivered messages
+TELL_SECONDS = 5.0  # a failed job's coordinator waits this long for a party still starting up
+# What a party removes when its job fails (audit log and checkpoints stay).
 PARTY_OUTPUTS = ("model.json", "coefficients.csv", "predictions.csv",
                  "bank_only_predictions.csv", "metrics.json", "stats.json", "scores.csv")
 
@@ -81,6 +84,18 @@ def bound_native_heap() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 1 << 20)
     mallopt(m_trim_threshold, 1 << 20)
+
+
+def single_threaded_blas() -> None:
+    """BLAS on one thread in this node process.
+
+    A node shares the machine with the other two (on 2 cores in the benchmarks), and its
+    products are thin (the bin product's E^T m: 440 x 4096 x 3 per row chunk). OpenBLAS's
+    worker threads spin while they wait for work: six 40 x 4096 x 12 products took 37 ms
+    of process CPU with its default threads against 1.4 ms on one, and the screening
+    dealer 1.35 s against 0.27 s (docs/design.md, "Screening").
+    """
+    threadpool_limits(1, user_api="blas")
 
 
 def cpu_seconds() -> float:
@@ -147,6 +162,7 @@ def print_event(payload: dict[str, object]) -> None:
 def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
     net = cfg.network
     bound_native_heap()
+    single_threaded_blas()
     check_own_certificate(net.certs, Role.COORDINATOR)
     ensure_folder(net.out)
     watch_parent()
@@ -177,6 +193,8 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "settings": cfg.settings.as_dict(),
         }
         atomic_write_text(net.out / "job.json", json.dumps(summary, indent=2) + "\n")
+        if stage is JobStage.FAILED:  # a party still starting up gets the reason, not silence
+            coordinator.wait_told(TELL_SECONDS)
         time.sleep(0.2)  # let the last barrier replies reach both parties
     finally:
         server.stop(grace=1.0).wait(5)
@@ -192,6 +210,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
               barrier_wait: float) -> ExitCode:
     role = net.role
     bound_native_heap()
+    single_threaded_blas()
     check_own_certificate(net.certs, role)
     before = stamp(ensure_folder(net.out), PARTY_OUTPUTS)
     watch_parent()

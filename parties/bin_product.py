@@ -23,7 +23,16 @@ import numpy as np
 import numpy.typing as npt
 
 from crypto import bin_product as bp
-from crypto.limbs import Limbs, Signed, elementwise_bytes, pack, unpack
+from crypto.limbs import (
+    Limbs,
+    Signed,
+    elementwise_bytes,
+    pack,
+    reduce,
+    unpack,
+    unpack_words,
+    word_dtype,
+)
 from crypto.ring import Ring
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
@@ -73,9 +82,12 @@ class _Columns:
         self._width: dict[str, int] = {}
 
     def open(self, block: str, width: int) -> None:
+        self.unopened(block)
+        self._width[block], self._next[block] = width, 0
+
+    def unopened(self, block: str) -> None:
         if block in self._width:
             raise ProtocolAbort(f"bin-product block {block!r} was already opened")
-        self._width[block], self._next[block] = width, 0
 
     def take(self, block: str, start: int, count: int) -> None:
         if block not in self._width:
@@ -106,9 +118,11 @@ class GridBins:
     def send_masked(self, round_: int) -> int:
         """Send E = B - M (once per job), a message per block of rows; returns the bytes."""
         s, sent = self.spec, 0
+        scratch = np.empty(min(MASKED_ROWS, s.n_rows) * s.width, dtype=word_dtype(s.bits))
         for i, (a, b) in enumerate(masked_chunks(s.n_rows)):
-            m_rows = bp.matrix_mask_rows(self._seed, s.matrix, (s.n_rows, s.width), s.bits, a, b)
-            payload = pack(bp.mask_onehot(self._positions[a:b], m_rows, s.bits), s.bits)
+            m_rows = bp.matrix_mask_words(self._seed, s.matrix, (s.n_rows, s.width), s.bits,
+                                          a, b, scratch)  # one buffer for every block
+            payload = bp.mask_onehot_packed(self._positions[a:b], m_rows, s.bits)
             self._channel.send(Envelope(s.job_id, Tag(round_, _masked_step(i)), Role.GRID,
                                         {"E": payload}))
             sent += int(payload.nbytes)
@@ -141,19 +155,29 @@ class BankBins:
 
     def __init__(self, spec: BinSpec, seed: bytes, channel: Channel) -> None:
         self.spec, self._seed, self._channel = spec, seed, channel
-        # E split once into its two limbs, as float32 (exact), as it arrives
-        self._e: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
+        # E split once into its limbs, as float32 (exact), as it arrives
+        self._e: tuple[npt.NDArray[np.float32], ...] | None = None
+        self._partial: dict[str, Ring] = {}  # E^T m of blocks computed as E arrived
         self._m: tuple[str, Ring] | None = None  # the block in use (m is re-expanded)
         self._offset: dict[str, Ring] = {}
         self._columns = _Columns()
         self._lock = threading.Lock()
 
-    def receive_masked(self, round_: int) -> None:
-        """Receive E, kept as its two limbs (float32, 8 bytes per element in all), so that
-        every later product widens a block of rows instead of splitting E again."""
+    def receive_masked(self, round_: int, blocks: list[tuple[str, int]] | None = None) -> None:
+        """Receive E. Without ``blocks`` it is kept as its limbs (float32, at most 8 bytes per
+        element in all), so that every later product widens a block of rows instead of
+        splitting E again. With ``blocks`` (name, width), the matrix serves only those
+        blocks: E^T m of each is summed up message by message as E arrives, and E is not
+        kept (``prepare`` then only adds the dealer's c_1)."""
         s = self.spec
-        lo = np.empty((s.n_rows, s.width), dtype=np.float32)
-        hi = np.empty((s.n_rows, s.width), dtype=np.float32)
+        kept: list[npt.NDArray[np.float32]] | None = None
+        partial = None
+        masks = None if blocks is None else bp.block_mask_words(self._seed, blocks, s.n_rows,
+                                                                s.bits)
+        # buffers reused by every message (fresh pages for each would cost more than the maths)
+        rows = min(MASKED_ROWS, s.n_rows) * s.width
+        words = np.empty(rows if masks is not None else 0, dtype=np.uint32)
+        scratch = np.empty(rows if masks is not None else 0, dtype=np.float64)
         for i, (a, b) in enumerate(masked_chunks(s.n_rows)):
             got = self._channel.recv(Tag(round_, _masked_step(i)), s.timeout).tensors
             arr = got.get("E")
@@ -162,38 +186,60 @@ class BankBins:
                 what = "nothing" if arr is None else f"{arr.dtype} {arr.shape}"
                 raise ProtocolAbort(f"{Role.GRID} sent {what} as rows {a}..{b} of E; "
                                     f"expected uint8 {want}")
-            lo[a:b], hi[a:b] = bp.limbs32(unpack(np.asarray(arr, dtype=np.uint8), s.bits),
-                                          s.bits)
-        self._e = (lo, hi)
+            e = unpack_words(np.asarray(arr, dtype=np.uint8), s.bits, words)
+            if masks is not None:
+                part = bp.bank_partial(e, masks(a, b), s.bits, scratch)
+                partial = part if partial is None else partial + part
+                continue
+            limbs = bp.limbs32(e, s.bits)
+            if kept is None:
+                kept = [np.empty((s.n_rows, s.width), dtype=np.float32) for _ in limbs]
+            for store, limb in zip(kept, limbs):
+                store[a:b] = limb
+        if blocks is not None and partial is not None:
+            start = 0
+            for name, width in blocks:
+                self._partial[name] = partial[:, start:start + width]
+                start += width
+        elif kept is not None:
+            self._e = tuple(kept)
 
     def _e_limbs(self, start: int, stop: int) -> Limbs:
         if self._e is None:
             raise ProtocolAbort("bank: the grid's masked bin matrix has not arrived")
-        lo, hi = self._e
-        return lo[start:stop].astype(np.float64), hi[start:stop].astype(np.float64)
+        return tuple(limb[start:stop].astype(np.float64) for limb in self._e)
 
     def prepare(self, blocks: list[tuple[str, int, Ring]]) -> None:
-        """z_B = E^T m + c_1 for each (block, width, c_1 from the dealer), in one product.
+        """z_B = E^T m + c_1 for each (block, width, c_1 from the dealer), in one product
+        (E^T m of blocks named when E arrived is ready: only c_1 is added).
 
         Safe to call from a background thread while ``multiply`` runs on other blocks.
         """
         s = self.spec
-        if self._e is None:
-            raise ProtocolAbort("bank: the grid's masked bin matrix has not arrived")
         for name, width, c_1 in blocks:
+            with self._lock:
+                self._columns.unopened(name)
             if c_1.shape != (s.width, width):
                 raise ProtocolAbort(f"the dealer sent c_1 of shape {c_1.shape} for block "
                                     f"{name!r}; expected {(s.width, width)}")
-        widths = [(name, w) for name, w, _ in blocks]
-        c_1 = np.hstack([c for _, _, c in blocks])
-        offsets = bp.bank_offset_rows(self._e_limbs, bp.block_mask_rows(
-            self._seed, widths, s.n_rows, s.bits), s.n_rows, c_1, s.bits)
-        start = 0
+        ready = {name: reduce(self._partial.pop(name) + c_1, s.bits)
+                 for name, _, c_1 in blocks if name in self._partial}
+        rest = [b for b in blocks if b[0] not in ready]
+        if rest and self._e is None:
+            raise ProtocolAbort("bank: the grid's masked bin matrix has not arrived")
+        if rest:
+            widths = [(name, w) for name, w, _ in rest]
+            offsets = bp.bank_offset_rows(self._e_limbs, bp.block_mask_rows(
+                self._seed, widths, s.n_rows, s.bits), s.n_rows,
+                np.hstack([c for _, _, c in rest]), s.bits)
+            start = 0
+            for name, width in widths:
+                ready[name] = offsets[:, start:start + width]
+                start += width
         with self._lock:
             for name, width, _ in blocks:
                 self._columns.open(name, width)
-                self._offset[name] = offsets[:, start:start + width]
-                start += width
+                self._offset[name] = ready[name]
 
     def prepared(self, block: str) -> bool:
         with self._lock:

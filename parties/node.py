@@ -224,11 +224,11 @@ class PartyNode:
                 screen: ScreenConfig) -> None:
         """Screening instead of training (``parties.screen_step``); no model is written."""
         aligned, cfg = data.take(rows.astype(np.int64)), self.config
-        self._sync(0, "aligned", screen_sizes(self.role, plan.settings, aligned, screen))
+        reply = self._sync(0, "aligned", screen_sizes(self.role, plan.settings, aligned, screen))
         self.state.advance(Stage.ALIGNED)
         self.state.advance(Stage.SCREENING)
         self.stats.update(run_side(self.role, self._require_channel(), self._coordinator, plan,
-                                   aligned, screen, cfg.out, cfg.id_column))
+                                   aligned, screen, cfg.out, cfg.id_column, dict(reply.values)))
         self._sync(ROUND_SELECTION + 1, "screened", {})
         self.state.advance(Stage.DONE)
         self.stats["bytes_sent"] = self._require_channel().bytes_sent

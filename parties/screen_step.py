@@ -24,6 +24,7 @@ Assumes: semi-honest parties, a non-colluding dealer, an authenticated channel.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ from parties.evaluation.screening.selection import load_rules
 from parties.evaluation.screening.stability import psi
 from parties.model import atomic_write_text
 
+log = logging.getLogger(__name__)
 ROUND_COUNTS, ROUND_PEARSON, ROUND_INFO, ROUND_SELECTION = 1, 3, 5, 6
 STEP_GRID_INFO, STEP_SELECTION = "screen-grid-info", "screen-selection"
 COUNTS_BLOCK, PEARSON_BLOCK = SCREEN_COUNTS_BLOCK, SCREEN_PEARSON_BLOCK
@@ -105,6 +107,29 @@ def sizes(settings: TrainSettings, n: int) -> tuple[Schedule, Sizes]:
     return schedule, Sizes.of(n, schedule.n_train)
 
 
+class _Phases:
+    """Logs the process CPU and wall seconds of each phase of a party's side."""
+
+    def __init__(self, role: Role) -> None:
+        self._role, self._cpu, self._wall = role, time.process_time(), time.perf_counter()
+
+    def done(self, phase: str) -> None:
+        cpu, wall = time.process_time(), time.perf_counter()
+        log.info("screening %s: %s took %.3f s CPU, %.3f s wall; peak RSS %s", self._role,
+                 phase, cpu - self._cpu, wall - self._wall, _peak_rss())
+        self._cpu, self._wall = cpu, wall
+
+
+def _peak_rss() -> str:
+    try:  # Linux; elsewhere the log says so
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return f"{int(line.split()[1]) // 1024} MB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "unknown"
+
+
 def fixed_point(z: npt.NDArray[np.float64], frac: int) -> npt.NDArray[np.int64]:
     return np.rint(np.clip(z, -CLIP, CLIP) * (1 << frac)).astype(np.int64)
 
@@ -142,13 +167,17 @@ def run_grid(channel: Channel, job_id: str, seed: bytes, settings: TrainSettings
     n = len(data.ids)
     schedule, s = sizes(settings, n)
     train = np.sort(schedule.train_rows)
+    phases = _Phases(Role.GRID)
     binned = bin_matrix(data.x, train, cfg.bins, fixed_width=True)
+    phases.done("binning")
     deadline = settings.deadline_seconds
     counts = GridBins(BinSpec(job_id, COUNTS_MATRIX, n, binned.width, s.count_bits, deadline),
                       seed, binned.flat_index(), channel)
     sent = counts.send_masked(ROUND_COUNTS)
+    phases.done("E of the bins")
     counts.open_block(COUNTS_BLOCK, SCREEN_COUNT_COLUMNS)
     counts.answer(ROUND_COUNTS + 1, COUNTS_BLOCK, 0)
+    phases.done("counts product")
     z = standardize(data.x[train])
     k = z.shape[1]
     dense = DenseGrid(BinSpec(job_id, PEARSON_MATRIX, s.n_train, k, s.pearson_bits, deadline),
@@ -157,6 +186,7 @@ def run_grid(channel: Channel, job_id: str, seed: bytes, settings: TrainSettings
     dense.open_block(PEARSON_BLOCK, int(_expect_int(channel, ROUND_PEARSON, "bank_columns",
                                                     deadline)))
     dense.answer(ROUND_PEARSON + 1, PEARSON_BLOCK, 0)
+    phases.done("correlation product")
     channel.send(Envelope(job_id, Tag(ROUND_INFO, STEP_GRID_INFO), Role.GRID, {
         "names": np.array(data.features), "slots": binned.slots.astype(np.int64),
         "corr": correlation(z, z),
@@ -176,6 +206,7 @@ def run_grid(channel: Channel, job_id: str, seed: bytes, settings: TrainSettings
             raise ProtocolAbort(f"bank sent {iv.shape} IVs for {k} grid indicators")
         view["iv"] = dict(zip(data.features, iv.tolist()))
     atomic_write_text(out / "screen.json", json.dumps(view, indent=2) + "\n")
+    phases.done("selection")
     return {"screen_seconds": time.perf_counter() - started,
             "screen_cpu_seconds": time.process_time() - cpu, "masked_bytes": sent,
             "kept": len(kept)}
@@ -215,8 +246,9 @@ def _corrections(coordinator: CoordinatorLink, job_id: str) -> dict[str, npt.NDA
 
 def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: bytes,
              settings: TrainSettings, data: PartyData, cfg: ScreenConfig, out: Path,
-             id_column: str) -> dict[str, Any]:
-    """The bank's side; ``data`` holds the aligned rows (with labels) in canonical order."""
+             id_column: str, agreed: dict[str, float] | None = None) -> dict[str, Any]:
+    """The bank's side; ``data`` holds the aligned rows (with labels) in canonical order;
+    ``agreed``: the coordinator's reply at the aligned barrier (the grid's width)."""
     if data.y is None:
         raise ProtocolAbort("the bank has no labels")
     if cfg.reveal_to_grid not in REVEAL:
@@ -230,20 +262,29 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
     schedule, s = sizes(settings, n)
     train, valid = np.sort(schedule.train_rows), schedule.validation_rows
     deadline = settings.deadline_seconds
-    c_1 = _corrections(coordinator, job_id)
-    # 1-2: per-bin counts of the grid's indicators, opened to the bank only.
+    # 1-2: per-bin counts of the grid's indicators, opened to the bank only. With the grid's
+    # width from the coordinator, E^T m is summed up as E arrives (E is never kept) and the
+    # dealer's c_1, computed meanwhile, is fetched after; without, c_1 first gives the width.
+    width = int(agreed.get("grid_width", 0)) if agreed else 0
+    c_1 = None if width > 0 else _corrections(coordinator, job_id)
+    if c_1 is not None:
+        width = c_1[COUNTS_BLOCK].shape[0]
     in_train = np.zeros(n, dtype=np.int64)
     in_train[train] = 1
     in_valid = np.zeros(n, dtype=np.int64)
     in_valid[valid] = 1
     v = np.column_stack([in_train * y.astype(np.int64), in_train, in_valid])
-    width = c_1[COUNTS_BLOCK].shape[0]
     counts = BankBins(BinSpec(job_id, COUNTS_MATRIX, n, width, s.count_bits, deadline), seed,
                       channel)
-    counts.receive_masked(ROUND_COUNTS)
+    phases = _Phases(Role.BANK)
+    counts.receive_masked(ROUND_COUNTS, [(COUNTS_BLOCK, SCREEN_COUNT_COLUMNS)])
+    phases.done("E of the bins")
+    c_1 = _corrections(coordinator, job_id) if c_1 is None else c_1
+    phases.done("dealer's corrections")
     counts.prepare([(COUNTS_BLOCK, SCREEN_COUNT_COLUMNS, c_1[COUNTS_BLOCK])])
     grid_counts = counts.multiply(ROUND_COUNTS + 1, COUNTS_BLOCK, 0, v)
     counts.release(COUNTS_BLOCK)
+    phases.done("counts product")
     # 3-4: cross-party correlations X_G^T Z_B / n_train.
     z_bank = standardize(data.x[train])
     k_grid, k_bank = c_1[PEARSON_BLOCK].shape[0], z_bank.shape[1]
@@ -251,11 +292,12 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
                           {"bank_columns": np.array([k_bank], dtype=np.int64)}))
     pearson = BankBins(BinSpec(job_id, PEARSON_MATRIX, s.n_train, k_grid, s.pearson_bits,
                                deadline), seed, channel)
-    pearson.receive_masked(ROUND_PEARSON)
+    pearson.receive_masked(ROUND_PEARSON, [(PEARSON_BLOCK, k_bank)])  # E not kept
     pearson.prepare([(PEARSON_BLOCK, k_bank, c_1[PEARSON_BLOCK])])
     cross = pearson.multiply(ROUND_PEARSON + 1, PEARSON_BLOCK, 0,
                              fixed_point(z_bank, s.frac_bits))
     cross_corr = np.ldexp(cross.astype(np.float64), -2 * s.frac_bits) / s.n_train
+    phases.done("correlation product")
     # 5: the grid's names, layout, own correlations and month PSI.
     info = channel.recv(Tag(ROUND_INFO, STEP_GRID_INFO), deadline).tensors
     names, slots, grid_corr, psi_months = _grid_info(info, k_grid, width)
@@ -272,6 +314,7 @@ def run_bank(channel: Channel, coordinator: CoordinatorLink, job_id: str, seed: 
                     reveal_to_grid=cfg.reveal_to_grid)
     atomic_write_text(out / "screen.json", json.dumps(document, indent=2) + "\n")
     atomic_write_text(out / "selection.json", json.dumps(selection, indent=2) + "\n")
+    phases.done("statistics and selection")
     # 6: the grid learns its kept names (and with "summary" its IVs), nothing per bin.
     reply: dict[str, npt.NDArray[np.generic]] = {
         "kept": np.array(selection["parties"]["grid"]["kept"] or [], dtype="U64")}
@@ -326,11 +369,12 @@ def screen_sizes(role: Role, settings: TrainSettings, aligned: PartyData,
 
 
 def run_side(role: Role, channel: Channel, coordinator: CoordinatorLink, plan: JobPlan,
-             aligned: PartyData, cfg: ScreenConfig, out: Path, id_column: str
-             ) -> dict[str, Any]:
-    """This party's side of the screening (after the aligned barrier); its statistics."""
+             aligned: PartyData, cfg: ScreenConfig, out: Path, id_column: str,
+             agreed: dict[str, float] | None = None) -> dict[str, Any]:
+    """This party's side of the screening (after the aligned barrier, whose reply is
+    ``agreed``); its statistics."""
     if role is Role.GRID:
         return run_grid(channel, plan.job_id, plan.dealer_seed, plan.settings, aligned, cfg,
                         out, id_column)
     return run_bank(channel, coordinator, plan.job_id, plan.dealer_seed, plan.settings,
-                    aligned, cfg, out, id_column)
+                    aligned, cfg, out, id_column, agreed)

@@ -26,15 +26,30 @@ def encode_tensor(name: str, arr: npt.NDArray[np.generic]) -> tuple[str, list[in
     TypeError
         The dtype cannot be sent (objects, records, ...).
     """
+    dtype, shape, raw = encode_tensor_view(name, arr)
+    return dtype, shape, raw.tobytes()
+
+
+def encode_tensor_view(name: str, arr: npt.NDArray[np.generic]
+                       ) -> tuple[str, list[int], npt.NDArray[np.uint8]]:
+    """:func:`encode_tensor` with the raw bytes as a flat ``uint8`` view of the array (no
+    copy when it is already contiguous and little-endian), for a serializer that copies
+    them once into the message.
+
+    Raises
+    ------
+    TypeError
+        The dtype cannot be sent (objects, records, ...).
+    """
     a = np.ascontiguousarray(arr)
     if a.dtype.kind not in ALLOWED_KINDS:
         raise TypeError(f"tensor {name!r}: dtype {a.dtype} cannot be sent")
-    little = a.astype(a.dtype.newbyteorder("<"), copy=False)
-    return little.dtype.str, list(a.shape), little.tobytes()
+    little = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False))
+    return little.dtype.str, list(a.shape), little.reshape(-1).view(np.uint8)
 
 
 def decode_tensor(name: str, dtype_text: str, dims: list[int],
-                  data: bytes) -> npt.NDArray[np.generic]:
+                  data: bytes | memoryview) -> npt.NDArray[np.generic]:
     """The array of :func:`encode_tensor`'s fields (a read-only view of ``data``).
 
     Raises

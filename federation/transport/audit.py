@@ -233,7 +233,7 @@ class AuditLog:
         job: str,
         round_: int,
         step: str,
-        payload: bytes,
+        payload: bytes | memoryview,
         tensors: list[dict[str, Any]] | None = None,
     ) -> None:
         """Append one entry for ``payload`` (its size and digest, never its bytes)."""

@@ -6,12 +6,14 @@ fixed-width text dtypes are accepted from the wire; anything else is a protocol 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from federation.proto import vfl_pb2
-from federation.protocol.codec import decode_tensor, encode_tensor
+from federation.protocol.codec import decode_tensor, encode_tensor, encode_tensor_view
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import (
     DealReply,
@@ -45,23 +47,121 @@ def tensor_from_proto(t: vfl_pb2.Tensor) -> npt.NDArray[np.generic]:
     return decode_tensor(t.name, t.dtype, list(t.shape), t.data)
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_TENSORS = b"\x2a"  # Envelope.tensors: field 5, length-delimited
+_DATA = b"\x22"  # Tensor.data: field 4, length-delimited
+
+
+def _envelope_parts(env: Envelope) -> list[bytes | memoryview]:
+    parts: list[bytes | memoryview] = [vfl_pb2.Envelope(
+        job_id=env.job_id, round=env.tag.round, step=env.tag.step,
+        sender=env.sender.value).SerializeToString()]
+    for name, arr in env.tensors.items():
+        dtype, shape, raw = encode_tensor_view(name, arr)
+        meta = vfl_pb2.Tensor(name=name, dtype=dtype, shape=shape).SerializeToString()
+        data_field = _DATA + _varint(raw.size) if raw.size else b""  # proto3: empty omitted
+        parts += [_TENSORS, _varint(len(meta) + len(data_field) + raw.size), meta, data_field,
+                  raw.data]
+    return parts
+
+
 def envelope_to_bytes(env: Envelope) -> bytes:
-    msg = vfl_pb2.Envelope(job_id=env.job_id, round=env.tag.round, step=env.tag.step,
-                           sender=env.sender.value,
-                           tensors=[tensor_to_proto(k, v) for k, v in env.tensors.items()])
-    data: bytes = msg.SerializeToString()
-    return data
+    """The serialized ``vfl_pb2.Envelope``, byte for byte what ``SerializeToString`` gives.
+
+    Protobuf writes fields in field-number order, and a tensor's data (Tensor field 4) and
+    the tensors (Envelope field 5) are the last fields: so the small fields go through
+    protobuf and each tensor's data is framed by hand and copied once, straight from the
+    array into the message (``SerializeToString`` of the whole would copy it four times:
+    to bytes, into the Tensor, into the Envelope, out; ``tests/unit/test_wire.py``).
+    """
+    return b"".join(_envelope_parts(env))
 
 
-def envelope_from_bytes(data: bytes) -> Envelope:
-    msg = vfl_pb2.Envelope()
+def envelope_from_bytes(data: bytes | memoryview) -> Envelope:
+    """The envelope of ``envelope_to_bytes``'s bytes; each tensor a read-only view of them.
+
+    Protobuf parses everything but the tensors' data (``_without_data``: the message with
+    each Tensor.data field cut out, which names, dtypes, shapes and the envelope's fields
+    keep their protobuf checks); the data are views of ``data``, not copied twice (into
+    the parsed message, out as bytes) as ``ParseFromString`` of the whole would.
+    """
+    view = memoryview(data)
     try:
-        msg.ParseFromString(data)
+        meta, spans = _without_data(view)
+        msg = vfl_pb2.Envelope()
+        msg.ParseFromString(meta)
         sender = Role(msg.sender)
-    except Exception as exc:  # protobuf raises DecodeError; Role raises ValueError
-        raise ProtocolAbort(f"malformed message ({len(data)} bytes): {exc}") from exc
+    except Exception as exc:  # _Malformed, protobuf's DecodeError, Role's ValueError
+        raise ProtocolAbort(f"malformed message ({len(view)} bytes): {exc}") from exc
+    if len(msg.tensors) != len(spans):
+        raise ProtocolAbort(f"malformed message ({len(view)} bytes): tensors do not parse")
     return Envelope(msg.job_id, Tag(int(msg.round), msg.step), sender,
-                    {t.name: tensor_from_proto(t) for t in msg.tensors})
+                    {t.name: decode_tensor(t.name, t.dtype, list(t.shape), span)
+                     for t, span in zip(msg.tensors, spans)})
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _varint_at(view: memoryview, pos: int, stop: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while pos < stop and shift < 64:
+        byte = view[pos]
+        value, shift, pos = value | (byte & 0x7F) << shift, shift + 7, pos + 1
+        if byte < 0x80:
+            return value, pos
+    raise _Malformed("truncated varint")
+
+
+def _fields(view: memoryview, start: int, stop: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """(number, wire type, field start, payload start, end) of each field in [start, stop)."""
+    pos = start
+    while pos < stop:
+        key, body = _varint_at(view, pos, stop)
+        number, kind = key >> 3, key & 7
+        if kind == 0:
+            end = _varint_at(view, body, stop)[1]
+        elif kind in (1, 5):
+            end = body + (8 if kind == 1 else 4)
+        elif kind == 2:
+            size, body = _varint_at(view, body, stop)
+            end = body + size
+        else:
+            raise _Malformed(f"wire type {kind}")
+        if end > stop or number == 0:
+            raise _Malformed("field past its message")
+        yield number, kind, pos, body, end
+        pos = end
+
+
+def _without_data(view: memoryview) -> tuple[bytes, list[memoryview]]:
+    """The envelope's bytes with every Tensor.data field removed, and each tensor's data."""
+    parts: list[bytes | memoryview] = []
+    spans: list[memoryview] = []
+    for number, kind, start, body, end in _fields(view, 0, len(view)):
+        if number != 5 or kind != 2:
+            parts.append(view[start:end])
+            continue
+        kept: list[bytes | memoryview] = []
+        data = view[0:0]
+        for n, k, s, b, e in _fields(view, body, end):
+            if n == 4 and k == 2:
+                data = view[b:e]  # the last one wins, as in protobuf
+            else:
+                kept.append(view[s:e])
+        tensor = b"".join(kept)
+        parts += [_TENSORS, _varint(len(tensor)), tensor]
+        spans.append(data)
+    return b"".join(parts), spans
 
 
 def settings_to_proto(s: TrainSettings) -> vfl_pb2.TrainSettings:

@@ -100,7 +100,9 @@ def typed_column(d: Dialect, kind: Kind, column: str, cat: Category) -> tuple[st
                                            Kind.POSITIVE):
         return _number(d, kind, f"CAST({column} AS DOUBLE)", f"({column} IS NULL)")
     s = f"coalesce(CAST({column} AS {d.text_type}), '')"
-    empty = f"(trim({s}) = '')"
+    # Blank after trimming; a printable non-space ASCII first character (most cells) settles
+    # it without building the trimmed string.
+    empty = f"(CASE WHEN ascii({s}) BETWEEN 33 AND 126 THEN FALSE ELSE trim({s}) = '' END)"
     if kind is Kind.TEXT:
         return s, empty
     if kind is Kind.OPT_TEXT:

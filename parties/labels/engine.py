@@ -111,7 +111,8 @@ def load_grid(runner: SqlRunner, source: RawSource,
 
 def grid_facts(runner: SqlRunner, as_of: int) -> None:
     """The per-enterprise facts at ``as_of`` (and the flags of every row, any month)."""
-    runner.materialize("f_usage", grid_sql.usage_facts("typed_monthly_usage", as_of))
+    runner.materialize("f_usage", grid_sql.usage_facts(runner.dialect, "typed_monthly_usage",
+                                                       as_of))
     runner.materialize("f_bills", grid_sql.bill_facts(runner.dialect, "typed_bills", as_of))
     runner.materialize("f_events", grid_sql.event_facts("typed_events", as_of))
 
@@ -141,9 +142,10 @@ def grid_indicators(runner: SqlRunner, as_of: int, model: ShellModel, names: Seq
     """The indicators ``names`` at ``as_of`` from the facts of :func:`grid_facts`."""
     if ids is not None:
         runner.register_ids("wanted_ids", ids)
+    runner.materialize("g_rows", grid_sql.enterprise_rows(
+        "t_enterprises", "f_usage", "f_bills", "f_events", as_of))
     return runner.frame(grid_sql.indicator_query(
-        "t_enterprises", "f_usage", "f_bills", "f_events", as_of, model, names,
-        "wanted_ids" if ids is not None else None))
+        "g_rows", model, names, "wanted_ids" if ids is not None else None))
 
 
 def bank_frame(runner: SqlRunner, source: RawSource, as_of: int, names: Sequence[str],

@@ -3,8 +3,8 @@
 What it does: :func:`usage_facts`, :func:`bill_facts` and :func:`event_facts` aggregate the raw
 tables per enterprise in one scan each (the 24 usage months pivoted to ``u0`` .. ``u23``,
 ``u0`` being the as-of month; the bills' 12-month sums; event counts), carrying the
-validation flags of :mod:`parties.labels.checks`; :func:`indicator_query` joins them to the
-enterprises and derives every indicator of
+validation flags of :mod:`parties.labels.checks`; :func:`enterprise_rows` joins them to the
+enterprises and :func:`indicator_query` derives every indicator of
 :data:`~parties.labels.grid_indicators.GRID_INDICATORS` (and ENT_SHELL_SCORE), with the same
 names, in stages of :func:`~parties.labels.sqlkit.stage_query`.
 
@@ -36,8 +36,8 @@ from parties.labels.sqlkit import (
     Dialect,
     cols,
     date,
+    exact_mean,
     exact_sum,
-    group_mean,
     lit,
     mean,
     pct_change,
@@ -51,17 +51,16 @@ from parties.labels.sqlkit import (
 
 EVENT_WINDOWS = (("theft", 6, True), ("theft", 12, True), ("breach", 6, True),
                  ("breach", 12, True), ("outage", 12, False), ("inspection", 12, False))
-INDUSTRY = "PARTITION BY industry_code"
 
 
 def _end_date(as_of: int) -> str:
     return date(str(month_end([as_of])[0]))
 
 
-def usage_facts(typed: str, as_of: int) -> str:
+def usage_facts(d: Dialect, typed: str, as_of: int) -> str:
     """Per enterprise: row and distinct-month counts, flags, and ``u0`` .. ``u23``."""
     pivot = [f"max(kwh) FILTER (WHERE month = {as_of - k}) AS u{k}" for k in range(HISTORY)]
-    return (f"SELECT ent_id, count(*) AS _rows, count(DISTINCT month) AS _keys, "
+    return (f"SELECT ent_id, count(*) AS _rows, {d.distinct_count('month')} AS _keys, "
             f"{', '.join([*flag_aggregates(GRID_TABLES['monthly_usage']), *pivot])} "
             f"FROM {typed} AS t GROUP BY ent_id")
 
@@ -91,7 +90,7 @@ def bill_facts(d: Dialect, typed: str, as_of: int) -> str:
         f"max(arrears_after) FILTER (WHERE month = {as_of}) AS b_arrears0",
         f"max_by(late, month) FILTER (WHERE month <= {as_of} AND late > 0) AS b_last_late",
     ]
-    return (f"SELECT ent_id, count(*) AS _rows, count(DISTINCT month) AS _keys, "
+    return (f"SELECT ent_id, count(*) AS _rows, {d.distinct_count('month')} AS _keys, "
             f"{', '.join([*flag_aggregates(GRID_TABLES['bills']), *aggs])} "
             f"FROM ({pit}) AS p GROUP BY ent_id")
 
@@ -146,7 +145,18 @@ def _helpers() -> list[Column]:
                f"WHEN u{k + 12} = 0 THEN {lit(1e300)} "
                f"ELSE round({lit(100.0)} * (u{k} - u{k + 12}) / u{k + 12}, 9) END")
               for k in range(12)]
-    return out + growth + [(f"_im{k}", group_mean(f"u{k}", INDUSTRY)) for k in range(12)]
+    return out + growth
+
+
+def _industry_means() -> list[Column]:
+    """Means over each industry's enterprises, aggregated from the rows of :func:`_helpers`
+    and joined back (a window over the wide rows costs more)."""
+    return [*((f"_im{k}", exact_mean(f"u{k}")) for k in range(12)),
+            *((f"_i{c}", exact_mean(c)) for c in ("_due_m12", "_paid_m12", "_cpk12"))]
+
+
+RANKS = ("SELECT ent_id, rank() OVER (PARTITION BY province, industry_code ORDER BY _t12 DESC "
+         "NULLS LAST) AS _rank, count(_t12) OVER (PARTITION BY province, industry_code) AS _rank_n")
 
 
 def _usage_indicators() -> list[Column]:
@@ -163,9 +173,7 @@ def _usage_indicators() -> list[Column]:
                                      mean([f"_im{k}" for k in range(11, -1, -1)]))),
         ("use_growth_avg_12m", when(need12, mean(rates))),
         ("use_rank_pct_12m", when(
-            "_t12 IS NOT NULL", "CAST(rank() OVER (PARTITION BY province, industry_code "
-            "ORDER BY _t12 DESC NULLS LAST) AS DOUBLE) / count(_t12) OVER (PARTITION BY "
-            f"province, industry_code) * {lit(100)}")),
+            "_t12 IS NOT NULL", f"CAST(_rank AS DOUBLE) / _rank_n * {lit(100)}")),
         ("use_yoy_3m_pct", _sum_change(3, 12)),
         ("use_yoy_12m_pct", _sum_change(12, 12)),
         ("use_mom_3m_pct", _sum_change(3, 3)),
@@ -184,11 +192,11 @@ def _bill_and_event_indicators() -> list[Column]:
         ("late_days_12m", c12("b_late_days12")), ("late_fee_12m", c12("b_fee12")),
         ("current_arrears", "b_arrears0"),
         ("last_default_days", when("b_any > 0", "coalesce(b_last_late, 0E0)")),
-        ("bill_due_vs_industry_12m", ratio("_due_m12", group_mean("_due_m12", INDUSTRY))),
-        ("bill_paid_vs_industry_12m", ratio("_paid_m12", group_mean("_paid_m12", INDUSTRY))),
+        ("bill_due_vs_industry_12m", ratio("_due_m12", "_i_due_m12")),
+        ("bill_paid_vs_industry_12m", ratio("_paid_m12", "_i_paid_m12")),
         ("bill_fluct_12m", when("connected >= 12 AND b_n12 = 12",
                                 ratio(std(cols("d", 12), "_due_m12"), "_due_m12"))),
-        ("cost_per_kwh_vs_industry_12m", ratio("_cpk12", group_mean("_cpk12", INDUSTRY))),
+        ("cost_per_kwh_vs_industry_12m", ratio("_cpk12", "_i_cpk12")),
     ]
     for kind, months, amount in EVENT_WINDOWS:
         for what, column in (("count", "n"), ("amount", "a")):
@@ -222,21 +230,21 @@ EVENT_COLUMNS = tuple(f"e_{kind}_{c}{months}" for kind, months, amount in EVENT_
 
 
 def indicator_stages(model: ShellModel) -> list[list[Column]]:
-    """The derived columns in dependency order; the last stages hold every indicator."""
+    """The derived columns after :func:`_helpers` and :func:`_industry_means`, in dependency
+    order; the last stages hold every indicator."""
     derived = [
         ("use_last_vs_mean_12m", when("connected >= 12", ratio("u0", "use_mean_12m"))),
         ("use_utilization_12m", ratio("use_mean_12m", f"_capacity * {lit(730.0)}")),
         ("score_diff", ratio("use_max_12m - use_min_12m", "use_mean_12m")),
         ("score_vola", ratio("use_std_12m", "use_industry_std_12m")),
     ]
-    return [_helpers(), _usage_indicators() + _bill_and_event_indicators(), derived,
+    return [_usage_indicators() + _bill_and_event_indicators(), derived,
             [("ent_shell_score", shell_score_sql(model))]]
 
 
-def indicator_query(enterprises: str, usage: str, bills: str, events: str, as_of: int,
-                    model: ShellModel, names: Sequence[str], ids: str | None = None) -> str:
-    """One row per enterprise connected by ``as_of``: ``id`` and the indicators ``names``, in
-    the enterprises table's row order.
+def enterprise_rows(enterprises: str, usage: str, bills: str, events: str, as_of: int) -> str:
+    """One row per enterprise connected by ``as_of``: its facts and the helper columns of
+    :func:`_helpers`, for :func:`indicator_query` (computed once, read three times).
 
     Parameters
     ----------
@@ -246,13 +254,6 @@ def indicator_query(enterprises: str, usage: str, bills: str, events: str, as_of
         The fact relations of :func:`usage_facts`, :func:`bill_facts`, :func:`event_facts`.
     as_of
         Month ordinal.
-    model
-        ENT_SHELL_SCORE's model.
-    names
-        Indicator columns to return, in order.
-    ids
-        Relation with a column ``id``: keep only those enterprises (after the industry and
-        rank figures are computed over everyone).
     """
     facts = [*(f"u.u{k}" for k in range(HISTORY)), *(f"b.{c}" for c in BILL_COLUMNS),
              *(f"v.{c}" for c in EVENT_COLUMNS)]
@@ -265,7 +266,33 @@ def indicator_query(enterprises: str, usage: str, bills: str, events: str, as_of
             f"LEFT JOIN {bills} AS b ON b.ent_id = e.ent_id "
             f"LEFT JOIN {events} AS v ON v.ent_id = e.ent_id "
             f"WHERE e.open_month <= {as_of}")
-    query = stage_query(base, indicator_stages(model))
+    return stage_query(base, [_helpers()])
+
+
+def indicator_query(rows: str, model: ShellModel, names: Sequence[str],
+                    ids: str | None = None) -> str:
+    """``id`` and the indicators ``names`` of every enterprise of ``rows``, in the enterprises
+    table's row order.
+
+    Parameters
+    ----------
+    rows
+        The relation of :func:`enterprise_rows`.
+    model
+        ENT_SHELL_SCORE's model.
+    names
+        Indicator columns to return, in order.
+    ids
+        Relation with a column ``id``: keep only those enterprises (after the industry and
+        rank figures are computed over everyone).
+    """
+    means = _industry_means()
+    industry = (f"SELECT industry_code, {', '.join(f'{e} AS {n}' for n, e in means)} "
+                f"FROM {rows} AS g GROUP BY industry_code")
+    joined = (f"SELECT r.*, {', '.join(f'i.{n}' for n, _ in means)}, k._rank, k._rank_n "
+              f"FROM {rows} AS r JOIN ({industry}) AS i ON i.industry_code = r.industry_code "
+              f"JOIN ({RANKS} FROM {rows} AS w) AS k ON k.ent_id = r.ent_id")
+    query = stage_query(joined, indicator_stages(model))
     where = f" WHERE ent_id IN (SELECT id FROM {ids} AS i)" if ids else ""
     values = ", ".join(f"CAST({n} AS DOUBLE) AS {n}" for n in names)
     return f"SELECT ent_id AS id, {values} FROM (\n{query}\n) AS final{where} ORDER BY _ord"

@@ -47,6 +47,13 @@ class Dialect:
         mark = "`" if self.name == "spark" else '"'
         return mark + name.replace(mark, mark + mark) + mark
 
+    def distinct_count(self, expr: str) -> str:
+        """``count(DISTINCT expr)`` as an aggregate; DuckDB counts a list's distinct values,
+        which spares the join its planner adds for a distinct aggregate."""
+        if self.name == "spark":
+            return f"count(DISTINCT {expr})"
+        return f"CAST(list_unique(list({expr})) AS BIGINT)"
+
     def days_between(self, start: str, end: str) -> str:
         """Whole days from DATE ``start`` to DATE ``end`` (negative if ``end`` is earlier)."""
         if self.name == "spark":
@@ -134,10 +141,21 @@ def std(columns: Sequence[str], center: str) -> str:
 EXACT = "DECIMAL(38, 14)"
 
 
+CENTS_BOUND = "1099511627776E0"  # 2^40: below it doubles are 2^-12 apart, < half a cent
+
+
 def _to_exact(expr: str) -> str:
     # Through the number's decimal text: Spark converts a DOUBLE to DECIMAL that way, DuckDB
     # by a multiplication that can differ in the last digit; the text makes them agree.
-    return f"CAST(CAST({expr} AS STRING) AS {EXACT})"
+    # Printing a double is slow, so a whole number of cents k (the double nearest k / 100,
+    # tested by dividing back) is built from k instead: below 2^40 no other number of at most
+    # two decimals is that near, so k / 100 is the shortest text of the double, which both
+    # engines print, and the decimal is the same.
+    k = f"round({expr} * 100E0)"
+    cents = f"abs({expr}) < {CENTS_BOUND} AND {k} / 100E0 = {expr}"
+    return (f"CASE WHEN {cents} THEN CAST(CAST(CAST({k} AS BIGINT) AS DECIMAL(18, 0)) * "
+            f"CAST(0.01 AS DECIMAL(3, 2)) AS {EXACT}) "
+            f"ELSE CAST(CAST({expr} AS STRING) AS {EXACT}) END")
 
 
 def _from_exact(expr: str) -> str:
@@ -152,11 +170,10 @@ def exact_sum(expr: str, where: str | None = None) -> str:
     return _from_exact(f"sum({_to_exact(expr)}){filtered}")
 
 
-def group_mean(expr: str, partition: str) -> str:
-    """Mean of the non-null ``expr`` over the window ``partition`` (NULL if none), summed
-    exactly as :func:`exact_sum`."""
-    total_ = _from_exact(f"sum({_to_exact(expr)}) OVER ({partition})")
-    return f"({total_} / count({expr}) OVER ({partition}))"
+def exact_mean(expr: str) -> str:
+    """Mean of the non-null ``expr`` of a group (NULL if none), an aggregate summed exactly as
+    :func:`exact_sum`."""
+    return f"({exact_sum(expr)} / count({expr}))"
 
 
 def stage_query(base: str, stages: Sequence[Sequence[Column]]) -> str:

@@ -109,8 +109,9 @@ def test_bank_and_coordinator_stop_within_the_deadline(killed: Killed) -> None:
         assert name in killed.exited_after, f"{name} still running\n{context}"
         assert killed.exited_after[name] <= bound, (name, killed.exited_after[name], context)
         assert killed.codes[name] not in (None, 0), context
-    # Noticing needs the deadline: nobody gave up on the grid before it was killed.
-    assert killed.exited_after["bank"] > 0.5
+    # Nobody gave up on the grid before it was killed. (The bank may notice at once: the
+    # grid's stream breaks without its closing frame.)
+    assert killed.exited_after["bank"] > 0.0
 
 
 def test_every_report_names_the_grid(killed: Killed) -> None:

@@ -26,6 +26,7 @@ from federation.protocol.errors import ProtocolAbort, StageError, VflError
 from federation.protocol.messages import (
     DealRequest,
     Decision,
+    FailRequest,
     JoinRequest,
     Mode,
     Role,
@@ -322,3 +323,32 @@ def test_other_job_and_double_arrival_are_refused() -> None:
     join_both(c)
     with pytest.raises(ProtocolAbort, match="twice"):
         c.join(JoinRequest("job", Role.GRID, "a:1", 10, 2))
+
+
+def test_a_failed_job_waits_for_a_late_party_to_hear_the_reason() -> None:
+    """The grid fails before the bank (still loading its data) has called at all: the
+    coordinator keeps answering until the bank's first call has carried the reason."""
+    c, _ = new_coordinator()
+    c.fail(FailRequest("job", Role.GRID, "input data invalid"))
+    assert not c.wait_told(0.05)  # the bank has not heard it yet
+    with pytest.raises(ProtocolAbort, match="grid failed: input data invalid"):
+        c.join(JoinRequest("job", Role.BANK, "b:1", 500, 4))
+    assert c.wait_told(0.05)
+
+
+def test_a_party_waiting_at_a_barrier_counts_as_told() -> None:
+    c = Coordinator("job", TrainSettings(epochs=2, batch_size=32), barrier_timeout=5.0)
+    got: list[BaseException] = []
+
+    def bank_joins() -> None:
+        try:
+            c.join(JoinRequest("job", Role.BANK, "b:1", 500, 4))
+        except ProtocolAbort as exc:
+            got.append(exc)
+
+    waiter = threading.Thread(target=bank_joins, daemon=True)
+    waiter.start()
+    c.fail(FailRequest("job", Role.GRID, "input data invalid"))
+    waiter.join(5.0)
+    assert got and "grid failed" in str(got[0])
+    assert c.wait_told(1.0)

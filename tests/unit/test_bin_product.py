@@ -12,14 +12,18 @@ import pytest
 from crypto import bin_product as bp
 from crypto.limbs import (
     MAX_BITS,
+    chunk_rows,
     elementwise_bytes,
     from_signed,
     matmul_t,
     pack,
+    pack_words,
     reduce,
     ring_bits,
     to_signed,
     unpack,
+    unpack_words,
+    word_dtype,
 )
 from crypto.prg import new_seed
 from parties.binning import bin_matrix
@@ -160,3 +164,43 @@ def test_and_of_grid_bits_and_bank_bits_opens_only_the_and(n: int) -> None:
     opened = bp.unpack_bits(bp.and_bank_open(e, m_b, c_1, z_g), n)
     assert np.array_equal(opened, left & member)
     assert np.array_equal(bp.unpack_bits(lw, n), left)
+
+
+@pytest.mark.parametrize("bits", [9, 17, 19, 24, 30, 34, 48])
+@pytest.mark.parametrize("shape", [(1, 2), (5, 3), (8, 7), (301, 11)])
+def test_words_pack_to_the_same_bytes_and_back(bits: int, shape: tuple[int, int]) -> None:
+    x = uniform(bits + shape[0], shape, bits)
+    w = x.astype(word_dtype(bits))
+    p = pack_words(w.copy(), bits)
+    assert np.array_equal(p, pack(x, bits))
+    buffer = np.zeros(x.size + 5, dtype=np.uint32)
+    for out in (None, buffer):
+        back = unpack_words(p, bits, out)
+        assert back.dtype == word_dtype(bits) and np.array_equal(back, x)
+    dirty = p.copy()
+    dirty[..., -1] = 0xFF  # bits at or above l are dropped
+    assert np.array_equal(unpack_words(dirty, bits), unpack(dirty, bits))
+
+
+@pytest.mark.parametrize("bits", [12, 19, 20, 21, 34, 48])
+def test_bank_partial_with_a_reused_buffer_is_exact(bits: int) -> None:
+    n, k, t = 5000, 7, 3
+    e = uniform(1, (n, k), bits).astype(word_dtype(bits))
+    m = uniform(2, (n, t), bits).astype(word_dtype(bits))
+    e[:40], m[:40] = 2**bits - 1, 2**bits - 1
+    want = reference_matmul_t(e.astype(np.uint64), m.astype(np.uint64), bits)
+    scratch = np.full(chunk_rows(bits) * k, np.nan)
+    for buffer in (None, scratch):
+        got = bp.bank_partial(e, m, bits, buffer)
+        assert [[int(v) for v in row] for row in got] == want
+
+
+@pytest.mark.parametrize("bits", [19, 34])
+def test_dealer_correction_from_seeds_block_by_block_equals_the_whole(bits: int) -> None:
+    seeds, n, width = (new_seed(), new_seed()), 8192 + 300, 6
+    blocks = [("b1", 2), ("b2", 3)]
+    m_mat = bp.matrix_mask(seeds[0], "m", (n, width), bits)
+    m_vec = np.hstack([bp.vector_mask(seeds[1], b, (n, w), bits) for b, w in blocks])
+    c_0 = np.hstack([bp.block_c0(seeds[0], b, (width, w), bits) for b, w in blocks])
+    want = bp.correction(m_mat, m_vec, c_0, bits)
+    assert np.array_equal(bp.correction_from_seeds(seeds, "m", (n, width), blocks, bits), want)

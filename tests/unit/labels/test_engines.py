@@ -12,7 +12,7 @@ from parties.labels.engine import build_bank_features, build_grid_features
 from parties.labels.features import FeatureBuild
 from parties.labels.output import write_csv
 from parties.labels.schema import parse_month
-from parties.labels.sqlkit import Engine, total
+from parties.labels.sqlkit import EXACT, Engine, _to_exact, total
 from parties.labels.synth import synthesize, write_synth
 from parties.labels.writers import write_csv_fast
 from tests.unit.labels.conftest import AS_OF
@@ -121,3 +121,25 @@ def test_sql_sum_order_is_numpys(n: int) -> None:
     expr = total([f"x[{i}]" for i in range(n)])
     got = np.array([eval(expr, {"x": list(map(float, r))}) for r in rows])  # noqa: S307
     np.testing.assert_array_equal(got, rows.sum(axis=1))
+
+
+def test_exact_decimal_of_cents_is_the_decimal_of_the_text() -> None:
+    """The shortcut for whole cents gives the decimal of the double's text, bit for bit."""
+    import duckdb
+
+    rng = np.random.default_rng(5)
+    cents = rng.integers(0, 2**47, 20000) // 10 ** rng.integers(0, 14, 20000)
+    bound = 2.0**40
+    values = np.concatenate([
+        cents / 100.0, -cents / 100.0, rng.random(5000) * 10.0 ** rng.integers(-6, 12, 5000),
+        np.nextafter(cents[:2000] / 100.0, np.inf),
+        [bound - 0.01, bound, bound + 0.01, np.nextafter(bound, 0.0), 2.0**46 + 0.25, 0.0, -0.0,
+         0.1 + 0.2, 1e-5, 0.125, 0.005, 1e15 + 0.01, 123456789012.35]])
+    con = duckdb.connect()
+    con.register("v", pd.DataFrame({"x": values}))
+    differ, shortcut = con.execute(
+        f"SELECT count(*) FILTER (WHERE CAST({_to_exact('x')} AS VARCHAR) <> "
+        f"CAST(CAST(CAST(x AS VARCHAR) AS {EXACT}) AS VARCHAR)), count(*) FILTER "
+        f"(WHERE abs(x) < 2E0 ^ 40 AND round(x * 100E0) / 100E0 = x) FROM v").fetchone()
+    assert differ == 0
+    assert shortcut > 30000  # most values took the shortcut
