@@ -45,6 +45,7 @@ from parties.monitoring_data import BankPeriod, GridPeriod, bank_matrix, grid_pe
 from parties.monitoring_drift import DriftBaseline, drift_baseline, drift_table, write_drift
 from parties.monitoring_serving import MonitorGrid, PeriodBank
 from parties.monitoring_stage import StagedTables
+from parties.monitoring_tables import BankTables, GridTables
 from parties.monitoring_watch import PeriodNotReady, covers
 from parties.psi_pool import PsiPool
 from parties.serving import MAX_IDS
@@ -117,22 +118,25 @@ def run_period(cfg: MonitorConfig, bank: BankPeriod, bank_seconds: float, store:
     return times
 
 
-def _grid_build(cfg: MonitorConfig, tables: StagedTables,
-                model: PartyModel) -> Callable[[int], GridPeriod]:
+def _grid_build(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
+                loaded: GridTables) -> tuple[Callable[[int], GridPeriod], list[str]]:
     """Month -> the grid's period; refuses a month its data do not cover, and writes the
-    drift of its own indicators (``OUT/grid_periods/<YYYY-MM>/drift.csv``, never sent)."""
+    drift of its own indicators (``OUT/grid_periods/<YYYY-MM>/drift.csv``, never sent).
+    Also the enterprises of ``--baseline-month`` (none without one), to blind at start."""
     baseline = None
+    ids: list[str] = []
     if cfg.baseline_month:
         month = parse_month(cfg.baseline_month)
-        x = grid_period(tables.current(), month, model, cfg.table7).x
-        baseline = drift_baseline(month, model.features, x)
+        at_baseline = grid_period(tables.current(), month, model, cfg.table7, loaded)
+        baseline = drift_baseline(month, model.features, at_baseline.x)
+        ids = at_baseline.ids
 
     def build(month: int) -> GridPeriod:
         if not covers(tables.source, "grid", month):
             log.info("monitoring: month %d asked, not in the grid's data yet", month)
             raise PeriodNotReady(month)
         started = time.perf_counter()
-        period = grid_period(tables.current(), month, model, cfg.table7)
+        period = grid_period(tables.current(), month, model, cfg.table7, loaded)
         built = time.perf_counter()
         if baseline is not None:
             path = cfg.out / "grid_periods" / format_month(month) / "drift.csv"
@@ -141,16 +145,20 @@ def _grid_build(cfg: MonitorConfig, tables: StagedTables,
               f"drift={time.perf_counter() - built:.2f}s", flush=True)
         return period
 
-    return build
+    return build, ids
 
 
 def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None:
     model = PartyModel.load(cfg.model, Role.GRID)
     tables = StagedTables(open_source(cfg.raw, "grid", cfg.schema), list(GRID_TABLES))
     pool = PsiPool(None)
+    loaded = GridTables()
     server = None
     try:
-        grid = MonitorGrid(_grid_build(cfg, tables, model), pool=pool)
+        build, ids = _grid_build(cfg, tables, model, loaded)
+        grid = MonitorGrid(build, pool=pool, rotate_seconds=cfg.rotate_seconds)
+        if ids:  # the epoch's first table while idle: a period then blinds only new IDs
+            grid.points.table(ids)
         server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
         _announce(cfg.listen, port)
         while not stop.wait(0.5):
@@ -159,6 +167,7 @@ def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
         if server is not None:
             server.stop(grace=2.0).wait(5)
         pool.close()
+        loaded.close()
         tables.close()
 
 
@@ -168,12 +177,13 @@ def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
 
     model = PartyModel.load(cfg.model, Role.BANK)
     tables = StagedTables(open_source(cfg.raw, "bank", cfg.schema), list(BANK_TABLES))
+    loaded = BankTables()
     dashboard = None
     try:
         baseline = None
         if cfg.baseline_month:
             month = parse_month(cfg.baseline_month)
-            x = bank_matrix(tables.current(), month, model)
+            x = bank_matrix(tables.current(), month, model, loaded)
             baseline = drift_baseline(month, model.features, x)
         store = MonitorStore(cfg.out)
         dashboard = start_dashboard(cfg.http, store) if cfg.http else None
@@ -182,7 +192,7 @@ def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
         else:
             _announce(cfg.http, dashboard.server_address[1])
         ended = run_periods(cfg, tables, model, store, stop, lambda bank, seconds: run_period(
-            cfg, bank, seconds, store, audit, baseline))
+            cfg, bank, seconds, store, audit, baseline), loaded)
         print(ended, flush=True)
         if dashboard is not None:
             while not stop.wait(0.5):
@@ -191,6 +201,7 @@ def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
         if dashboard is not None:
             dashboard.shutdown()
             dashboard.server_close()
+        loaded.close()
         tables.close()
 
 
@@ -203,6 +214,8 @@ def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> Exit
                           "(--period-to is optional with --watch)")
     if not 0.1 <= cfg.poll_seconds <= 3600 or cfg.max_periods < 0:
         raise ConfigError("--poll-seconds must be 0.1 to 3600 and --max-periods >= 0")
+    if not cfg.rotate_seconds > 0:
+        raise ConfigError(f"--rotate-hours must be > 0, got {cfg.rotate_seconds / 3600:g}")
     if cfg.baseline_month:
         try:
             parse_month(cfg.baseline_month)

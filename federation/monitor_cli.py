@@ -34,7 +34,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         connect_timeout=args.connect_timeout, http=args.http or "",
         alert_url=args.alert_url or "", alert_retries=args.alert_retries,
         baseline_month=args.baseline_month or "", watch=args.watch,
-        poll_seconds=args.poll_seconds, max_periods=args.max_periods)
+        poll_seconds=args.poll_seconds, max_periods=args.max_periods,
+        rotate_seconds=args.rotate_hours * 3600.0)
     return int(run_monitor(cfg))
 
 
@@ -80,6 +81,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="bank: warning-level rules TOML (default: alert on a Table 7 alert)")
     p.add_argument("--table7", type=Path, default=None,
                    help="grid: Table 7 rules TOML (default: the packaged one)")
+    p.add_argument("--rotate-hours", type=float, default=24.0,
+                   help="grid: a new PSI key epoch (all points blinded again) after this "
+                        "many hours; periods within one epoch share its blinded points " + D)
     p.add_argument("--bands", default=None, help="band edges in points, e.g. -inf,500,600,inf")
     p.add_argument("--base-score", type=float, default=600.0, help="scorecard " + D)
     p.add_argument("--base-odds", type=float, default=50.0, help="scorecard " + D)

@@ -46,6 +46,7 @@ class MonitorConfig:
     watch: bool = False  # bank: wait for each period's data instead of replaying at once
     poll_seconds: float = 60.0
     max_periods: int = 0  # bank: stop after this many periods run (0: no bound)
+    rotate_seconds: float = 24 * 3600.0  # grid: a key epoch's length (serve --rotate-hours)
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -27,6 +27,7 @@ from parties.model import PartyModel
 from parties.monitoring import MonitorStore
 from parties.monitoring_data import BankPeriod, bank_period
 from parties.monitoring_stage import StagedTables
+from parties.monitoring_tables import BankTables
 from parties.monitoring_watch import covers, is_not_ready
 
 log = logging.getLogger(__name__)
@@ -34,23 +35,24 @@ RunPeriod = Callable[[BankPeriod, float], dict[str, float]]
 
 
 def _book(tables: StagedTables, month: int, model: PartyModel,
-          cache: dict[int, tuple[BankPeriod, float]]) -> tuple[BankPeriod, float]:
+          cache: dict[int, tuple[BankPeriod, float]],
+          loaded: BankTables | None) -> tuple[BankPeriod, float]:
     """The bank's book at ``month`` and the seconds it took, computed once per month."""
     if month not in cache:
         cache.clear()
         started = time.perf_counter()
-        bank = bank_period(tables.current(), month, model)
+        bank = bank_period(tables.current(), month, model, loaded)
         cache[month] = (bank, time.perf_counter() - started)
     return cache[month]
 
 
 def _attempt(cfg: MonitorConfig, tables: StagedTables, model: PartyModel, month: int,
-             run: RunPeriod, cache: dict[int, tuple[BankPeriod, float]]
-             ) -> dict[str, float] | str:
+             run: RunPeriod, cache: dict[int, tuple[BankPeriod, float]],
+             loaded: BankTables | None) -> dict[str, float] | str:
     """Run ``month``; what it still waits for instead (watch only)."""
     if cfg.watch and not covers(tables.source, "bank", month):
         return "bank data"
-    bank, seconds = _book(tables, month, model, cache)
+    bank, seconds = _book(tables, month, model, cache, loaded)
     try:
         return run(bank, seconds)
     except ProtocolAbort as exc:
@@ -60,8 +62,10 @@ def _attempt(cfg: MonitorConfig, tables: StagedTables, model: PartyModel, month:
 
 
 def run_periods(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
-                store: MonitorStore, stop: threading.Event, run: RunPeriod) -> str:
-    """Run the periods of ``cfg`` (see the module docstring); the closing line to print."""
+                store: MonitorStore, stop: threading.Event, run: RunPeriod,
+                loaded: BankTables | None = None) -> str:
+    """Run the periods of ``cfg`` (see the module docstring); the closing line to print
+    (``loaded``: the bank's tables kept parsed and checked across periods)."""
     ran = 0
     waiting = ""
     cache: dict[int, tuple[BankPeriod, float]] = {}
@@ -75,7 +79,7 @@ def run_periods(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
                 return "WATCH done (stopped)" if cfg.watch else "REPLAY stopped"
             if cfg.max_periods and ran >= cfg.max_periods:
                 return f"{'WATCH' if cfg.watch else 'REPLAY'} done ({ran} periods)"
-            outcome = _attempt(cfg, tables, model, month, run, cache)
+            outcome = _attempt(cfg, tables, model, month, run, cache, loaded)
             if isinstance(outcome, dict):
                 break
             if waiting != f"{period} {outcome}":

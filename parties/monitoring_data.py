@@ -21,10 +21,12 @@ from parties.labels.duck import DuckRunner
 from parties.labels.engine import bank_frame, build_grid_features
 from parties.labels.features import grid_registry
 from parties.labels.schema import BANK_TABLES
+from parties.labels.shell import load_shell_model
 from parties.labels.sources import RawSource, staged
 from parties.labels.warning import DEFAULT_RULES, Rating, load_rules, rate
 from parties.model import PartyModel
 from parties.monitoring import model_matrix
+from parties.monitoring_tables import BankTables, GridTables
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,16 @@ class GridPeriod:
 
 
 def grid_period(source: RawSource, month: int, model: PartyModel,
-                rules_path: pathlib.Path = DEFAULT_RULES) -> GridPeriod:
-    """Indicators, u_G and Table 7 rating of every enterprise connected by ``month``."""
+                rules_path: pathlib.Path = DEFAULT_RULES,
+                tables: GridTables | None = None) -> GridPeriod:
+    """Indicators, u_G and Table 7 rating of every enterprise connected by ``month``
+    (with ``tables``, from the tables it keeps parsed and checked across periods)."""
     registry = grid_registry()
     rules = load_rules({i.name for i in registry}, rules_path)
-    table = build_grid_features(source, month, model_only=False).table
+    if tables is None:
+        table = build_grid_features(source, month, model_only=False).table
+    else:
+        table = tables.frame(source, month, load_shell_model(), [i.name for i in registry])
     ratings = rate(table, rules)["rating"].str.upper()
     codes = np.array([int(Rating[r]) for r in ratings], dtype=np.int8)
     x = model_matrix(table, model, f"grid indicators at month {month}")
@@ -60,13 +67,19 @@ class BankPeriod:
     month: int = -1
 
 
-def bank_period(source: RawSource, month: int, model: PartyModel) -> BankPeriod:
-    """The active loan book at ``month`` and each borrower's partial logit u_B."""
+def bank_period(source: RawSource, month: int, model: PartyModel,
+                tables: BankTables | None = None) -> BankPeriod:
+    """The active loan book at ``month`` and each borrower's partial logit u_B (with
+    ``tables``, from the tables it keeps parsed and checked across periods)."""
     names = [i.name for i in BANK_INDICATORS]
-    with staged(source, list(BANK_TABLES)) as src, DuckRunner() as run:
-        table = bank_frame(run, src, month, names, 1, 30)
-        book = run.frame(f"SELECT DISTINCT ent_id FROM t_loans WHERE start_month <= {month} "
-                         f"AND start_month + term_months > {month} ORDER BY ent_id")
+    query = (f"SELECT DISTINCT ent_id FROM t_loans WHERE start_month <= {month} "
+             f"AND start_month + term_months > {month} ORDER BY ent_id")
+    if tables is not None:
+        table, book = tables.frame(source, month, names, 1, 30, query)
+    else:
+        with staged(source, list(BANK_TABLES)) as src, DuckRunner() as run:
+            table = bank_frame(run, src, month, names, 1, 30)
+            book = run.frame(query)
     table = table.assign(id=table["id"].astype(str)).set_index("id")
     wanted = book["ent_id"].astype(str)
     table = table.reindex(pd.Index(wanted, name="id")).reset_index()
@@ -75,11 +88,15 @@ def bank_period(source: RawSource, month: int, model: PartyModel) -> BankPeriod:
                       month)
 
 
-def bank_matrix(source: RawSource, month: int, model: PartyModel) -> npt.NDArray[np.float64]:
+def bank_matrix(source: RawSource, month: int, model: PartyModel,
+                tables: BankTables | None = None) -> npt.NDArray[np.float64]:
     """The model matrix of every enterprise the bank has indicators for at ``month`` (the
     rows of ``features build --as-of``: the training population when ``month`` is the
     training period)."""
     names = [i.name for i in BANK_INDICATORS]
-    with staged(source, list(BANK_TABLES)) as src, DuckRunner() as run:
-        table = bank_frame(run, src, month, names, 1, 30)
+    if tables is not None:
+        table = tables.frame(source, month, names, 1, 30)[0]
+    else:
+        with staged(source, list(BANK_TABLES)) as src, DuckRunner() as run:
+            table = bank_frame(run, src, month, names, 1, 30)
     return model_matrix(table, model, f"bank indicators at month {month}")

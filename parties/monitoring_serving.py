@@ -10,6 +10,15 @@ about; the bank learns, per matched borrower, the rating (stable / expansion / s
 alert) -- never an indicator value. The grid learns which of its enterprises are in the
 book, as PSI reveals an intersection (it answers only the rows the bank's request matched).
 
+Key epochs span periods, as in ``serve`` (:mod:`parties.serving_grid`): :class:`EpochPoints`
+keeps each enterprise's blinded point F_k(id) for the epoch, so a period blinds only the
+enterprises it has not blinded in the epoch yet (none when the grid's ID set is unchanged)
+and sorts the period's table; a new key and a new table after ``rotate_seconds``. Within
+one epoch the bank sees the same F_k(id) in every period's table: which (unnamed) grid rows
+stay, join or leave, and, for an ID whose F_k(id) it unblinded in an earlier period, whether
+the grid still has it, without asking again (README, "Post-loan monitoring", "What each
+party learns").
+
 Assumes: periods are months the grid's raw data cover; one period's table is computed once
 per session (at open) and kept for the last ``MAX_PERIODS`` sessions.
 """
@@ -18,34 +27,110 @@ from __future__ import annotations
 
 import collections
 import logging
+import secrets
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from crypto import psi
+from crypto.psi import oprf
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
 from parties.evaluation.scorecard import Scorecard
 from parties.monitoring import RATINGS
 from parties.monitoring_data import GridPeriod
 from parties.outputs import NO_GRID_RECORD
-from parties.psi_pool import PsiPool
-from parties.serving import MAX_IDS, STEP_OPEN, STEP_PARTIAL, ScoredId, UnknownSession, tensor_of
+from parties.psi_pool import PsiPool, hash_points_parallel, multiply_parallel
+from parties.serving import (
+    EPOCH_BYTES,
+    MAX_IDS,
+    ROTATE_SECONDS,
+    STEP_OPEN,
+    STEP_PARTIAL,
+    ScoredId,
+    UnknownSession,
+    epoch_domain,
+    tensor_of,
+)
 from parties.serving_bank import BankServing, RequestPlan
 from parties.serving_grid import GridServing
+from parties.serving_grid import _Epoch as Epoch  # serve's epoch record, shared as is
 
 log = logging.getLogger(__name__)
 MAX_PERIODS = 4
 
 
+class EpochPoints:
+    """The blinded point of every enterprise blinded in the current key epoch, by ID.
+
+    Parameters
+    ----------
+    pool : PsiPool, optional
+        Threads for hashing and blinding.
+    rotate_seconds : float
+        A table asked for this long after the epoch began starts a new epoch (new key).
+    clock : callable
+        Monotonic seconds (tests pass a fake one).
+    """
+
+    def __init__(self, pool: PsiPool | None = None, rotate_seconds: float = ROTATE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._pool = pool
+        self._rotate_seconds = rotate_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._epoch = b""
+        self._key = b""
+        self._started = -float("inf")
+        self._row: dict[str, int] = {}  # ID -> its row in self._points
+        self._points = np.zeros((0, psi.POINT_BYTES), dtype=np.uint8)
+        self.blinded = 0  # points blinded in this node's life (for logs and tests)
+
+    def table(self, ids: Sequence[str]) -> Epoch:
+        """The epoch's sorted table of exactly ``ids`` (perm: table position -> index in
+        ``ids``); blinds only the IDs not blinded in this epoch yet."""
+        with self._lock:
+            started = time.perf_counter()
+            now = self._clock()
+            if now - self._started >= self._rotate_seconds:
+                self._epoch, self._key = secrets.token_bytes(EPOCH_BYTES), psi.new_key()
+                self._started = now
+                self._row = {}
+                self._points = np.zeros((0, psi.POINT_BYTES), dtype=np.uint8)
+                log.info("monitoring: key epoch %s started", self._epoch.hex())
+            new = list(dict.fromkeys(x for x in ids if x not in self._row))
+            if new:
+                hashed = hash_points_parallel(new, epoch_domain(self._epoch), pool=self._pool)
+                values = multiply_parallel(hashed, self._key, pool=self._pool,
+                                           what="ID hashes to a point")
+                self._row.update((x, len(self._points) + i) for i, x in enumerate(new))
+                self._points = np.concatenate([self._points, psi.as_points(values)])
+                self.blinded += len(new)
+            rows = np.fromiter((self._row[x] for x in ids), dtype=np.intp, count=len(ids))
+            table, perm = oprf.table(self._points[rows])
+            log.info("monitoring: epoch %s table of %d rows, %d newly blinded, %.2f s",
+                     self._epoch.hex(), len(ids), len(new), time.perf_counter() - started)
+            return Epoch(self._epoch, self._key, table, perm, self._started)
+
+
 class PeriodGrid(GridServing):
-    """The grid's serving state for one period: u_G and the rating code per row."""
+    """The grid's serving state for one period: u_G and the rating code per row.
+
+    With ``points``, sessions get that epoch's table (:class:`EpochPoints`); without, the
+    period blinds its rows under a key of its own, as ``serve`` would.
+    """
 
     def __init__(self, period: GridPeriod, *, max_ids: int = MAX_IDS,
-                 pool: PsiPool | None = None) -> None:
+                 pool: PsiPool | None = None, points: EpochPoints | None = None) -> None:
         super().__init__(period.ids, period.u, max_ids=max_ids, pool=pool)
         self._rating = np.asarray(period.rating, dtype=np.int8)
+        self._shared = None if points is None else points.table(period.ids)
+
+    def epoch(self) -> Epoch:
+        return super().epoch() if self._shared is None else self._shared
 
     def _answer(self, rows: npt.NDArray[np.intp]) -> dict[str, npt.NDArray[np.generic]]:
         # rows: the grid's own rows the request matched, as the grid itself found them
@@ -59,14 +144,18 @@ class MonitorGrid(GridServing):
     ----------
     build : callable
         Month ordinal -> the grid's ``GridPeriod`` at that month (indicators, u_G, ratings).
+    rotate_seconds : float
+        Key epochs' length (:class:`EpochPoints`), as ``serve --rotate-hours``.
     """
 
     def __init__(self, build: Callable[[int], GridPeriod], *, max_ids: int = MAX_IDS,
-                 pool: PsiPool | None = None) -> None:
+                 pool: PsiPool | None = None, rotate_seconds: float = ROTATE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__([], np.zeros(0), max_ids=max_ids, pool=pool)
         self._build = build
         self._max = max_ids
         self._psi_pool = pool
+        self.points = EpochPoints(pool, rotate_seconds, clock)
         self._by_session: collections.OrderedDict[str, PeriodGrid] = collections.OrderedDict()
         self._guard = threading.Lock()
 
@@ -77,7 +166,8 @@ class MonitorGrid(GridServing):
         period = tensor_of(env, "period", np.int64, 1)
         if len(period) != 1 or not 0 < int(period[0]) < 12 * 10_000:
             raise ProtocolAbort("serve/open: 'period' must hold one month ordinal")
-        state = PeriodGrid(self._build(int(period[0])), max_ids=self._max, pool=self._psi_pool)
+        state = PeriodGrid(self._build(int(period[0])), max_ids=self._max, pool=self._psi_pool,
+                           points=self.points)
         reply = state.open(Envelope(env.job_id, env.tag, env.sender, {}), caller)
         with self._guard:
             self._by_session[env.job_id] = state

@@ -71,12 +71,15 @@ class SqlRunner(Runner, Protocol):
 
 
 def _typed(runner: SqlRunner, tables: Tables, cats: dict[str, dict[str, Category]],
-           master: str) -> None:
+           master: str, in_memory: bool = False) -> None:
     d = runner.dialect
     for table, spec in tables.items():
         if table == master:
             runner.materialize(f"t_{table}", typed_view(
                 d, f"raw_{table}", spec, cats[table], [f"{runner.order_expr} AS _ord"]))
+        elif in_memory:
+            runner.materialize(f"typed_{table}", typed_view(d, f"raw_{table}", spec,
+                                                            cats[table]))
         else:
             runner.view(f"typed_{table}", typed_view(d, f"raw_{table}", spec, cats[table]))
 
@@ -91,12 +94,36 @@ def _check(source: RawSource, runner: SqlRunner, table: str, spec: dict[str, Kin
 def grid_frame(runner: SqlRunner, source: RawSource, as_of: int, model: ShellModel,
                names: Sequence[str], ids: Sequence[str] | None = None) -> pd.DataFrame:
     """Check the grid's tables and evaluate the indicators ``names`` on ``runner``."""
+    cats = load_grid(runner, source)
+    grid_facts(runner, as_of)
+    check_grid(runner, source, cats)
+    return grid_indicators(runner, as_of, model, names, ids)
+
+
+def load_grid(runner: SqlRunner, source: RawSource,
+              in_memory: bool = False) -> dict[str, dict[str, Category]]:
+    """Attach the grid's raw tables and define the typed ones (``in_memory``: parsed once
+    into tables rather than views re-reading the files); each column's stored category."""
     cats = runner.attach(source, GRID_TABLES)
-    _typed(runner, GRID_TABLES, cats, "enterprises")
+    _typed(runner, GRID_TABLES, cats, "enterprises", in_memory)
+    return cats
+
+
+def grid_facts(runner: SqlRunner, as_of: int) -> None:
+    """The per-enterprise facts at ``as_of`` (and the flags of every row, any month)."""
     runner.materialize("f_usage", grid_sql.usage_facts(runner.dialect, "typed_monthly_usage",
                                                        as_of))
     runner.materialize("f_bills", grid_sql.bill_facts(runner.dialect, "typed_bills", as_of))
     runner.materialize("f_events", grid_sql.event_facts("typed_events", as_of))
+
+
+def check_grid(runner: SqlRunner, source: RawSource,
+               cats: dict[str, dict[str, Category]]) -> None:
+    """The checks of the grid's tables, on the facts of :func:`grid_facts`.
+
+    They read every row's flags and counts whatever the month (the facts aggregate the flags
+    and row counts over all rows), so one check per version of the tables is enough.
+    """
     facts = {"monthly_usage": "f_usage", "bills": "f_bills", "events": "f_events"}
     checks = [_check(source, runner, "enterprises", GRID_TABLES["enterprises"],
                      cats["enterprises"], "t_enterprises", None)]
@@ -108,6 +135,11 @@ def grid_frame(runner: SqlRunner, source: RawSource, as_of: int, model: ShellMod
         check_known(source, runner, check, "ent_id",
                     f"SELECT 1 FROM {fact} AS f WHERE ent_id NOT IN "
                     "(SELECT ent_id FROM t_enterprises AS e) LIMIT 1", "t_enterprises")
+
+
+def grid_indicators(runner: SqlRunner, as_of: int, model: ShellModel, names: Sequence[str],
+                    ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The indicators ``names`` at ``as_of`` from the facts of :func:`grid_facts`."""
     if ids is not None:
         runner.register_ids("wanted_ids", ids)
     runner.materialize("g_rows", grid_sql.enterprise_rows(
@@ -119,11 +151,31 @@ def grid_frame(runner: SqlRunner, source: RawSource, as_of: int, model: ShellMod
 def bank_frame(runner: SqlRunner, source: RawSource, as_of: int, names: Sequence[str],
                horizon: int, overdue_days: int) -> pd.DataFrame:
     """Check the bank's tables and evaluate ``y`` and the indicators ``names``."""
+    cats = load_bank(runner, source)
+    bank_facts(runner, as_of, horizon)
+    check_bank(runner, source, cats)
+    return bank_indicators(runner, as_of, names, overdue_days)
+
+
+def load_bank(runner: SqlRunner, source: RawSource,
+              in_memory: bool = False) -> dict[str, dict[str, Category]]:
+    """The bank's side of :func:`load_grid`."""
     cats = runner.attach(source, BANK_TABLES)
-    _typed(runner, BANK_TABLES, cats, "loans")
+    _typed(runner, BANK_TABLES, cats, "loans", in_memory)
+    return cats
+
+
+def bank_facts(runner: SqlRunner, as_of: int, horizon: int) -> None:
+    """The per-enterprise facts at ``as_of`` (and the flags of every row, any month)."""
     runner.materialize("f_repayments", bank_sql.repayment_facts("typed_repayments", as_of,
                                                                 horizon))
     runner.materialize("f_taxes", bank_sql.tax_facts("typed_taxes", as_of))
+
+
+def check_bank(runner: SqlRunner, source: RawSource,
+               cats: dict[str, dict[str, Category]]) -> None:
+    """The checks of the bank's tables, on the facts of :func:`bank_facts`; like
+    :func:`check_grid`, they read every row whatever the month."""
     _check(source, runner, "loans", BANK_TABLES["loans"], cats["loans"], "t_loans", None)
     repayments = TableCheck("repayments", BANK_TABLES["repayments"], "raw_repayments",
                             cats["repayments"], "f_repayments")
@@ -135,6 +187,11 @@ def bank_frame(runner: SqlRunner, source: RawSource, as_of: int, names: Sequence
     check_known(source, runner, repayments, "loan_id",
                 "SELECT 1 FROM typed_repayments AS r WHERE loan_id NOT IN "
                 "(SELECT loan_id FROM t_loans AS l) LIMIT 1", "t_loans")
+
+
+def bank_indicators(runner: SqlRunner, as_of: int, names: Sequence[str],
+                    overdue_days: int) -> pd.DataFrame:
+    """``y`` and the indicators ``names`` at ``as_of`` from the facts of :func:`bank_facts`."""
     runner.materialize("borrowers", bank_sql.borrowers("t_loans", as_of))
     return runner.frame(bank_sql.indicator_query("borrowers", "f_repayments", "f_taxes", names,
                                                  overdue_days))

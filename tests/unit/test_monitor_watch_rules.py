@@ -65,7 +65,8 @@ def test_the_loop_waits_for_the_grid_and_ends_on_its_bound_or_stop(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _bank_tables(tmp_path / "bank", "2022-08")
     monkeypatch.setattr("federation.monitor_watch.bank_period",
-                        lambda source, month, model: BankPeriod(["a"], np.zeros(1), month=month))
+                        lambda source, month, model, tables=None:
+                        BankPeriod(["a"], np.zeros(1), month=month))
     store = MonitorStore(tmp_path / "out")
     model = PartyModel("bank", "j", "shared", [], [], [], [])
     grid_ready = {parse_month("2022-07")}
