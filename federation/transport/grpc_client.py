@@ -81,9 +81,10 @@ TLS_MARKERS = ("handshake", "ssl", "certificate", "tls", "verification", "socket
 
 def _certificate_refused(details: str) -> bool:
     """A handshake that failed on a certificate fails the same way every time: no retry.
-    ("Socket closed" may also be a server restarting, so that one is retried.)"""
+    (Other handshake failures, "socket closed" or a reset, may be a peer restarting or dying:
+    those are retried.)"""
     lower = details.lower()
-    return "socket closed" not in lower and any(m in lower for m in TLS_MARKERS)
+    return "certificate" in lower or "verif" in lower
 
 
 def _explain(code: grpc.StatusCode, details: str) -> str:
