@@ -125,7 +125,6 @@ class _Loaded:
             self._drop()
 
 
-
 class GridTables(_Loaded):
     """The grid's tables; :meth:`frame` is ``features build --role grid`` at a month."""
 
