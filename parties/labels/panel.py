@@ -96,7 +96,7 @@ def _bill_matrices(raw: GridRaw, index: pd.Index, as_of: int) -> dict[str, Float
            for name, src in (("due", "amount_due"), ("paid", "paid"), ("late_days", "late"),
                              ("late_fee", "fee"), ("arrears", "arrears_after"))}
     defaults = pit[pit["late"] > 0].sort_values("month").groupby("ent_id")["late"].last()
-    has_bill = index.isin(bills["ent_id"])
+    has_bill = index.isin(pd.unique(bills["ent_id"].to_numpy(object)))
     last = defaults.reindex(index).to_numpy(np.float64)
     out["last_default_days"] = np.where(has_bill & np.isnan(last), 0.0, last)
     return out

@@ -44,15 +44,20 @@ class SparkRunner:
     def __init__(self, master: str, conf: dict[str, str] | None = None) -> None:
         from pyspark.sql import SparkSession
 
-        builder: Any = SparkSession.builder.appName("gridcredit-features")
-        if master.startswith("sc://"):
-            builder = builder.remote(master)
+        remote = master.startswith("sc://")
+        active = None if remote else SparkSession.getActiveSession()
+        if active is not None:  # the process's session, kept as its creator configured it
+            self.spark: Any = active
         else:
-            builder = builder.master(master)
-            for key, value in {**LOCAL_CONF, **(conf or {})}.items():
-                builder = builder.config(key, value)
-        self.spark: Any = builder.getOrCreate()
-        if not master.startswith("sc://"):
+            builder: Any = SparkSession.builder.appName("gridcredit-features")
+            if remote:
+                builder = builder.remote(master)
+            else:
+                builder = builder.master(master)
+                for key, value in {**LOCAL_CONF, **(conf or {})}.items():
+                    builder = builder.config(key, value)
+            self.spark = builder.getOrCreate()
+        if not remote:
             self.spark.sparkContext.setLogLevel("ERROR")
         self.spark.conf.set("spark.sql.session.timeZone", "UTC")
         self._cached: list[Any] = []
