@@ -245,7 +245,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     watch_coordinator(net.coordinator, net.certs, coordinator_gone, over, grace=deadline)
 
     def connect(peer_address: str) -> Channel:
-        channel = open_channel(role, peer_address, net.certs, inbox, audit, deadline)
+        channel = open_channel(role, peer_address, net.certs, inbox, audit, deadline, plane)
         channels.append(channel)
         return channel
 

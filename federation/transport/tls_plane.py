@@ -31,6 +31,8 @@ import ssl
 import struct
 import threading
 import time
+from collections import deque
+from typing import Any
 
 from federation.proto import vfl_pb2, vfl_pb2_grpc
 from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
@@ -83,12 +85,30 @@ def _read_exact(sock: ssl.SSLSocket, size: int) -> memoryview | None:
     return view.toreadonly()
 
 
+class LaterAudit:
+    """Audit entries of received messages, written later by the receiving party's own thread
+    while it waits for its peer (``flush``), not by the reader thread, where hashing and
+    writing would compete for the GIL with the party it just woke."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+        self._queue: deque[dict[str, Any]] = deque()
+
+    def record(self, **entry: Any) -> None:
+        self._queue.append(entry)
+
+    def flush(self) -> None:
+        while self._queue:
+            self.audit.record(**self._queue.popleft())
+
+
 class DataListener:
     """This party's data-plane server: accepts its peer's connection(s) for the job."""
 
     def __init__(self, certs: NodeCerts, host: str, inbox: Inbox, audit: AuditLog) -> None:
         self._ctx = tls_context(certs, server=True)
-        self._inbox, self._audit = inbox, audit
+        self._inbox, self._audit = inbox, LaterAudit(audit)
+        self.later = self._audit
         self._sock = socket.create_server((host, 0), family=_family(host))
         self.port: int = self._sock.getsockname()[1]
         self._closed = False
@@ -155,6 +175,7 @@ class DataListener:
     def close(self) -> None:
         self._closed = True
         self._sock.close()
+        self.later.flush()
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -179,9 +200,10 @@ class TlsChannel:
     ``DataListener``; receives through its own listener into ``inbox``."""
 
     def __init__(self, role: Role, peer_address: str, port: int, certs: NodeCerts,
-                 inbox: Inbox, audit: AuditLog, deadline: float) -> None:
+                 inbox: Inbox, later: LaterAudit, deadline: float) -> None:
         self.role, self.peer, self.address = role, inbox.peer, peer_address
-        self._inbox, self._audit, self._deadline = inbox, audit, deadline
+        self._inbox, self._later, self._deadline = inbox, later, deadline
+        self._audit = later.audit
         self._bytes_sent = 0
         self._lock = threading.Lock()
         self._ending = False
@@ -240,6 +262,7 @@ class TlsChannel:
             raise self._error from None
         self._bytes_sent += len(data)
         # The bytes are with the kernel: log while the peer computes its reply.
+        self._later.flush()
         self._audit.record(direction="sent", peer=self.peer.value, job=env.job_id,
                            round_=env.tag.round, step=env.tag.step, payload=data,
                            tensors=describe(env.tensors))
@@ -247,6 +270,7 @@ class TlsChannel:
             observe("sent", env)
 
     def recv(self, tag: Tag, timeout: float) -> Envelope:
+        self._later.flush()
         env = self._inbox.get(tag, timeout)
         for observe in self.observers:
             observe("received", env)
@@ -289,6 +313,7 @@ class TlsChannel:
         if not self._finish(self._deadline if timeout is None else timeout):
             log.info("last messages to %s may not have been confirmed", self.peer)
         self._sock.close()
+        self._later.flush()
 
 
 DATA_PLANE_ENV = "GRIDCREDIT_DATA_PLANE"  # "grpc": party messages on the gRPC stream instead
@@ -300,11 +325,12 @@ def tls_plane_wanted() -> bool:
 
 
 def open_channel(role: Role, peer_address: str, certs: NodeCerts, inbox: Inbox,
-                 audit: AuditLog, deadline: float) -> TlsChannel | GrpcChannel:
+                 audit: AuditLog, deadline: float,
+                 plane: DataListener | None) -> TlsChannel | GrpcChannel:
     """The channel to the peer: the TLS data plane if both ends serve one, else the gRPC
     stream (``federation.transport.stream``)."""
     port = data_port(peer_address, certs, inbox.peer, inbox.job_id, deadline) \
-        if tls_plane_wanted() else 0
-    if port == 0:
+        if plane is not None else 0
+    if port == 0 or plane is None:
         return GrpcChannel(role, peer_address, certs, inbox, audit, deadline)
-    return TlsChannel(role, peer_address, port, certs, inbox, audit, deadline)
+    return TlsChannel(role, peer_address, port, certs, inbox, plane.later, deadline)

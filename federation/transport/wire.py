@@ -94,6 +94,8 @@ def envelope_from_bytes(data: bytes | memoryview) -> Envelope:
     the parsed message, out as bytes) as ``ParseFromString`` of the whole would.
     """
     view = memoryview(data)
+    if len(view) <= WHOLE_PARSE:
+        return _small_envelope(view)
     try:
         meta, spans = _without_data(view)
         msg = vfl_pb2.Envelope()
@@ -106,6 +108,22 @@ def envelope_from_bytes(data: bytes | memoryview) -> Envelope:
     return Envelope(msg.job_id, Tag(int(msg.round), msg.step), sender,
                     {t.name: decode_tensor(t.name, t.dtype, list(t.shape), span)
                      for t, span in zip(msg.tensors, spans)})
+
+
+WHOLE_PARSE = 1 << 18  # up to this size protobuf parses all of it: copying the data is cheaper
+
+
+def _small_envelope(view: memoryview) -> Envelope:
+    """A small message parsed whole by protobuf (each tensor a read-only view of its copy)."""
+    try:
+        msg = vfl_pb2.Envelope()
+        msg.ParseFromString(view)
+        sender = Role(msg.sender)
+    except Exception as exc:  # protobuf's DecodeError, Role's ValueError
+        raise ProtocolAbort(f"malformed message ({len(view)} bytes): {exc}") from exc
+    return Envelope(msg.job_id, Tag(int(msg.round), msg.step), sender,
+                    {t.name: decode_tensor(t.name, t.dtype, list(t.shape), t.data)
+                     for t in msg.tensors})
 
 
 class _Malformed(ValueError):
