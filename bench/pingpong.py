@@ -54,7 +54,8 @@ def party(fed: Path, role: Role, plane: str, rounds: int, out: Path) -> None:
         channel = TlsChannel(role, address, int(peer_data), certs, inbox, listener.later, 30.0)
     else:
         channel = GrpcChannel(role, address, certs, inbox, audit, 30.0)
-    tensors = {"F": np.arange(1024, dtype=np.uint64), "L": np.arange(1024, dtype=np.uint64)}
+    tensors: dict[str, np.ndarray] = {"F": np.arange(1024, dtype=np.uint64),
+                                      "L": np.arange(1024, dtype=np.uint64)}
     times: list[float] = []
     cpu = 0.0
     for i in range(1, rounds + WARMUP + 1):

@@ -11,7 +11,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -175,7 +175,15 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
         return vfl_pb2.DeliverReply(bytes_received=len(data))
 
 
-def accept_message(inbox: Inbox, audit: AuditLog, data: bytes | memoryview, role: Role) -> None:
+class Recorder(Protocol):
+    """What writes a message's audit entry (``AuditLog``, or ``tls_plane.LaterAudit``)."""
+
+    def record(self, *, direction: str, peer: str, job: str, round_: int, step: str,
+               payload: bytes | memoryview,
+               tensors: list[dict[str, Any]] | None = None) -> None: ...
+
+
+def accept_message(inbox: Inbox, audit: Recorder, data: bytes | memoryview, role: Role) -> None:
     """Parse one message from ``role`` (authenticated by its certificate), put it into the
     inbox (which may refuse it: ``ProtocolAbort``) and log it as received."""
     env = wire.envelope_from_bytes(data)

@@ -65,11 +65,11 @@ def tls_context(certs: NodeCerts, server: bool) -> ssl.SSLContext:
 
 def common_name(sock: ssl.SSLSocket) -> str:
     """The common name of the peer's (verified) certificate, "" if none."""
-    cert = sock.getpeercert() or {}
+    cert: dict[str, Any] = dict(sock.getpeercert() or {})
     for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
+        for pair in rdn:
+            if pair[0] == "commonName":
+                return str(pair[1])
     return ""
 
 
@@ -94,8 +94,12 @@ class LaterAudit:
         self.audit = audit
         self._queue: deque[dict[str, Any]] = deque()
 
-    def record(self, **entry: Any) -> None:
-        self._queue.append(entry)
+    def record(self, *, direction: str, peer: str, job: str, round_: int, step: str,
+               payload: bytes | memoryview,
+               tensors: list[dict[str, Any]] | None = None) -> None:
+        self._queue.append({"direction": direction, "peer": peer, "job": job,
+                            "round_": round_, "step": step, "payload": payload,
+                            "tensors": tensors})
 
     def flush(self) -> None:
         while self._queue:

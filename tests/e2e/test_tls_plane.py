@@ -33,6 +33,7 @@ from federation.transport.audit_pairs import match_peers
 from federation.transport.certs import NodeCerts, write_federation
 from federation.transport.channel import Inbox
 from federation.transport.grpc_server import add_party, start_server
+from federation.transport.stream import GrpcChannel
 from federation.transport.tls_plane import (
     HEADER,
     DataListener,
@@ -42,7 +43,6 @@ from federation.transport.tls_plane import (
     open_channel,
     tls_context,
 )
-from federation.transport.stream import GrpcChannel
 from tests.conftest import REPO
 from tests.e2e.stream_peer import payload
 from tests.e2e.test_stream import read_lines, wait_line

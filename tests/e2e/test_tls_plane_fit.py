@@ -13,7 +13,7 @@ from federation.protocol.messages import JoinRequest, Mode, Role, SyncRequest
 from federation.protocol.schedule import Schedule
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts, write_federation
-from federation.transport.channel import Channel, InMemoryChannel, Inbox
+from federation.transport.channel import Channel, Inbox, InMemoryChannel
 from federation.transport.tls_plane import DataListener, TlsChannel
 from parties.local_fit import FitResult
 from parties.shared_fit import SharedFit
