@@ -54,6 +54,11 @@ from bench.common import make_data, write_json  # noqa: E402
 from federation.processes import NodeFailed, NodeProcess, supervise  # noqa: E402
 from federation.run_folder import RunFolder  # noqa: E402
 from federation.transport.certs import write_federation  # noqa: E402
+from federation.transport.tls_plane import DATA_PLANE_ENV  # noqa: E402
+
+# The proxy relays the advertised gRPC address only: party messages must take the gRPC
+# stream to pass through it (the TLS data plane is not proxied yet).
+os.environ.setdefault(DATA_PLANE_ENV, "grpc")
 
 KINDS = ("kill", "stop", "delay", "drop", "corrupt", "restart")
 ROLES = ("coordinator", "grid", "bank")

@@ -39,14 +39,14 @@ from federation.protocol.messages import PsiProtocol, Role, peer_of
 from federation.run_folder import ensure_folder, remove_written, stamp
 from federation.transport.audit import AuditLog
 from federation.transport.certs import check_own_certificate
-from federation.transport.channel import Inbox
+from federation.transport.channel import Channel, Inbox
 from federation.transport.grpc_client import (
     GrpcCoordinatorLink,
     watch_coordinator,
     watch_parties,
 )
 from federation.transport.grpc_server import add_coordinator, add_party, start_server
-from federation.transport.stream import GrpcChannel
+from federation.transport.tls_plane import DataListener, open_channel, tls_plane_wanted
 from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
 from parties.pca import parse_components
@@ -217,9 +217,16 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes(),
                      job=net.job_id, ca_pem=net.certs.ca.read_bytes())
     inbox = Inbox(net.job_id, peer_of(role), max_message_bytes=None)  # bound: from the plan
+    plane: DataListener | None = None
     try:
-        server, port = start_server(net.certs, net.listen, add_party(inbox, audit))
+        if tls_plane_wanted():
+            plane = DataListener(net.certs, net.listen.rpartition(":")[0].strip("[]"), inbox,
+                                 audit)
+        server, port = start_server(net.certs, net.listen,
+                                    add_party(inbox, audit, plane.port if plane else 0))
     except BaseException:
+        if plane is not None:
+            plane.close()
         audit.close()
         raise
     address = _announce(net.listen, port)
@@ -227,7 +234,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         address = net.advertise
     link = GrpcCoordinatorLink(role, net.coordinator, net.certs, audit, deadline, barrier_wait,
                                on_plan=lambda plan: inbox.set_limit(plan.max_message_bytes))
-    channels: list[GrpcChannel] = []
+    channels: list[Any] = []  # TlsChannel or GrpcChannel
     over = threading.Event()
     failing = False
 
@@ -237,8 +244,8 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
 
     watch_coordinator(net.coordinator, net.certs, coordinator_gone, over, grace=deadline)
 
-    def connect(peer_address: str) -> GrpcChannel:
-        channel = GrpcChannel(role, peer_address, net.certs, inbox, audit, deadline)
+    def connect(peer_address: str) -> Channel:
+        channel = open_channel(role, peer_address, net.certs, inbox, audit, deadline, plane)
         channels.append(channel)
         return channel
 
@@ -264,6 +271,8 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
             channel.close(timeout=FAILING_FLUSH_SECONDS if failing else None)
         link.close()
         server.stop(grace=1.0).wait(5)
+        if plane is not None:
+            plane.close()
         audit.close()
     return ExitCode.OK
 

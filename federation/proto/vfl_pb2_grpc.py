@@ -49,6 +49,11 @@ class PartyStub:
                 request_serializer=federation_dot_proto_dot_vfl__pb2.Frame.SerializeToString,
                 response_deserializer=federation_dot_proto_dot_vfl__pb2.StreamReply.FromString,
                 _registered_method=True)
+        self.DataPlane = channel.unary_unary(
+                '/vfl.v1.Party/DataPlane',
+                request_serializer=federation_dot_proto_dot_vfl__pb2.DataPlaneRequest.SerializeToString,
+                response_deserializer=federation_dot_proto_dot_vfl__pb2.DataPlaneReply.FromString,
+                _registered_method=True)
 
 
 class PartyServicer:
@@ -73,6 +78,13 @@ class PartyServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DataPlane(self, request, context):
+        """The data plane's port (negotiated here, under gRPC's mutual TLS and role check).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +102,11 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=federation_dot_proto_dot_vfl__pb2.Frame.FromString,
                     response_serializer=federation_dot_proto_dot_vfl__pb2.StreamReply.SerializeToString,
+            ),
+            'DataPlane': grpc.unary_unary_rpc_method_handler(
+                    servicer.DataPlane,
+                    request_deserializer=federation_dot_proto_dot_vfl__pb2.DataPlaneRequest.FromString,
+                    response_serializer=federation_dot_proto_dot_vfl__pb2.DataPlaneReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -173,6 +190,33 @@ class Party:
             '/vfl.v1.Party/Stream',
             federation_dot_proto_dot_vfl__pb2.Frame.SerializeToString,
             federation_dot_proto_dot_vfl__pb2.StreamReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DataPlane(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vfl.v1.Party/DataPlane',
+            federation_dot_proto_dot_vfl__pb2.DataPlaneRequest.SerializeToString,
+            federation_dot_proto_dot_vfl__pb2.DataPlaneReply.FromString,
             options,
             channel_credentials,
             insecure,

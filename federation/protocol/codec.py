@@ -8,6 +8,8 @@ puts these three fields into its messages.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import numpy.typing as npt
 
@@ -59,7 +61,7 @@ def decode_tensor(name: str, dtype_text: str, dims: list[int],
         does not match dtype and shape.
     """
     try:
-        dtype = np.dtype(dtype_text)
+        dtype = _dtype(dtype_text)
     except (TypeError, ValueError, SyntaxError) as exc:
         raise ProtocolAbort(f"tensor {name!r}: unknown dtype {dtype_text!r}") from exc
     shape = tuple(int(s) for s in dims)
@@ -73,3 +75,9 @@ def decode_tensor(name: str, dtype_text: str, dims: list[int],
         raise ProtocolAbort(f"tensor {name!r}: {len(data)} bytes for {dtype_text} {shape} "
                             f"(expected {expected})")
     return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+@lru_cache(maxsize=64)
+def _dtype(text: str) -> np.dtype:  # type: ignore[type-arg]
+    """``np.dtype(text)``, parsed once per dtype string (a few us each in numpy 2)."""
+    return np.dtype(text)

@@ -11,7 +11,7 @@ import logging
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -78,9 +78,20 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
     ``Send`` and ``Deliver`` take one message per call (tools and older peers).
     """
 
-    def __init__(self, inbox: Inbox, audit: AuditLog) -> None:
+    def __init__(self, inbox: Inbox, audit: AuditLog, data_port: int = 0) -> None:
         self._inbox = inbox
         self._audit = audit
+        self._data_port = data_port
+
+    def DataPlane(self, request: vfl_pb2.DataPlaneRequest,
+                  context: grpc.ServicerContext) -> vfl_pb2.DataPlaneReply:
+        """The data plane's port (``federation.transport.tls_plane``), to the peer only."""
+        require_role(context, (self._inbox.peer,))
+        if request.job_id != self._inbox.job_id:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"data plane for job {request.job_id!r} refused: this node runs job "
+                          f"{self._inbox.job_id!r}")
+        return vfl_pb2.DataPlaneReply(port=self._data_port)
 
     def Send(self, request: vfl_pb2.DeliverRequest,
              context: grpc.ServicerContext) -> vfl_pb2.DeliverReply:
@@ -96,7 +107,7 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
             parts: list[bytes] = []
             for piece in request_iterator:
                 size += len(piece.chunk)
-                _check_size(size, limit, role)
+                check_size(size, limit, role)
                 parts.append(piece.chunk)
             return self._accept(b"".join(parts), role)
 
@@ -138,7 +149,7 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
                 if expected <= 0:
                     raise ProtocolAbort(f"message from {role} without its size (frame "
                                         f"{counts[0] + 1} of the stream)")
-                _check_size(expected, limit, role)
+                check_size(expected, limit, role)
             got += len(frame.chunk)
             if got > expected:
                 raise ProtocolAbort(f"message from {role} longer than the {expected} bytes "
@@ -156,24 +167,38 @@ class PartyServicer(vfl_pb2_grpc.PartyServicer):
         return False
 
     def _bounded(self, data: bytes, role: Role) -> bytes:
-        _check_size(len(data), self._inbox.limit(LIMIT_WAIT), role)
+        check_size(len(data), self._inbox.limit(LIMIT_WAIT), role)
         return data
 
     def _accept(self, data: bytes, role: Role) -> vfl_pb2.DeliverReply:
-        env = wire.envelope_from_bytes(data)
-        if env.sender is not role:
-            raise ProtocolAbort(f"message claims sender {env.sender} but the certificate "
-                                f"names {role}")
-        try:
-            self._inbox.put(env)  # first: it wakes the waiting party at once
-        finally:
-            self._audit.record(direction="received", peer=role.value, job=env.job_id,
-                               round_=env.tag.round, step=env.tag.step, payload=data,
-                               tensors=describe(env.tensors))
+        accept_message(self._inbox, self._audit, data, role)
         return vfl_pb2.DeliverReply(bytes_received=len(data))
 
 
-def _check_size(size: int, limit: int, role: Role) -> None:
+class Recorder(Protocol):
+    """What writes a message's audit entry (``AuditLog``, or ``tls_plane.LaterAudit``)."""
+
+    def record(self, *, direction: str, peer: str, job: str, round_: int, step: str,
+               payload: bytes | memoryview,
+               tensors: list[dict[str, Any]] | None = None) -> None: ...
+
+
+def accept_message(inbox: Inbox, audit: Recorder, data: bytes | memoryview, role: Role) -> None:
+    """Parse one message from ``role`` (authenticated by its certificate), put it into the
+    inbox (which may refuse it: ``ProtocolAbort``) and log it as received."""
+    env = wire.envelope_from_bytes(data)
+    if env.sender is not role:
+        raise ProtocolAbort(f"message claims sender {env.sender} but the certificate "
+                            f"names {role}")
+    try:
+        inbox.put(env)  # first: it wakes the waiting party at once
+    finally:
+        audit.record(direction="received", peer=role.value, job=env.job_id,
+                     round_=env.tag.round, step=env.tag.step, payload=data,
+                     tensors=describe(env.tensors))
+
+
+def check_size(size: int, limit: int, role: Role) -> None:
     if limit and size > limit:
         raise ProtocolAbort(f"message of {size} bytes from {role} refused: this job's messages "
                             f"are at most {limit} bytes (rows x columns x 8 plus slack)")
@@ -184,8 +209,14 @@ def describe(tensors: Mapping[str, object]) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for name, arr in tensors.items():
         dtype = getattr(arr, "dtype", None)
-        out.append({"name": name, "dtype": str(dtype), "shape": list(getattr(arr, "shape", ()))})
+        text = _DTYPE_NAMES.get(dtype)
+        if text is None:  # str(dtype) costs ~5 us in numpy 2: once per dtype
+            text = _DTYPE_NAMES.setdefault(dtype, str(dtype))
+        out.append({"name": name, "dtype": text, "shape": list(getattr(arr, "shape", ()))})
     return out
+
+
+_DTYPE_NAMES: dict[object, str] = {}
 
 
 class CoordinatorServicer(vfl_pb2_grpc.CoordinatorServicer):
@@ -322,9 +353,10 @@ def start_server(certs: NodeCerts, listen: str,
     return server, port
 
 
-def add_party(inbox: Inbox, audit: AuditLog) -> Callable[[grpc.Server], list[str]]:
+def add_party(inbox: Inbox, audit: AuditLog,
+              data_port: int = 0) -> Callable[[grpc.Server], list[str]]:
     def add(server: grpc.Server) -> list[str]:
-        vfl_pb2_grpc.add_PartyServicer_to_server(PartyServicer(inbox, audit), server)
+        vfl_pb2_grpc.add_PartyServicer_to_server(PartyServicer(inbox, audit, data_port), server)
         return [vfl_pb2.DESCRIPTOR.services_by_name["Party"].full_name]
     return add
 

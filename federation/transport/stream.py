@@ -1,5 +1,9 @@
 """The party-to-party ``GrpcChannel``: one long-lived gRPC stream per peer and job.
 
+The fallback path: by default party messages go on the TLS data plane
+(``federation.transport.tls_plane``); this stream carries them when a node runs with
+``GRIDCREDIT_DATA_PLANE=grpc`` or its peer serves no data plane.
+
 Each party opens, once per job, a client stream (``Party.Stream``) to its peer's server and
 sends every message of the job on it, in order; it receives the peer's messages on the
 peer's stream into its own server (``grpc_server.PartyServicer``). A message costs one

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from federation.proto import vfl_pb2
 from federation.protocol.codec import decode_tensor, encode_tensor, encode_tensor_view
@@ -94,6 +95,10 @@ def envelope_from_bytes(data: bytes | memoryview) -> Envelope:
     the parsed message, out as bytes) as ``ParseFromString`` of the whole would.
     """
     view = memoryview(data)
+    if len(view) <= WHOLE_PARSE:
+        small = _small_envelope(view)
+        if small is not None:
+            return small
     try:
         meta, spans = _without_data(view)
         msg = vfl_pb2.Envelope()
@@ -106,6 +111,25 @@ def envelope_from_bytes(data: bytes | memoryview) -> Envelope:
     return Envelope(msg.job_id, Tag(int(msg.round), msg.step), sender,
                     {t.name: decode_tensor(t.name, t.dtype, list(t.shape), span)
                      for t, span in zip(msg.tensors, spans)})
+
+
+WHOLE_PARSE = 1 << 18  # up to this size protobuf parses all of it: copying the data is cheaper
+
+
+def _small_envelope(view: memoryview) -> Envelope | None:
+    """A small message parsed whole by protobuf (each tensor a read-only view of its copy);
+    None if protobuf kept unknown fields: the in-place parser then decides, as for any size."""
+    try:
+        msg = vfl_pb2.Envelope()
+        msg.ParseFromString(view)
+        sender = Role(msg.sender)
+    except Exception as exc:  # protobuf's DecodeError, Role's ValueError
+        raise ProtocolAbort(f"malformed message ({len(view)} bytes): {exc}") from exc
+    if len(UnknownFieldSet(msg)) or any(len(UnknownFieldSet(t)) for t in msg.tensors):
+        return None
+    return Envelope(msg.job_id, Tag(int(msg.round), msg.step), sender,
+                    {t.name: decode_tensor(t.name, t.dtype, list(t.shape), t.data)
+                     for t in msg.tensors})
 
 
 class _Malformed(ValueError):
