@@ -114,7 +114,8 @@ def grid_facts(runner: SqlRunner, as_of: int) -> None:
     runner.materialize("f_usage", grid_sql.usage_facts(runner.dialect, "typed_monthly_usage",
                                                        as_of))
     runner.materialize("f_bills", grid_sql.bill_facts(runner.dialect, "typed_bills", as_of))
-    runner.materialize("f_events", grid_sql.event_facts("typed_events", as_of))
+    runner.materialize("f_events", grid_sql.event_facts(runner.dialect, "typed_events",
+                                                         as_of))
 
 
 def check_grid(runner: SqlRunner, source: RawSource,
@@ -145,7 +146,7 @@ def grid_indicators(runner: SqlRunner, as_of: int, model: ShellModel, names: Seq
     runner.materialize("g_rows", grid_sql.enterprise_rows(
         "t_enterprises", "f_usage", "f_bills", "f_events", as_of))
     return runner.frame(grid_sql.indicator_query(
-        "g_rows", model, names, "wanted_ids" if ids is not None else None))
+        "g_rows", model, names, "wanted_ids" if ids is not None else None, runner.dialect))
 
 
 def bank_frame(runner: SqlRunner, source: RawSource, as_of: int, names: Sequence[str],
