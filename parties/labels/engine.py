@@ -57,6 +57,11 @@ class SqlRunner(Runner, Protocol):
         """Compute ``query`` once and keep it as relation ``name``."""
         ...
 
+    def materialize_all(self, queries: dict[str, str]) -> None:
+        """:meth:`materialize` several independent queries (at once where the engine can);
+        an error is the first in the order of ``queries``."""
+        ...
+
     def view(self, name: str, query: str) -> None:
         """Name ``query`` as relation ``name`` (evaluated where used)."""
         ...
@@ -111,11 +116,11 @@ def load_grid(runner: SqlRunner, source: RawSource,
 
 def grid_facts(runner: SqlRunner, as_of: int) -> None:
     """The per-enterprise facts at ``as_of`` (and the flags of every row, any month)."""
-    runner.materialize("f_usage", grid_sql.usage_facts(runner.dialect, "typed_monthly_usage",
-                                                       as_of))
-    runner.materialize("f_bills", grid_sql.bill_facts(runner.dialect, "typed_bills", as_of))
-    runner.materialize("f_events", grid_sql.event_facts(runner.dialect, "typed_events",
-                                                         as_of))
+    d = runner.dialect
+    runner.materialize_all({
+        "f_usage": grid_sql.usage_facts(d, "typed_monthly_usage", as_of),
+        "f_bills": grid_sql.bill_facts(d, "typed_bills", as_of),
+        "f_events": grid_sql.event_facts(d, "typed_events", as_of)})
 
 
 def check_grid(runner: SqlRunner, source: RawSource,
