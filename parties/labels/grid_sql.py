@@ -60,9 +60,15 @@ def _end_date(as_of: int) -> str:
     return date(str(month_end([as_of])[0]))
 
 
+def _cell(column: str, month: int) -> str:
+    """The group's ``column`` in ``month`` (NULL if none): a pivot cell. Written as a CASE
+    rather than a FILTER clause, which DuckDB evaluates at about twice the cost."""
+    return f"max(CASE WHEN month = {month} THEN {column} END)"
+
+
 def usage_facts(d: Dialect, typed: str, as_of: int) -> str:
     """Per enterprise: row and distinct-month counts, flags, and ``u0`` .. ``u23``."""
-    pivot = [f"max(kwh) FILTER (WHERE month = {as_of - k}) AS u{k}" for k in range(HISTORY)]
+    pivot = [f"{_cell('kwh', as_of - k)} AS u{k}" for k in range(HISTORY)]
     keys = d.distinct_count("month", as_of - MONTHS_BEFORE)
     return (f"SELECT ent_id, count(*) AS _rows, {keys} AS _keys, "
             f"{', '.join([*flag_aggregates(GRID_TABLES['monthly_usage']), *pivot])} "
@@ -83,15 +89,15 @@ def bill_facts(d: Dialect, typed: str, as_of: int) -> str:
            f"CASE WHEN {settled} THEN late_fee ELSE 0E0 END AS fee FROM {typed} AS t")
     in12 = f"month BETWEEN {as_of - 11} AND {as_of}"
     aggs = [
-        f"count(*) FILTER (WHERE month <= {as_of}) AS b_any",
-        f"count(*) FILTER (WHERE {in12}) AS b_n12",
-        *(f"max(amount_due) FILTER (WHERE month = {as_of - k}) AS d{k}" for k in range(12)),
+        f"count(CASE WHEN month <= {as_of} THEN 1 END) AS b_any",
+        f"count(CASE WHEN {in12} THEN 1 END) AS b_n12",
+        *(f"{_cell('amount_due', as_of - k)} AS d{k}" for k in range(12)),
         f"{exact_sum('paid', in12, d)} AS b_paid12",
-        f"count(*) FILTER (WHERE {in12} AND late > 0) AS b_late_n12",
+        f"count(CASE WHEN {in12} AND late > 0 THEN 1 END) AS b_late_n12",
         f"{exact_sum('amount_due', f'{in12} AND late > 0', d)} AS b_late_due12",
-        f"sum(late) FILTER (WHERE {in12}) AS b_late_days12",  # whole days: exact anyway
+        f"sum(CASE WHEN {in12} THEN late END) AS b_late_days12",  # whole days: exact anyway
         f"{exact_sum('fee', in12, d)} AS b_fee12",
-        f"max(arrears_after) FILTER (WHERE month = {as_of}) AS b_arrears0",
+        f"{_cell('arrears_after', as_of)} AS b_arrears0",
         f"max_by(late, month) FILTER (WHERE month <= {as_of} AND late > 0) AS b_last_late",
     ]
     keys = d.distinct_count("month", as_of - MONTHS_BEFORE)
@@ -106,7 +112,7 @@ def event_facts(d: Dialect, typed: str, as_of: int) -> str:
     aggs = []
     for kind, months, amount in EVENT_WINDOWS:
         where = f"type = '{kind}' AND {month} BETWEEN {as_of - months + 1} AND {as_of}"
-        aggs.append(f"count(*) FILTER (WHERE {where}) AS e_{kind}_n{months}")
+        aggs.append(f"count(CASE WHEN {where} THEN 1 END) AS e_{kind}_n{months}")
         if amount:
             aggs.append(f"{exact_sum('amount', where, d)} AS e_{kind}_a{months}")
     return (f"SELECT ent_id, {', '.join([*flag_aggregates(GRID_TABLES['events']), *aggs])} "

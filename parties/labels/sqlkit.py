@@ -188,9 +188,10 @@ def exact_sum(expr: str, where: str | None = None, d: Dialect | None = None) -> 
         return _from_exact(f"sum({_to_exact(expr)}){filtered}")
     k = f"round({expr} * 100E0)"
     cents = f"abs({expr}) < {CENTS_BOUND} AND {k} / 100E0 = {expr}"
-    whole = f"sum(CASE WHEN {cents} THEN CAST({k} AS BIGINT) END){filtered}"
-    other = (f"sum(CASE WHEN NOT ({cents}) THEN CAST(CAST({expr} AS STRING) AS {EXACT}) END)"
-             f"{filtered}")
+    scope = f"({where}) AND " if where else ""  # in the CASE: a FILTER clause costs more
+    whole = f"sum(CASE WHEN {scope}{cents} THEN CAST({k} AS BIGINT) END)"
+    other = (f"sum(CASE WHEN {scope}NOT ({cents}) THEN CAST(CAST({expr} AS STRING) AS {EXACT}) "
+             "END)")
     both = (f"CAST(coalesce(CAST({whole} AS DECIMAL(38, 0)) * CAST(0.01 AS DECIMAL(3, 2)), 0) "
             f"+ coalesce({other}, 0) AS {EXACT})")
     return _from_exact(f"CASE WHEN {whole} IS NOT NULL OR {other} IS NOT NULL THEN {both} END")
