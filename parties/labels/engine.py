@@ -38,7 +38,7 @@ from parties.labels.features import FeatureBuild, grid_registry
 from parties.labels.registry import data_dictionary
 from parties.labels.schema import BANK_TABLES, GRID_TABLES, UNIQUE_KEYS, Kind
 from parties.labels.shell import ShellModel, load_shell_model
-from parties.labels.sources import RawSource, open_source, staged
+from parties.labels.sources import Format, RawSource, open_source, staged
 from parties.labels.sqlkit import Engine
 
 Tables = dict[str, dict[str, Kind]]
@@ -75,18 +75,22 @@ class SqlRunner(Runner, Protocol):
         ...
 
 
-def _typed(runner: SqlRunner, tables: Tables, cats: dict[str, dict[str, Category]],
-           master: str, in_memory: bool = False) -> None:
+def _typed(runner: SqlRunner, source: RawSource, tables: Tables,
+           cats: dict[str, dict[str, Category]], master: str, in_memory: bool = False) -> None:
     d = runner.dialect
+    # Months parsed once per distinct value where a second scan of the column is cheap
+    # (Parquet; a CSV file or a staged database table would be parsed twice).
+    lookups = d.name == "duckdb" and source.format is Format.PARQUET
     for table, spec in tables.items():
         if table == master:
             runner.materialize(f"t_{table}", typed_view(
                 d, f"raw_{table}", spec, cats[table], [f"{runner.order_expr} AS _ord"]))
-        elif in_memory:
-            runner.materialize(f"typed_{table}", typed_view(d, f"raw_{table}", spec,
-                                                            cats[table]))
+            continue
+        query = typed_view(d, f"raw_{table}", spec, cats[table], lookups=lookups)
+        if in_memory:
+            runner.materialize(f"typed_{table}", query)
         else:
-            runner.view(f"typed_{table}", typed_view(d, f"raw_{table}", spec, cats[table]))
+            runner.view(f"typed_{table}", query)
 
 
 def _check(source: RawSource, runner: SqlRunner, table: str, spec: dict[str, Kind],
@@ -110,7 +114,7 @@ def load_grid(runner: SqlRunner, source: RawSource,
     """Attach the grid's raw tables and define the typed ones (``in_memory``: parsed once
     into tables rather than views re-reading the files); each column's stored category."""
     cats = runner.attach(source, GRID_TABLES)
-    _typed(runner, GRID_TABLES, cats, "enterprises", in_memory)
+    _typed(runner, source, GRID_TABLES, cats, "enterprises", in_memory)
     return cats
 
 
@@ -167,7 +171,7 @@ def load_bank(runner: SqlRunner, source: RawSource,
               in_memory: bool = False) -> dict[str, dict[str, Category]]:
     """The bank's side of :func:`load_grid`."""
     cats = runner.attach(source, BANK_TABLES)
-    _typed(runner, BANK_TABLES, cats, "loans", in_memory)
+    _typed(runner, source, BANK_TABLES, cats, "loans", in_memory)
     return cats
 
 
