@@ -155,7 +155,7 @@ def grid_indicators(runner: SqlRunner, as_of: int, model: ShellModel, names: Seq
     runner.materialize("g_rows", grid_sql.enterprise_rows(
         "t_enterprises", "f_usage", "f_bills", "f_events", as_of))
     return runner.frame(grid_sql.indicator_query(
-        "g_rows", model, names, "wanted_ids" if ids is not None else None, runner.dialect))
+        "g_rows", model, names, "wanted_ids" if ids is not None else None))
 
 
 def bank_frame(runner: SqlRunner, source: RawSource, as_of: int, names: Sequence[str],

@@ -159,18 +159,18 @@ def _helpers() -> list[Column]:
     return out + growth
 
 
-def _industry_means(d: Dialect | None = None) -> list[Column]:
+def _industry_means() -> list[Column]:
     """Means over each industry's enterprises, aggregated from the rows of :func:`_helpers`
     and joined back (a window over the wide rows costs more)."""
-    return [*((f"_im{k}", exact_mean(f"u{k}", d)) for k in range(12)),
-            *((f"_i{c}", exact_mean(c, d)) for c in ("_due_m12", "_paid_m12", "_cpk12"))]
+    return [*((f"_im{k}", exact_mean(f"u{k}")) for k in range(12)),
+            *((f"_i{c}", exact_mean(c)) for c in ("_due_m12", "_paid_m12", "_cpk12"))]
 
 
-def _industry_figures(rows: str, d: Dialect | None = None) -> tuple[str, list[str]]:
+def _industry_figures(rows: str) -> tuple[str, list[str]]:
     """The industry means of :func:`_industry_means` and USE_INDUSTRY_STD_12M (their monthly
     dispersion, one value per industry, computed once per industry rather than per row):
     a query by ``industry_code`` and the names of its columns."""
-    means = _industry_means(d)
+    means = _industry_means()
     months = [f"_im{k}" for k in range(11, -1, -1)]
     grouped = (f"SELECT industry_code, {', '.join(f'{e} AS {n}' for n, e in means)} "
                f"FROM {rows} AS g GROUP BY industry_code")
@@ -293,7 +293,7 @@ def enterprise_rows(enterprises: str, usage: str, bills: str, events: str, as_of
 
 
 def indicator_query(rows: str, model: ShellModel, names: Sequence[str],
-                    ids: str | None = None, d: Dialect | None = None) -> str:
+                    ids: str | None = None) -> str:
     """``id`` and the indicators ``names`` of every enterprise of ``rows``, in the enterprises
     table's row order.
 
@@ -308,10 +308,8 @@ def indicator_query(rows: str, model: ShellModel, names: Sequence[str],
     ids
         Relation with a column ``id``: keep only those enterprises (after the industry and
         rank figures are computed over everyone).
-    d
-        The engine's dialect, for its spelling of exact sums (the shared one if None).
     """
-    industry, figures = _industry_figures(rows, d)
+    industry, figures = _industry_figures(rows)
     joined = (f"SELECT r.*, {', '.join(f'i.{n}' for n in figures)}, k._rank, k._rank_n "
               f"FROM {rows} AS r JOIN ({industry}) AS i ON i.industry_code = r.industry_code "
               f"JOIN ({RANKS} FROM {rows} AS w) AS k ON k.ent_id = r.ent_id")

@@ -188,19 +188,22 @@ def exact_sum(expr: str, where: str | None = None, d: Dialect | None = None) -> 
         return _from_exact(f"sum({_to_exact(expr)}){filtered}")
     k = f"round({expr} * 100E0)"
     cents = f"abs({expr}) < {CENTS_BOUND} AND {k} / 100E0 = {expr}"
-    scope = f"({where}) AND " if where else ""  # in the CASE: a FILTER clause costs more
+    # In the CASE rather than a FILTER clause, which costs more. The decimal part adds 0 for
+    # the cents, so that it is NULL exactly when no row counts (as the plain sum is).
+    scope = f"({where}) AND " if where else ""
     whole = f"sum(CASE WHEN {scope}{cents} THEN CAST({k} AS BIGINT) END)"
-    other = (f"sum(CASE WHEN {scope}NOT ({cents}) THEN CAST(CAST({expr} AS STRING) AS {EXACT}) "
-             "END)")
-    both = (f"CAST(coalesce(CAST({whole} AS DECIMAL(38, 0)) * CAST(0.01 AS DECIMAL(3, 2)), 0) "
-            f"+ coalesce({other}, 0) AS {EXACT})")
-    return _from_exact(f"CASE WHEN {whole} IS NOT NULL OR {other} IS NOT NULL THEN {both} END")
+    rest = (f"CASE WHEN {cents} THEN CAST(0 AS {EXACT}) "
+            f"ELSE CAST(CAST({expr} AS STRING) AS {EXACT}) END")
+    other = f"sum(CASE WHEN {where} THEN {rest} END)" if where else f"sum({rest})"
+    return _from_exact(f"CAST(coalesce(CAST({whole} AS DECIMAL(38, 0)) * CAST(0.01 AS "
+                       f"DECIMAL(3, 2)), 0) + {other} AS {EXACT})")
 
 
-def exact_mean(expr: str, d: Dialect | None = None) -> str:
+def exact_mean(expr: str) -> str:
     """Mean of the non-null ``expr`` of a group (NULL if none), an aggregate summed exactly as
-    :func:`exact_sum`."""
-    return f"({exact_sum(expr, None, d)} / count({expr}))"
+    :func:`exact_sum` (its shared spelling: over a few values per row, as the industry means
+    are, DuckDB's split one plans slower and runs no faster)."""
+    return f"({exact_sum(expr)} / count({expr}))"
 
 
 def stage_query(base: str, stages: Sequence[Sequence[Column]]) -> str:
