@@ -156,6 +156,14 @@ def _parquet_files(path: pathlib.Path) -> str:
     return text(str(path / "*.parquet") if path.is_dir() else str(path))
 
 
+def csv_relation(path: pathlib.Path, header: Sequence[str]) -> str:
+    """``read_csv`` of a CSV file with a header row, every column as text (no sniffing)."""
+    columns = "{" + ", ".join(f"{text(c)}: 'VARCHAR'" for c in header) + "}"
+    return (f"read_csv({text(str(path))}, header = true, auto_detect = false, "
+            f"columns = {columns}, delim = ',', quote = '\"', escape = '\"', "
+            f"buffer_size = {CSV_BUFFER})")
+
+
 def attach(runner: DuckRunner, source: RawSource,
            tables: dict[str, dict[str, Kind]]) -> dict[str, dict[str, Category]]:
     """Register view ``raw_<table>`` for each table; return each column's stored category.
@@ -179,10 +187,7 @@ def attach(runner: DuckRunner, source: RawSource,
             if not header:
                 raise InputError(f"{source.label(table)}: empty file, "
                                  "expected a header row")
-            columns = "{" + ", ".join(f"{text(c)}: 'VARCHAR'" for c in header) + "}"
-            relation = (f"read_csv({text(str(path))}, header = true, auto_detect = false, "
-                        f"columns = {columns}, delim = ',', quote = '\"', escape = '\"', "
-                        f"buffer_size = {CSV_BUFFER})")
+            relation = csv_relation(path, header)
             stored = {c: "VARCHAR" for c in header}
         require_columns(source, table, spec, list(stored))
         runner.view(f"raw_{table}", f"SELECT * FROM {relation}")
