@@ -8,6 +8,8 @@ month with each engine in ``--engines`` as a separate process, and reports:
 - ``build_s``: reading, checking and computing every indicator (the engine's own time; for
   Spark the session is started first and its start-up is reported apart as ``start_s``),
 - ``write_s``: writing the feature CSV,
+- ``build_cpu_s`` / ``write_cpu_s``: the process's CPU seconds (all threads) of each,
+- ``load``: the 1-minute load average as the build ended (the machine may be shared),
 - ``peak_rss_mb``: the process's peak RSS (``VmHWM`` sampled from /proc); for Spark the
   largest sum over the process and its JVM (``tree_mb``),
 - ``vs_pandas``: the pandas reference's build time over this engine's, where both ran,
@@ -54,14 +56,15 @@ def _child(args: argparse.Namespace) -> int:
         from parties.labels.spark import SparkRunner
 
         SparkRunner(args.spark_master)  # the session the build reuses
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     build = build_grid_features(args.raw, parse_month(manifest["as_of"]), engine,
                                 spark_master=args.spark_master)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     write_csv_fast(Path(args.out), build.table)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     print(json.dumps({"start_s": t1 - t0, "build_s": t2 - t1, "write_s": t3 - t2,
-                      "rows": len(build.table)}))
+                      "build_cpu_s": c2 - c1, "write_cpu_s": c3 - c2,
+                      "load": os.getloadavg()[0], "rows": len(build.table)}))
     return 0
 
 
@@ -161,8 +164,10 @@ def main() -> int:
                 if "duckdb" in outputs and engine != "duckdb":
                     run["same_as_duckdb"] = _compare(outputs["duckdb"], out)
                 runs.append(run)
-                print(f"  {engine:7} build {run['build_s']:7.2f} s  write {run['write_s']:5.2f}"
-                      f" s  start {run['start_s']:5.1f} s  peak {run['peak_rss_mb']:6.0f} MB  "
+                print(f"  {engine:7} build {run['build_s']:7.2f} s (CPU {run['build_cpu_s']:.2f})"
+                      f"  write {run['write_s']:5.2f} s (CPU {run['write_cpu_s']:.2f})  start "
+                      f"{run['start_s']:5.1f} s  load {run['load']:.1f}  peak "
+                      f"{run['peak_rss_mb']:6.0f} MB  "
                       f"tree {run['tree_mb']:6.0f} MB  {run.get('same_as_duckdb', '')}",
                       flush=True)
     _table(runs)
@@ -175,15 +180,16 @@ def main() -> int:
 
 def _table(runs: list[dict[str, Any]]) -> None:
     pandas = {(r["size"], r["format"]): r["build_s"] for r in runs if r["engine"] == "pandas"}
-    print("\n| enterprises | input | engine | build s | write s | start s | peak RSS MB "
-          "| vs pandas | same as DuckDB |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|---|")
+    print("\n| enterprises | input | engine | build s | build CPU s | write s | start s "
+          "| peak RSS MB | load | vs pandas | same as DuckDB |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in runs:
         base = pandas.get((r["size"], r["format"]))
         ratio = f"{base / r['build_s']:.1f}x" if base and r["engine"] != "pandas" else ""
         peak = r["tree_mb"] if r["engine"] == "spark" else r["peak_rss_mb"]
         print(f"| {r['size']:,} | {r['format']} | {r['engine']} | {r['build_s']:.2f} | "
-              f"{r['write_s']:.2f} | {r['start_s']:.1f} | {peak:.0f} | {ratio} | "
+              f"{r['build_cpu_s']:.2f} | {r['write_s']:.2f} | {r['start_s']:.1f} | {peak:.0f} | "
+              f"{r['load']:.1f} | {ratio} | "
               f"{r.get('same_as_duckdb', '')} |")
 
 

@@ -123,13 +123,27 @@ def typed_column(d: Dialect, kind: Kind, column: str, cat: Category) -> tuple[st
 
 
 def typed_view(d: Dialect, raw: str, spec: dict[str, Kind], categories: dict[str, Category],
-               extra: Sequence[str] = ()) -> str:
-    """SELECT of the typed columns and ``_bad_<column>`` flags of relation ``raw``."""
-    parts = [*extra]
+               extra: Sequence[str] = (), lookups: bool = False) -> str:
+    """SELECT of the typed columns and ``_bad_<column>`` flags of relation ``raw``.
+
+    With ``lookups`` (and no ``extra``: a join does not keep the storage order), months
+    stored as text are parsed and checked once per distinct value, in a small table joined
+    back, instead of once per row; for a source whose column is cheap to scan twice
+    (Parquet, not CSV).
+    """
+    parts, joins = [*extra], []
     for column, kind in spec.items():
-        value, bad = typed_column(d, kind, d.quote(column), categories[column])
+        quoted = d.quote(column)
+        if lookups and not extra and kind is Kind.MONTH and categories[column] is Category.TEXT:
+            value, bad = typed_column(d, kind, "_s", Category.TEXT)
+            cell, alias = f"coalesce(CAST(r.{quoted} AS {d.text_type}), '')", f"_l_{column}"
+            joins.append(f"JOIN (SELECT _s, {value} AS _v, {bad} AS _b FROM (SELECT DISTINCT "
+                         f"{cell} AS _s FROM {raw} AS r) AS x) AS {alias} ON {alias}._s = {cell}")
+            parts += [f"{alias}._v AS {column}", f"{alias}._b AS _bad_{column}"]
+            continue
+        value, bad = typed_column(d, kind, f"r.{quoted}", categories[column])
         parts += [f"{value} AS {column}", f"{bad} AS _bad_{column}"]
-    return f"SELECT {', '.join(parts)} FROM {raw}"
+    return f"SELECT {', '.join(parts)} FROM {raw} AS r {' '.join(joins)}".rstrip()
 
 
 def flag_aggregates(spec: dict[str, Kind]) -> list[str]:

@@ -37,7 +37,7 @@ from parties.labels.shell import (
     score_matrix,
 )
 from parties.labels.sources import Format, RawSource, is_dsn, open_source
-from parties.labels.sqlkit import Engine
+from parties.labels.sqlkit import Engine, text
 from parties.labels.synth import load_synth_postgres, synthesize, write_synth
 from parties.labels.warning import DEFAULT_RULES, load_rules, rate
 from parties.labels.writers import write_csv_fast
@@ -87,16 +87,24 @@ def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None
         return
     import duckdb
 
+    from parties.labels.duck import csv_relation
+
     last: int | None = None
     for table in tables:
         path = source.path(table)
         if not path.exists():
             continue
-        reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
-        row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {reader}(?)",
-                             [str(path)]).fetchone()
-        if row and row[0]:
-            month = parse_month(str(row[0])[:7])
+        try:
+            if source.format is Format.PARQUET:
+                relation = f"read_parquet({text(str(path))})"
+            else:  # the header's columns as text: no sniffing, and read on both threads
+                relation = csv_relation(path, source.header(table))
+            row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {relation}"
+                                 ).fetchone()
+            month = parse_month(str(row[0])[:7]) if row and row[0] else None
+        except (duckdb.Error, InputError):
+            return  # a bad file: the build's checks name the table, row and column
+        if month is not None:
             last = month if last is None else max(last, month)
     if last is not None and as_of > last:
         raise InputError(f"--as-of {format_month(as_of)}: after the last month of the data "

@@ -17,6 +17,7 @@ import pathlib
 import re
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -76,10 +77,12 @@ class DuckRunner:
                                                             "Original Line"))), "")
         return InputError(f"{label}: row {row}: malformed CSV row ({detail})")
 
-    def execute(self, query: str) -> duckdb.DuckDBPyConnection:
-        """Run ``query``; a CSV the reader rejects becomes an :class:`InputError`."""
+    def execute(self, query: str,
+                con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+        """Run ``query`` (on ``con``, a cursor, if given); a CSV the reader rejects becomes an
+        :class:`InputError`."""
         try:
-            return self.con.execute(query)
+            return (con or self.con).execute(query)
         except (duckdb.InvalidInputException, duckdb.ConversionException) as e:
             error = self._input_error(e)
             if error is None:
@@ -104,12 +107,38 @@ class DuckRunner:
         return attach(self, source, tables)
 
     def materialize(self, name: str, query: str) -> None:
-        """``query`` computed once into temporary table ``name``."""
-        self.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
+        """``query`` computed once into table ``name`` (of this connection's private
+        in-memory database)."""
+        self.execute(f"CREATE OR REPLACE TABLE {name} AS {query}")
+
+    def materialize_all(self, queries: dict[str, str]) -> None:
+        """:meth:`materialize` each of several independent queries, all at once.
+
+        Each runs on its own cursor in its own thread, so that one query's single-threaded
+        phases (planning, the CSV sniff of a small file, the final merge of an aggregate)
+        overlap another's scan. An error is raised once all have ended: the first in the
+        order of ``queries``, as if they had run one after the other.
+        """
+        def run(name: str, query: str) -> BaseException | None:
+            cursor = self.con.cursor()
+            try:
+                self.execute(f"CREATE OR REPLACE TABLE {name} AS {query}", cursor)
+            except BaseException as e:  # noqa: BLE001 - re-raised below, in order
+                return e
+            finally:
+                cursor.close()
+            return None
+
+        with ThreadPoolExecutor(max_workers=len(queries)) as pool:
+            futures = [pool.submit(run, name, query) for name, query in queries.items()]
+        for future in futures:
+            error = future.result()
+            if error is not None:
+                raise error
 
     def view(self, name: str, query: str) -> None:
-        """``query`` as temporary view ``name``."""
-        self.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {query}")
+        """``query`` as view ``name``."""
+        self.execute(f"CREATE OR REPLACE VIEW {name} AS {query}")
 
     def register_ids(self, name: str, ids: Sequence[str]) -> None:
         """Temporary table ``name`` with column ``id``."""
@@ -125,6 +154,14 @@ class DuckRunner:
 
 def _parquet_files(path: pathlib.Path) -> str:
     return text(str(path / "*.parquet") if path.is_dir() else str(path))
+
+
+def csv_relation(path: pathlib.Path, header: Sequence[str]) -> str:
+    """``read_csv`` of a CSV file with a header row, every column as text (no sniffing)."""
+    columns = "{" + ", ".join(f"{text(c)}: 'VARCHAR'" for c in header) + "}"
+    return (f"read_csv({text(str(path))}, header = true, auto_detect = false, "
+            f"columns = {columns}, delim = ',', quote = '\"', escape = '\"', "
+            f"buffer_size = {CSV_BUFFER})")
 
 
 def attach(runner: DuckRunner, source: RawSource,
@@ -150,12 +187,9 @@ def attach(runner: DuckRunner, source: RawSource,
             if not header:
                 raise InputError(f"{source.label(table)}: empty file, "
                                  "expected a header row")
-            columns = "{" + ", ".join(f"{text(c)}: 'VARCHAR'" for c in header) + "}"
-            relation = (f"read_csv({text(str(path))}, header = true, auto_detect = false, "
-                        f"columns = {columns}, delim = ',', quote = '\"', escape = '\"', "
-                        f"buffer_size = {CSV_BUFFER})")
+            relation = csv_relation(path, header)
             stored = {c: "VARCHAR" for c in header}
         require_columns(source, table, spec, list(stored))
-        runner.execute(f"CREATE OR REPLACE TEMP VIEW raw_{table} AS SELECT * FROM {relation}")
+        runner.view(f"raw_{table}", f"SELECT * FROM {relation}")
         out[table] = {c: category(stored[c]) for c in spec}
     return out

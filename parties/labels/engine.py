@@ -38,7 +38,7 @@ from parties.labels.features import FeatureBuild, grid_registry
 from parties.labels.registry import data_dictionary
 from parties.labels.schema import BANK_TABLES, GRID_TABLES, UNIQUE_KEYS, Kind
 from parties.labels.shell import ShellModel, load_shell_model
-from parties.labels.sources import RawSource, open_source, staged
+from parties.labels.sources import Format, RawSource, open_source, staged
 from parties.labels.sqlkit import Engine
 
 Tables = dict[str, dict[str, Kind]]
@@ -57,6 +57,11 @@ class SqlRunner(Runner, Protocol):
         """Compute ``query`` once and keep it as relation ``name``."""
         ...
 
+    def materialize_all(self, queries: dict[str, str]) -> None:
+        """:meth:`materialize` several independent queries (at once where the engine can);
+        an error is the first in the order of ``queries``."""
+        ...
+
     def view(self, name: str, query: str) -> None:
         """Name ``query`` as relation ``name`` (evaluated where used)."""
         ...
@@ -70,18 +75,22 @@ class SqlRunner(Runner, Protocol):
         ...
 
 
-def _typed(runner: SqlRunner, tables: Tables, cats: dict[str, dict[str, Category]],
-           master: str, in_memory: bool = False) -> None:
+def _typed(runner: SqlRunner, source: RawSource, tables: Tables,
+           cats: dict[str, dict[str, Category]], master: str, in_memory: bool = False) -> None:
     d = runner.dialect
+    # Months parsed once per distinct value where a second scan of the column is cheap
+    # (Parquet; a CSV file or a staged database table would be parsed twice).
+    lookups = d.name == "duckdb" and source.format is Format.PARQUET
     for table, spec in tables.items():
         if table == master:
             runner.materialize(f"t_{table}", typed_view(
                 d, f"raw_{table}", spec, cats[table], [f"{runner.order_expr} AS _ord"]))
-        elif in_memory:
-            runner.materialize(f"typed_{table}", typed_view(d, f"raw_{table}", spec,
-                                                            cats[table]))
+            continue
+        query = typed_view(d, f"raw_{table}", spec, cats[table], lookups=lookups)
+        if in_memory:
+            runner.materialize(f"typed_{table}", query)
         else:
-            runner.view(f"typed_{table}", typed_view(d, f"raw_{table}", spec, cats[table]))
+            runner.view(f"typed_{table}", query)
 
 
 def _check(source: RawSource, runner: SqlRunner, table: str, spec: dict[str, Kind],
@@ -105,16 +114,17 @@ def load_grid(runner: SqlRunner, source: RawSource,
     """Attach the grid's raw tables and define the typed ones (``in_memory``: parsed once
     into tables rather than views re-reading the files); each column's stored category."""
     cats = runner.attach(source, GRID_TABLES)
-    _typed(runner, GRID_TABLES, cats, "enterprises", in_memory)
+    _typed(runner, source, GRID_TABLES, cats, "enterprises", in_memory)
     return cats
 
 
 def grid_facts(runner: SqlRunner, as_of: int) -> None:
     """The per-enterprise facts at ``as_of`` (and the flags of every row, any month)."""
-    runner.materialize("f_usage", grid_sql.usage_facts(runner.dialect, "typed_monthly_usage",
-                                                       as_of))
-    runner.materialize("f_bills", grid_sql.bill_facts(runner.dialect, "typed_bills", as_of))
-    runner.materialize("f_events", grid_sql.event_facts("typed_events", as_of))
+    d = runner.dialect
+    runner.materialize_all({
+        "f_usage": grid_sql.usage_facts(d, "typed_monthly_usage", as_of),
+        "f_bills": grid_sql.bill_facts(d, "typed_bills", as_of),
+        "f_events": grid_sql.event_facts(d, "typed_events", as_of)})
 
 
 def check_grid(runner: SqlRunner, source: RawSource,
@@ -161,7 +171,7 @@ def load_bank(runner: SqlRunner, source: RawSource,
               in_memory: bool = False) -> dict[str, dict[str, Category]]:
     """The bank's side of :func:`load_grid`."""
     cats = runner.attach(source, BANK_TABLES)
-    _typed(runner, BANK_TABLES, cats, "loans", in_memory)
+    _typed(runner, source, BANK_TABLES, cats, "loans", in_memory)
     return cats
 
 

@@ -89,6 +89,11 @@ class SparkRunner:
         self._cached.append(frame)
         frame.createOrReplaceTempView(name)
 
+    def materialize_all(self, queries: dict[str, str]) -> None:
+        """:meth:`materialize` each query, in order (Spark schedules the work itself)."""
+        for name, query in queries.items():
+            self.materialize(name, query)
+
     def view(self, name: str, query: str) -> None:
         """``query`` as temporary view ``name``."""
         self.spark.sql(query).createOrReplaceTempView(name)

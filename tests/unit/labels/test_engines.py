@@ -12,7 +12,7 @@ from parties.labels.engine import build_bank_features, build_grid_features
 from parties.labels.features import FeatureBuild
 from parties.labels.output import write_csv
 from parties.labels.schema import parse_month
-from parties.labels.sqlkit import EXACT, Engine, _to_exact, total
+from parties.labels.sqlkit import DUCKDB, EXACT, Engine, _to_exact, exact_sum, total
 from parties.labels.synth import synthesize, write_synth
 from parties.labels.writers import write_csv_fast
 from tests.unit.labels.conftest import AS_OF
@@ -121,6 +121,38 @@ def test_sql_sum_order_is_numpys(n: int) -> None:
     expr = total([f"x[{i}]" for i in range(n)])
     got = np.array([eval(expr, {"x": list(map(float, r))}) for r in rows])  # noqa: S307
     np.testing.assert_array_equal(got, rows.sum(axis=1))
+
+
+def test_duckdb_spellings_of_sums_and_distinct_counts_agree_with_the_shared_ones() -> None:
+    """DuckDB's split exact sum (integer cents + other decimals) and its bitwise distinct
+    count give what the shared SQL gives, NULL groups, filters and months outside the word
+    included."""
+    import duckdb
+
+    rng = np.random.default_rng(11)
+    n = 30000
+    cents = rng.integers(0, 2**42, n) // 10 ** rng.integers(0, 12, n)
+    x = np.where(rng.random(n) < 0.2, rng.random(n) * 10.0 ** rng.integers(-6, 12, n),
+                 cents / 100.0)
+    frame = pd.DataFrame({"g": rng.integers(0, 400, n), "x": x,
+                          "m": rng.integers(-40, 120, n), "f": rng.random(n) < 0.5})
+    frame.loc[rng.random(n) < 0.05, "x"] = np.nan  # NULL cells
+    frame.loc[frame["g"] == 7, "x"] = np.nan  # a group of NULLs only
+    con = duckdb.connect()
+    con.register("v", frame)
+    con.execute("CREATE TABLE t AS SELECT g, CASE WHEN isnan(x) THEN NULL ELSE x END AS x, "
+                "CAST(m AS BIGINT) AS m, f FROM v")
+    for where in (None, "f", "m > 200"):
+        shared, split = exact_sum("x", where), exact_sum("x", where, DUCKDB)
+        differ = con.execute(f"SELECT count(*) FROM (SELECT g, {shared} AS a, {split} AS b "
+                             "FROM t GROUP BY g) AS s WHERE a IS DISTINCT FROM b").fetchone()
+        assert differ == (0,), where
+    for low in (0, 30, 100):
+        differ = con.execute(
+            f"SELECT count(*) FROM (SELECT g, count(DISTINCT m) AS a, "
+            f"{DUCKDB.distinct_count('m', low)} AS b FROM t GROUP BY g) AS s "
+            "WHERE a <> b").fetchone()
+        assert differ == (0,), low
 
 
 def test_exact_decimal_of_cents_is_the_decimal_of_the_text() -> None:

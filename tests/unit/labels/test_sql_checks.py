@@ -92,3 +92,31 @@ def test_cli_engine_flag_and_bad_input(tmp_path: pathlib.Path,
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "row 3, column 'paid_date'" in err
         assert err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize(("old", "new", "where"), [
+    ("A,2022-03,100", "A,2022-13,100", "row 4, column 'month': expected a month YYYY-MM, "
+                                       "got '2022-13'"),
+    ("A,2022-03,100", "A,2022-02,100", "row 4, column 'ent_id,month': duplicate"),
+    ("A,2022-03,100", "A,2019-02,100", None),  # a month outside the 64-month word: fine
+])
+def test_parquet_months_are_checked_once_per_value(tmp_path: pathlib.Path, old: str, new: str,
+                                                   where: str | None) -> None:
+    """Parquet months are parsed and checked per distinct value (a lookup joined back):
+    the same messages, row numbers and features as the CSV path."""
+    directory = write_tables(tmp_path / "csv", _corrupt("monthly_usage", old, new,
+                                                        grid_csvs()))
+    parquet = tmp_path / "parquet"
+    for table, spec in GRID_TABLES.items():
+        frame = pd.read_csv(directory / f"{table}.csv", dtype=str, keep_default_na=False)
+        write_parquet(parquet / f"{table}.parquet", frame, spec)
+    if where is None:
+        got = build_grid_features(parquet, parse_month(AS_OF)).table
+        pd.testing.assert_frame_equal(got, build_grid_features(directory,
+                                                               parse_month(AS_OF)).table)
+        return
+    got = _message(lambda: build_grid_features(parquet, parse_month(AS_OF)))
+    assert got.startswith(f"{parquet}/monthly_usage.parquet: {where}")
+    assert got.replace(str(parquet), "").replace(".parquet", "") == _message(
+        lambda: build_grid_features(directory, parse_month(AS_OF))).replace(
+        str(directory), "").replace(".csv", "")
