@@ -28,7 +28,6 @@ MESSAGE_FIELDS = frozenset({"bytes", "direction", "job", "node", "peer", "prev",
 _TENSOR_FIELDS = frozenset({"name", "dtype", "shape"})
 _CACHE_LIMIT = 4096
 _strings: dict[str, str] = {}
-_tensors: dict[tuple[tuple[str, str, tuple[int, ...]], ...], tuple[str, str]] = {}
 
 
 def _text(value: str) -> str:
@@ -63,20 +62,38 @@ def _tensor_key(tensors: Any) -> tuple[tuple[str, str, tuple[int, ...]], ...] | 
     return tuple(key)
 
 
-def _tensor_texts(tensors: Any) -> tuple[str, str] | None:
-    """(compact, spaced) JSON of the tensor descriptions, or None (not the usual form)."""
-    key = _tensor_key(tensors)
-    if key is None:
+def _tensor_texts(key: tuple[tuple[str, str, tuple[int, ...]], ...]) -> tuple[str, str]:
+    """(compact, spaced) JSON of the tensor descriptions of ``_tensor_key``."""
+    compact = ",".join(f'{{"dtype":{_text(d)},"name":{_text(n)},"shape":'
+                       f'[{",".join(map(str, s))}]}}' for n, d, s in key)
+    spaced = ", ".join(f'{{"dtype": {_text(d)}, "name": {_text(n)}, "shape": '
+                       f'[{", ".join(map(str, s))}]}}' for n, d, s in key)
+    return f"[{compact}]", f"[{spaced}]"
+
+
+_STATIC = ("direction", "job", "node", "peer", "step")
+_Frags = tuple[str, str, str, str, str]
+_frags: dict[tuple[object, ...], _Frags] = {}
+
+
+def _fragments(statics: tuple[str, ...], tensors: Any) -> _Frags | None:
+    """The constant pieces of both texts for one (direction, job, node, peer, step,
+    tensors), or None if the tensors are not of the usual form."""
+    tkey = _tensor_key(tensors)
+    if tkey is None:
         return None
-    out = _tensors.get(key)
+    key = (statics, tkey)
+    out = _frags.get(key)
     if out is None:
-        compact = ",".join(f'{{"dtype":{_text(d)},"name":{_text(n)},"shape":'
-                           f'[{",".join(map(str, s))}]}}' for n, d, s in key)
-        spaced = ", ".join(f'{{"dtype": {_text(d)}, "name": {_text(n)}, "shape": '
-                           f'[{", ".join(map(str, s))}]}}' for n, d, s in key)
-        out = (f"[{compact}]", f"[{spaced}]")
-        if len(_tensors) < _CACHE_LIMIT:
-            _tensors[key] = out
+        compact, spaced = _tensor_texts(tkey)
+        direction, job, node, peer, step = (_text(v) for v in statics)
+        out = (f'"direction":{direction},"job":{job},"node":{node},"peer":{peer},',
+               f'"step":{step},"tensors":{compact},',
+               f', "direction": {direction}, "hash": "',
+               f'", "job": {job}, "node": {node}, "peer": {peer}, "prev": ',
+               f', "step": {step}, "tensors": {spaced}, "time": ')
+        if len(_frags) < _CACHE_LIMIT:
+            _frags[key] = out
     return out
 
 
@@ -90,22 +107,22 @@ def message_texts(entry: dict[str, Any]) -> tuple[bytes, str, str] | None:
     if entry.keys() != MESSAGE_FIELDS:
         return None
     seq, rnd, size, when = entry["seq"], entry["round"], entry["bytes"], entry["time"]
+    prev, sha = entry["prev"], entry["sha256"]
     if (type(seq) is not int or type(rnd) is not int or type(size) is not int
-            or type(when) is not float or not math.isfinite(when)):
+            or type(when) is not float or not math.isfinite(when)
+            or type(prev) is not str or type(sha) is not str):
         return None
-    strs = [entry[k] for k in ("direction", "job", "node", "peer", "prev", "sha256", "step")]
-    if any(type(s) is not str for s in strs):
+    statics = (entry["direction"], entry["job"], entry["node"], entry["peer"], entry["step"])
+    for value in statics:
+        if type(value) is not str:
+            return None
+    frags = _fragments(statics, entry["tensors"])
+    if frags is None:
         return None
-    tensors = _tensor_texts(entry["tensors"])
-    if tensors is None:
-        return None
-    direction, job, node, peer, prev, sha, step = (_text(s) for s in strs)
-    t = repr(when)
-    canon = (f'{{"bytes":{size},"direction":{direction},"job":{job},"node":{node},'
-             f'"peer":{peer},"prev":{prev},"round":{rnd},"seq":{seq},"sha256":{sha},'
-             f'"step":{step},"tensors":{tensors[0]},"time":{t}}}')
-    head = f'{{"bytes": {size}, "direction": {direction}, "hash": "'
-    tail = (f'", "job": {job}, "node": {node}, "peer": {peer}, "prev": {prev}, '
-            f'"round": {rnd}, "seq": {seq}, "sha256": {sha}, "step": {step}, '
-            f'"tensors": {tensors[1]}, "time": {t}}}')
+    prev, sha, t = _text(prev), _text(sha), repr(when)
+    canon = (f'{{"bytes":{size},{frags[0]}"prev":{prev},"round":{rnd},"seq":{seq},'
+             f'"sha256":{sha},{frags[1]}"time":{t}}}')
+    head = f'{{"bytes": {size}{frags[2]}'
+    tail = (f'{frags[3]}{prev}, "round": {rnd}, "seq": {seq}, "sha256": {sha}'
+            f'{frags[4]}{t}}}')
     return canon.encode(), head, tail
