@@ -278,14 +278,7 @@ class PartyNode:
         if resumed := checkpoint.wire(fitter, settings, resume, self.role.value,
                                       self.config.out / "checkpoint.json"):
             self.stats["resumed_after_epoch"] = resumed
-        import os as _os  # TEMP-PROFILE
-        if _os.environ.get("GC_PROF"):  # TEMP-PROFILE
-            import cProfile  # TEMP-PROFILE
-            import time as _t; _pr = cProfile.Profile(_t.thread_time) if _os.environ.get("GC_CPU") else cProfile.Profile()  # TEMP-PROFILE
-            fit = _pr.runcall(fitter.run)  # TEMP-PROFILE
-            _pr.dump_stats(f"{_os.environ['GC_PROF']}/{self.role.value}.prof")  # TEMP-PROFILE
-        else:  # TEMP-PROFILE
-            fit = fitter.run()  # TEMP-PROFILE
+        fit = fitter.run()
         clip = settings.feature_clip if settings.mode is Mode.SHARED else None
         if clip is not None:  # score the features exactly as training saw them
             x = np.clip(x, -clip, clip)
