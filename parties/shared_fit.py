@@ -359,8 +359,6 @@ class SharedFit:
         """Train until the coordinator says stop; returns this party's own weights."""
         start = time.perf_counter()
         self.result = FitResult(np.full(self._k[self.role], math.nan))
-        if self.start_epoch < self.settings.epochs:  # the dealer works while E is swapped
-            self._deals.request(self.start_epoch + 1)
         self.setup()
         self._clock["setup"] = time.perf_counter() - start
         if self._resume is not None:

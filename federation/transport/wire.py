@@ -49,6 +49,8 @@ def tensor_from_proto(t: vfl_pb2.Tensor) -> npt.NDArray[np.generic]:
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _SMALL[value]
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -57,6 +59,7 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = [bytes([v]) for v in range(128)]
 _TENSORS = b"\x2a"  # Envelope.tensors: field 5, length-delimited
 _DATA = b"\x22"  # Tensor.data: field 4, length-delimited
 
