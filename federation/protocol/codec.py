@@ -9,6 +9,7 @@ puts these three fields into its messages.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -89,13 +90,13 @@ def decode_tensor(name: str, dtype_text: str, dims: list[int],
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-_ACCEPTED: dict[str, np.dtype] = {}  # type: ignore[type-arg]  # dtype strings once accepted
+_ACCEPTED: dict[str, np.dtype[Any]] = {}  # dtype strings once accepted
 # Native little-endian numeric dtypes that need no conversion, with their wire names.
-_PLAIN_LITTLE: dict[np.dtype, str] = {  # type: ignore[type-arg]
+_PLAIN_LITTLE: dict[np.dtype[Any], str] = {
     np.dtype(t): np.dtype(t).str for t in ("<u8", "<i8", "<f8", "<u4", "<i4", "<f4", "u1", "i1")}
 
 
 @lru_cache(maxsize=64)
-def _dtype(text: str) -> np.dtype:  # type: ignore[type-arg]
+def _dtype(text: str) -> np.dtype[Any]:
     """``np.dtype(text)``, parsed once per dtype string (a few us each in numpy 2)."""
     return np.dtype(text)

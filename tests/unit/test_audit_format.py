@@ -23,7 +23,8 @@ def random_entry(rng: random.Random) -> dict[str, Any]:
                 "shape": [rng.randrange(0, 1 << 31) for _ in range(rng.randrange(0, 4))]}
                for _ in range(rng.randrange(0, 4))]
     return {"seq": rng.randrange(1, 1 << 40), "time": round(rng.uniform(0, 2e9), 6),
-            "node": rng.choice(WORDS), "job": rng.choice(WORDS), "round": rng.randrange(-5, 1 << 33),
+            "node": rng.choice(WORDS), "job": rng.choice(WORDS),
+            "round": rng.randrange(-5, 1 << 33),
             "step": rng.choice(WORDS), "direction": rng.choice(["sent", "received"]),
             "peer": rng.choice(WORDS), "tensors": tensors, "bytes": rng.randrange(0, 1 << 40),
             "sha256": hashlib.sha256(rng.randbytes(8)).hexdigest(),
