@@ -136,8 +136,7 @@ class DealAhead:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deal-ahead")
         self._ahead: dict[int, Future[DealReply]] = {}
 
-    def request(self, epoch: int) -> Future[DealReply]:
-        """Start fetching ``epoch``'s corrections (once)."""
+    def _request(self, epoch: int) -> Future[DealReply]:
         if epoch not in self._ahead:
             self._ahead[epoch] = self._pool.submit(
                 self._coordinator.deal, DealRequest(self._job_id, self._role, epoch))
@@ -145,9 +144,9 @@ class DealAhead:
 
     def get(self, epoch: int) -> DealReply:
         """This epoch's corrections (and start fetching the next epoch's)."""
-        future = self.request(epoch)
+        future = self._request(epoch)
         if epoch < self._last:
-            self.request(epoch + 1)
+            self._request(epoch + 1)
         return future.result()
 
     def close(self) -> None:
