@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from federation.nodes import PARTY_HOLD  # noqa: E402
 from federation.protocol.messages import Envelope, Role, Tag, peer_of  # noqa: E402
 from federation.transport.audit import AuditLog  # noqa: E402
 from federation.transport.certs import NodeCerts, write_federation  # noqa: E402
@@ -41,7 +42,8 @@ WARMUP = 50
 def party(fed: Path, role: Role, plane: str, rounds: int, out: Path) -> None:
     """One party: serve, learn the peer's ports from stdin, exchange, print one line."""
     certs, peer = NodeCerts.in_dir(fed, role), peer_of(role)
-    audit = AuditLog(out / f"{role.value}.jsonl", role.value, certs.key.read_bytes(), job=JOB)
+    audit = AuditLog(out / f"{role.value}.jsonl", role.value, certs.key.read_bytes(), job=JOB,
+                     hold=PARTY_HOLD)  # as a party node's
     inbox = Inbox(JOB, peer, 0)
     listener = DataListener(certs, "127.0.0.1", inbox, audit) if plane == "tls" else None
     server, port = start_server(certs, "127.0.0.1:0",

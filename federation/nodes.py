@@ -55,6 +55,7 @@ from parties.screen_step import ScreenConfig
 log = logging.getLogger(__name__)
 FAILING_FLUSH_SECONDS = 2.0  # a failing party's last wait for undelivered messages
 TELL_SECONDS = 5.0  # a failed job's coordinator waits this long for a party still starting up
+PARTY_HOLD = 64  # audit entries a party holds for one write (federation.transport.audit)
 # What a party removes when its job fails (audit log and checkpoints stay).
 PARTY_OUTPUTS = ("model.json", "coefficients.csv", "predictions.csv",
                  "bank_only_predictions.csv", "metrics.json", "stats.json", "scores.csv")
@@ -215,7 +216,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     before = stamp(ensure_folder(net.out), PARTY_OUTPUTS)
     watch_parent()
     audit = AuditLog(net.out / "audit.jsonl", role.value, net.certs.key.read_bytes(),
-                     job=net.job_id, ca_pem=net.certs.ca.read_bytes())
+                     job=net.job_id, ca_pem=net.certs.ca.read_bytes(), hold=PARTY_HOLD)
     inbox = Inbox(net.job_id, peer_of(role), max_message_bytes=None)  # bound: from the plan
     plane: DataListener | None = None
     try:

@@ -95,6 +95,16 @@ Tensors = dict[str, npt.NDArray[np.generic]]
 STEP_START = "fit-start"
 STEP_FIT = "fit"
 STEP_REVEAL = "reveal"
+
+
+def _aligned(arr: npt.NDArray[np.generic]) -> Ring:
+    """``arr`` (uint64), copied if it is a view at an address that is not 8-byte aligned (a
+    tensor read in place from a message): numpy's products on it run ~1.2-1.8x slower."""
+    if arr.flags.aligned:
+        return np.asarray(arr, dtype=np.uint64)
+    return np.frombuffer(arr.tobytes(), dtype=np.uint64).reshape(arr.shape)
+
+
 class SharedFit:
     """One party's side of mode ``shared`` training; a drop-in sibling of ``LocalFit``."""
 
@@ -146,8 +156,8 @@ class SharedFit:
             raise ProtocolAbort(f"{self.peer} sent masked features of dtype {peer.dtype}, shape "
                                 f"{peer.shape}; expected uint64 ({self.schedule.n_train}, k)")
         check_batches(self.schedule, self.role.value, (self._k[self.role], peer.shape[1]))
-        self._peer_masked = [np.asarray(peer[a:b], dtype=np.uint64)
-                             for a, b in self.schedule.batch_bounds]
+        peer = _aligned(peer)  # read in place from the message: the matmuls want 8-byte words
+        self._peer_masked = [peer[a:b] for a, b in self.schedule.batch_bounds]
         self._k[self.peer] = peer.shape[1]
         self._init_state()
 
@@ -220,7 +230,7 @@ class SharedFit:
         if set(got) != set(shapes):
             raise ProtocolAbort(f"{self.peer} sent tensors {sorted(got)} at round {tag.round}, "
                                 f"step {tag.step!r}; expected {sorted(shapes)}")
-        return {name: np.asarray(got[name], dtype=np.uint64) for name in shapes}
+        return {name: _aligned(got[name]) for name in shapes}
 
     def _masked_peer_block(self, masks: dict[str, Ring], t: int) -> Ring:
         """W = my share of the peer's weights - m: the peer's forward product input."""

@@ -9,6 +9,7 @@ puts these three fields into its messages.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +44,9 @@ def encode_tensor_view(name: str, arr: npt.NDArray[np.generic]
     TypeError
         The dtype cannot be sent (objects, records, ...).
     """
+    if (type(arr) is np.ndarray and arr.dtype in _PLAIN_LITTLE
+            and arr.flags.c_contiguous):  # the usual case, without the conversions below
+        return _PLAIN_LITTLE[arr.dtype], list(arr.shape), arr.reshape(-1).view(np.uint8)
     a = np.ascontiguousarray(arr)
     if a.dtype.kind not in ALLOWED_KINDS:
         raise TypeError(f"tensor {name!r}: dtype {a.dtype} cannot be sent")
@@ -60,6 +64,13 @@ def decode_tensor(name: str, dtype_text: str, dims: list[int],
         Unknown or refused dtype, too many or too large dimensions, or a byte count that
         does not match dtype and shape.
     """
+    dtype = _ACCEPTED.get(dtype_text)
+    if dtype is not None and len(dims) == 1 and 0 <= dims[0] <= MAX_DIM_SIZE:  # the usual case
+        if dims[0] * dtype.itemsize != len(data):
+            raise ProtocolAbort(f"tensor {name!r}: {len(data)} bytes for {dtype_text} "
+                                f"{tuple(int(s) for s in dims)} (expected "
+                                f"{dims[0] * dtype.itemsize})")
+        return np.frombuffer(data, dtype=dtype)
     try:
         dtype = _dtype(dtype_text)
     except (TypeError, ValueError, SyntaxError) as exc:
@@ -74,10 +85,18 @@ def decode_tensor(name: str, dtype_text: str, dims: list[int],
     if expected != len(data):
         raise ProtocolAbort(f"tensor {name!r}: {len(data)} bytes for {dtype_text} {shape} "
                             f"(expected {expected})")
+    if len(_ACCEPTED) < 64:
+        _ACCEPTED[dtype_text] = dtype  # passed every dtype check above
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
+_ACCEPTED: dict[str, np.dtype[Any]] = {}  # dtype strings once accepted
+# Native little-endian numeric dtypes that need no conversion, with their wire names.
+_PLAIN_LITTLE: dict[np.dtype[Any], str] = {
+    np.dtype(t): np.dtype(t).str for t in ("<u8", "<i8", "<f8", "<u4", "<i4", "<f4", "u1", "i1")}
+
+
 @lru_cache(maxsize=64)
-def _dtype(text: str) -> np.dtype:  # type: ignore[type-arg]
+def _dtype(text: str) -> np.dtype[Any]:
     """``np.dtype(text)``, parsed once per dtype string (a few us each in numpy 2)."""
     return np.dtype(text)

@@ -190,7 +190,7 @@ def data_port(address: str, certs: NodeCerts, peer: Role, job_id: str, deadline:
     """Ask the peer's gRPC server for its data-plane port (0: it has none)."""
     channel = secure_channel(address, certs, peer)
     try:
-        stub = vfl_pb2_grpc.PartyStub(channel)
+        stub = vfl_pb2_grpc.PartyStub(channel)  # type: ignore[no-untyped-call]
         reply = call(f"sending to {peer} at {address}",
                      lambda: stub.DataPlane(vfl_pb2.DataPlaneRequest(job_id=job_id),
                                             timeout=deadline), retry_for=deadline)

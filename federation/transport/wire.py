@@ -49,6 +49,8 @@ def tensor_from_proto(t: vfl_pb2.Tensor) -> npt.NDArray[np.generic]:
 
 
 def _varint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _SMALL[value]
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -57,17 +59,58 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = [bytes([v]) for v in range(128)]
 _TENSORS = b"\x2a"  # Envelope.tensors: field 5, length-delimited
 _DATA = b"\x22"  # Tensor.data: field 4, length-delimited
 
 
+def _field(key: bytes, text: str) -> bytes:
+    """A proto3 string field (omitted when empty, as protobuf does)."""
+    raw = text.encode("utf-8")
+    return key + _varint(len(raw)) + raw if raw else b""
+
+
+_HEADS: dict[tuple[str, str, str], tuple[bytes, bytes]] = {}
+_METAS: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
+_CACHE_LIMIT = 1024
+
+
+def _heads(job: str, step: str, sender: str) -> tuple[bytes, bytes]:
+    """(job_id field, step + sender fields) of an envelope, cached per job, step and sender."""
+    key = (job, step, sender)
+    out = _HEADS.get(key)
+    if out is None:
+        out = (_field(b"\x0a", job), _field(b"\x1a", step) + _field(b"\x22", sender))
+        if len(_HEADS) < _CACHE_LIMIT:
+            _HEADS[key] = out
+    return out
+
+
+def _meta(name: str, dtype: str, shape: tuple[int, ...]) -> bytes:
+    """A Tensor's name, dtype and (packed) shape fields, cached per distinct triple."""
+    key = (name, dtype, shape)
+    out = _METAS.get(key)
+    if out is None:
+        dims = b"".join(_varint(d) for d in shape)
+        out = (_field(b"\x0a", name) + _field(b"\x12", dtype)
+               + (b"\x1a" + _varint(len(dims)) + dims if dims else b""))
+        if len(_METAS) < _CACHE_LIMIT:
+            _METAS[key] = out
+    return out
+
+
 def _envelope_parts(env: Envelope) -> list[bytes | memoryview]:
-    parts: list[bytes | memoryview] = [vfl_pb2.Envelope(
-        job_id=env.job_id, round=env.tag.round, step=env.tag.step,
-        sender=env.sender.value).SerializeToString()]
+    """The serialized envelope as pieces, framed by hand (field order and proto3 omissions as
+    protobuf writes them; ``tests/unit/test_wire.py`` compares with ``SerializeToString``)."""
+    job, rest = _heads(env.job_id, env.tag.step, env.sender.value)
+    rnd = int(env.tag.round)
+    if not -(1 << 63) <= rnd < 1 << 63:
+        raise ValueError(f"round {rnd} is out of range for int64")
+    parts: list[bytes | memoryview] = [
+        job + (b"\x10" + _varint(rnd & 0xFFFFFFFFFFFFFFFF) if rnd else b"") + rest]
     for name, arr in env.tensors.items():
         dtype, shape, raw = encode_tensor_view(name, arr)
-        meta = vfl_pb2.Tensor(name=name, dtype=dtype, shape=shape).SerializeToString()
+        meta = _meta(name, dtype, tuple(shape))
         data_field = _DATA + _varint(raw.size) if raw.size else b""  # proto3: empty omitted
         parts += [_TENSORS, _varint(len(meta) + len(data_field) + raw.size), meta, data_field,
                   raw.data]

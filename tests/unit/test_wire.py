@@ -84,13 +84,16 @@ def _protobuf_bytes(e: Envelope) -> bytes:
     {"one": np.array([5], dtype=np.uint32), "": np.zeros(0, dtype=np.float64),
      "strided": np.arange(40, dtype=">i8").reshape(5, 8)[:, ::3]}],
     ids=["all-kinds", "none", "large", "edge-cases"])
-@pytest.mark.parametrize("tag", [Tag(17, "fit"), Tag(0, ""), Tag(2**40, "bins-masked/12")])
+@pytest.mark.parametrize("tag", [Tag(17, "fit"), Tag(0, ""), Tag(2**40, "bins-masked/12"),
+                                 Tag(-3, "ü/中"), Tag(2**63 - 1, "x" * 200)])
 def test_envelope_bytes_are_exactly_protobufs_serialization(
         tensors: dict[str, npt.NDArray[np.generic]], tag: Tag) -> None:
     # the hand-framed serializer must not change a byte of what crosses (nor the digests
     # both audit logs record)
-    e = Envelope("job-9" if tag.round else "", tag, Role.BANK, tensors)
-    assert wire.envelope_to_bytes(e) == _protobuf_bytes(e)
+    job = {17: "job-9", 0: "", -3: "jöb—9"}.get(tag.round, "j" * 300)
+    for _ in range(2):  # the second time from the caches
+        e = Envelope(job, tag, Role.BANK, tensors)
+        assert wire.envelope_to_bytes(e) == _protobuf_bytes(e)
 
 
 @pytest.mark.parametrize("arr", [np.array([object()]), np.array([True, False]),
