@@ -13,6 +13,7 @@ Assumes: the transport authenticated the sender (mutual TLS) before ``put``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -151,6 +152,56 @@ class Inbox:
 def abort_envelope(job_id: str, sender: Role, reason: str) -> Envelope:
     """The notice a failing party sends its peer so the peer stops at once."""
     return Envelope(job_id, Tag(0, ABORT_STEP), sender, {"reason": np.array([reason[:500]])})
+
+
+ABORT_WAIT = 5.0  # how long an abort notice may take to reach the peer
+log = logging.getLogger(__name__)
+
+
+class PeerStream:
+    """What the two network channels to the peer share (``stream.GrpcChannel`` and
+    ``tls_plane.TlsChannel``): receiving through the inbox with the observers told, the
+    best-effort abort notice, and the byte count. Subclasses set the attributes below and
+    define ``send`` and ``_finish`` (send the closing frame; True once the peer confirmed)."""
+
+    role: Role
+    peer: Role
+    observers: list[Observer]
+    _inbox: Inbox
+    _error: VflError | None
+    _ending: bool
+    _bytes_sent: int
+
+    def send(self, env: Envelope) -> None:
+        raise NotImplementedError
+
+    def _finish(self, timeout: float) -> bool:
+        raise NotImplementedError
+
+    def recv(self, tag: Tag, timeout: float) -> Envelope:
+        # A broken stream failed the inbox already; a message that arrived before the break
+        # (the peer's last, before it finished and stopped its server) is still handed out.
+        env = self._inbox.get(tag, timeout)
+        for observe in self.observers:
+            observe("received", env)
+        return env
+
+    def abort(self, reason: str) -> None:
+        """Best effort: tell the peer to stop now rather than at its deadline."""
+        if self._error is not None or self._ending:
+            return
+        try:
+            self.send(abort_envelope(self._inbox.job_id, self.role, reason))
+        except VflError as exc:
+            log.info("could not notify %s of the abort: %s", self.peer, exc)
+            return
+        if not self._finish(ABORT_WAIT):
+            log.info("the abort notice to %s was not confirmed within %g s", self.peer,
+                     ABORT_WAIT)
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._bytes_sent
 
 
 class InMemoryChannel:

@@ -35,23 +35,22 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from federation.proto import vfl_pb2, vfl_pb2_grpc
 from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
-from federation.protocol.messages import Envelope, Role, Tag
+from federation.protocol.messages import Envelope, Role
 from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
-from federation.transport.channel import Inbox, Observer, abort_envelope
+from federation.transport.channel import Inbox, Observer, PeerStream
 from federation.transport.grpc_client import call, secure_channel
 from federation.transport.grpc_server import describe
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 STREAM_LIFETIME = 7 * 24 * 3600.0  # the stream's gRPC deadline; recv has the job's own
-ABORT_WAIT = 5.0  # how long an abort notice may take to reach the peer
 PARTY_SERVICE = "vfl.v1.Party"
 Item = tuple[Envelope, bytes]
 
 
-class GrpcChannel:
+class GrpcChannel(PeerStream):
     """This party's end of the party-to-party channel (see the module docstring)."""
 
     def __init__(self, role: Role, peer_address: str, certs: NodeCerts, inbox: Inbox,
@@ -134,31 +133,6 @@ class GrpcChannel:
         self._bytes_sent += len(data)
         for observe in self.observers:
             observe("sent", env)
-
-    def recv(self, tag: Tag, timeout: float) -> Envelope:
-        # A broken stream failed the inbox already; a message that arrived before the break
-        # (the peer's last, before it finished and stopped its server) is still handed out.
-        env = self._inbox.get(tag, timeout)
-        for observe in self.observers:
-            observe("received", env)
-        return env
-
-    def abort(self, reason: str) -> None:
-        """Best effort: tell the peer to stop now rather than at its deadline."""
-        if self._error is not None or self._ending:
-            return
-        try:
-            self.send(abort_envelope(self._inbox.job_id, self.role, reason))
-        except VflError as exc:
-            log.info("could not notify %s of the abort: %s", self.peer, exc)
-            return
-        if not self._finish(ABORT_WAIT):
-            log.info("the abort notice to %s was not confirmed within %g s", self.peer,
-                     ABORT_WAIT)
-
-    @property
-    def bytes_sent(self) -> int:
-        return self._bytes_sent
 
     def _finish(self, timeout: float) -> bool:
         """End the stream after what is queued; True once the peer confirmed all of it."""

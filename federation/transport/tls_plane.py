@@ -40,7 +40,7 @@ from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
-from federation.transport.channel import Inbox, Observer, abort_envelope
+from federation.transport.channel import Inbox, Observer, PeerStream
 from federation.transport.grpc_client import call, secure_channel
 from federation.transport.grpc_server import LIMIT_WAIT, accept_message, check_size, describe
 from federation.transport.stream import GrpcChannel
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 HEADER = struct.Struct("<Q")
 ACCEPTED = b"\x01"  # the server's confirmation that it accepted the client's certificate
 HANDSHAKE_SECONDS = 10.0
-ABORT_WAIT = 5.0
 JOIN_LIMIT = 1 << 20  # smaller messages go out with their header in one TLS record
 
 
@@ -199,7 +198,7 @@ def data_port(address: str, certs: NodeCerts, peer: Role, job_id: str, deadline:
         channel.close()
 
 
-class TlsChannel:
+class TlsChannel(PeerStream):
     """This party's end of the data plane: sends on its own connection to the peer's
     ``DataListener``; receives through its own listener into ``inbox``."""
 
@@ -275,25 +274,7 @@ class TlsChannel:
 
     def recv(self, tag: Tag, timeout: float) -> Envelope:
         self._later.flush()
-        env = self._inbox.get(tag, timeout)
-        for observe in self.observers:
-            observe("received", env)
-        return env
-
-    def abort(self, reason: str) -> None:
-        """Best effort: tell the peer to stop now rather than at its deadline."""
-        if self._error is not None or self._ending:
-            return
-        try:
-            self.send(abort_envelope(self._inbox.job_id, self.role, reason))
-        except VflError as exc:
-            log.info("could not notify %s of the abort: %s", self.peer, exc)
-            return
-        self._finish(ABORT_WAIT)
-
-    @property
-    def bytes_sent(self) -> int:
-        return self._bytes_sent
+        return super().recv(tag, timeout)
 
     def _finish(self, timeout: float) -> bool:
         """Send the closing frame; True once the peer closed its end (it read everything)."""
