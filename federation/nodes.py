@@ -39,7 +39,7 @@ from federation.protocol.messages import PsiProtocol, Role, peer_of
 from federation.run_folder import ensure_folder, remove_written, stamp
 from federation.transport.audit import AuditLog
 from federation.transport.certs import check_own_certificate
-from federation.transport.channel import Channel, Inbox
+from federation.transport.channel import Channel, Inbox, PeerStream
 from federation.transport.grpc_client import (
     GrpcCoordinatorLink,
     watch_coordinator,
@@ -235,7 +235,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         address = net.advertise
     link = GrpcCoordinatorLink(role, net.coordinator, net.certs, audit, deadline, barrier_wait,
                                on_plan=lambda plan: inbox.set_limit(plan.max_message_bytes))
-    channels: list[Any] = []  # TlsChannel or GrpcChannel
+    channels: list[PeerStream] = []
     over = threading.Event()
     failing = False
 

@@ -34,6 +34,7 @@ from federation.protocol.messages import (
     SyncRequest,
     Tag,
 )
+from federation.transport import wire
 
 ABORT_STEP = "abort"
 # A party is never more than one exchange ahead of its peer; allow a little slack.
@@ -160,9 +161,11 @@ log = logging.getLogger(__name__)
 
 class PeerStream:
     """What the two network channels to the peer share (``stream.GrpcChannel`` and
-    ``tls_plane.TlsChannel``): receiving through the inbox with the observers told, the
-    best-effort abort notice, and the byte count. Subclasses set the attributes below and
-    define ``send`` and ``_finish`` (send the closing frame; True once the peer confirmed)."""
+    ``tls_plane.TlsChannel``): sending (refused once broken or ended; serialized once,
+    counted, the observers told), receiving through the inbox, the best-effort abort notice.
+    Subclasses set the attributes below and define ``_transmit`` (put one serialized message
+    on the wire), ``_finish`` (send the closing frame; True once the peer confirmed) and
+    ``close``."""
 
     role: Role
     peer: Role
@@ -172,11 +175,25 @@ class PeerStream:
     _ending: bool
     _bytes_sent: int
 
-    def send(self, env: Envelope) -> None:
+    def _transmit(self, env: Envelope, data: bytes) -> None:
         raise NotImplementedError
 
     def _finish(self, timeout: float) -> bool:
         raise NotImplementedError
+
+    def close(self, timeout: float | None = None) -> None:
+        raise NotImplementedError
+
+    def send(self, env: Envelope) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._ending:
+            raise ProtocolAbort(f"the stream to {self.peer} is closed")
+        data = wire.envelope_to_bytes(env)
+        self._transmit(env, data)
+        self._bytes_sent += len(data)
+        for observe in self.observers:
+            observe("sent", env)
 
     def recv(self, tag: Tag, timeout: float) -> Envelope:
         # A broken stream failed the inbox already; a message that arrived before the break

@@ -36,7 +36,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from federation.proto import vfl_pb2, vfl_pb2_grpc
 from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
 from federation.protocol.messages import Envelope, Role
-from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
 from federation.transport.channel import Inbox, Observer, PeerStream
@@ -123,16 +122,8 @@ class GrpcChannel(PeerStream):
             self._inbox.fail_local(exc)
 
     # -- the Channel protocol --------------------------------------------------------------
-    def send(self, env: Envelope) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._ending:
-            raise ProtocolAbort(f"the stream to {self.peer} is closed")
-        data = wire.envelope_to_bytes(env)
+    def _transmit(self, env: Envelope, data: bytes) -> None:
         self._queue.put((env, data))
-        self._bytes_sent += len(data)
-        for observe in self.observers:
-            observe("sent", env)
 
     def _finish(self, timeout: float) -> bool:
         """End the stream after what is queued; True once the peer confirmed all of it."""

@@ -37,7 +37,6 @@ from typing import Any
 from federation.proto import vfl_pb2, vfl_pb2_grpc
 from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
 from federation.protocol.messages import Envelope, Role, Tag
-from federation.transport import wire
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
 from federation.transport.channel import Inbox, Observer, PeerStream
@@ -244,12 +243,7 @@ class TlsChannel(PeerStream):
         return sock
 
     # -- the Channel protocol --------------------------------------------------------------
-    def send(self, env: Envelope) -> None:
-        if self._error is not None:
-            raise self._error
-        if self._ending:
-            raise ProtocolAbort(f"the stream to {self.peer} is closed")
-        data = wire.envelope_to_bytes(env)
+    def _transmit(self, env: Envelope, data: bytes) -> None:
         head = HEADER.pack(len(data))
         try:
             with self._lock:
@@ -263,14 +257,11 @@ class TlsChannel(PeerStream):
                                           f"({exc}); {self.peer} is gone or stopped")
             self._inbox.fail_local(self._error)
             raise self._error from None
-        self._bytes_sent += len(data)
         # The bytes are with the kernel: log while the peer computes its reply.
         self._later.flush()
         self._audit.record(direction="sent", peer=self.peer.value, job=env.job_id,
                            round_=env.tag.round, step=env.tag.step, payload=data,
                            tensors=describe(env.tensors))
-        for observe in self.observers:
-            observe("sent", env)
 
     def recv(self, tag: Tag, timeout: float) -> Envelope:
         self._later.flush()
@@ -311,7 +302,7 @@ def tls_plane_wanted() -> bool:
 
 def open_channel(role: Role, peer_address: str, certs: NodeCerts, inbox: Inbox,
                  audit: AuditLog, deadline: float,
-                 plane: DataListener | None) -> TlsChannel | GrpcChannel:
+                 plane: DataListener | None) -> PeerStream:
     """The channel to the peer: the TLS data plane if both ends serve one, else the gRPC
     stream (``federation.transport.stream``)."""
     port = data_port(peer_address, certs, inbox.peer, inbox.job_id, deadline) \
