@@ -327,7 +327,7 @@ def format_table(runs: list[dict[str, Any]]) -> str:
             lambda r: r["coordinator"]["peak_rss_mb_self_reported"], ".0f"),
     ]
     for role in ("grid", "bank"):
-        for part in ("setup", "deal", "send", "wait", "barrier", "compute"):
+        for part in ("setup", "deal", "send", "wait", "barrier", "compute", "cpu"):
             lines.append(row(f"{role} fit split: {part} s",
                              lambda r, role=role, part=part:
                              r["time_split"][role].get(part), ".3f"))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +52,6 @@ from crypto.sigmoid import (
 )
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import (
-    DealReply,
-    DealRequest,
     Decision,
     Envelope,
     Role,
@@ -67,6 +64,7 @@ from federation.protocol.messages import (
 from federation.protocol.products import GRAD, LOSS
 from federation.protocol.schedule import Schedule, check_batches
 from federation.transport.channel import Channel, CoordinatorLink
+from parties.deal_ahead import DealAhead
 from parties.divergence import LogitGuard
 from parties.optim import OptimizerState
 
@@ -119,38 +117,6 @@ def agree_pair_key(channel: Channel, job_id: str, role: Role, timeout: float) ->
         )
     shared = private.exchange(X25519PublicKey.from_public_bytes(peer_public.tobytes()))
     return derive_key(shared, f"gridcredit/pair/{job_id}")
-
-
-class DealAhead:
-    """Fetches the dealer's corrections one epoch ahead, on a background thread.
-
-    The coordinator computes an epoch's corrections on request; asking for epoch e + 1
-    while epoch e trains hides that time. A prefetched epoch the job never reaches (early
-    stop) is simply dropped: its masks are never used.
-    """
-
-    def __init__(self, coordinator: CoordinatorLink, job_id: str, role: Role,
-                 last_epoch: int) -> None:
-        self._coordinator, self._job_id, self._role = coordinator, job_id, role
-        self._last = last_epoch
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deal-ahead")
-        self._ahead: dict[int, Future[DealReply]] = {}
-
-    def _request(self, epoch: int) -> Future[DealReply]:
-        if epoch not in self._ahead:
-            self._ahead[epoch] = self._pool.submit(
-                self._coordinator.deal, DealRequest(self._job_id, self._role, epoch))
-        return self._ahead[epoch]
-
-    def get(self, epoch: int) -> DealReply:
-        """This epoch's corrections (and start fetching the next epoch's)."""
-        future = self._request(epoch)
-        if epoch < self._last:
-            self._request(epoch + 1)
-        return future.result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def report_epoch(
@@ -365,8 +331,9 @@ class LocalFit:
 
     def run(self) -> FitResult:
         """Train until the coordinator says stop; returns this party's weights."""
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         self.result = FitResult(self.theta)
+        self._deals.prefetch(self.start_epoch + 1)
         self.setup()
         self._clock["setup"] = time.perf_counter() - start
         if self._resume is not None:
@@ -393,6 +360,7 @@ class LocalFit:
         self.result.last_round = round_
         split = dict(self._clock)
         split["compute"] = self.result.seconds - sum(split.values())
+        split["cpu"] = time.process_time() - cpu  # every thread of this process, not a part
         self.result.time_split = split
         self._deals.close()
         return self.result
