@@ -301,9 +301,14 @@ def run_grpc(protocol: str, n: int, overlap: float, seed: int, folder: Path) -> 
     return run
 
 
+# The project's targets on a 2-core machine (issue 10): seconds, and for 10M the peak RSS.
+TARGETS = {("server-aided", 100_000): "<= 0.3", ("server-aided", 1_000_000): "<= 3",
+           ("server-aided", 10_000_000): "<= 40, 2 GB", ("ecdh", 100_000): "<= 5"}
+
+
 def format_table(runs: list[Run]) -> str:
     head = (f"{'protocol':<13} {'n/side':>11} {'ours s':>8} {'pandas s':>9} {'ratio':>7} "
-            f"{'CPU s g/b/c':>16} {'MB sent':>8} {'RSS MB g/b/c':>16}")
+            f"{'CPU s g/b/c':>16} {'MB sent':>8} {'RSS MB g/b/c':>16} {'target s':>12}")
     lines = [head]
     for r in runs:
         roles = ("grid", "bank", "coordinator")
@@ -311,7 +316,7 @@ def format_table(runs: list[Run]) -> str:
         cpu = "/".join(f"{r.cpu_s.get(k, 0):.2f}" for k in roles)
         lines.append(f"{r.protocol:<13} {r.n_per_side:>11,} {r.ours_s:8.3f} {r.pandas_s:9.3f} "
                      f"{r.ratio:7.1f} {cpu:>16} {sum(r.bytes_sent.values()) / 1e6:8.1f} "
-                     f"{rss:>16}")
+                     f"{rss:>16} {TARGETS.get((r.protocol, r.n_per_side), '-'):>12}")
     lines.append("")
     for r in runs:
         steps = ", ".join(f"{k} {v:.3f}" for k, v in r.steps_s["grid"].items())
