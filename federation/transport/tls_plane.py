@@ -39,7 +39,7 @@ from typing import Any
 import grpc
 
 from federation.proto import vfl_pb2, vfl_pb2_grpc
-from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
+from federation.protocol.errors import ConfigError, PeerUnavailable, ProtocolAbort, VflError
 from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
@@ -316,6 +316,23 @@ DATA_PLANE_ENV = "GRIDCREDIT_DATA_PLANE"  # "grpc": party messages on the gRPC s
 def tls_plane_wanted() -> bool:
     """Whether this node serves and uses the TLS data plane (the default)."""
     return os.environ.get(DATA_PLANE_ENV, "tls") != "grpc"
+
+
+# The port this node names in its ``Party.DataPlane`` answer, if not its listening one: a
+# forwarder's in front of the data plane (the peer dials it at the host of this node's
+# advertised gRPC address), e.g. the chaos harness's fault proxy (bench/chaos_proxy.py).
+DATA_PLANE_ADVERTISE_ENV = "GRIDCREDIT_DATA_PLANE_ADVERTISE"
+
+
+def advertised_port(listening: int) -> int:
+    """The data-plane port the peer is told: ``listening`` unless the setting names one."""
+    text = os.environ.get(DATA_PLANE_ADVERTISE_ENV)
+    if text is None:
+        return listening
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"{DATA_PLANE_ADVERTISE_ENV}={text!r}: not a port (1-65535; the "
+                          "port of a forwarder in front of this node's data plane)")
+    return int(text)
 
 
 def open_channel(role: Role, peer_address: str, certs: NodeCerts, inbox: Inbox,
