@@ -14,6 +14,9 @@ name as gRPC does; the server checks the client's common name, then confirms wit
 so a refused certificate fails the connecting party at once with one line). A peer that
 serves no data plane (port 0: ``GRIDCREDIT_DATA_PLANE=grpc``) or has none (an older version:
 ``Party.DataPlane`` is UNIMPLEMENTED, said in one INFO line) gets the gRPC stream instead.
+The answer names the listening port, or ``GRIDCREDIT_DATA_PLANE_ADVERTISE``'s: a forwarder's
+in front of the data plane, dialled at the host of the node's advertised gRPC address (the
+chaos harness's fault proxy; it relays the TLS bytes, never the plaintext).
 
 Frames: an 8-byte little-endian size, then that many bytes of a serialized ``Envelope``; a
 size of 0 closes the stream on purpose (a stream that stops without it means the peer died).

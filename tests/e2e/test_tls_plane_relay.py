@@ -5,11 +5,15 @@ port of a forwarder in front of its data plane (the chaos harness's fault proxy,
 ``bench/chaos_proxy.py``). Shown with a real bank (gRPC server and data plane) behind that
 proxy, ports chosen at run time: the grid reaches the bank's data plane through the proxy,
 TLS end to end (the proxy relays ciphertext only); a byte flipped by the proxy fails the
-bank's job at once with one line naming the grid; a bad setting is refused in one line.
+bank's job at once with one line naming the grid; a bad setting is refused in one line (a
+party node too, before it listens).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +35,7 @@ from federation.transport.tls_plane import (
     advertised_port,
     open_channel,
 )
+from tests.conftest import REPO
 from tests.e2e.stream_peer import payload
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +61,21 @@ def test_the_advertised_port_is_the_listening_one_unless_set(
         with pytest.raises(ConfigError) as info:
             advertised_port(43210)
         assert DATA_PLANE_ADVERTISE_ENV in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_party_node_refuses_a_bad_setting_in_one_line(fed: Path, tmp_path: Path) -> None:
+    (tmp_path / "grid.csv").write_text("id,g0\n1,0.5\n")
+    env = {**os.environ, DATA_PLANE_ADVERTISE_ENV: "http"}
+    result = subprocess.run(
+        [sys.executable, "-m", "federation.cli", "party", "--role", "grid", "--job-id", JOB,
+         "--listen", "127.0.0.1:0", "--coordinator", "127.0.0.1:1", "--out",
+         str(tmp_path / "out"), "--tls-dir", str(fed), "--data", str(tmp_path / "grid.csv")],
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"error: {DATA_PLANE_ADVERTISE_ENV}='http': not a port (1-65535; the port of a "
+        "forwarder in front of this node's data plane)"], result.stderr
+    assert "LISTENING" not in result.stdout and "DATA PLANE" not in result.stdout
 
 
 @contextmanager
