@@ -7,8 +7,11 @@ injects one fault, chosen at random with ``--seed``:
 - ``kill`` / ``stop``: SIGKILL or SIGSTOP one node (coordinator, grid or bank) right after a
   random coordinator event (stage change, alignment, an epoch) of the fault-free run;
 - ``delay`` / ``drop`` / ``corrupt``: a fault-injecting TCP proxy in front of one party
-  (``bench/chaos_proxy.py``; the party advertises the proxy) holds one chunk of the
-  party-to-party stream past the deadline, resets the connection, or flips a byte;
+  (``bench/chaos_proxy.py``; the party advertises the proxy's gRPC address and names its
+  data-plane port, ``GRIDCREDIT_DATA_PLANE_ADVERTISE``) holds one chunk of the
+  party-to-party traffic past the deadline, resets the connection, or flips a byte. The
+  traffic is the TLS data plane's (``--plane tls``, the default) or the gRPC stream's
+  (``--plane grpc``), TLS end to end either way: a flipped byte is a TLS error;
 - ``restart``: the coordinator is killed and started again on the same address.
 
 Kinds take turns (job n gets kind n mod the number of kinds); the node, the moment and the
@@ -54,11 +57,7 @@ from bench.common import make_data, write_json  # noqa: E402
 from federation.processes import NodeFailed, NodeProcess, supervise  # noqa: E402
 from federation.run_folder import RunFolder  # noqa: E402
 from federation.transport.certs import write_federation  # noqa: E402
-from federation.transport.tls_plane import DATA_PLANE_ENV  # noqa: E402
-
-# The proxy relays the advertised gRPC address only: party messages must take the gRPC
-# stream to pass through it (the TLS data plane is not proxied yet).
-os.environ.setdefault(DATA_PLANE_ENV, "grpc")
+from federation.transport.tls_plane import DATA_PLANE_ADVERTISE_ENV, DATA_PLANE_ENV  # noqa: E402
 
 KINDS = ("kill", "stop", "delay", "drop", "corrupt", "restart")
 ROLES = ("coordinator", "grid", "bank")
@@ -77,6 +76,7 @@ class Setup:
     epochs: int
     batch: int
     mode: str
+    plane: str = "tls"  # the parties' transport: the TLS data plane or the gRPC stream
 
 
 @dataclass
@@ -96,6 +96,7 @@ class Outcome:
     target: str
     result: str = ""  # finished / failed / not started
     fired: bool = False
+    fired_on: str = ""  # proxy faults: "data plane" or "gRPC", the proxied port it hit
     seconds: float = 0.0
     fail_after_fault: float | None = None
     message: str = ""
@@ -186,11 +187,15 @@ def run_job(s: Setup, index: int, fault: Fault | None) -> tuple[Outcome, dict[st
         address = nodes[0].wait_listening(60)
         for role in PARTIES:
             path = _party_config(s, out, role, address, proxies[role].address)
+            env = {DATA_PLANE_ENV: s.plane,
+                   DATA_PLANE_ADVERTISE_ENV: str(proxies[role].data_port)}
             nodes.append(NodeProcess(role, ["party", "--role", role, "--config", str(path)],
-                                     out / role, log_level="INFO"))
+                                     out / role, log_level="INFO", env=env))
             nodes[-1].start()
         for node in nodes[1:]:
             proxies[node.name].forward_to(node.wait_listening(60))
+            if node.data_address:  # printed before LISTENING
+                proxies[node.name].forward_data_to(node.data_address)
         pgids = {n.pid for n in nodes}
         supervise(nodes, JOB_TIMEOUT, on_event, nodes[0], linger=2 * s.deadline + 5)
         outcome.result = "finished"
@@ -213,10 +218,12 @@ def run_job(s: Setup, index: int, fault: Fault | None) -> tuple[Outcome, dict[st
     fired = [t for t in [fault.fired_at if fault else None,
                          *(p.fired_at for p in proxies.values())] if t is not None]
     outcome.fired = bool(fired)
+    outcome.fired_on = next((p.fired_on for p in proxies.values() if p.fired_on), "")
     if outcome.result == "failed" and fired:
         outcome.fail_after_fault = failed_at - min(fired)
     outcome.violations += orphans(pgids, out)
-    info = {"events": len(events), "chunks": {r: p.eligible_chunks for r, p in proxies.items()}}
+    info = {"events": len(events), "chunks": {r: p.eligible_chunks for r, p in proxies.items()},
+            "ports": {r: dict(p.counted) for r, p in proxies.items()}}
     return outcome, info
 
 
@@ -269,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="largest weight gap to the fault-free model (default: 1e-3)")
     p.add_argument("--twin", action=argparse.BooleanOptionalAction, default=True,
                    help="run a second fault-free job to show how far two runs differ")
+    p.add_argument("--plane", choices=("tls", "grpc"), default="tls",
+                   help="party-to-party transport the proxy faults hit: the TLS data plane "
+                        "(default) or the gRPC stream")
     p.add_argument("--root", type=Path, default=Path("runs/chaos"), help="work folder")
     p.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "chaos.json")
     args = p.parse_args(argv)
@@ -279,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     certs = args.root / "certs"
     write_federation(certs, force=True)
     grid, bank = make_data(args.rows, 4, 3, 7, args.root)
-    s = Setup(args.root, certs, grid, bank, args.deadline, 3, 64, "shared")
+    s = Setup(args.root, certs, grid, bank, args.deadline, 3, 64, "shared", args.plane)
     ref, info = run_job(s, 0, None)
     if ref.result != "finished" or ref.violations:
         print(f"the fault-free reference run failed: {ref.message} {ref.violations}")
@@ -289,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         run_job(s, 999, None)
         gap = model_gap(s.root / "job999", s.root / "job000")
         twin = f"; a second fault-free run differs by {gap:.2e}"
-    print(f"reference: {ref.seconds:.1f} s, {info['events']} events, eligible chunks "
-          f"{info['chunks']}{twin}", flush=True)
+    print(f"reference ({args.plane} plane): {ref.seconds:.1f} s, {info['events']} events, "
+          f"eligible chunks {info['ports']}{twin}", flush=True)
     rng = random.Random(args.seed)
     outcomes: list[Outcome] = []
     began = time.monotonic()
@@ -302,12 +312,14 @@ def main(argv: list[str] | None = None) -> int:
         outcome, _ = run_job(s, n, fault)
         check(s, outcome, fault, s.root / "job000", args.tolerance)
         outcomes.append(outcome)
-        print(f"job {n:3d} {fault.kind:8s} {fault.target:11s} {outcome.result:8s} "
+        print(f"job {n:3d} {fault.kind:8s} {fault.target:11s} {outcome.fired_on or '-':10s} "
+              f"{outcome.result:8s} "
               f"{outcome.seconds:5.1f} s  {'; '.join(outcome.violations) or 'ok'}  "
               f"{outcome.message[:110]}", flush=True)
     _summary(outcomes)
     write_json(args.results, [asdict(o) for o in outcomes],
                {"deadline": args.deadline, "grace": GRACE, "rows": args.rows,
+                "plane": args.plane,
                 "tolerance": args.tolerance, "seed": args.seed, "load_1m": os.getloadavg()[0]})
     return 1 if any(o.violations for o in outcomes) else 0
 

@@ -1,7 +1,8 @@
 """Running one node as an OS process: servers, clients, outputs (the gRPC edge).
 
 Each node prints ``LISTENING host:port`` on stdout as soon as its mutual-TLS server is
-bound, then runs its job. The coordinator also reports stage changes and epoch losses on
+bound (a party serving the TLS data plane prints ``DATA PLANE host:port`` just before), then
+runs its job. The coordinator also reports stage changes and epoch losses on
 stdout: as readable lines for an operator, or as ``EVENT {json}`` lines when started by
 ``simulate`` (``GRIDCREDIT_EVENTS=1``), which turns them into a progress display. Exit codes
 are ``ExitCode`` values; the last stderr line of a failed node is its reason.
@@ -46,7 +47,12 @@ from federation.transport.grpc_client import (
     watch_parties,
 )
 from federation.transport.grpc_server import add_coordinator, add_party, start_server
-from federation.transport.tls_plane import DataListener, open_channel, tls_plane_wanted
+from federation.transport.tls_plane import (
+    DataListener,
+    advertised_port,
+    open_channel,
+    tls_plane_wanted,
+)
 from parties.model import atomic_write_text
 from parties.node import PartyConfig, PartyNode
 from parties.pca import parse_components
@@ -223,13 +229,16 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         if tls_plane_wanted():
             plane = DataListener(net.certs, net.listen.rpartition(":")[0].strip("[]"), inbox,
                                  audit)
-        server, port = start_server(net.certs, net.listen,
-                                    add_party(inbox, audit, plane.port if plane else 0))
+        server, port = start_server(net.certs, net.listen, add_party(
+            inbox, audit, advertised_port(plane.port) if plane else 0))
     except BaseException:
         if plane is not None:
             plane.close()
         audit.close()
         raise
+    if plane is not None:  # before LISTENING: a forwarder started with the node needs it
+        print(f"DATA PLANE {net.listen.rsplit(':', 1)[0] or '127.0.0.1'}:{plane.port}",
+              flush=True)
     address = _announce(net.listen, port)
     if net.advertise:
         address = net.advertise

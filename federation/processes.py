@@ -1,8 +1,8 @@
 """Starting and watching node processes on this machine (simulate, score, tests).
 
 A ``NodeProcess`` is one ``gridcredit`` node started with ``sys.executable -m
-federation.cli``; its stdout is read line by line on a thread (``LISTENING`` and
-``EVENT`` lines), its stderr goes to ``<out>/node.log``. ``Federation`` starts the
+federation.cli``; its stdout is read line by line on a thread (``LISTENING``, ``DATA PLANE``
+and ``EVENT`` lines), its stderr goes to ``<out>/node.log``. ``Federation`` starts the
 three nodes in order, waits with deadlines, and on any node's failure stops every
 process and raises one error naming the node and its reason.
 """
@@ -43,6 +43,8 @@ class NodeProcess:
     proc: subprocess.Popen[str] | None = None
     address: str = ""
     log_level: str = ""  # passed to the child as --log-level; its log is out/node.log
+    env: dict[str, str] = field(default_factory=dict)  # added to this process's environment
+    data_address: str = ""  # a party's TLS data plane (its ``DATA PLANE`` line), if it has one
     events: queue.Queue[Event] = field(default_factory=queue.Queue)
     _listening: threading.Event = field(default_factory=threading.Event)
 
@@ -57,8 +59,8 @@ class NodeProcess:
         """
         self.out.mkdir(parents=True, exist_ok=True)
         log = open_log(self.out / "node.log")  # private: error lines may quote the data
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
-               EVENTS_ENV: "1"}
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1",
+               PARENT_ENV: str(os.getpid()), EVENTS_ENV: "1"}
         level = ["--log-level", self.log_level] if self.log_level else []
         self.proc = subprocess.Popen([sys.executable, "-m", module, *level, *self.args],
                                      stdout=subprocess.PIPE, stderr=log, text=True, env=env,
@@ -73,6 +75,8 @@ class NodeProcess:
             if line.startswith("LISTENING "):
                 self.address = line.split(None, 1)[1].strip()
                 self._listening.set()
+            elif line.startswith("DATA PLANE "):  # printed before LISTENING
+                self.data_address = line.split()[-1]
             elif line.startswith("EVENT "):
                 self.events.put(json.loads(line[6:]))
 

@@ -11,7 +11,12 @@ for the data port (``Party.DataPlane``, under gRPC's mutual TLS and role check),
 a TLS connection to that port with the same node certificate. Both ends require a
 certificate from the federation CA naming the expected role (the client checks the server's
 name as gRPC does; the server checks the client's common name, then confirms with one byte,
-so a refused certificate fails the connecting party at once with one line).
+so a refused certificate fails the connecting party at once with one line). A peer that
+serves no data plane (port 0: ``GRIDCREDIT_DATA_PLANE=grpc``) or has none (an older version:
+``Party.DataPlane`` is UNIMPLEMENTED, said in one INFO line) gets the gRPC stream instead.
+The answer names the listening port, or ``GRIDCREDIT_DATA_PLANE_ADVERTISE``'s: a forwarder's
+in front of the data plane, dialled at the host of the node's advertised gRPC address (the
+chaos harness's fault proxy; it relays the TLS bytes, never the plaintext).
 
 Frames: an 8-byte little-endian size, then that many bytes of a serialized ``Envelope``; a
 size of 0 closes the stream on purpose (a stream that stops without it means the peer died).
@@ -34,8 +39,10 @@ import time
 from collections import deque
 from typing import Any
 
+import grpc
+
 from federation.proto import vfl_pb2, vfl_pb2_grpc
-from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
+from federation.protocol.errors import ConfigError, PeerUnavailable, ProtocolAbort, VflError
 from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
@@ -185,14 +192,28 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 def data_port(address: str, certs: NodeCerts, peer: Role, job_id: str, deadline: float) -> int:
-    """Ask the peer's gRPC server for its data-plane port (0: it has none)."""
+    """Ask the peer's gRPC server for its data-plane port (0: it has none).
+
+    A peer of a version from before the data plane has no ``Party.DataPlane``: its server
+    answers UNIMPLEMENTED, which means 0 here (said in one INFO line), not a failure. Every
+    other answer is ``call``'s: UNAVAILABLE retried, a refusal (role, job) fails the job.
+    """
     channel = secure_channel(address, certs, peer)
-    try:
-        stub = vfl_pb2_grpc.PartyStub(channel)  # type: ignore[no-untyped-call]
-        reply = call(f"sending to {peer} at {address}",
-                     lambda: stub.DataPlane(vfl_pb2.DataPlaneRequest(job_id=job_id),
-                                            timeout=deadline), retry_for=deadline)
+    stub = vfl_pb2_grpc.PartyStub(channel)  # type: ignore[no-untyped-call]
+
+    def ask() -> int:
+        try:
+            reply = stub.DataPlane(vfl_pb2.DataPlaneRequest(job_id=job_id), timeout=deadline)
+        except grpc.RpcError as exc:
+            if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            log.info("%s at %s has no data plane (an older version: Party.DataPlane is "
+                     "UNIMPLEMENTED); party messages go on the gRPC stream", peer, address)
+            return 0
         return int(reply.port)
+
+    try:
+        return call(f"sending to {peer} at {address}", ask, retry_for=deadline)
     finally:
         channel.close()
 
@@ -298,6 +319,23 @@ DATA_PLANE_ENV = "GRIDCREDIT_DATA_PLANE"  # "grpc": party messages on the gRPC s
 def tls_plane_wanted() -> bool:
     """Whether this node serves and uses the TLS data plane (the default)."""
     return os.environ.get(DATA_PLANE_ENV, "tls") != "grpc"
+
+
+# The port this node names in its ``Party.DataPlane`` answer, if not its listening one: a
+# forwarder's in front of the data plane (the peer dials it at the host of this node's
+# advertised gRPC address), e.g. the chaos harness's fault proxy (bench/chaos_proxy.py).
+DATA_PLANE_ADVERTISE_ENV = "GRIDCREDIT_DATA_PLANE_ADVERTISE"
+
+
+def advertised_port(listening: int) -> int:
+    """The data-plane port the peer is told: ``listening`` unless the setting names one."""
+    text = os.environ.get(DATA_PLANE_ADVERTISE_ENV)
+    if text is None:
+        return listening
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"{DATA_PLANE_ADVERTISE_ENV}={text!r}: not a port (1-65535; the "
+                          "port of a forwarder in front of this node's data plane)")
+    return int(text)
 
 
 def open_channel(role: Role, peer_address: str, certs: NodeCerts, inbox: Inbox,

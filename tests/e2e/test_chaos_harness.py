@@ -1,4 +1,5 @@
-"""``bench/chaos.py`` itself: its checks catch planted violations, and two faulty jobs run."""
+"""``bench/chaos.py`` itself: its checks catch planted violations, and two faulty jobs run
+(the proxy fault on the TLS data plane, the default transport)."""
 
 from __future__ import annotations
 
@@ -54,4 +55,7 @@ def test_two_faulty_jobs_end_as_promised(tmp_path: Path,
     assert [r["kind"] for r in runs] == ["kill", "corrupt"], out
     assert code == 0 and all(not r["violations"] for r in runs), out
     assert all(r["result"] in ("finished", "failed") for r in runs)
+    # the proxy fault hit the default transport, the TLS data plane, through the proxy
+    assert json.loads(results.read_text())["reference"]["plane"] == "tls"
+    assert runs[1]["fired_on"] == "data plane", out
     assert "fault" in out and "all" in out.splitlines()[-1]

@@ -6,18 +6,22 @@ in the test process; the grid is a ``TlsChannel`` here or its own process
 in order, a 3 MiB message crosses, both audit logs pair; a replayed message closes the
 stream and fails the receiver's job; a message above the job's bound is refused before it is
 read; a peer killed mid-stream fails the waiting party at once, naming it; a certificate
-from another CA, or from the federation CA naming another role, is refused at once.
+from another CA, or from the federation CA naming another role, is refused at once. A peer of
+an older version, whose gRPC server has no ``Party.DataPlane`` (UNIMPLEMENTED), gets the gRPC
+stream instead, said in one INFO line; any other answer to that question (the role or the
+job refused) still fails the job with its one line.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,7 @@ import grpc
 import numpy as np
 import pytest
 
+from federation.proto import vfl_pb2
 from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
 from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport import wire
@@ -32,7 +37,7 @@ from federation.transport.audit import AuditLog
 from federation.transport.audit_pairs import match_peers
 from federation.transport.certs import NodeCerts, write_federation
 from federation.transport.channel import Inbox
-from federation.transport.grpc_server import add_party, start_server
+from federation.transport.grpc_server import PartyServicer, add_party, start_server
 from federation.transport.stream import GrpcChannel
 from federation.transport.tls_plane import (
     HEADER,
@@ -210,6 +215,74 @@ def test_without_a_data_plane_the_grpc_stream_is_used(fed: Path, tmp_path: Path)
         server.stop(0)
         audit.close()
         grid_audit.close()
+
+
+def add_older_party(inbox: Inbox, audit: AuditLog) -> Callable[[grpc.Server], list[str]]:
+    """The party service of a node from before the data plane: ``Party`` without
+    ``DataPlane`` (its ``Stream`` is all the fallback uses)."""
+    def add(server: grpc.Server) -> list[str]:
+        stream = grpc.stream_unary_rpc_method_handler(
+            PartyServicer(inbox, audit).Stream, request_deserializer=vfl_pb2.Frame.FromString,
+            response_serializer=vfl_pb2.StreamReply.SerializeToString)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("vfl.v1.Party", {"Stream": stream}),))
+        return ["vfl.v1.Party"]
+    return add
+
+
+def test_a_peer_of_an_older_version_gets_the_grpc_stream_said_in_one_line(
+        fed: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    inbox = Inbox(JOB, Role.GRID)
+    audit = AuditLog(tmp_path / "bank" / "audit.jsonl", "bank", job=JOB)
+    server, port = start_server(NodeCerts.in_dir(fed, Role.BANK), "127.0.0.1:0",
+                                add_older_party(inbox, audit))
+    grid_audit = AuditLog(tmp_path / "grid" / "audit.jsonl", "grid", job=JOB)
+    grid_inbox = Inbox(JOB, Role.BANK)
+    plane = DataListener(NodeCerts.in_dir(fed, Role.GRID), "127.0.0.1", grid_inbox, grid_audit)
+    channel = None
+    try:
+        with caplog.at_level(logging.INFO, logger="federation.transport"):
+            channel = open_channel(Role.GRID, f"127.0.0.1:{port}",
+                                   NodeCerts.in_dir(fed, Role.GRID), grid_inbox, grid_audit,
+                                   DEADLINE, plane)
+        assert isinstance(channel, GrpcChannel)
+        for i in range(4):  # the 3 MiB one too
+            channel.send(Envelope(JOB, Tag(1, f"m{i}"), Role.GRID, payload(i)))
+        for i in range(4):
+            got = inbox.get(Tag(1, f"m{i}"), DEADLINE)
+            np.testing.assert_array_equal(got.tensors["x"], payload(i)["x"])
+    finally:
+        if channel is not None:
+            channel.close()
+        plane.close()
+        server.stop(0)
+        audit.close()
+        grid_audit.close()
+    said = [r for r in caplog.records if r.name.startswith("federation.transport")]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    assert said[0].levelno == logging.INFO
+    assert "gRPC stream" in said[0].getMessage() and "DataPlane" in said[0].getMessage()
+    assert "\n" not in said[0].getMessage()
+
+
+@pytest.mark.parametrize(("role", "job", "refusal"), [
+    (Role.COORDINATOR, JOB, "certificate names role 'coordinator'; this service accepts grid"),
+    (Role.GRID, "job-other", "data plane for job 'job-other' refused"),
+])
+def test_another_refusal_of_the_data_plane_question_still_fails_in_one_line(
+        fed: Path, bank: Bank, tmp_path: Path, role: Role, job: str, refusal: str) -> None:
+    audit = AuditLog(tmp_path / "grid" / "audit.jsonl", "grid", job=job)
+    inbox = Inbox(job, Role.BANK)
+    plane = DataListener(NodeCerts.in_dir(fed, role), "127.0.0.1", inbox, audit)
+    try:
+        with pytest.raises(ProtocolAbort) as info:
+            open_channel(Role.GRID, bank.address, NodeCerts.in_dir(fed, role), inbox, audit,
+                         DEADLINE, plane)
+    finally:
+        plane.close()
+        audit.close()
+    assert refusal in str(info.value) and f"bank at {bank.address}" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_a_peer_killed_mid_stream_fails_the_waiting_party_naming_it(bank: Bank,
