@@ -185,6 +185,12 @@ def network_flags(parser: argparse.ArgumentParser, party: bool) -> None:
         g.add_argument(
             "--advertise", help="HOST:PORT the peer should dial, if not the listening address"
         )
+        g.add_argument(
+            "--data-port",
+            type=int,
+            help="port of the party-to-party TLS data plane, on the host of --listen; fix it "
+            "when a firewall must let the peer in (default: 0, a free port)",
+        )
         d = parser.add_argument_group("data (override the [data] table)")
         d.add_argument("--data", type=Path, help="this party's CSV")
         d.add_argument("--id-column", help="enterprise ID column (default: id)")
@@ -214,6 +220,12 @@ def network(args: argparse.Namespace, role: Any) -> tuple[Any, dict[str, Any], d
     for key in ("job_id", "listen", "out", "coordinator", "advertise"):
         if getattr(args, key, None) is not None:
             node[key] = str(getattr(args, key))
+    if getattr(args, "data_port", None) is not None:
+        node["data_port"] = args.data_port
+    data_port = node.get("data_port", 0)
+    if type(data_port) is not int or not 0 <= data_port < 65536:
+        raise ConfigError(f"{role.value}: data_port {data_port!r} is not a port (0-65535; "
+                          "0 picks a free one)")
     for key in ("job_id", "out"):
         if key not in node:
             raise ConfigError(
@@ -229,5 +241,6 @@ def network(args: argparse.Namespace, role: Any) -> tuple[Any, dict[str, Any], d
         certs=tls_from(tls, role),
         coordinator=node.get("coordinator", ""),
         advertise=node.get("advertise", ""),
+        data_port=data_port,
     )
     return net, raw, node

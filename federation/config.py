@@ -1,7 +1,7 @@
 """Node configuration: TOML files, overridden by flags, frozen into dataclasses.
 
-A TOML file has the sections ``[node]`` (role, job_id, listen, advertise, coordinator,
-out), ``[tls]`` (dir, or ca/cert/key), ``[data]`` (path, id_column, label_column,
+A TOML file has the sections ``[node]`` (role, job_id, listen, advertise, data_port,
+coordinator, out), ``[tls]`` (dir, or ca/cert/key), ``[data]`` (path, id_column, label_column,
 model) and, for the coordinator, ``[training]`` (the ``TrainSettings`` fields) and
 ``[job]`` (barrier_timeout, job_timeout). Paths in a file are relative to the file.
 Unknown keys are errors, so a typo never silently falls back to a default.
@@ -29,7 +29,8 @@ from federation.transport.certs import NodeCerts
 SECTIONS = {"node", "tls", "data", "training", "job", "screen"}
 # Keys each table may hold ([training] is checked against TrainSettings).
 KEYS: dict[str, frozenset[str]] = {
-    "node": frozenset({"role", "job_id", "listen", "advertise", "coordinator", "out"}),
+    "node": frozenset({"role", "job_id", "listen", "advertise", "data_port", "coordinator",
+                       "out"}),
     "tls": frozenset({"dir", "ca", "cert", "key"}),
     "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers", "psi",
                        "features", "pca"}),
@@ -47,6 +48,7 @@ class NetworkConfig:
     certs: NodeCerts
     coordinator: str = ""
     advertise: str = ""
+    data_port: int = 0  # a party's TLS data plane; 0: a free port
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     try:
         if tls_plane_wanted():
             plane = DataListener(net.certs, net.listen.rpartition(":")[0].strip("[]"), inbox,
-                                 audit)
+                                 audit, net.data_port)
         server, port = start_server(net.certs, net.listen, add_party(
             inbox, audit, advertised_port(plane.port) if plane else 0))
     except BaseException:

@@ -114,11 +114,18 @@ class LaterAudit:
 class DataListener:
     """This party's data-plane server: accepts its peer's connection(s) for the job."""
 
-    def __init__(self, certs: NodeCerts, host: str, inbox: Inbox, audit: AuditLog) -> None:
+    def __init__(self, certs: NodeCerts, host: str, inbox: Inbox, audit: AuditLog,
+                 port: int = 0) -> None:
         self._ctx = tls_context(certs, server=True)
         self._inbox, self._audit = inbox, LaterAudit(audit)
         self.later = self._audit
-        self._sock = socket.create_server((host, 0), family=_family(host))
+        try:
+            self._sock = socket.create_server((host, port), family=_family(host))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen for the data plane on {host}:{port}: the port is "
+                              f"in use or the address is not this machine's ({exc.strerror}); "
+                              "choose another data port ([node] data_port or --data-port, "
+                              "0 picks a free one)") from None
         self.port: int = self._sock.getsockname()[1]
         self._closed = False
         threading.Thread(target=self._accept, name="data-plane-accept", daemon=True).start()

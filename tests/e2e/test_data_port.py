@@ -1,0 +1,96 @@
+"""A party's data-plane port fixed by configuration (``[node] data_port``, ``--data-port``).
+
+Behind a firewall the peer must be let in on a known port, so a party may fix the port of
+its TLS data plane instead of taking a free one. Shown on real party nodes (ports chosen at
+run time, loopback only): the node serves on the port it was given and names it on its
+``DATA PLANE`` line; a port another program holds, or a value that is no port, ends the node
+in one line before it listens, with no traceback.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from federation.transport.certs import write_federation
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e
+JOB = "job-data-port"
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("fed")
+    write_federation(directory)
+    return directory
+
+
+def _command(fed: Path, tmp_path: Path, *extra: str) -> list[str]:
+    (tmp_path / "grid.csv").write_text("id,g0\n1,0.5\n")
+    return [sys.executable, "-m", "federation.cli", "party", "--role", "grid", "--job-id", JOB,
+            "--listen", "127.0.0.1:0", "--coordinator", "127.0.0.1:1", "--out",
+            str(tmp_path / "out"), "--tls-dir", str(fed), "--data", str(tmp_path / "grid.csv"),
+            *extra]
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return int(probe.getsockname()[1])
+
+
+def test_the_node_serves_its_data_plane_on_the_port_it_was_given(
+        fed: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(_command(fed, tmp_path, "--data-port", str(port)), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(lines) < 50:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.strip())
+            if line.startswith("DATA PLANE"):
+                break
+        assert f"DATA PLANE 127.0.0.1:{port}" in lines, lines
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass  # the node's listener accepts on that port
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def test_a_data_port_in_use_ends_the_node_in_one_line(fed: Path, tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        result = subprocess.run(_command(fed, tmp_path, "--data-port", str(port)),
+                                capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: cannot listen for the data plane on 127.0.0.1:{port}: the port is in use"), \
+        result.stderr
+    assert "Traceback" not in result.stderr
+    assert "LISTENING" not in result.stdout and "DATA PLANE" not in result.stdout
+
+
+@pytest.mark.parametrize("value", ['"4000"', "70000", "-1", "true"])
+def test_a_data_port_that_is_no_port_is_refused_in_one_line(
+        fed: Path, tmp_path: Path, value: str) -> None:
+    config = tmp_path / "grid.toml"
+    config.write_text(f"[node]\ndata_port = {value}\n")
+    result = subprocess.run(_command(fed, tmp_path, "--config", str(config)),
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "data_port" in lines[0] and "is not a port" in lines[0], \
+        result.stderr
+    assert "LISTENING" not in result.stdout
