@@ -22,10 +22,10 @@ from crypto.ring import Ring
 
 SEED_BYTES = 32
 _NONCE = bytes(16)
-_CHUNK = 1 << 20  # keystream bytes per cipher call: bounds the temporaries of large masks
-# The plaintext of every cipher call, zeroed once: ``bytes(n)`` zeroes n fresh bytes each time,
-# which cost more than the AES of small masks (~0.1 ms per call at 4 MiB).
-_ZEROS = memoryview(bytes(_CHUNK))
+_CHUNK = 1 << 20  # keystream bytes per cipher call (at most the size of _ZEROS)
+# The plaintext of every cipher call, zeroed once per process: a fresh ``bytes(n)`` per call
+# zeroed n bytes each time, which cost more than the AES of a small mask.
+_ZEROS = memoryview(bytes(1 << 20))
 
 
 def new_seed() -> bytes:
@@ -59,11 +59,13 @@ def _keystream_into(key: bytes, out: npt.NDArray[np.uint8], offset: int) -> None
     enc = Cipher(algorithms.AES(key), modes.CTR(block.to_bytes(16, "big"))).encryptor()
     if skip:
         enc.update(bytes(skip))
-    zeros = _ZEROS
-    for pos in range(0, len(out), _CHUNK):
-        n = min(_CHUNK, len(out) - pos)
+    zeros, step = _ZEROS, min(_CHUNK, len(_ZEROS))
+    for pos in range(0, len(out), step):
+        n = min(step, len(out) - pos)
         try:
-            enc.update_into(zeros[:n], out[pos:pos + n].data)  # straight into ``out``, no copy
+            written = enc.update_into(zeros[:n], out[pos:pos + n].data)  # into ``out``, no copy
+            if written != n:  # never leave mask bytes unwritten
+                raise RuntimeError(f"AES-CTR wrote {written} of {n} keystream bytes")
         except ValueError:  # older ``cryptography`` wants block_size - 1 spare bytes
             out[pos:pos + n] = np.frombuffer(enc.update(zeros[:n]), dtype=np.uint8)
 

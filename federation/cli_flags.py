@@ -222,6 +222,9 @@ def network(args: argparse.Namespace, role: Any) -> tuple[Any, dict[str, Any], d
             node[key] = str(getattr(args, key))
     if getattr(args, "data_port", None) is not None:
         node["data_port"] = args.data_port
+    if "data_port" in node and role.value == "coordinator":
+        raise ConfigError(f"config {args.config}: [node] data_port is a party's setting (the "
+                          "coordinator has no data plane)")
     data_port = node.get("data_port", 0)
     if type(data_port) is not int or not 0 <= data_port < 65536:
         raise ConfigError(f"{role.value}: data_port {data_port!r} is not a port (0-65535; "

@@ -357,6 +357,12 @@ class SharedFit:
 
     def run(self) -> FitResult:
         """Train until the coordinator says stop; returns this party's own weights."""
+        try:
+            return self._train()
+        finally:  # also on failure: the prefetching thread must not outlive the fit
+            self._deals.close()
+
+    def _train(self) -> FitResult:
         start, cpu = time.perf_counter(), time.process_time()
         self.result = FitResult(np.full(self._k[self.role], math.nan))
         self._deals.prefetch(self.start_epoch + 1)
@@ -383,5 +389,4 @@ class SharedFit:
         split["compute"] = self.result.seconds - sum(split.values())
         split["cpu"] = time.process_time() - cpu  # every thread of this process, not a part
         self.result.time_split = split
-        self._deals.close()
         return self.result

@@ -339,7 +339,8 @@ def advertised_port(listening: int) -> int:
     text = os.environ.get(DATA_PLANE_ADVERTISE_ENV)
     if text is None:
         return listening
-    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdecimal()) or not 0 < int(digits) < 65536:
         raise ConfigError(f"{DATA_PLANE_ADVERTISE_ENV}={text!r}: not a port (1-65535; the "
                           "port of a forwarder in front of this node's data plane)")
     return int(text)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from federation.transport.certs import write_federation
 from tests.conftest import REPO
+from tests.e2e.test_stream import read_lines, wait_line
 
 pytestmark = pytest.mark.e2e
 JOB = "job-data-port"
@@ -47,20 +47,16 @@ def _free_port() -> int:
 def test_the_node_serves_its_data_plane_on_the_port_it_was_given(
         fed: Path, tmp_path: Path) -> None:
     port = _free_port()
-    proc = subprocess.Popen(_command(fed, tmp_path, "--data-port", str(port)), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with (tmp_path / "stderr.txt").open("w") as err:
+        proc = subprocess.Popen(_command(fed, tmp_path, "--data-port", str(port)), cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=err, text=True)
     try:
-        assert proc.stdout is not None
-        lines = []
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and len(lines) < 50:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.strip())
-            if line.startswith("DATA PLANE"):
-                break
-        assert f"DATA PLANE 127.0.0.1:{port}" in lines, lines
+        try:
+            line = wait_line(read_lines(proc), "DATA PLANE", proc)  # bounded: 60 s per line
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; stderr: {(tmp_path / 'stderr.txt').read_text()}") \
+                from None
+        assert line == f"DATA PLANE 127.0.0.1:{port}"
         with socket.create_connection(("127.0.0.1", port), timeout=10):
             pass  # the node's listener accepts on that port
     finally:
@@ -94,3 +90,17 @@ def test_a_data_port_that_is_no_port_is_refused_in_one_line(
     assert len(lines) == 1 and "data_port" in lines[0] and "is not a port" in lines[0], \
         result.stderr
     assert "LISTENING" not in result.stdout
+
+
+def test_the_coordinator_refuses_a_data_port_in_one_line(fed: Path, tmp_path: Path) -> None:
+    config = tmp_path / "coordinator.toml"
+    config.write_text("[node]\ndata_port = 5000\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "federation.cli", "coordinator", "--config", str(config),
+         "--job-id", JOB, "--listen", "127.0.0.1:0", "--out", str(tmp_path / "out"),
+         "--tls-dir", str(fed)],
+        capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"error: config {config}: [node] data_port is a party's setting (the coordinator has "
+        "no data plane)"], result.stderr

@@ -131,3 +131,18 @@ def test_expand_is_unchanged_by_chunking(monkeypatch: pytest.MonkeyPatch) -> Non
     reference = np.frombuffer(prg.keystream(prg.derive_key(seed, "big"), 8 * 70_001),
                               dtype="<u8")
     assert np.array_equal(expand(seed, "big", 70_001), reference)
+
+
+@pytest.mark.parametrize("chunk", [None, 1 << 22])
+def test_a_mask_longer_than_the_zero_buffer_is_keystream_throughout(
+        chunk: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the shared zero buffer (1 MiB), at the default chunk and at a chunk larger than
+    the buffer, every word is the AES-CTR keystream's: none left unwritten."""
+    import crypto.prg as prg
+
+    if chunk is not None:
+        monkeypatch.setattr(prg, "_CHUNK", chunk)
+    seed, words = bytes(range(32)), (3 << 18) + 5  # 6 MiB and 40 bytes
+    reference = np.frombuffer(prg.keystream(prg.derive_key(seed, "long"), 8 * words),
+                              dtype="<u8")
+    assert np.array_equal(expand(seed, "long", words), reference)
