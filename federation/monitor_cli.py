@@ -20,7 +20,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from federation.monitor_config import MonitorConfig
     from federation.protocol.messages import Role
     from federation.transport.certs import NodeCerts
-    from parties.labels.warning import DEFAULT_RULES
+    from parties.labels.options import DEFAULT_RULES
 
     role = Role(args.role)
     cfg = MonitorConfig(

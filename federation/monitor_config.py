@@ -12,8 +12,8 @@ from pathlib import Path
 from federation.protocol.errors import ConfigError
 from federation.protocol.messages import Role
 from federation.transport.certs import NodeCerts
+from parties.labels.options import DEFAULT_RULES
 from parties.labels.schema import parse_month
-from parties.labels.warning import DEFAULT_RULES
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import time
 from dataclasses import replace
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threadpoolctl import threadpool_limits
 
@@ -36,6 +36,7 @@ from federation.job_stages import JobStage
 from federation.lifeline import stop_self, watch_parent
 from federation.processes import EVENTS_ENV
 from federation.protocol.errors import ConfigError, InputDataError, VflError
+from federation.protocol.files import write_atomic
 from federation.protocol.messages import PsiProtocol, Role, peer_of
 from federation.run_folder import ensure_folder, remove_written, stamp
 from federation.transport.audit import AuditLog
@@ -53,10 +54,10 @@ from federation.transport.tls_plane import (
     open_channel,
     tls_plane_wanted,
 )
-from parties.model import atomic_write_text
-from parties.node import PartyConfig, PartyNode
-from parties.pca import parse_components
-from parties.screen_step import ScreenConfig
+
+if TYPE_CHECKING:  # the party's modules (pandas among them) load in a party process only
+    from parties.node import PartyConfig
+    from parties.screen_step import ScreenConfig
 
 log = logging.getLogger(__name__)
 FAILING_FLUSH_SECONDS = 2.0  # a failing party's last wait for undelivered messages
@@ -199,7 +200,7 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
             "peak_rss_mb": peak_rss_mb(), "cpu_seconds": cpu_seconds(),
             "settings": cfg.settings.as_dict(),
         }
-        atomic_write_text(net.out / "job.json", json.dumps(summary, indent=2) + "\n")
+        write_atomic(net.out / "job.json", json.dumps(summary, indent=2) + "\n")
         if stage is JobStage.FAILED:  # a party still starting up gets the reason, not silence
             coordinator.wait_told(TELL_SECONDS)
         time.sleep(0.2)  # let the last barrier replies reach both parties
@@ -215,6 +216,8 @@ def run_coordinator(cfg: CoordinatorConfig) -> ExitCode:
 
 def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
               barrier_wait: float) -> ExitCode:
+    from parties.node import PartyNode
+
     role = net.role
     bound_native_heap()
     single_threaded_blas()
@@ -269,7 +272,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
         stats["bytes_sent_to_coordinator"] = link.bytes_sent
         stats["peak_rss_mb"] = peak_rss_mb()
         stats["cpu_seconds"] = cpu_seconds()
-        atomic_write_text(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
+        write_atomic(net.out / "stats.json", json.dumps(stats, indent=2) + "\n")
     except BaseException:
         over.set()
         failing = True
@@ -289,6 +292,8 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
 
 def screen_config(table: dict[str, Any] | None) -> ScreenConfig | None:
     """The [screen] table of a party's config (None: not a screening node)."""
+    from parties.screen_step import ScreenConfig
+
     if table is None:
         return None
     bins = table.get("bins", 10)
@@ -307,6 +312,9 @@ def screen_config(table: dict[str, Any] | None) -> ScreenConfig | None:
 
 def party_config(net: NetworkConfig, data: dict[str, Any], deadline: float,
                  screen: dict[str, Any] | None = None) -> PartyConfig:
+    from parties.node import PartyConfig
+    from parties.pca import parse_components
+
     if "path" not in data:
         raise ConfigError(f"{net.role}: no data file given ([data] path or --data)")
     model = data.get("model")

@@ -131,12 +131,15 @@ class NodeProcess:
 
 def supervise(nodes: list[NodeProcess], timeout: float,
               on_event: Callable[[Event], None], events_from: NodeProcess,
-              linger: float = LINGER_SECONDS) -> None:
+              linger: float = LINGER_SECONDS,
+              meanwhile: Callable[[], None] | None = None) -> None:
     """Wait for every node to exit 0; on the first failure stop all and raise.
 
     Once one node finished (exit 0), the others get ``linger`` seconds to finish too: a
     node frozen (SIGSTOP) or stuck after the job's last barrier fails the job, naming it,
-    instead of keeping it open until ``timeout``.
+    instead of keeping it open until ``timeout``. ``meanwhile`` (once, after the first look
+    at the nodes) is the caller's own work for later, done while the nodes run instead of
+    after them; events and failures wait for it.
     """
     deadline = time.monotonic() + timeout
     first_done: float | None = None
@@ -165,6 +168,10 @@ def supervise(nodes: list[NodeProcess], timeout: float,
             if time.monotonic() > deadline:
                 raise NodeFailed(f"the job did not finish within {timeout:g} s "
                                  f"(still running: {running})")
+            if meanwhile is not None:
+                meanwhile()
+                meanwhile = None
+                continue
             time.sleep(0.05)
     finally:
         for node in nodes:

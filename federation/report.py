@@ -101,6 +101,12 @@ def _joined(grid_csv: Path, bank_csv: Path, id_col: str, label_col: str, ids: li
     return x, y
 
 
+def load_reference() -> None:
+    """scikit-learn's logistic regression (seconds on a cold start), imported ahead of
+    :func:`build_report` by a caller that would only wait meanwhile."""
+    import sklearn.linear_model  # noqa: F401
+
+
 def _centralized_lr(x: np.ndarray, y: np.ndarray, split: np.ndarray, l2: float, seed: int
                     ) -> tuple[dict[str, Any], np.ndarray]:
     train, valid = split == "train", split == "validation"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from federation.protocol.errors import ConfigError
-from parties.model import atomic_write_text
+from federation.protocol.files import write_atomic
 
 MARKER = ".gridcredit-run.json"
 FAILED = "FAILED"
@@ -175,7 +175,7 @@ class RunFolder:
             "files": sorted(files or set())}
         if reason:
             record["reason"] = reason
-        atomic_write_text(self.path / MARKER, json.dumps(record, indent=1) + "\n")
+        write_atomic(self.path / MARKER, json.dumps(record, indent=1) + "\n")
 
     def done(self) -> None:
         """Record the files this run created; the folder is an earlier run folder from now."""
@@ -186,7 +186,7 @@ class RunFolder:
         created = self.created()
         outputs = {n for n in created if not _matches(n, KEEP_ON_FAILURE)}
         _remove(self.path, outputs)
-        atomic_write_text(self.path / FAILED, f"{self.command} failed: {reason}\n"
+        write_atomic(self.path / FAILED, f"{self.command} failed: {reason}\n"
                           "Each node's log is <node>/node.log, its audit log "
                           "<node>/audit.jsonl; no model, prediction or report was kept.\n")
         self._mark("failed", self.created(), reason)

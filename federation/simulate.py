@@ -90,6 +90,16 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _load_report() -> None:
+    from federation import report  # noqa: F401  (pandas, matplotlib)
+
+
+def _load_reference() -> None:
+    from federation.report import load_reference
+
+    load_reference()
+
+
 def in_run_folder(folder: RunFolder, job: Callable[[], T]) -> T:
     """Run ``job``; on any failure or interruption mark ``folder`` failed, then re-raise."""
     try:
@@ -112,6 +122,9 @@ class _Federation:
     log_level: str = NODE_LOG_LEVEL
     # More TOML tables per party (e.g. [screen] for a screening job).
     tables: dict[Role, dict[str, dict[str, object]]] = field(default_factory=dict)
+    # This process's work for after the job (the report's imports), done while it waits:
+    while_starting: Callable[[], None] | None = None  # for the coordinator's LISTENING line
+    while_running: Callable[[], None] | None = None  # for the job's end
 
     def run(self) -> dict[Role, NodeProcess]:
         out, certs = self.out.resolve(), self.out.resolve() / "certs"
@@ -121,12 +134,8 @@ class _Federation:
         coord_cfg = _write_toml(
             configs / "coordinator.toml",
             {
-                "node": {
-                    "role": "coordinator",
-                    "job_id": self.job_id,
-                    "listen": "127.0.0.1:0",
-                    "out": str(out / "coordinator"),
-                },
+                "node": {"role": "coordinator", "job_id": self.job_id, "listen": "127.0.0.1:0",
+                         "out": str(out / "coordinator")},
                 "tls": {"dir": str(certs)},
                 "training": self.settings.as_dict(),
                 "job": {"barrier_timeout": max(120.0, 4 * self.settings.deadline_seconds)},
@@ -134,38 +143,32 @@ class _Federation:
         )
         nodes[Role.COORDINATOR] = NodeProcess(
             "coordinator", ["coordinator", "--config", str(coord_cfg)], out / "coordinator",
-            log_level=self.log_level,
-        )
+            log_level=self.log_level)
         epochs = self.settings.epochs if self.settings.task is Task.TRAIN else 0
         if self.settings.model is Model.GBDT and self.settings.task is Task.TRAIN:
             epochs = self.settings.trees
         progress = Progress(epochs, enabled=not self.quiet)
         try:
             nodes[Role.COORDINATOR].start()
+            if self.while_starting is not None:
+                self.while_starting()
             address = nodes[Role.COORDINATOR].wait_listening(START_TIMEOUT)
             for role in (Role.GRID, Role.BANK):
                 cfg = _write_toml(
                     configs / f"{role.value}.toml",
                     {
-                        "node": {
-                            "role": role.value,
-                            "job_id": self.job_id,
-                            "listen": "127.0.0.1:0",
-                            "coordinator": address,
-                            "out": str(out / role.value),
-                        },
+                        "node": {"role": role.value, "job_id": self.job_id,
+                                 "listen": "127.0.0.1:0", "coordinator": address,
+                                 "out": str(out / role.value)},
                         "tls": {"dir": str(certs)},
                         "data": self.data[role],
                         "job": {"deadline": self.settings.deadline_seconds},
                         **self.tables.get(role, {}),
                     },
                 )
-                nodes[role] = NodeProcess(
-                    role.value,
-                    ["party", "--role", role.value, "--config", str(cfg)],
-                    out / role.value,
-                    log_level=self.log_level,
-                )
+                nodes[role] = NodeProcess(role.value, ["party", "--role", role.value, "--config",
+                                                       str(cfg)], out / role.value,
+                                          log_level=self.log_level)
                 nodes[role].start()
             for role in (Role.GRID, Role.BANK):
                 nodes[role].wait_listening(START_TIMEOUT)
@@ -173,7 +176,7 @@ class _Federation:
                 supervise(
                     list(nodes.values()), self.timeout, progress.on_event, nodes[Role.COORDINATOR],
                     linger=2 * self.settings.deadline_seconds + 5,  # a party's last flush
-                )
+                    meanwhile=self.while_running)
         finally:
             for node in nodes.values():
                 node.stop()
@@ -235,8 +238,6 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
 
 
 def _train(spec: SimulationSpec) -> dict[str, Any]:
-    from federation.report import build_report
-
     grid, bank, id_col, label_col = _resolve_data(spec)
     columns = _chosen_columns(spec, grid, bank, id_col, label_col)
     settings = replace(spec.settings, task=Task.TRAIN)
@@ -248,8 +249,11 @@ def _train(spec: SimulationSpec) -> dict[str, Any]:
         spec.quiet,
         spec.timeout,
         spec.log_level,
+        while_starting=_load_report,
+        while_running=_load_reference,
     )
     nodes = fed.run()
+    from federation.report import build_report
     federated_lr = None
     if settings.model is Model.GBDT and spec.compare_lr:
         federated_lr = _federated_lr(spec, fed.data, settings)

@@ -20,10 +20,11 @@ from parties.labels.bank_indicators import BANK_INDICATORS
 from parties.labels.duck import DuckRunner
 from parties.labels.engine import bank_frame, build_grid_features
 from parties.labels.features import grid_registry
+from parties.labels.options import DEFAULT_RULES
 from parties.labels.schema import BANK_TABLES
 from parties.labels.shell import load_shell_model
 from parties.labels.sources import RawSource, staged
-from parties.labels.warning import DEFAULT_RULES, Rating, load_rules, rate
+from parties.labels.warning import Rating, load_rules, rate
 from parties.model import PartyModel
 from parties.monitoring import model_matrix
 from parties.monitoring_tables import BankTables, GridTables

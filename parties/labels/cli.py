@@ -1,7 +1,8 @@
 """The ``synth``, ``features build`` / ``features fit-shell`` and ``warn`` subcommands.
 
 What it does: :func:`add_commands` adds them to the project's single ``gridcredit`` parser;
-each handler returns the exit code. :func:`main` builds a parser with only these commands
+each handler runs its command (:mod:`parties.labels.commands`, imported only then) and returns
+the exit code. :func:`main` builds a parser with only these commands
 (for tests and ``python -m parties.labels.cli``) and maps input errors to ``error: ...`` on
 stderr and exit code 2, as the project's main CLI does.
 
@@ -13,222 +14,45 @@ output and enterprise IDs are HMAC-SHA256 hashed when ``--hash-ids-key`` is give
 from __future__ import annotations
 
 import argparse
-import enum
-import json
 import pathlib
 import sys
 from collections.abc import Callable
 
-import pandas as pd  # type: ignore[import-untyped, unused-ignore]
-
-from parties.labels.engine import build_bank_features, build_grid_features
-from parties.labels.features import grid_registry
-from parties.labels.mask import mask_names, output_ids, read_key
-from parties.labels.output import write_csv
-from parties.labels.panel import build_grid_panel
-from parties.labels.reference import load_grid_raw
-from parties.labels.registry import build_table, data_dictionary, impute_for_training
-from parties.labels.schema import InputError, format_month, parse_month
-from parties.labels.shell import (
-    DEFAULT_MODEL,
-    fit_shell_model,
-    load_shell_model,
-    save_shell_model,
-    score_matrix,
-)
-from parties.labels.sources import Format, RawSource, is_dsn, open_source
-from parties.labels.sqlkit import Engine, text
-from parties.labels.synth import load_synth_postgres, synthesize, write_synth
-from parties.labels.warning import DEFAULT_RULES, load_rules, rate
-from parties.labels.writers import write_csv_fast
+from parties.labels.options import DEFAULT_MODEL, DEFAULT_RULES, Impute
+from parties.labels.sqlkit import Engine
 
 D = "(default: %(default)s)"
 Handler = Callable[[argparse.Namespace], int]
 
 
-class Impute(enum.StrEnum):
-    """How ``features build`` treats missing values."""
-
-    NONE = "none"  # keep NaN (empty cells), as the source documents define the indicators
-    MEDIAN = "median"  # median fill + <name>_missing columns, constant columns dropped
-
-
-def _as_of(args: argparse.Namespace) -> int:
-    """``--as-of``, or the ``as_of`` of ``manifest.json`` in the raw folder or its parent."""
-    text = args.as_of
-    if text is None and is_dsn(args.raw):
-        raise InputError("--as-of: required when --raw is a database")
-    raw = pathlib.Path(args.raw)
-    if text is None:
-        for manifest in (raw / "manifest.json", raw.parent / "manifest.json"):
-            if manifest.is_file():
-                text = str(json.loads(manifest.read_text(encoding="utf-8")).get("as_of"))
-                break
-        else:
-            raise InputError(f"--as-of: not given and no manifest.json in {raw}")
-    try:
-        return parse_month(text)
-    except InputError as e:
-        raise InputError(f"--as-of: {e}") from e
-
-
-def _raw_exists(raw: str | pathlib.Path) -> None:
-    if not is_dsn(raw) and not pathlib.Path(raw).is_dir():
-        raise InputError(f"--raw {raw}: no such folder")
-
-
-def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None:
-    """Refuse an as-of month after the last month of the raw records: nothing to build.
-
-    Checked on files only (one DuckDB aggregate per table); a database source is checked by
-    the engine's own row counts.
-    """
-    if source.root is None or source.url is not None:
-        return
-    import duckdb
-
-    from parties.labels.duck import csv_relation
-
-    last: int | None = None
-    for table in tables:
-        path = source.path(table)
-        if not path.exists():
-            continue
-        try:
-            if source.format is Format.PARQUET:
-                relation = f"read_parquet({text(str(path))})"
-            else:  # the header's columns as text: no sniffing, and read on both threads
-                relation = csv_relation(path, source.header(table))
-            row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {relation}"
-                                 ).fetchone()
-            month = parse_month(str(row[0])[:7]) if row and row[0] else None
-        except (duckdb.Error, InputError):
-            return  # a bad file: the build's checks name the table, row and column
-        if month is not None:
-            last = month if last is None else max(last, month)
-    if last is not None and as_of > last:
-        raise InputError(f"--as-of {format_month(as_of)}: after the last month of the data "
-                         f"in {source.root} ({format_month(last)})")
-
-
-def _key(args: argparse.Namespace) -> bytes | None:
-    return read_key(args.hash_ids_key) if args.hash_ids_key else None
-
-
+# The handlers import the library (pandas, DuckDB, psycopg) only when a label command runs:
+# every other ``gridcredit`` command, each node process included, builds this parser too.
 def cmd_synth(args: argparse.Namespace) -> int:
     """Write both parties' synthetic raw tables and the manifest."""
-    if args.out is None and args.to is None:
-        raise InputError("synth: give --out FOLDER, --to postgresql://... or both")
-    if args.to is not None and not is_dsn(args.to):
-        raise InputError("--to: expected a postgresql:// connection string")
-    data = synthesize(args.enterprises, args.months, args.seed, args.shell_share)
-    if args.to is not None:
-        schemas = {"grid": args.grid_schema, "bank": args.bank_schema}
-        load_synth_postgres(data, args.to, schemas)
-        print(f"loaded schemas {args.grid_schema} and {args.bank_schema} "
-              f"(as_of {data.manifest['as_of']})")
-    if args.out is not None:
-        manifest = write_synth(data, args.out, args.format)
-        print(f"wrote {args.out}/grid, {args.out}/bank, {args.out}/truth and {manifest} "
-              f"(as_of {data.manifest['as_of']})")
-    return 0
+    from parties.labels.commands import synth
+
+    return synth(args)
 
 
 def cmd_features_build(args: argparse.Namespace) -> int:
     """Build one party's feature table and data dictionary at the as-of month."""
-    _raw_exists(args.raw)
-    source = open_source(args.raw, args.role, args.schema)
-    as_of = _as_of(args)
-    _within_data(as_of, source, (("monthly_usage", "bills") if args.role == "grid"
-                                 else ("repayments", "taxes")))
-    if args.role == "grid":
-        model = load_shell_model(args.shell_model)
-        build = build_grid_features(source, as_of, args.engine, model=model,
-                                    spark_master=args.spark_master)
-    else:
-        build = build_bank_features(source, as_of, args.engine, args.horizon,
-                                    args.overdue_days, spark_master=args.spark_master)
-    table = build.table
-    if table.empty:
-        raise InputError(f"--as-of {format_month(as_of)}: no enterprise of {args.raw} has data "
-                         "to build features from" + (" and a repayment due in the label "
-                                                     "window" if args.role == "bank" else ""))
-    if args.impute is Impute.MEDIAN:
-        table = impute_for_training(table)
-    table["id"] = output_ids(table["id"], _key(args))
-    dictionary = data_dictionary(table, build.indicators)
-    dictionary_path = args.dictionary or args.out.with_name(args.out.stem + ".dictionary.csv")
-    write_csv_fast(args.out, table)
-    write_csv(dictionary_path, dictionary)
-    left_out = f"; {build.excluded} borrowers without a repayment due in the label window " \
-        "left out" if args.role == "bank" else ""
-    print(f"wrote {args.out} ({len(table)} rows, {table.shape[1] - 1} columns) and "
-          f"{dictionary_path}{left_out}")
-    return 0
+    from parties.labels.commands import features_build
+
+    return features_build(args)
 
 
 def cmd_features_fit_shell(args: argparse.Namespace) -> int:
     """Fit ENT_SHELL_SCORE's logistic regression on labelled enterprises and save it."""
-    _raw_exists(args.raw)
-    as_of = _as_of(args)
-    source = open_source(args.raw, "grid", args.schema)
-    table = build_grid_features(source, as_of, Engine.PANDAS, model=load_shell_model()).table
-    truth_path = args.truth or pathlib.Path(args.raw) / "truth" / "enterprises.csv"
-    if not truth_path.is_file():
-        raise InputError(f"{truth_path}: file not found")
-    truth = pd.read_csv(truth_path, dtype={"ent_id": str})
-    if "is_shell" not in truth.columns or "ent_id" not in truth.columns:
-        raise InputError(f"{truth_path}: row 1, column 'ent_id,is_shell': missing")
-    labels = truth.set_index("ent_id")["is_shell"].reindex(table["id"])
-    if bool(labels.isna().any()):
-        raise InputError(f"{truth_path}: column 'ent_id': some enterprises have no label")
-    note = (f"ENT_SHELL_SCORE model fitted by `gridcredit features fit-shell` on {len(table)} "
-            f"grid customers ({int(labels.sum())} shells) at as-of {format_month(as_of)}."
-            "\nENT_SHELL_SCORE = 100 / (1 + exp(intercept + "
-            "coef . z)), z = (fill(clip(score, lower, upper), median) - mean) / std.")
-    model = fit_shell_model(score_matrix(table), labels.to_numpy().astype("int64"), note)
-    save_shell_model(model, args.out)
-    print(f"wrote {args.out}")
-    return 0
+    from parties.labels.commands import features_fit_shell
 
-
-def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if column not in frame.columns:
-        raise InputError(f"{path}: row 1, column '{column}': missing from the header")
-    return frame[column]
+    return features_fit_shell(args)
 
 
 def cmd_warn(args: argparse.Namespace) -> int:
     """Rate enterprises by the Table 7 rules (all of them, or those of ``--ids``)."""
-    _raw_exists(args.raw)
-    as_of = _as_of(args)
-    grid = load_grid_raw(open_source(args.raw, "grid", args.schema))
-    by_name = {ind.name: ind for ind in grid_registry()}
-    rules = load_rules(by_name, args.rules)
-    panel = build_grid_panel(grid, as_of)
-    table = build_table([by_name[r.indicator] for r in rules], panel, panel.ids,
-                        model_only=False)
-    ratings = pd.concat([table[["id"]], rate(table, rules)], axis=1)
-    names = grid.enterprises.set_index("ent_id")["name"]
-    ratings.insert(1, "name", mask_names(names.reindex(ratings["id"]).fillna("")).to_numpy())
-    key = _key(args)
-    ratings["id"] = output_ids(ratings["id"], key)
-    ratings.insert(2, "found", 1)
-    if args.ids is not None:
-        wanted = _requested_ids(args.ids, args.id_column)
-        out_ids = wanted if key is None or wanted.str.len().eq(64).all() \
-            else output_ids(wanted, key)
-        ratings = ratings.set_index("id").reindex(pd.Index(out_ids, name="id")).reset_index()
-        ratings["found"] = ratings["rating"].notna().astype("int64")
-        ratings = ratings.fillna({"name": "", "rating": "", "triggered": "",
-                                  "missing": "no grid record"})
-    write_csv(args.out, ratings)
-    counts = ratings["rating"].value_counts().to_dict()
-    print(f"wrote {args.out} ({len(ratings)} enterprises: {counts})")
-    return 0
+    from parties.labels.commands import warn
+
+    return warn(args)
 
 
 def _features_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

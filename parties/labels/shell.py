@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from parties.labels.options import DEFAULT_MODEL
 from parties.labels.output import write_text
 from parties.labels.panel import GridPanel
 from parties.labels.registry import Indicator, Values, from_function
@@ -36,7 +37,6 @@ SCORES: dict[str, str] = {
     "SCORE_LEVEL": "bill_due_vs_industry_12m",
     "SCORE_INREA": "use_growth_avg_12m",
 }
-DEFAULT_MODEL = pathlib.Path(__file__).with_name("shell_model.toml")
 _FIELDS = ("lower", "upper", "median", "mean", "std", "coef")
 
 

@@ -24,9 +24,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from parties.labels.options import DEFAULT_RULES
 from parties.labels.schema import InputError
 
-DEFAULT_RULES = pathlib.Path(__file__).with_name("warning_rules.toml")
 _NUMBER = r"[-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
 _INTERVAL = re.compile(rf"^\s*([\[(])\s*({_NUMBER})\s*,\s*({_NUMBER})\s*([\])])\s*$")
 

@@ -1,10 +1,11 @@
 """``gridcredit monitor``: grid and bank monitoring nodes as real processes over mutual TLS.
 
-Once per module: synthetic raw data (300 enterprises, 30 months), features at 2022-06, a
-``simulate`` run on them (the models). Then a replay of 2022-07..2022-09 from the files with
-the dashboard on, checked against ``gridcredit warn`` run by hand and against the scores
-computed locally from both parties' data; the dashboard in headless Chromium; a bank killed
-mid-period and restarted (no duplicate alert, same result); and the replay from PostgreSQL.
+Once per session (``trained``, tests/e2e/conftest.py): synthetic raw data (300 enterprises,
+30 months), features at 2022-06, a ``simulate`` run on them (the models). Then a replay of
+2022-07..2022-09 from the files with the dashboard on, checked against ``gridcredit warn`` run
+by hand and against the scores computed locally from both parties' data; the dashboard in
+headless Chromium; a bank killed mid-period and restarted (no duplicate alert, same result);
+and the replay from PostgreSQL.
 """
 
 from __future__ import annotations
@@ -85,23 +86,6 @@ class Node:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("monitor")
-    steps = [("synth", "--enterprises", "300", "--months", "30", "--seed", "5", "--out",
-              str(root / "raw"))]
-    steps += [("features", "build", "--role", role, "--raw", str(root / "raw"), "--as-of",
-               "2022-06", "--impute", "median", "--out", str(root / f"{role}.csv"))
-              for role in ("grid", "bank")]
-    steps.append(("simulate", "--grid-data", str(root / "grid.csv"), "--bank-data",
-                  str(root / "bank.csv"), "--epochs", "1", "--batch-size", "200", "--out",
-                  str(root / "run"), "--quiet"))
-    for step in steps:
-        result = run_cli(*step)
-        assert result.returncode == 0, result.stderr[-3000:]
-    return root
 
 
 def _grid(root: Path, out: Path, *raw: str) -> Node:

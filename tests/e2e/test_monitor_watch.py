@@ -21,14 +21,13 @@ from psycopg import sql
 from federation.protocol.messages import Role
 from parties.model import PartyModel
 from tests.conftest import run_cli
-from tests.e2e.test_monitor import (  # noqa: F401 (trained is a fixture)
+from tests.e2e.test_monitor import (
     TIMEOUT,
     Node,
     _alerts,
     _book,
     _check_ratings_against_warn,
     _check_scores,
-    trained,
 )
 
 HELD = {"grid": ("monthly_usage", "bills"), "bank": ("repayments", "taxes")}

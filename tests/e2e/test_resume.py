@@ -40,13 +40,16 @@ def _checkpointed_epoch(out: Path) -> int:
     return max(int(e) for e in states)
 
 
-def test_killed_job_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
-    whole = run_cli(*_args(tmp_path / "whole"))
-    assert whole.returncode == 0, whole.stderr[-2000:]
+def _start(out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "federation.cli", *_args(out)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
+
+def test_killed_job_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
+    # The uninterrupted job runs alongside the one to kill: two independent run folders.
+    whole = _start(tmp_path / "whole")
     out = tmp_path / "killed"
-    sim = subprocess.Popen([sys.executable, "-m", "federation.cli", *_args(out)], cwd=REPO,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sim = _start(out)
     try:
         deadline = time.monotonic() + 120
         while _checkpointed_epoch(out) < 3:
@@ -57,10 +60,13 @@ def test_killed_job_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None
         assert grid is not None
         grid.send_signal(signal.SIGKILL)
         _, stderr = sim.communicate(timeout=60)
+        _, whole_stderr = whole.communicate(timeout=300)
     finally:
-        if sim.poll() is None:
-            sim.kill()
-            sim.wait(10)
+        for proc in (sim, whole):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert whole.returncode == 0, whole_stderr[-2000:]
     assert sim.returncode != 0
     assert "grid" in stderr.strip().splitlines()[-1]
     assert not (out / "grid" / "model.json").exists()

@@ -22,11 +22,13 @@ from tests.unit.labels.test_engines import assert_same_table
 from tests.unit.labels.test_schema import _corrupt
 
 MASTER = "local[2]"
-# Tiny tables: one shuffle partition and no whole-stage code generation (compiling Java for
-# each of the library's queries costs far more than running them on a few hundred rows).
+# Tiny tables: one shuffle partition and no code generation, whole-stage or per expression
+# (compiling Java for each of the library's queries costs far more than running them on a few
+# hundred rows; interpreted expressions are Spark's own fallback, of the same semantics).
 # Performance settings only: the SQL and its results are the same.
 SMALL_DATA = {"spark.sql.shuffle.partitions": "1", "spark.default.parallelism": "2",
-              "spark.sql.codegen.wholeStage": "false", "spark.sql.adaptive.enabled": "false"}
+              "spark.sql.codegen.wholeStage": "false",
+              "spark.sql.codegen.factoryMode": "NO_CODEGEN", "spark.sql.adaptive.enabled": "false"}
 
 
 @pytest.fixture(scope="module")
