@@ -13,7 +13,9 @@ class DealAhead:
 
     The coordinator computes an epoch's corrections on request; asking for epoch e + 1
     while epoch e trains hides that time. A prefetched epoch the job never reaches (early
-    stop) is simply dropped: its masks are never used.
+    stop) is simply dropped: its masks are never used. Epoch 1 is asked for when it is
+    needed, not during the setup exchange: there the coordinator's dealing and the receipt of
+    its reply competed with the E swap for two cores (bench/RESULTS.md).
     """
 
     def __init__(self, coordinator: CoordinatorLink, job_id: str, role: Role,
@@ -29,12 +31,6 @@ class DealAhead:
                 self._coordinator.deal, DealRequest(self._job_id, self._role, epoch))
         return self._ahead[epoch]
 
-    def prefetch(self, epoch: int) -> None:
-        """Start fetching ``epoch``'s corrections now (the first epoch's, while the setup
-        exchange runs, so the coordinator deals them before they are needed)."""
-        if epoch <= self._last:
-            self._request(epoch)
-
     def get(self, epoch: int) -> DealReply:
         """This epoch's corrections (and start fetching the next epoch's)."""
         future = self._request(epoch)
@@ -44,3 +40,9 @@ class DealAhead:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> DealAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # also on failure: the fetching thread must not outlive the fit

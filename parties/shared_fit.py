@@ -357,15 +357,12 @@ class SharedFit:
 
     def run(self) -> FitResult:
         """Train until the coordinator says stop; returns this party's own weights."""
-        try:
+        with self._deals:
             return self._train()
-        finally:  # also on failure: the prefetching thread must not outlive the fit
-            self._deals.close()
 
     def _train(self) -> FitResult:
         start, cpu = time.perf_counter(), time.process_time()
         self.result = FitResult(np.full(self._k[self.role], math.nan))
-        self._deals.prefetch(self.start_epoch + 1)
         self.setup()
         self._clock["setup"] = time.perf_counter() - start
         if self._resume is not None:

@@ -155,6 +155,14 @@ def abort_envelope(job_id: str, sender: Role, reason: str) -> Envelope:
     return Envelope(job_id, Tag(0, ABORT_STEP), sender, {"reason": np.array([reason[:500]])})
 
 
+def claim(inbox: Inbox, observers: list[Observer], tag: Tag, timeout: float) -> Envelope:
+    """A channel's ``recv``: the message with ``tag`` from ``inbox``, the observers told."""
+    env = inbox.get(tag, timeout)
+    for observe in observers:
+        observe("received", env)
+    return env
+
+
 ABORT_WAIT = 5.0  # how long an abort notice may take to reach the peer
 log = logging.getLogger(__name__)
 
@@ -198,10 +206,7 @@ class PeerStream:
     def recv(self, tag: Tag, timeout: float) -> Envelope:
         # A broken stream failed the inbox already; a message that arrived before the break
         # (the peer's last, before it finished and stopped its server) is still handed out.
-        env = self._inbox.get(tag, timeout)
-        for observe in self.observers:
-            observe("received", env)
-        return env
+        return claim(self._inbox, self.observers, tag, timeout)
 
     def abort(self, reason: str) -> None:
         """Best effort: tell the peer to stop now rather than at its deadline."""
@@ -249,10 +254,7 @@ class InMemoryChannel:
         self._peer_inbox.put(copied)
 
     def recv(self, tag: Tag, timeout: float) -> Envelope:
-        env = self._inbox.get(tag, timeout)
-        for observe in self.observers:
-            observe("received", env)
-        return env
+        return claim(self._inbox, self.observers, tag, timeout)
 
     def abort(self, reason: str) -> None:
         self._peer_inbox.put(abort_envelope(self._inbox.job_id, self.role, reason))

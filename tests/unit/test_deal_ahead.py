@@ -1,4 +1,4 @@
-"""parties.deal_ahead: corrections fetched ahead, each epoch asked for once, in order."""
+"""parties.deal_ahead: corrections fetched one epoch ahead, each epoch asked for once."""
 
 from __future__ import annotations
 
@@ -28,32 +28,16 @@ class Dealer:
         return DealReply({"c": np.full(2, req.epoch, dtype=np.uint64)})
 
 
-def test_a_prefetched_epoch_is_fetched_once_and_the_next_one_ahead() -> None:
+def test_each_epoch_is_fetched_once_and_the_next_one_ahead() -> None:
     dealer = Dealer()
-    deals = DealAhead(dealer, "job", Role.GRID, last_epoch=3)  # type: ignore[arg-type]
-    try:
-        deals.prefetch(1)
+    with DealAhead(dealer, "job", Role.GRID, last_epoch=3) as deals:  # type: ignore[arg-type]
         for epoch in (1, 2, 3):
             assert int(deals.get(epoch).corrections["c"][0]) == epoch
-    finally:
-        deals.close()
     assert sorted(dealer.asked) == [1, 2, 3]  # none twice, none past the last epoch
-
-
-def test_prefetch_past_the_last_epoch_asks_nothing() -> None:
-    dealer = Dealer()
-    deals = DealAhead(dealer, "job", Role.BANK, last_epoch=2)  # type: ignore[arg-type]
-    deals.prefetch(3)  # a job resumed after its last epoch
-    deals.close()
-    assert dealer.asked == []
 
 
 def test_a_refused_deal_surfaces_where_the_epoch_is_needed() -> None:
     dealer = Dealer(refuse=1)
-    deals = DealAhead(dealer, "job", Role.GRID, last_epoch=2)  # type: ignore[arg-type]
-    try:
-        deals.prefetch(1)
+    with DealAhead(dealer, "job", Role.GRID, last_epoch=2) as deals:  # type: ignore[arg-type]
         with pytest.raises(ProtocolAbort, match="epoch 1 refused"):
             deals.get(1)
-    finally:
-        deals.close()
