@@ -132,22 +132,31 @@ class NodeProcess:
 def supervise(nodes: list[NodeProcess], timeout: float,
               on_event: Callable[[Event], None], events_from: NodeProcess,
               linger: float = LINGER_SECONDS,
-              meanwhile: Callable[[], None] | None = None) -> None:
+              meanwhile: Callable[[], None] | None = None,
+              meanwhile_from: Callable[[Event], bool] | None = None) -> None:
     """Wait for every node to exit 0; on the first failure stop all and raise.
 
     Once one node finished (exit 0), the others get ``linger`` seconds to finish too: a
     node frozen (SIGSTOP) or stuck after the job's last barrier fails the job, naming it,
-    instead of keeping it open until ``timeout``. ``meanwhile`` (once, after the first look
-    at the nodes) is the caller's own work for later, done while the nodes run instead of
-    after them; events and failures wait for it.
+    instead of keeping it open until ``timeout``. ``meanwhile`` is the caller's own work for
+    later, done while the nodes run instead of after them: from the first event for which
+    ``meanwhile_from`` holds (at once without it; at the latest once a node finished), on a
+    thread that only gets CPU time no other process wants (``idle_thread``).
     """
     deadline = time.monotonic() + timeout
     first_done: float | None = None
+    done_meanwhile: Callable[[], None] | None = None
+    if meanwhile is not None and meanwhile_from is None:
+        done_meanwhile, meanwhile = idle_thread(meanwhile), None
     try:
         while True:
             try:
                 while True:
-                    on_event(events_from.events.get_nowait())
+                    event = events_from.events.get_nowait()
+                    on_event(event)
+                    if meanwhile is not None and meanwhile_from is not None \
+                            and meanwhile_from(event):
+                        done_meanwhile, meanwhile = idle_thread(meanwhile), None
             except queue.Empty:
                 pass
             codes = {n.name: n.returncode() for n in nodes}
@@ -157,10 +166,16 @@ def supervise(nodes: list[NodeProcess], timeout: float,
                 raise NodeFailed(f"{first.name} failed (exit {first.returncode()}): "
                                  f"{first.reason()}")
             if all(code == 0 for code in codes.values()):
+                if meanwhile is not None:
+                    meanwhile()
+                if done_meanwhile is not None:
+                    done_meanwhile()
                 return
             running = [k for k, v in codes.items() if v is None]
             if first_done is None and len(running) < len(codes):
                 first_done = time.monotonic()
+                if meanwhile is not None:
+                    done_meanwhile, meanwhile = idle_thread(meanwhile), None
             if first_done is not None and time.monotonic() - first_done > linger:
                 done = [k for k, v in codes.items() if v == 0]
                 raise NodeFailed(f"{', '.join(running)} did not exit within {linger:g} s after "
@@ -168,14 +183,44 @@ def supervise(nodes: list[NodeProcess], timeout: float,
             if time.monotonic() > deadline:
                 raise NodeFailed(f"the job did not finish within {timeout:g} s "
                                  f"(still running: {running})")
-            if meanwhile is not None:
-                meanwhile()
-                meanwhile = None
-                continue
             time.sleep(0.05)
     finally:
         for node in nodes:
             node.stop()
+
+
+def past_fit(event: Event) -> bool:
+    """Whether the coordinator's ``event`` says the job is past its fit (evaluating or done):
+    when ``simulate`` starts its own work for the report, not to slow the training."""
+    return event.get("event") == "stage" and event.get("stage") in ("evaluate", "done")
+
+
+def idle_thread(work: Callable[[], None]) -> Callable[[], None]:
+    """Start ``work`` on a thread of the lowest priority (Linux ``SCHED_IDLE``: it runs only
+    on a core nothing else wants); returns a function that waits for it and re-raises its
+    error. Work beside a job must not slow the job: importing scikit-learn in the parent of a
+    ``simulate`` while the nodes trained took a core from them (bench/RESULTS.md)."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            try:
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread
+            except (AttributeError, OSError):  # not Linux, or refused: normal priority
+                pass
+            work()
+        except BaseException as exc:  # handed to the waiter
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="meanwhile", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return wait
 
 
 SECONDARY = ("already failed", "aborted the job", "stopped the job", "failed: ")

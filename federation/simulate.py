@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from federation.processes import NodeProcess, supervise
+from federation.processes import NodeProcess, past_fit, supervise
 from federation.progress import Progress
 from federation.protocol.errors import ConfigError, VflError
 from federation.protocol.messages import Model, Role, Task, TrainSettings
@@ -176,7 +176,7 @@ class _Federation:
                 supervise(
                     list(nodes.values()), self.timeout, progress.on_event, nodes[Role.COORDINATOR],
                     linger=2 * self.settings.deadline_seconds + 5,  # a party's last flush
-                    meanwhile=self.while_running)
+                    meanwhile=self.while_running, meanwhile_from=past_fit)
         finally:
             for node in nodes.values():
                 node.stop()

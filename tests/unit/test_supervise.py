@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import queue
+import threading
 import time
 from dataclasses import dataclass, field
 
 import pytest
 
-from federation.processes import NodeFailed, supervise
+from federation.processes import NodeFailed, past_fit, supervise
 
 
 @dataclass
@@ -46,3 +48,49 @@ def test_a_node_frozen_after_the_others_finished_fails_the_job_naming_it() -> No
 def test_nodes_finishing_close_together_are_a_success() -> None:
     nodes = [FakeNode("coordinator", 0.0), FakeNode("grid", 0.2), FakeNode("bank", 0.1)]
     supervise(nodes, 60.0, lambda e: None, nodes[0], linger=5.0)  # type: ignore[arg-type]
+
+
+def test_meanwhile_waits_for_its_event_runs_at_idle_priority_and_is_waited_for() -> None:
+    """``simulate``'s own work (importing the report's libraries) must not take a core from
+    the fit: it starts at the first event past the fit, on a SCHED_IDLE thread, and the job
+    is only over once it is done."""
+    nodes = [FakeNode("coordinator", 0.6), FakeNode("grid", 0.6), FakeNode("bank", 0.6)]
+    ran: list[tuple[float, int]] = []
+
+    def work() -> None:
+        time.sleep(0.3)  # longer than the job has left: supervise must wait for it
+        ran.append((time.monotonic(), os.sched_getscheduler(0)))
+
+    def publish() -> None:
+        time.sleep(0.2)
+        nodes[0].events.put({"event": "stage", "stage": "fit"})
+        time.sleep(0.1)
+        nodes[0].events.put({"event": "stage", "stage": "evaluate"})
+
+    threading.Thread(target=publish, daemon=True).start()
+    started = time.monotonic()
+    seen: list[object] = []
+    supervise(nodes, 60.0, lambda e: seen.append(e["stage"]), nodes[0],  # type: ignore[arg-type]
+              linger=5.0, meanwhile=work, meanwhile_from=past_fit)
+    assert seen == ["fit", "evaluate"]
+    (finished, policy), = ran
+    assert finished - started >= 0.3 + 0.3  # started with "evaluate", not before
+    assert policy == os.SCHED_IDLE
+
+
+def test_meanwhile_errors_reach_the_caller() -> None:
+    nodes = [FakeNode("coordinator", 0.1), FakeNode("grid", 0.1), FakeNode("bank", 0.1)]
+
+    def work() -> None:
+        raise ImportError("no sklearn")
+
+    with pytest.raises(ImportError, match="no sklearn"):
+        supervise(nodes, 60.0, lambda e: None, nodes[0], linger=5.0,  # type: ignore[arg-type]
+                  meanwhile=work, meanwhile_from=past_fit)
+
+
+def test_past_fit() -> None:
+    assert past_fit({"event": "stage", "stage": "evaluate"})
+    assert past_fit({"event": "stage", "stage": "done"})
+    assert not past_fit({"event": "stage", "stage": "fit"})
+    assert not past_fit({"event": "epoch", "epoch": 1, "loss": 0.6})
