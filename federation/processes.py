@@ -29,6 +29,7 @@ Event = dict[str, object]
 EVENTS_ENV = "GRIDCREDIT_EVENTS"
 # A node still running this long after another finished the job is frozen or stuck.
 LINGER_SECONDS = 30.0
+LOWEST_PRIORITY = 19  # the nice value of ``idle_thread``
 
 
 class NodeFailed(VflError):
@@ -196,16 +197,17 @@ def past_fit(event: Event) -> bool:
 
 
 def idle_thread(work: Callable[[], None]) -> Callable[[], None]:
-    """Start ``work`` on a thread of the lowest priority (Linux ``SCHED_IDLE``: it runs only
-    on a core nothing else wants); returns a function that waits for it and re-raises its
-    error. Work beside a job must not slow the job: importing scikit-learn in the parent of a
+    """Start ``work`` on a thread of the lowest priority (nice 19: any other process's thread
+    that wants the core gets it first, yet on a fully busy machine it still advances, unlike
+    ``SCHED_IDLE``); returns a function that waits for it and re-raises its error. Work
+    beside a job must not slow the job: importing scikit-learn in the parent of a
     ``simulate`` while the nodes trained took a core from them (bench/RESULTS.md)."""
     failed: list[BaseException] = []
 
     def run() -> None:
         try:
-            try:
-                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread
+            try:  # Linux: the nice value of this thread only
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
             except (AttributeError, OSError):  # not Linux, or refused: normal priority
                 pass
             work()
