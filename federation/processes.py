@@ -142,7 +142,7 @@ def supervise(nodes: list[NodeProcess], timeout: float,
     instead of keeping it open until ``timeout``. ``meanwhile`` is the caller's own work for
     later, done while the nodes run instead of after them: from the first event for which
     ``meanwhile_from`` holds (at once without it; at the latest once a node finished), on a
-    thread that only gets CPU time no other process wants (``idle_thread``).
+    thread of the lowest priority (``idle_thread``); the job is over once it is done too.
     """
     deadline = time.monotonic() + timeout
     first_done: float | None = None
