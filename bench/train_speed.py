@@ -22,10 +22,8 @@ loopback with mutual TLS, PSI included) and reports:
 
 Usage (from the repository root)::
 
-    python bench/train_speed.py                                # 80k rows, mode shared
-    python bench/train_speed.py --rows 10000,100000,1000000 \\
-        --json bench/results/train_shared.json
-    python bench/train_speed.py --rows 100000 --mode local --json bench/results/train_local.json
+    python bench/train_speed.py                          # 80k rows, mode shared (--mode local)
+    python bench/train_speed.py --rows 10000,100000,1000000 --json bench/results/train.json
     python bench/train_speed.py --table bench/results/train_*.json      # reprint saved runs
 """
 
@@ -72,8 +70,9 @@ COORDINATOR_STEPS = {"deal", "sync/epoch"}
 FIT_STEPS = SETUP_STEPS | ITERATION_STEPS | END_STEPS
 NODES = ("grid", "bank", "coordinator")
 SEED = 7
-REFERENCE = {"secretflow_ss_lr_seconds": 6.8, "secretflow_ss_lr_mb": 198.0,  # issue 10
-             "target_seconds": 0.5, "target_mb": 40.0, "rss_budget_mb_per_party": 2048.0}
+REFERENCE = {"secretflow_ss_lr_seconds": 6.8, "secretflow_ss_lr_best_seconds": 4.5,  # issue 10
+             "secretflow_ss_lr_mb": 198.0, "target_seconds": 0.5, "target_mb": 40.0,
+             "rss_budget_mb_per_party": 2048.0}
 
 
 # -- baselines -------------------------------------------------------------------------
@@ -258,8 +257,9 @@ def print_run(r: dict[str, Any]) -> None:
     print(f"{'numpy SGD, exact sigmoid':34}{t_sgd:10.3f}{1.0:10.1f}")
     print(f"{'numpy Taylor SGD (same algorithm)':34}{t_taylor:10.3f}{t_taylor / t_sgd:10.1f}")
     print(f"{'scikit-learn LogisticRegression':34}{t_sk:10.3f}{t_sk / t_sgd:10.1f}")
+    best, sf = REFERENCE["secretflow_ss_lr_best_seconds"], REFERENCE["secretflow_ss_lr_seconds"]
     print(f"target {REFERENCE['target_seconds']} s -> x{fit / REFERENCE['target_seconds']:.2f}; "
-          f"SecretFlow SS-LR 4.5 s -> x{fit / 4.5:.2f}")
+          f"SecretFlow SS-LR {best}-{sf} s -> x{fit / sf:.2f}-{fit / best:.2f}")
     traffic = r["fit_bytes"]
     print(f"training traffic {r['fit_megabytes_total']:.1f} MB {traffic} "
           f"(lower bound {r['protocol_lower_bound_megabytes']:.1f} MB; target 40 MB; "
