@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from federation.job_stages import JobStage
 from federation.lifeline import PARENT_ENV
 from federation.protocol.errors import VflError
 from federation.protocol.files import open_log
@@ -146,18 +147,24 @@ def supervise(nodes: list[NodeProcess], timeout: float,
     """
     deadline = time.monotonic() + timeout
     first_done: float | None = None
-    done_meanwhile: Callable[[], None] | None = None
-    if meanwhile is not None and meanwhile_from is None:
-        done_meanwhile, meanwhile = idle_thread(meanwhile), None
+    pending, waiters = meanwhile, []
+
+    def begin() -> None:
+        nonlocal pending
+        if pending is not None:
+            waiters.append(idle_thread(pending))
+            pending = None
+
+    if meanwhile_from is None:
+        begin()
     try:
         while True:
             try:
                 while True:
                     event = events_from.events.get_nowait()
                     on_event(event)
-                    if meanwhile is not None and meanwhile_from is not None \
-                            and meanwhile_from(event):
-                        done_meanwhile, meanwhile = idle_thread(meanwhile), None
+                    if meanwhile_from is not None and meanwhile_from(event):
+                        begin()
             except queue.Empty:
                 pass
             codes = {n.name: n.returncode() for n in nodes}
@@ -167,16 +174,15 @@ def supervise(nodes: list[NodeProcess], timeout: float,
                 raise NodeFailed(f"{first.name} failed (exit {first.returncode()}): "
                                  f"{first.reason()}")
             if all(code == 0 for code in codes.values()):
-                if meanwhile is not None:
-                    meanwhile()
-                if done_meanwhile is not None:
-                    done_meanwhile()
+                if pending is not None:  # never started: nothing is left to slow down
+                    pending()
+                for wait in waiters:
+                    wait()
                 return
             running = [k for k, v in codes.items() if v is None]
             if first_done is None and len(running) < len(codes):
                 first_done = time.monotonic()
-                if meanwhile is not None:
-                    done_meanwhile, meanwhile = idle_thread(meanwhile), None
+                begin()
             if first_done is not None and time.monotonic() - first_done > linger:
                 done = [k for k, v in codes.items() if v == 0]
                 raise NodeFailed(f"{', '.join(running)} did not exit within {linger:g} s after "
@@ -193,7 +199,8 @@ def supervise(nodes: list[NodeProcess], timeout: float,
 def past_fit(event: Event) -> bool:
     """Whether the coordinator's ``event`` says the job is past its fit (evaluating or done):
     when ``simulate`` starts its own work for the report, not to slow the training."""
-    return event.get("event") == "stage" and event.get("stage") in ("evaluate", "done")
+    return event.get("event") == "stage" and event.get("stage") in (JobStage.EVALUATE,
+                                                                      JobStage.DONE)
 
 
 def idle_thread(work: Callable[[], None]) -> Callable[[], None]:
