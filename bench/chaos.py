@@ -57,7 +57,10 @@ from bench.common import make_data, write_json  # noqa: E402
 from federation.processes import NodeFailed, NodeProcess, supervise  # noqa: E402
 from federation.run_folder import RunFolder  # noqa: E402
 from federation.transport.certs import write_federation  # noqa: E402
-from federation.transport.tls_plane import DATA_PLANE_ADVERTISE_ENV, DATA_PLANE_ENV  # noqa: E402
+from federation.transport.data_plane import (  # noqa: E402
+    DATA_PLANE_ADVERTISE_ENV,
+    DATA_PLANE_ENV,
+)
 
 KINDS = ("kill", "stop", "delay", "drop", "corrupt", "restart")
 ROLES = ("coordinator", "grid", "bank")

@@ -33,6 +33,7 @@ from federation.transport.certs import NodeCerts, write_federation  # noqa: E402
 from federation.transport.channel import Inbox  # noqa: E402
 from federation.transport.grpc_server import add_party, start_server  # noqa: E402
 from federation.transport.stream import GrpcChannel  # noqa: E402
+from federation.transport.tls_direct import DirectReader  # noqa: E402
 from federation.transport.tls_plane import DataListener, TlsChannel  # noqa: E402
 
 JOB = "pingpong"
@@ -45,7 +46,8 @@ def party(fed: Path, role: Role, plane: str, rounds: int, out: Path) -> None:
     audit = AuditLog(out / f"{role.value}.jsonl", role.value, certs.key.read_bytes(), job=JOB,
                      hold=PARTY_HOLD)  # as a party node's
     inbox = Inbox(JOB, peer, 0)
-    listener = DataListener(certs, "127.0.0.1", inbox, audit) if plane == "tls" else None
+    listener = DataListener(certs, "127.0.0.1", inbox, audit, direct=plane == "direct") \
+        if plane in ("tls", "direct") else None
     server, port = start_server(certs, "127.0.0.1:0",
                                 add_party(inbox, audit, listener.port if listener else 0))
     print(port, listener.port if listener else 0, flush=True)
@@ -53,7 +55,9 @@ def party(fed: Path, role: Role, plane: str, rounds: int, out: Path) -> None:
     address = f"127.0.0.1:{peer_port}"
     channel: TlsChannel | GrpcChannel
     if listener is not None:
-        channel = TlsChannel(role, address, int(peer_data), certs, inbox, listener.later, 30.0)
+        reader = DirectReader(listener, inbox, listener.later, 30.0) if listener.direct else None
+        channel = TlsChannel(role, address, int(peer_data), certs, inbox, listener.later, 30.0,
+                             reader)
     else:
         channel = GrpcChannel(role, address, certs, inbox, audit, 30.0)
     tensors: dict[str, np.ndarray] = {"F": np.arange(1024, dtype=np.uint64),
@@ -99,7 +103,9 @@ def run(plane: str, rounds: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=2000)
-    ap.add_argument("--plane", default="tls,grpc", help="tls, grpc or both (comma-separated)")
+    ap.add_argument("--plane", default="direct,tls,grpc",
+                    help="comma-separated: direct (the TLS data plane read on the party's "
+                         "thread, as party nodes do), tls (read by a reader thread), grpc")
     ap.add_argument("--party", choices=("grid", "bank"), help=argparse.SUPPRESS)
     ap.add_argument("--fed", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -42,18 +42,14 @@ from federation.run_folder import ensure_folder, remove_written, stamp
 from federation.transport.audit import AuditLog
 from federation.transport.certs import check_own_certificate
 from federation.transport.channel import Channel, Inbox, PeerStream
+from federation.transport.data_plane import advertised_port, open_channel, tls_plane_wanted
 from federation.transport.grpc_client import (
     GrpcCoordinatorLink,
     watch_coordinator,
     watch_parties,
 )
 from federation.transport.grpc_server import add_coordinator, add_party, start_server
-from federation.transport.tls_plane import (
-    DataListener,
-    advertised_port,
-    open_channel,
-    tls_plane_wanted,
-)
+from federation.transport.tls_plane import DataListener
 
 if TYPE_CHECKING:  # the party's modules (pandas among them) load in a party process only
     from parties.node import PartyConfig
@@ -231,7 +227,7 @@ def run_party(net: NetworkConfig, party: PartyConfig, deadline: float,
     try:
         if tls_plane_wanted():
             plane = DataListener(net.certs, net.listen.rpartition(":")[0].strip("[]"), inbox,
-                                 audit, net.data_port)
+                                 audit, net.data_port, direct=True)
         server, port = start_server(net.certs, net.listen, add_party(
             inbox, audit, advertised_port(plane.port) if plane else 0))
     except BaseException:

@@ -69,6 +69,17 @@ class Inbox:
         self._cursor = 0
         self._aborted: str | None = None
         self._failure: VflError | None = None
+        self._on_change: list[Callable[[], None]] = []
+
+    def on_change(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` (under the inbox's lock) whenever a message, an abort or a failure
+        arrives: a party reading its own socket (``tls_direct``) waits on that, not here."""
+        self._on_change.append(hook)
+
+    def _changed(self) -> None:
+        self._cond.notify_all()
+        for hook in self._on_change:
+            hook()
 
     def put(self, env: Envelope) -> None:
         """Accept one message or raise ``ProtocolAbort`` saying why not."""
@@ -82,12 +93,12 @@ class Inbox:
             if env.tag.step == ABORT_STEP:
                 reason = np.asarray(env.tensors.get("reason", np.array([""]))).reshape(-1)
                 self._aborted = str(reason[0]) if reason.size else "no reason given"
-                self._cond.notify_all()
+                self._changed()
                 return
             self._check_tag(env.tag)
             self._seen.add(env.tag)
             self._pending[env.tag] = env
-            self._cond.notify_all()
+            self._changed()
 
     def _check_tag(self, tag: Tag) -> None:
         if tag in self._seen:
@@ -110,26 +121,35 @@ class Inbox:
         """Claim the message with ``tag``, waiting at most ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            self._cursor = max(self._cursor, tag.round)
-            while tag not in self._pending:
-                if self._failure is not None:
-                    raise self._failure
-                if self._aborted is not None:
-                    raise ProtocolAbort(f"{self.peer} aborted the job: {self._aborted}")
+            while (env := self.take(tag)) is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise PeerUnavailable(
-                        f"no message from {self.peer} for round {tag.round}, step {tag.step!r} "
-                        f"within {timeout:g} s"
-                    )
+                    raise self.missing(tag, timeout)
                 self._cond.wait(left)
-            return self._pending.pop(tag)
+            return env
+
+    def take(self, tag: Tag) -> Envelope | None:
+        """The message with ``tag`` if it is here, else None (no waiting); raises this
+        node's failure or the peer's abort once there is no such message."""
+        with self._cond:
+            self._cursor = max(self._cursor, tag.round)
+            env = self._pending.pop(tag, None)
+            if env is None and self._failure is not None:
+                raise self._failure
+            if env is None and self._aborted is not None:
+                raise ProtocolAbort(f"{self.peer} aborted the job: {self._aborted}")
+            return env
+
+    def missing(self, tag: Tag, timeout: float) -> PeerUnavailable:
+        """The error of a ``recv`` that waited ``timeout`` s for ``tag`` in vain."""
+        return PeerUnavailable(f"no message from {self.peer} for round {tag.round}, "
+                               f"step {tag.step!r} within {timeout:g} s")
 
     def set_limit(self, max_message_bytes: int) -> None:
         """The largest message the peer may send in this job (from the plan; 0: no bound)."""
         with self._cond:
             self._limit = max_message_bytes
-            self._cond.notify_all()
+            self._changed()
 
     def limit(self, timeout: float) -> int:
         """The message size bound, waiting at most ``timeout`` s for the plan to set it."""
@@ -147,7 +167,7 @@ class Inbox:
         """Wake every waiter with this node's own failure (e.g. its peer is unreachable)."""
         with self._cond:
             self._failure = error
-            self._cond.notify_all()
+            self._changed()
 
 
 def abort_envelope(job_id: str, sender: Role, reason: str) -> Envelope:

@@ -4,11 +4,12 @@ Why not a gRPC stream: gRPC's synchronous Python stack wakes three threads per m
 (caller -> request-iterator thread; server poll thread -> stream reader -> caller) and spends
 ~0.5 ms of CPU per exchange on its own machinery; an iteration of the fit is one exchange,
 so that was most of it (bench/RESULTS.md, "Stream transport"). Here a message costs one
-``sendall`` on the sender's own thread and one wake-up of the receiver's reader thread.
+write on the sender's own thread and one wake-up of the receiver: of the party itself in a
+node (``tls_direct``), of the listener's reader thread otherwise (tools, tests).
 
-Negotiated through the gRPC control plane: the connecting party asks its peer's gRPC server
-for the data port (``Party.DataPlane``, under gRPC's mutual TLS and role check), then opens
-a TLS connection to that port with the same node certificate. Both ends require a
+Negotiated through the gRPC control plane (``data_plane``): the connecting party asks its
+peer's gRPC server for the data port (``Party.DataPlane``, under gRPC's mutual TLS and role
+check), then opens a TLS connection to that port with the same node certificate. Both ends require a
 certificate from the federation CA naming the expected role (the client checks the server's
 name as gRPC does; the server checks the client's common name, then confirms with one byte,
 so a refused certificate fails the connecting party at once with one line). A peer that
@@ -30,26 +31,21 @@ Assumes: both parties hold certificates of the federation CA (``federation.trans
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
 import struct
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-import grpc
-
-from federation.proto import vfl_pb2, vfl_pb2_grpc
 from federation.protocol.errors import ConfigError, PeerUnavailable, ProtocolAbort, VflError
 from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
 from federation.transport.channel import Inbox, Observer, PeerStream
-from federation.transport.grpc_client import call, secure_channel
 from federation.transport.grpc_server import LIMIT_WAIT, accept_message, check_size, describe
-from federation.transport.stream import GrpcChannel
 
 log = logging.getLogger(__name__)
 HEADER = struct.Struct("<Q")
@@ -112,13 +108,23 @@ class LaterAudit:
 
 
 class DataListener:
-    """This party's data-plane server: accepts its peer's connection(s) for the job."""
+    """This party's data-plane server: accepts its peer's connection(s) for the job.
+
+    By default each verified connection gets a reader thread that puts its messages into
+    the inbox. With ``direct`` (party nodes), the first verified connection is kept for the
+    party's own thread to read (``tls_direct.DirectReader``), and later ones are refused.
+    """
 
     def __init__(self, certs: NodeCerts, host: str, inbox: Inbox, audit: AuditLog,
-                 port: int = 0) -> None:
+                 port: int = 0, *, direct: bool = False) -> None:
         self._ctx = tls_context(certs, server=True)
         self._inbox, self._audit = inbox, LaterAudit(audit)
         self.later = self._audit
+        self.direct = direct
+        self._inbound: ssl.SSLSocket | None = None
+        self._handed = False  # direct: a connection was kept (it may be closed since)
+        self._inbound_lock = threading.Lock()
+        self.on_inbound: Callable[[], None] = lambda: None
         try:
             self._sock = socket.create_server((host, port), family=_family(host))
         except OSError as exc:
@@ -155,10 +161,43 @@ class DataListener:
                         "this node accepts %s", got, peer)
             sock.close()
             return
+        if self.direct:
+            self._keep(sock, peer)
+            return
         with sock:
             sock.sendall(ACCEPTED)
             sock.settimeout(None)  # a silent peer is caught by recv's deadline
             self._read(sock, peer)
+
+    def _keep(self, sock: ssl.SSLSocket, peer: Role) -> None:
+        """Direct mode: keep the first verified connection for the party's thread."""
+        with self._inbound_lock:
+            first = not self._handed and not self._closed
+            self._handed = self._handed or first
+        if not first:
+            log.warning("data plane: refused a second connection from %s: this job's stream "
+                        "is open already", peer)
+            sock.close()
+            return
+        try:
+            sock.sendall(ACCEPTED)
+        except OSError as exc:
+            log.warning("data plane: the connection from %s broke at once (%s)", peer, exc)
+        sock.setblocking(False)
+        with self._inbound_lock:
+            self._inbound = sock
+        self.on_inbound()
+
+    def inbound(self) -> ssl.SSLSocket | None:
+        """Direct mode: the peer's verified connection, None before it came or once closed."""
+        return self._inbound
+
+    def drop_inbound(self) -> None:
+        """Direct mode: close the peer's connection (its stream ended)."""
+        with self._inbound_lock:
+            sock, self._inbound = self._inbound, None
+        if sock is not None:
+            sock.close()
 
     def _read(self, sock: ssl.SSLSocket, role: Role) -> None:
         """Put each message into the inbox until the closing frame; any failure ends the job."""
@@ -191,6 +230,7 @@ class DataListener:
     def close(self) -> None:
         self._closed = True
         self._sock.close()
+        self.drop_inbound()
         self.later.flush()
 
 
@@ -198,39 +238,27 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def data_port(address: str, certs: NodeCerts, peer: Role, job_id: str, deadline: float) -> int:
-    """Ask the peer's gRPC server for its data-plane port (0: it has none).
+class Reader(Protocol):
+    """What ``TlsChannel`` needs of a reader on the party's own thread
+    (``tls_direct.DirectReader``)."""
 
-    A peer of a version from before the data plane has no ``Party.DataPlane``: its server
-    answers UNIMPLEMENTED, which means 0 here (said in one INFO line), not a failure. Every
-    other answer is ``call``'s: UNAVAILABLE retried, a refusal (role, job) fails the job.
-    """
-    channel = secure_channel(address, certs, peer)
-    stub = vfl_pb2_grpc.PartyStub(channel)  # type: ignore[no-untyped-call]
+    def wait_for(self, tag: Tag, timeout: float) -> Envelope: ...
 
-    def ask() -> int:
-        try:
-            reply = stub.DataPlane(vfl_pb2.DataPlaneRequest(job_id=job_id), timeout=deadline)
-        except grpc.RpcError as exc:
-            if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
-                raise
-            log.info("%s at %s has no data plane (an older version: Party.DataPlane is "
-                     "UNIMPLEMENTED); party messages go on the gRPC stream", peer, address)
-            return 0
-        return int(reply.port)
+    def send(self, sock: ssl.SSLSocket, data: bytes | memoryview) -> None: ...
 
-    try:
-        return call(f"sending to {peer} at {address}", ask, retry_for=deadline)
-    finally:
-        channel.close()
+    def until_closed(self, sock: ssl.SSLSocket, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class TlsChannel(PeerStream):
     """This party's end of the data plane: sends on its own connection to the peer's
-    ``DataListener``; receives through its own listener into ``inbox``."""
+    ``DataListener``; receives through its own listener into ``inbox``, or, given a
+    ``reader`` (``tls_direct``), reads the peer's connection on the caller's thread."""
 
     def __init__(self, role: Role, peer_address: str, port: int, certs: NodeCerts,
-                 inbox: Inbox, later: LaterAudit, deadline: float) -> None:
+                 inbox: Inbox, later: LaterAudit, deadline: float,
+                 reader: Reader | None = None) -> None:
         self.role, self.peer, self.address = role, inbox.peer, peer_address
         self._inbox, self._later, self._deadline = inbox, later, deadline
         self._audit = later.audit
@@ -239,7 +267,10 @@ class TlsChannel(PeerStream):
         self._ending = False
         self._error: VflError | None = None
         self.observers: list[Observer] = []
+        self._reader = reader
         self._sock = self._connect(peer_address.rpartition(":")[0].strip("[]"), port, certs)
+        if reader is not None:
+            self._sock.setblocking(False)
 
     def _connect(self, host: str, port: int, certs: NodeCerts) -> ssl.SSLSocket:
         where = f"the data plane of {self.peer} at {host}:{port}"
@@ -275,40 +306,57 @@ class TlsChannel(PeerStream):
         head = HEADER.pack(len(data))
         try:
             with self._lock:
-                if len(data) < JOIN_LIMIT:
-                    self._sock.sendall(head + data)
-                else:
-                    self._sock.sendall(head)
-                    self._sock.sendall(data)
+                self._write(head + data if len(data) < JOIN_LIMIT else head)
+                if len(data) >= JOIN_LIMIT:
+                    self._write(data)
         except (OSError, ValueError) as exc:
             self._error = PeerUnavailable(f"the stream to {self.peer} at {self.address} broke "
                                           f"({exc}); {self.peer} is gone or stopped")
             self._inbox.fail_local(self._error)
             raise self._error from None
+        except PeerUnavailable as exc:  # the peer took no bytes for the deadline (direct)
+            self._error = exc
+            self._inbox.fail_local(exc)
+            raise
         # The bytes are with the kernel: log while the peer computes its reply.
         self._later.flush()
         self._audit.record(direction="sent", peer=self.peer.value, job=env.job_id,
                            round_=env.tag.round, step=env.tag.step, payload=data,
                            tensors=describe(env.tensors))
 
+    def _write(self, data: bytes) -> None:
+        if self._reader is None:
+            self._sock.sendall(data)
+        else:
+            self._reader.send(self._sock, data)
+
     def recv(self, tag: Tag, timeout: float) -> Envelope:
         self._later.flush()
-        return super().recv(tag, timeout)
+        if self._reader is None:
+            return super().recv(tag, timeout)
+        env = self._reader.wait_for(tag, timeout)
+        for observe in self.observers:
+            observe("received", env)
+        return env
 
     def _finish(self, timeout: float) -> bool:
         """Send the closing frame; True once the peer closed its end (it read everything)."""
         if self._ending:
             return True
         self._ending = True
+        if self._error is not None:  # a frame may be cut short: no closing frame after it
+            return False
         try:
             with self._lock:
-                self._sock.sendall(HEADER.pack(0))
+                self._write(HEADER.pack(0))
+            if self._reader is not None:
+                return self._reader.until_closed(self._sock, timeout)
             self._sock.settimeout(max(timeout, 0.001))
             end = time.monotonic() + timeout
             while time.monotonic() < end:  # the peer closes once it read the closing frame
                 if not self._sock.recv(1):
                     return True
-        except (OSError, ValueError):
+        except (OSError, ValueError, PeerUnavailable):
             return self._error is None
         return False
 
@@ -317,42 +365,6 @@ class TlsChannel(PeerStream):
         if not self._finish(self._deadline if timeout is None else timeout):
             log.info("last messages to %s may not have been confirmed", self.peer)
         self._sock.close()
+        if self._reader is not None:
+            self._reader.close()
         self._later.flush()
-
-
-DATA_PLANE_ENV = "GRIDCREDIT_DATA_PLANE"  # "grpc": party messages on the gRPC stream instead
-
-
-def tls_plane_wanted() -> bool:
-    """Whether this node serves and uses the TLS data plane (the default)."""
-    return os.environ.get(DATA_PLANE_ENV, "tls") != "grpc"
-
-
-# The port this node names in its ``Party.DataPlane`` answer, if not its listening one: a
-# forwarder's in front of the data plane (the peer dials it at the host of this node's
-# advertised gRPC address), e.g. the chaos harness's fault proxy (bench/chaos_proxy.py).
-DATA_PLANE_ADVERTISE_ENV = "GRIDCREDIT_DATA_PLANE_ADVERTISE"
-
-
-def advertised_port(listening: int) -> int:
-    """The data-plane port the peer is told: ``listening`` unless the setting names one."""
-    text = os.environ.get(DATA_PLANE_ADVERTISE_ENV)
-    if text is None:
-        return listening
-    digits = text.strip()
-    if not (digits.isascii() and digits.isdecimal()) or not 0 < int(digits) < 65536:
-        raise ConfigError(f"{DATA_PLANE_ADVERTISE_ENV}={text!r}: not a port (1-65535; the "
-                          "port of a forwarder in front of this node's data plane)")
-    return int(text)
-
-
-def open_channel(role: Role, peer_address: str, certs: NodeCerts, inbox: Inbox,
-                 audit: AuditLog, deadline: float,
-                 plane: DataListener | None) -> PeerStream:
-    """The channel to the peer: the TLS data plane if both ends serve one, else the gRPC
-    stream (``federation.transport.stream``)."""
-    port = data_port(peer_address, certs, inbox.peer, inbox.job_id, deadline) \
-        if plane is not None else 0
-    if port == 0 or plane is None:
-        return GrpcChannel(role, peer_address, certs, inbox, audit, deadline)
-    return TlsChannel(role, peer_address, port, certs, inbox, plane.later, deadline)

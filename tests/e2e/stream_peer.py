@@ -19,9 +19,10 @@ from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
 from federation.transport.channel import Inbox
+from federation.transport.data_plane import data_port
 from federation.transport.grpc_server import add_party, start_server
 from federation.transport.stream import GrpcChannel
-from federation.transport.tls_plane import LaterAudit, TlsChannel, data_port
+from federation.transport.tls_plane import LaterAudit, TlsChannel
 
 
 def payload(i: int) -> dict[str, np.ndarray]:

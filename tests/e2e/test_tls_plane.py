@@ -5,7 +5,9 @@ in the test process; the grid is a ``TlsChannel`` here or its own process
 (``tests/e2e/stream_peer.py ... tls``). Ports are chosen at run time. Shown: messages arrive
 in order, a 3 MiB message crosses, both audit logs pair; a replayed message closes the
 stream and fails the receiver's job; a message above the job's bound is refused before it is
-read; a peer killed mid-stream fails the waiting party at once, naming it; a certificate
+read; a peer killed mid-stream fails the waiting party at once, naming it (each of these
+with the bank's connection read by its reader thread and read directly by the caller, as
+party nodes do: ``tls_direct``); a certificate
 from another CA, or from the federation CA naming another role, is refused at once. A peer of
 an older version, whose gRPC server has no ``Party.DataPlane`` (UNIMPLEMENTED), gets the gRPC
 stream instead, said in one INFO line; any other answer to that question (the role or the
@@ -21,6 +23,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,15 +40,15 @@ from federation.transport.audit import AuditLog
 from federation.transport.audit_pairs import match_peers
 from federation.transport.certs import NodeCerts, write_federation
 from federation.transport.channel import Inbox
+from federation.transport.data_plane import data_port, open_channel
 from federation.transport.grpc_server import PartyServicer, add_party, start_server
 from federation.transport.stream import GrpcChannel
+from federation.transport.tls_direct import DirectReader
 from federation.transport.tls_plane import (
     HEADER,
     DataListener,
     LaterAudit,
     TlsChannel,
-    data_port,
-    open_channel,
     tls_context,
 )
 from tests.conftest import REPO
@@ -65,10 +68,19 @@ class Bank:
     plane: DataListener
     address: str
     server: grpc.Server
+    reader: DirectReader | None = None
+
+    def get(self, tag: Tag, timeout: float) -> Envelope:
+        """The bank's ``recv``: from the inbox its reader thread fills, or read directly."""
+        if self.reader is None:
+            return self.inbox.get(tag, timeout)
+        return self.reader.wait_for(tag, timeout)
 
     def stop(self) -> None:
         self.server.stop(0)
         self.plane.close()
+        if self.reader is not None:
+            self.reader.close()
         self.audit.close()
 
 
@@ -79,18 +91,21 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def start_bank(fed: Path, folder: Path, limit: int = 0) -> Bank:
+def start_bank(fed: Path, folder: Path, limit: int = 0, direct: bool = False) -> Bank:
     inbox = Inbox(JOB, Role.GRID, limit)
     audit = AuditLog(folder / "bank" / "audit.jsonl", "bank", job=JOB)
-    plane = DataListener(NodeCerts.in_dir(fed, Role.BANK), "127.0.0.1", inbox, audit)
+    plane = DataListener(NodeCerts.in_dir(fed, Role.BANK), "127.0.0.1", inbox, audit,
+                         direct=direct)
     server, port = start_server(NodeCerts.in_dir(fed, Role.BANK), "127.0.0.1:0",
                                 add_party(inbox, audit, plane.port))
-    return Bank(inbox, audit, plane, f"127.0.0.1:{port}", server)
+    reader = DirectReader(plane, inbox, plane.later, DEADLINE) if direct else None
+    return Bank(inbox, audit, plane, f"127.0.0.1:{port}", server, reader)
 
 
-@pytest.fixture
-def bank(fed: Path, tmp_path: Path) -> Iterator[Bank]:
-    bank = start_bank(fed, tmp_path)
+@pytest.fixture(params=["reader-thread", "direct"])
+def bank(fed: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Bank]:
+    """The bank's data plane read by its reader thread, or by the caller (party nodes)."""
+    bank = start_bank(fed, tmp_path, direct=request.param == "direct")
     try:
         yield bank
     finally:
@@ -124,16 +139,19 @@ def test_messages_arrive_in_order_a_large_one_crosses_and_the_logs_pair(
         fed: Path, bank: Bank, tmp_path: Path) -> None:
     audit = AuditLog(tmp_path / "grid" / "audit.jsonl", "grid", job=JOB)
     channel = grid_channel(fed, bank, audit)
+    sending = threading.Thread(target=lambda: [  # a direct bank reads only while it waits
+        channel.send(Envelope(JOB, Tag(1, f"m{i}"), Role.GRID, payload(i)))
+        for i in range(COUNT)])
+    sending.start()
     try:
-        for i in range(COUNT):
-            channel.send(Envelope(JOB, Tag(1, f"m{i}"), Role.GRID, payload(i)))
         for i in reversed(range(COUNT)):  # claimed by tag, whatever the order of claims
-            got = bank.inbox.get(Tag(1, f"m{i}"), DEADLINE)
+            got = bank.get(Tag(1, f"m{i}"), DEADLINE)
             np.testing.assert_array_equal(got.tensors["x"], payload(i)["x"])
     finally:
+        sending.join(DEADLINE)
+        bank.stop()  # first: a direct bank reads (and confirms the closing frame) only in get
         channel.close()
         audit.close()
-    bank.stop()
     logs = {"grid": tmp_path / "grid" / "audit.jsonl", "bank": tmp_path / "bank" / "audit.jsonl"}
     assert match_peers(logs) == []
     arrived = [line for line in logs["bank"].read_text().splitlines() if '"received"' in line]
@@ -144,22 +162,23 @@ def test_messages_arrive_in_order_a_large_one_crosses_and_the_logs_pair(
 def test_a_replay_is_refused_and_fails_the_receivers_job(fed: Path, bank: Bank) -> None:
     with raw_grid_socket(fed, bank) as sock:
         sock.sendall(message("fit") * 2)
-        assert bank.inbox.get(Tag(1, "fit"), DEADLINE).tensors["F"].size == 4  # the first came
+        assert bank.get(Tag(1, "fit"), DEADLINE).tensors["F"].size == 4  # the first came
         with pytest.raises(ProtocolAbort, match="duplicate or replayed message from grid"):
-            bank.inbox.get(Tag(1, "next"), DEADLINE)  # at once, not at the deadline
+            bank.get(Tag(1, "next"), DEADLINE)  # at once, not at the deadline
         assert sock.recv(1) == b""  # the bank closed the stream
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["reader-thread", "direct"])
 def test_a_message_above_the_bound_is_refused_before_it_is_read(
-        fed: Path, tmp_path: Path) -> None:
+        fed: Path, tmp_path: Path, direct: bool) -> None:
     limit = 4096
-    bank = start_bank(fed, tmp_path, limit)
+    bank = start_bank(fed, tmp_path, limit, direct)
     try:
         with raw_grid_socket(fed, bank) as sock:
             data = message("big", 2000)
             sock.sendall(data[:HEADER.size + 100])  # the size alone is enough to refuse it
             with pytest.raises(ProtocolAbort) as info:
-                bank.inbox.get(Tag(1, "big"), DEADLINE)
+                bank.get(Tag(1, "big"), DEADLINE)
     finally:
         bank.stop()
     assert f"message of {len(data) - HEADER.size} bytes from grid refused" in str(info.value)
@@ -192,7 +211,7 @@ def test_a_certificate_naming_another_role_is_refused(fed: Path, bank: Bank,
     finally:
         audit.close()
     with pytest.raises(PeerUnavailable):  # nothing arrived, nothing failed the job
-        bank.inbox.get(Tag(1, "m0"), 0.2)
+        bank.get(Tag(1, "m0"), 0.2)
 
 
 def test_without_a_data_plane_the_grpc_stream_is_used(fed: Path, tmp_path: Path) -> None:
@@ -294,14 +313,14 @@ def test_a_peer_killed_mid_stream_fails_the_waiting_party_naming_it(bank: Bank,
         text=True, cwd=REPO, env=env)
     try:
         lines = read_lines(proc)
-        wait_line(lines, "SENT", proc)
         for i in range(5):  # in order, the 3 MiB one too
-            got = bank.inbox.get(Tag(1, f"m{i}"), DEADLINE)
+            got = bank.get(Tag(1, f"m{i}"), DEADLINE)
             np.testing.assert_array_equal(got.tensors["x"], payload(i)["x"])
+        wait_line(lines, "SENT", proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
         with pytest.raises(VflError) as info:
-            bank.inbox.get(Tag(2, "never"), DEADLINE)
+            bank.get(Tag(2, "never"), DEADLINE)
     finally:
         if proc.poll() is None:
             proc.kill()

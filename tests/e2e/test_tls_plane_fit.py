@@ -1,5 +1,6 @@
 """Mode shared over the TLS data plane gives bit for bit the weights of the in-memory channel
-(same data, seeds and row order): the transport moves bytes, never values (issue 10 item 3)."""
+(same data, seeds and row order), with the peer's connection read by a reader thread or by
+the party itself (``tls_direct``): the transport moves bytes, never values (issue 10 item 3)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from federation.protocol.schedule import Schedule
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts, write_federation
 from federation.transport.channel import Channel, Inbox, InMemoryChannel
+from federation.transport.tls_direct import DirectReader
 from federation.transport.tls_plane import DataListener, TlsChannel
 from parties.local_fit import FitResult
 from parties.shared_fit import SharedFit
@@ -56,7 +58,9 @@ def fit(channels: dict[Role, Channel]) -> dict[Role, FitResult]:
     return results
 
 
-def test_the_tls_plane_gives_the_in_memory_weights_bit_for_bit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("direct", [False, True], ids=["reader-thread", "direct"])
+def test_the_tls_plane_gives_the_in_memory_weights_bit_for_bit(tmp_path: Path,
+                                                                direct: bool) -> None:
     grid_mem, bank_mem = InMemoryChannel.pair(JOB)
     expected = fit({Role.GRID: grid_mem, Role.BANK: bank_mem})
     write_federation(tmp_path / "fed")
@@ -64,14 +68,22 @@ def test_the_tls_plane_gives_the_in_memory_weights_bit_for_bit(tmp_path: Path) -
     peer = {Role.GRID: Role.BANK, Role.BANK: Role.GRID}
     audits = {r: AuditLog(tmp_path / r.value / "audit.jsonl", r.value, job=JOB) for r in peer}
     inboxes = {r: Inbox(JOB, peer[r]) for r in peer}
-    planes = {r: DataListener(certs[r], "127.0.0.1", inboxes[r], audits[r]) for r in peer}
+    planes = {r: DataListener(certs[r], "127.0.0.1", inboxes[r], audits[r], direct=direct)
+              for r in peer}
+    readers = {r: DirectReader(planes[r], inboxes[r], planes[r].later, 30.0) if direct
+               else None for r in peer}
     channels = {r: TlsChannel(r, f"127.0.0.1:{planes[peer[r]].port}", planes[peer[r]].port,
-                              certs[r], inboxes[r], planes[r].later, 30.0) for r in peer}
+                              certs[r], inboxes[r], planes[r].later, 30.0, readers[r])
+                for r in peer}
     try:
         got = fit(dict(channels))  # type: ignore[arg-type]
     finally:
+        closing = [threading.Thread(target=channels[r].close, args=(5.0,)) for r in peer]
+        for t in closing:  # both at once, as two nodes do
+            t.start()
+        for t in closing:
+            t.join(10)
         for r in peer:
-            channels[r].close(5.0)
             planes[r].close()
             audits[r].close()
     for role in peer:

@@ -27,14 +27,13 @@ from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts, write_federation
 from federation.transport.channel import Inbox
-from federation.transport.grpc_server import add_party, start_server
-from federation.transport.tls_plane import (
+from federation.transport.data_plane import (
     DATA_PLANE_ADVERTISE_ENV,
-    DataListener,
-    TlsChannel,
     advertised_port,
     open_channel,
 )
+from federation.transport.grpc_server import add_party, start_server
+from federation.transport.tls_plane import DataListener, TlsChannel
 from tests.conftest import REPO
 from tests.e2e.stream_peer import payload
 
