@@ -72,6 +72,11 @@ def rmatvec(x: Ring, v: Ring) -> Ring:
     return np.asarray(np.matmul(v, x), dtype=np.uint64)
 
 
+def matmul(a: Ring, b: Ring) -> Ring:
+    """``a @ b`` modulo 2^64, batched over leading axes like ``np.matmul``."""
+    return np.asarray(np.matmul(a, b), dtype=np.uint64)
+
+
 def dot(a: Ring, b: Ring) -> Ring:
     """Inner product modulo 2^64, returned as a 1-element ring array (never a scalar)."""
     return np.atleast_1d(np.matmul(a.reshape(1, -1), b.reshape(-1, 1)).reshape(1))

@@ -10,6 +10,7 @@ Assumes: the dealer colludes with neither party (docs/design.md, "Dealer").
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from crypto import correlated
 from crypto.beaver import dot_correction, product_correction
@@ -28,16 +29,32 @@ class MaskingDealer:
         self._seeds = seeds
         self._schedule = schedule
         self._k = n_columns
-        self._matrix_masks: dict[tuple[Role, int], Ring] = {}
+        self._stacks: dict[Role, Ring] = {}
         self._dealt: set[tuple[Role, int]] = set()
 
     def _matrix_mask(self, owner: Role, batch: int) -> Ring:
-        key = (owner, batch)
-        if key not in self._matrix_masks:
-            shape = (self._schedule.batch_size_of(batch), self._k[owner])
-            self._matrix_masks[key] = correlated.matrix_mask(self._seeds[owner], owner.value,
-                                                             batch, shape)
-        return self._matrix_masks[key]
+        """M of one batch: a view into ``_mask_stack``."""
+        return self._mask_stack(owner)[batch, :self._schedule.batch_size_of(batch)]
+
+    def _mask_stack(self, owner: Role) -> Ring:
+        """Every batch's M of ``owner``, (batches, widest batch, columns); the rows past a
+        shorter batch's size are 0, so a product over the whole stack at once equals the
+        per-batch products (expanded once per job)."""
+        if owner not in self._stacks:
+            s = self._schedule
+            stack = np.zeros((s.n_batches, s.width, self._k[owner]), dtype=np.uint64)
+            for batch in range(s.n_batches):
+                n = s.batch_size_of(batch)
+                stack[batch, :n] = correlated.matrix_mask(self._seeds[owner], owner.value,
+                                                          batch, (n, self._k[owner]))
+            self._stacks[owner] = stack
+        return self._stacks[owner]
+
+    def _valid(self, epoch: int) -> npt.NDArray[np.bool_]:
+        """(iterations, widest batch): True where iteration t's batch has a row."""
+        s = self._schedule
+        sizes = np.array([s.batch_size_of(int(b)) for b in s.order(epoch)])
+        return np.arange(s.width)[None, :] < sizes[:, None]
 
     def _claim_epoch(self, role: Role, epoch: int) -> None:
         """Each (role, epoch) is dealt once: a second request would reuse its masks."""

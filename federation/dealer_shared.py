@@ -22,9 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from crypto import correlated
-from crypto.beaver import dot_correction, product_correction
 from crypto.correlated import SQUARE, mask_label
-from crypto.ring import Ring
+from crypto.ring import Ring, matmul
 from federation.dealer import MaskingDealer
 from federation.protocol.messages import Role, peer_of
 from federation.protocol.products import BACKWARD_PRODUCT, FORWARD_PRODUCT
@@ -46,7 +45,8 @@ class SharedDealer(MaskingDealer):
         self._labels.add((holder, label))
 
     def _product(self, owner: Role, epoch: int, forward: bool) -> Ring:
-        """c_1 of one product for every iteration of ``epoch``, padded to the widest batch."""
+        """c_1 of one product for every iteration of ``epoch``, padded to the widest batch
+        (with zeros), all iterations in one stacked product."""
         s, holder = self._schedule, peer_of(owner)
         product = (FORWARD_PRODUCT if forward else BACKWARD_PRODUCT)[owner]
         self._claim(holder, mask_label("m", product, epoch))
@@ -54,15 +54,15 @@ class SharedDealer(MaskingDealer):
         vec_width, out_width = (k, s.width) if forward else (s.width, k)
         m = correlated.vector_masks(self._seeds[holder], product, epoch, s.n_batches, vec_width)
         c_0 = correlated.product_c0(self._seeds[owner], product, epoch, s.n_batches, out_width)
-        out = np.zeros((s.n_batches, out_width), dtype=np.uint64)
-        for t, batch in enumerate(s.order(epoch)):
-            n = s.batch_size_of(int(batch))
-            mat = self._matrix_mask(owner, int(batch))
-            if forward:
-                out[t, :n] = product_correction(mat, m[t], c_0[t, :n], transpose=False)
-            else:
-                out[t] = product_correction(mat, m[t, :n], c_0[t])
-        return out
+        order = np.asarray(s.order(epoch), dtype=np.intp)
+        by_batch = np.empty_like(m)
+        by_batch[order] = m  # row b: the mask of the iteration that uses batch b
+        stack = self._mask_stack(owner)  # rows past a batch's size are 0
+        if forward:  # M m (M: n x k); past n, the padding the parties never read is 0
+            out = matmul(stack, by_batch[:, :, None])[order, :, 0] - c_0
+            out[~self._valid(epoch)] = 0
+            return out
+        return matmul(by_batch[:, None, :], stack)[order, 0, :] - c_0  # M^T m
 
     def _square(self, epoch: int) -> Ring:
         s = self._schedule
@@ -73,11 +73,8 @@ class SharedDealer(MaskingDealer):
         b = correlated.dot_second_masks(self._seeds[Role.BANK], SQUARE, epoch, s.n_batches,
                                         s.width)
         c_0 = correlated.dot_c0(self._seeds[Role.GRID], SQUARE, epoch, s.n_batches)
-        out = np.empty(s.n_batches, dtype=np.uint64)
-        for t, batch in enumerate(s.order(epoch)):
-            n = s.batch_size_of(int(batch))
-            out[t] = dot_correction(a[t, :n], b[t, :n], c_0[t : t + 1])[0]
-        return out
+        products = np.where(self._valid(epoch), a * b, np.uint64(0))  # a . b over each batch
+        return np.sum(products, axis=1, dtype=np.uint64) - c_0
 
     def corrections(self, role: Role, epoch: int) -> dict[str, Ring]:
         """The c_1 values ``role`` needs for ``epoch``; each (role, epoch) is dealt once.
