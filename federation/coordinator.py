@@ -286,7 +286,7 @@ class Coordinator(DealsMixin):
             values["grid_width"] = float(width)
         else:
             dealer = SharedDealer if s.mode is Mode.SHARED else Dealer
-            self._dealer = dealer(self._seeds, self._schedule, columns).start()
+            self._dealer = dealer(self._seeds, self._schedule, columns)
         self._advance(JobStage.FIT)
         return SyncReply(Decision.CONTINUE, values)
 

@@ -9,9 +9,6 @@ Assumes: the dealer colludes with neither party (docs/design.md, "Dealer").
 
 from __future__ import annotations
 
-import threading
-from typing import Self
-
 import numpy as np
 import numpy.typing as npt
 
@@ -33,15 +30,7 @@ class MaskingDealer:
         self._schedule = schedule
         self._k = n_columns
         self._stacks: dict[Role, Ring] = {}
-        self._stack_lock = threading.Lock()
         self._dealt: set[tuple[Role, int]] = set()
-
-    def start(self) -> Self:
-        """Expand both parties' masks M now, on a background thread: the parties are still
-        encoding their data, so the first epoch's corrections need only the products."""
-        threading.Thread(target=lambda: [self._mask_stack(r) for r in self._k],
-                         name="dealer-masks", daemon=True).start()
-        return self
 
     def _matrix_mask(self, owner: Role, batch: int) -> Ring:
         """M of one batch: a view into ``_mask_stack``."""
@@ -51,16 +40,15 @@ class MaskingDealer:
         """Every batch's M of ``owner``, (batches, widest batch, columns); the rows past a
         shorter batch's size are 0, so a product over the whole stack at once equals the
         per-batch products (expanded once per job)."""
-        with self._stack_lock:  # a deal waits for the expansion ``start`` began
-            if owner not in self._stacks:
-                s = self._schedule
-                stack = np.zeros((s.n_batches, s.width, self._k[owner]), dtype=np.uint64)
-                for batch in range(s.n_batches):
-                    n = s.batch_size_of(batch)
-                    stack[batch, :n] = correlated.matrix_mask(self._seeds[owner], owner.value,
-                                                              batch, (n, self._k[owner]))
-                self._stacks[owner] = stack
-            return self._stacks[owner]
+        if owner not in self._stacks:
+            s = self._schedule
+            stack = np.zeros((s.n_batches, s.width, self._k[owner]), dtype=np.uint64)
+            for batch in range(s.n_batches):
+                n = s.batch_size_of(batch)
+                stack[batch, :n] = correlated.matrix_mask(self._seeds[owner], owner.value,
+                                                          batch, (n, self._k[owner]))
+            self._stacks[owner] = stack
+        return self._stacks[owner]
 
     def _valid(self, epoch: int) -> npt.NDArray[np.bool_]:
         """(iterations, widest batch): True where iteration t's batch has a row."""

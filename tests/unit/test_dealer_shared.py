@@ -210,14 +210,3 @@ def test_dealer_is_deterministic_given_the_seeds() -> None:
     assert all((a[name] == b[name]).all() for name in a)
     other = SharedDealer({Role.GRID: b"x" * 32, Role.BANK: SEEDS[Role.BANK]}, SCHEDULE, COLUMNS)
     assert not (other.corrections(Role.BANK, 1)[SQUARE] == a[SQUARE]).any()
-
-
-def test_started_dealer_expands_the_masks_ahead_and_deals_the_same() -> None:
-    started = SharedDealer(SEEDS, SCHEDULE, COLUMNS).start()
-    for role in (Role.GRID, Role.BANK):  # waits for the background expansion if need be
-        expected = new_dealer().corrections(role, 1)
-        got = started.corrections(role, 1)
-        assert got.keys() == expected.keys()
-        for name in got:
-            np.testing.assert_array_equal(got[name], expected[name])
-    assert set(started._stacks) == {Role.GRID, Role.BANK}
