@@ -136,9 +136,15 @@ class Inbox:
             env = self._pending.pop(tag, None)
             if env is None and self._failure is not None:
                 raise self._failure
-            if env is None and self._aborted is not None:
-                raise ProtocolAbort(f"{self.peer} aborted the job: {self._aborted}")
+            if env is None:
+                self.raise_if_aborted()
             return env
+
+    def raise_if_aborted(self) -> None:
+        """Raise the peer's abort notice, if one came."""
+        with self._cond:
+            if self._aborted is not None:
+                raise ProtocolAbort(f"{self.peer} aborted the job: {self._aborted}")
 
     def missing(self, tag: Tag, timeout: float) -> PeerUnavailable:
         """The error of a ``recv`` that waited ``timeout`` s for ``tag`` in vain."""

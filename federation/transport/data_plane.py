@@ -91,4 +91,9 @@ def open_channel(role: Role, peer_address: str, certs: NodeCerts, inbox: Inbox,
     if port == 0 or plane is None:
         return GrpcChannel(role, peer_address, certs, inbox, audit, deadline)
     reader = DirectReader(plane, inbox, plane.later, deadline) if plane.direct else None
-    return TlsChannel(role, peer_address, port, certs, inbox, plane.later, deadline, reader)
+    try:
+        return TlsChannel(role, peer_address, port, certs, inbox, plane.later, deadline, reader)
+    except BaseException:
+        if reader is not None:
+            reader.close()
+        raise

@@ -38,7 +38,7 @@ import ssl
 import threading
 import time
 
-from federation.protocol.errors import PeerUnavailable, VflError
+from federation.protocol.errors import PeerUnavailable, ProtocolAbort, VflError
 from federation.protocol.messages import Envelope, Tag
 from federation.transport.channel import Inbox
 from federation.transport.grpc_server import LIMIT_WAIT, accept_message, check_size
@@ -115,7 +115,13 @@ class DirectReader:
                 return
             watch: list[socket.socket] = [self._wake_r]
             watch += [s for s in (sock, readable) if s is not None]
-            ready, _, _ = select.select(watch, [writable] if writable else [], [], timeout)
+            try:
+                ready, _, _ = select.select(watch, [writable] if writable else [], [], timeout)
+            except (OSError, ValueError) as exc:  # a socket closed under us (shutting down)
+                self._end()
+                self._inbox.fail_local(PeerUnavailable(
+                    f"the stream from {self._role} was closed on this side ({exc})"))
+                return
             if self._wake_r in ready:
                 self._drain_wake()
             if sock is not None and sock in ready:
@@ -155,6 +161,10 @@ class DirectReader:
         except VflError as exc:
             self._end()
             self._inbox.fail_local(exc)
+        except (MemoryError, OverflowError):  # a size with no bound set (tools, tests)
+            self._end()
+            self._inbox.fail_local(ProtocolAbort(
+                f"a message from {role} announced more bytes than this node can hold"))
         except (OSError, ValueError) as exc:  # reset, TLS error, closed under us
             self._end()
             self._inbox.fail_local(PeerUnavailable(
@@ -196,6 +206,7 @@ class DirectReader:
                 raise PeerUnavailable(f"{self._role} took none of a message's bytes within "
                                       f"{self._deadline:g} s ({sent} of {len(view)} sent)")
             self._pump(left, writable=sock)
+            self._inbox.raise_if_aborted()  # the peer stopped: its reason, not a broken write
 
     def until_closed(self, sock: ssl.SSLSocket, timeout: float) -> bool:
         """After our closing frame: wait for the peer to close ``sock`` (it read
@@ -216,5 +227,7 @@ class DirectReader:
         return confirmed
 
     def close(self) -> None:
+        """The channel closed: nothing reads the peer's connection any more; close it."""
+        self._end()
         self._wake_w.close()
         self._wake_r.close()

@@ -44,7 +44,7 @@ from federation.protocol.errors import ConfigError, PeerUnavailable, ProtocolAbo
 from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
-from federation.transport.channel import Inbox, Observer, PeerStream
+from federation.transport.channel import Inbox, Observer, PeerStream, abort_envelope
 from federation.transport.grpc_server import LIMIT_WAIT, accept_message, check_size, describe
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,12 @@ class DataListener:
             log.warning("data plane: the connection from %s broke at once (%s)", peer, exc)
         sock.setblocking(False)
         with self._inbound_lock:
-            self._inbound = sock
+            closed = self._closed
+            if not closed:
+                self._inbound = sock
+        if closed:  # the listener closed meanwhile
+            sock.close()
+            return
         self.on_inbound()
 
     def inbound(self) -> ssl.SSLSocket | None:
@@ -228,7 +233,8 @@ class DataListener:
                     f"{role} is gone"))
 
     def close(self) -> None:
-        self._closed = True
+        with self._inbound_lock:
+            self._closed = True
         self._sock.close()
         self.drop_inbound()
         self.later.flush()
@@ -314,7 +320,7 @@ class TlsChannel(PeerStream):
                                           f"({exc}); {self.peer} is gone or stopped")
             self._inbox.fail_local(self._error)
             raise self._error from None
-        except PeerUnavailable as exc:  # the peer took no bytes for the deadline (direct)
+        except VflError as exc:  # direct: the peer took no bytes for the deadline, or aborted
             self._error = exc
             self._inbox.fail_local(exc)
             raise
@@ -323,6 +329,24 @@ class TlsChannel(PeerStream):
         self._audit.record(direction="sent", peer=self.peer.value, job=env.job_id,
                            round_=env.tag.round, step=env.tag.step, payload=data,
                            tensors=describe(env.tensors))
+
+    def abort(self, reason: str) -> None:
+        """Best effort: tell the peer to stop now. Read directly, the peer takes the notice
+        at its next wait (as a busy peer did from its reader thread), so this hands the
+        notice and the closing frame to the kernel, which delivers them, without waiting
+        for a confirmation that would hold this party's own failure report."""
+        if self._reader is None:
+            super().abort(reason)
+            return
+        if self._error is not None or self._ending:
+            return
+        try:
+            self.send(abort_envelope(self._inbox.job_id, self.role, reason))
+            with self._lock:
+                self._write(HEADER.pack(0))
+        except (VflError, OSError, ValueError) as exc:
+            log.info("could not notify %s of the abort: %s", self.peer, exc)
+        self._ending = True
 
     def _write(self, data: bytes) -> None:
         if self._reader is None:

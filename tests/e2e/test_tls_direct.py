@@ -6,7 +6,8 @@ Shown: both parties sending a large message at the same moment both get through 
 reader thread, two blocking writes would wait on each other forever), then many exchanges
 in lockstep arrive in order and the audit logs pair; two parties closing at the same moment
 both finish at once, each confirmed; a failure or a message from another thread wakes a
-waiting party at once; a second connection is refused while the first goes on; a peer
+waiting party at once; an abort goes out without waiting for a busy peer, which reads it
+at its next wait; a second connection is refused while the first goes on; a peer
 that takes no bytes fails the sender after its deadline, in one line.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from federation.protocol.errors import PeerUnavailable
+from federation.protocol.errors import PeerUnavailable, ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag, peer_of
 from federation.transport.audit import AuditLog
 from federation.transport.audit_pairs import match_peers
@@ -171,6 +172,17 @@ def test_a_message_put_by_another_thread_wakes_a_waiting_party(
     thread.join(DEADLINE)
     assert time.monotonic() - start < DEADLINE / 2
     assert len(outcome) == 1 and isinstance(outcome[0], Envelope)
+
+
+def test_an_abort_goes_out_at_once_and_a_busy_peer_reads_it_at_its_next_wait(
+        pair: tuple[Party, Party]) -> None:
+    grid, bank = pair  # the bank is busy: nobody reads its side
+    assert grid.channel is not None and bank.channel is not None
+    start = time.monotonic()
+    grid.channel.abort("the grid's data failed its checks")
+    assert time.monotonic() - start < 2.0  # no wait for a confirmation from a busy peer
+    with pytest.raises(ProtocolAbort, match="grid aborted the job: the grid's data failed"):
+        bank.channel.recv(Tag(1, "fit"), DEADLINE)
 
 
 def test_a_second_connection_is_refused_while_the_first_goes_on(
