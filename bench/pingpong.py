@@ -1,4 +1,5 @@
-"""Party-to-party exchange latency: the TLS data plane against the gRPC stream.
+"""Party-to-party exchange latency: the TLS data plane (read on the party's thread, as nodes
+do, or by a reader thread) against the gRPC stream.
 
 Not a test. Two party processes (grid, bank) on loopback, each with its gRPC server, audit
 log (signed) and inbox as in a job; per round both send a message of two 1024-element uint64
@@ -8,7 +9,7 @@ and mean milliseconds per exchange and the party's CPU milliseconds per exchange
 
 Usage (from the repository root)::
 
-    python bench/pingpong.py --rounds 2000 --plane tls,grpc
+    python bench/pingpong.py --rounds 2000 --plane direct,tls,grpc
 """
 
 from __future__ import annotations
