@@ -243,6 +243,11 @@ class PeerStream:
         except VflError as exc:
             log.info("could not notify %s of the abort: %s", self.peer, exc)
             return
+        self._after_abort_notice()
+
+    def _after_abort_notice(self) -> None:
+        """End the stream after the abort notice, waiting up to ``ABORT_WAIT`` for the
+        peer's confirmation."""
         if not self._finish(ABORT_WAIT):
             log.info("the abort notice to %s was not confirmed within %g s", self.peer,
                      ABORT_WAIT)

@@ -26,7 +26,7 @@ their own writes. Frames, size bound, checks, failure texts and audit entries ar
 thread's (``tls_plane``); any refusal fails the inbox, which the next ``recv`` raises. A
 write that makes no progress for the channel's deadline fails the job. Whatever else changes
 the inbox (the gRPC servicer, another thread's failure) wakes a waiting reader through a
-pipe.
+socket pair.
 Assumes: one channel per listener and job; the caller set its sockets non-blocking.
 """
 

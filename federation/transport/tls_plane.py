@@ -9,12 +9,13 @@ node (``tls_direct``), of the listener's reader thread otherwise (tools, tests).
 
 Negotiated through the gRPC control plane (``data_plane``): the connecting party asks its
 peer's gRPC server for the data port (``Party.DataPlane``, under gRPC's mutual TLS and role
-check), then opens a TLS connection to that port with the same node certificate. Both ends require a
-certificate from the federation CA naming the expected role (the client checks the server's
-name as gRPC does; the server checks the client's common name, then confirms with one byte,
-so a refused certificate fails the connecting party at once with one line). A peer that
-serves no data plane (port 0: ``GRIDCREDIT_DATA_PLANE=grpc``) or has none (an older version:
-``Party.DataPlane`` is UNIMPLEMENTED, said in one INFO line) gets the gRPC stream instead.
+check), then opens a TLS connection to that port with the same node certificate. Both ends
+require a certificate from the federation CA naming the expected role (the client checks
+the server's name as gRPC does; the server checks the client's common name, then confirms
+with one byte, so a refused certificate fails the connecting party at once with one line).
+A peer that serves no data plane (port 0: ``GRIDCREDIT_DATA_PLANE=grpc``) or has none (an
+older version: ``Party.DataPlane`` is UNIMPLEMENTED, said in one INFO line) gets the gRPC
+stream instead.
 The answer names the listening port, or ``GRIDCREDIT_DATA_PLANE_ADVERTISE``'s: a forwarder's
 in front of the data plane, dialled at the host of the node's advertised gRPC address (the
 chaos harness's fault proxy; it relays the TLS bytes, never the plaintext).
@@ -44,7 +45,7 @@ from federation.protocol.errors import ConfigError, PeerUnavailable, ProtocolAbo
 from federation.protocol.messages import Envelope, Role, Tag
 from federation.transport.audit import AuditLog
 from federation.transport.certs import NodeCerts
-from federation.transport.channel import Inbox, Observer, PeerStream, abort_envelope
+from federation.transport.channel import Inbox, Observer, PeerStream
 from federation.transport.grpc_server import LIMIT_WAIT, accept_message, check_size, describe
 
 log = logging.getLogger(__name__)
@@ -330,23 +331,20 @@ class TlsChannel(PeerStream):
                            round_=env.tag.round, step=env.tag.step, payload=data,
                            tensors=describe(env.tensors))
 
-    def abort(self, reason: str) -> None:
-        """Best effort: tell the peer to stop now. Read directly, the peer takes the notice
-        at its next wait (as a busy peer did from its reader thread), so this hands the
-        notice and the closing frame to the kernel, which delivers them, without waiting
-        for a confirmation that would hold this party's own failure report."""
+    def _after_abort_notice(self) -> None:
+        """Read directly, the peer takes the notice at its next wait (as a busy peer did
+        from its reader thread): hand the closing frame to the kernel, which delivers it,
+        without waiting for a confirmation that would hold this party's failure report."""
         if self._reader is None:
-            super().abort(reason)
+            super()._after_abort_notice()
             return
-        if self._error is not None or self._ending:
-            return
+        self._ending = True
         try:
-            self.send(abort_envelope(self._inbox.job_id, self.role, reason))
             with self._lock:
                 self._write(HEADER.pack(0))
         except (VflError, OSError, ValueError) as exc:
-            log.info("could not notify %s of the abort: %s", self.peer, exc)
-        self._ending = True
+            log.info("could not end the stream to %s after the abort notice: %s", self.peer,
+                     exc)
 
     def _write(self, data: bytes) -> None:
         if self._reader is None:
