@@ -1,8 +1,9 @@
 """Reading the logs of one job together: cross-matching and the summary.
 
 :func:`match_peers` pairs every ``sent`` entry with the peer's ``received`` entry (same job,
-round, step, digest and size); :func:`summarize` counts messages and bytes per step and peer and
-who received which kind of message. Pure: no printing.
+round, step, digest and size; a repeated ``sent`` of a message that did arrive is a retry's
+attempt that did not, and needs no partner); :func:`summarize` counts messages and bytes per
+step and peer and who received which kind of message. Pure: no printing.
 Assumes: each log has already been checked on its own (:mod:`federation.transport.audit_check`).
 """
 
@@ -46,11 +47,16 @@ def _pair(
     for item in got:
         waiting[_key(item[1])].append(item)
     lonely_sent = []
+    delivered: set[Key] = set()
     for n, e in sent:
         if waiting[_key(e)]:
             waiting[_key(e)].popleft()
+            delivered.add(_key(e))
         else:
             lonely_sent.append((n, e))
+    # A call retried after its peer became unreachable logs each attempt; an attempt that
+    # never arrived repeats a message that did: it revealed nothing more, so it is no problem.
+    lonely_sent = [(n, e) for n, e in lonely_sent if _key(e) not in delivered]
     near: dict[tuple[str, int, str], deque[tuple[int, dict[str, Any]]]] = defaultdict(deque)
     for n, e in sorted(
         (item for queue in waiting.values() for item in queue), key=lambda item: item[0]

@@ -119,11 +119,19 @@ class GrpcCoordinatorLink:
     def _rpc(self, step: str, round_: int, job: str, request: object,
              method: Callable[..., T], timeout: float, retry_for: float) -> T:
         payload = request.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
-        self._audit.record(direction="sent", peer="coordinator", job=job, round_=round_,
-                           step=step, payload=payload)
-        self.bytes_sent += len(payload)
-        reply = call(f"{step} at the coordinator ({self.address})",
-                     lambda: method(request, timeout=timeout), retry_for=retry_for)
+
+        def attempt() -> T:
+            # One 'sent' entry per attempt: a call retried after UNAVAILABLE may have reached
+            # a coordinator that died before answering, and its restarted successor logs the
+            # retry as a second delivery. Repeats that never arrived are accepted by the
+            # cross-check (audit_pairs).
+            self._audit.record(direction="sent", peer="coordinator", job=job, round_=round_,
+                               step=step, payload=payload)
+            self.bytes_sent += len(payload)
+            return method(request, timeout=timeout)
+
+        reply = call(f"{step} at the coordinator ({self.address})", attempt,
+                     retry_for=retry_for)
         self._audit.record(direction="received", peer="coordinator", job=job, round_=round_,
                            step=step,
                            payload=reply.SerializeToString(deterministic=True))  # type: ignore[attr-defined]

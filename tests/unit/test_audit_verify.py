@@ -306,6 +306,24 @@ def test_duplicate_received_entry_is_unmatched(signed: dict[str, Path]) -> None:
     assert (problem.file, problem.line) == (signed["bank"], len(lines) + 1)
 
 
+def test_a_retried_send_that_never_arrived_is_no_problem(signed: dict[str, Path]) -> None:
+    lines = lines_of(signed["grid"])
+    retry = json.loads(lines[1])  # grid's first 'sent': logged again for a second attempt
+    retry.update(seq=len(lines) + 1)
+    rewrite(signed["grid"], [*lines, (json.dumps(retry, sort_keys=True) + "\n").encode()])
+    assert match_peers(signed) == []
+
+
+def test_a_repeated_send_of_a_message_that_never_arrived_is_still_named(
+        tmp_path: Path) -> None:
+    paths = write_job(tmp_path, None, drop_received=3)
+    lines = lines_of(paths["grid"])
+    rewrite(paths["grid"], [*lines, lines[2 * 3 + 1]])
+    problems = match_peers(paths)
+    assert [(p.file, p.line) for p in problems] == [(paths["grid"], 8),
+                                                    (paths["grid"], len(lines) + 1)]
+
+
 def test_logs_of_different_jobs_are_one_problem_each(tmp_path: Path) -> None:
     a = write_job(tmp_path / "a", None, job="a")
     b = write_job(tmp_path / "b", None, job="b")

@@ -1,0 +1,77 @@
+"""A party's call to the coordinator, retried after UNAVAILABLE, logs one 'sent' per attempt.
+
+The first attempt may have reached a coordinator that died before answering; its restarted
+successor then logs the retry as a second delivery, and the audit cross-check needs a 'sent'
+entry for each (bench/chaos.py's ``restart`` fault found the missing one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from federation.proto import vfl_pb2
+from federation.protocol.errors import PeerUnavailable
+from federation.protocol.messages import Role
+from federation.transport.audit import AuditLog
+from federation.transport.audit_check import read_entries
+from federation.transport.certs import NodeCerts, write_federation
+from federation.transport.grpc_client import GrpcCoordinatorLink
+
+
+class Unavailable(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+    def details(self) -> str:
+        return "Connection reset by peer"
+
+
+def _link(tmp_path: Path) -> tuple[GrpcCoordinatorLink, AuditLog, Path]:
+    write_federation(tmp_path / "certs")
+    path = tmp_path / "grid" / "audit.jsonl"
+    audit = AuditLog(path, "grid", job="job-1")
+    link = GrpcCoordinatorLink(Role.GRID, "127.0.0.1:1", NodeCerts.in_dir(tmp_path / "certs",
+                               Role.GRID), audit, deadline=5.0, barrier_wait=1.0)
+    return link, audit, path
+
+
+def _sent(path: Path) -> list[dict[str, object]]:
+    return [e for _, e in read_entries(path) if e["direction"] == "sent"]
+
+
+def test_each_attempt_of_a_retried_call_has_its_sent_entry(tmp_path: Path) -> None:
+    link, audit, path = _link(tmp_path)
+    calls: list[float] = []
+
+    def join(request: object, timeout: float) -> vfl_pb2.JoinReply:
+        calls.append(timeout)
+        if len(calls) == 1:
+            raise Unavailable()
+        return vfl_pb2.JoinReply(job_id="job-1")
+
+    request = vfl_pb2.JoinRequest(job_id="job-1", role="grid", n_rows=3)
+    link._rpc("join", 0, "job-1", request, join, timeout=1.0, retry_for=5.0)
+    audit.close()
+    link.close()
+    sent = _sent(path)
+    assert len(calls) == 2
+    assert [e["step"] for e in sent] == ["join", "join"]
+    assert sent[0]["sha256"] == sent[1]["sha256"]
+    assert link.bytes_sent == 2 * len(request.SerializeToString(deterministic=True))
+
+
+def test_a_call_that_is_not_retried_has_one_sent_entry(tmp_path: Path) -> None:
+    link, audit, path = _link(tmp_path)
+
+    def deal(request: object, timeout: float) -> vfl_pb2.JoinReply:
+        raise Unavailable()
+
+    with pytest.raises(PeerUnavailable, match="deal at the coordinator"):
+        link._rpc("deal", 1, "job-1", vfl_pb2.JoinRequest(job_id="job-1"), deal,
+                  timeout=1.0, retry_for=0.0)
+    audit.close()
+    link.close()
+    assert [e["step"] for e in _sent(path)] == ["deal"]
