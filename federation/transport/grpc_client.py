@@ -89,6 +89,10 @@ def _certificate_refused(details: str) -> bool:
 
 def _explain(code: grpc.StatusCode, details: str) -> str:
     lower = details.lower()
+    if "stream removed" in lower:
+        # The call's HTTP/2 stream existed, so the handshake had succeeded: the peer went away
+        # mid-call (killed, stopped or restarted), whatever the socket error says.
+        return f"the connection closed mid-call ({details.strip()}); the peer stopped or restarted"
     if any(marker in lower for marker in TLS_MARKERS):
         # "Socket closed" is what the client sees when the server's check refuses our
         # certificate during the handshake (TLS 1.3), or the server stopped mid-handshake.

@@ -1,4 +1,4 @@
-"""A party's call to the coordinator, retried after UNAVAILABLE, logs one 'sent' per attempt.
+"""A party's calls to the coordinator: one 'sent' per attempt, and errors explained right.
 
 The first attempt may have reached a coordinator that died before answering; its restarted
 successor then logs the retry as a second delivery, and the audit cross-check needs a 'sent'
@@ -18,7 +18,7 @@ from federation.protocol.messages import Role
 from federation.transport.audit import AuditLog
 from federation.transport.audit_check import read_entries
 from federation.transport.certs import NodeCerts, write_federation
-from federation.transport.grpc_client import GrpcCoordinatorLink
+from federation.transport.grpc_client import GrpcCoordinatorLink, _explain
 
 
 class Unavailable(grpc.RpcError):
@@ -75,3 +75,18 @@ def test_a_call_that_is_not_retried_has_one_sent_entry(tmp_path: Path) -> None:
     audit.close()
     link.close()
     assert [e["step"] for e in _sent(path)] == ["deal"]
+
+
+@pytest.mark.parametrize("details,says", [
+    # a coordinator killed or restarted during a call (bench/chaos.py, restart fault)
+    ("Stream removed (Socket closed)", "closed mid-call"),
+    ("Stream removed", "closed mid-call"),
+    # the server refusing our certificate in a TLS 1.3 handshake
+    ("Socket closed", "TLS handshake refused"),
+    ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:9: "
+     "Ssl handshake failed", "TLS handshake refused"),
+    ("failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:9: "
+     "Connection refused", "unreachable"),
+])
+def test_a_peer_lost_mid_call_is_not_blamed_on_certificates(details: str, says: str) -> None:
+    assert says in _explain(grpc.StatusCode.UNAVAILABLE, details)
