@@ -124,15 +124,24 @@ class GrpcCoordinatorLink:
              method: Callable[..., T], timeout: float, retry_for: float) -> T:
         payload = request.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
 
+        log_attempt = True
+
         def attempt() -> T:
-            # One 'sent' entry per attempt: a call retried after UNAVAILABLE may have reached
-            # a coordinator that died before answering, and its restarted successor logs the
-            # retry as a second delivery. Repeats that never arrived are accepted by the
-            # cross-check (audit_pairs).
-            self._audit.record(direction="sent", peer="coordinator", job=job, round_=round_,
-                               step=step, payload=payload)
-            self.bytes_sent += len(payload)
-            return method(request, timeout=timeout)
+            # A 'sent' entry before the first attempt and before each retry of an attempt
+            # that may have been delivered: one that failed mid-call may have reached a
+            # coordinator that died before answering, and its restarted successor logs the
+            # retry as a second delivery (repeats that never arrived are accepted by the
+            # cross-check, audit_pairs). A failed connect delivered nothing: no new entry.
+            nonlocal log_attempt
+            if log_attempt:
+                self._audit.record(direction="sent", peer="coordinator", job=job,
+                                   round_=round_, step=step, payload=payload)
+                self.bytes_sent += len(payload)
+            try:
+                return method(request, timeout=timeout)
+            except grpc.RpcError as exc:
+                log_attempt = "failed to connect" not in (exc.details() or "").lower()
+                raise
 
         reply = call(f"{step} at the coordinator ({self.address})", attempt,
                      retry_for=retry_for)
