@@ -31,7 +31,7 @@ from federation.protocol.messages import Envelope, Role
 from federation.transport import wire
 from federation.transport.audit import AuditWriter
 from federation.transport.certs import NodeCerts, is_client_name
-from federation.transport.grpc_client import CHUNK, call, secure_channel
+from federation.transport.grpc_client import CHUNK, call_logged, secure_channel
 from federation.transport.grpc_server import _guard, caller_role, describe, require_role
 from parties.serving import SCORED, RequestError, ScoredId, UnknownSession
 from parties.serving_bank import BankServing, RequestPlan
@@ -198,14 +198,9 @@ class GridLink:
                 _refused(exc)
                 raise
 
-        try:
-            reply = call(
-                f"opening a serving session with the grid at {self.address}",
-                fetch,
-                retry_for=retry_for,
-            )
-        finally:
-            self._record("sent", env, data)
+        reply = call_logged(f"opening a serving session with the grid at {self.address}",
+                            fetch, lambda: self._record("sent", env, data),
+                            retry_for=retry_for)
         points = wire.envelope_from_bytes(reply)
         self._record("received", points, reply)
         self._bank.accept_points(points)
@@ -225,14 +220,10 @@ class GridLink:
                 _refused(exc)
                 raise
 
-        try:
-            reply = call(
-                f"{env.tag.step} (request {env.tag.round}) at the grid ({self.address})",
-                once,
-                retry_for=min(RETRY_SECONDS, timeout),
-            )
-        finally:
-            self._record("sent", env, data)
+        reply = call_logged(
+            f"{env.tag.step} (request {env.tag.round}) at the grid ({self.address})",
+            once, lambda: self._record("sent", env, data),
+            retry_for=min(RETRY_SECONDS, timeout))
         answer = _envelope(reply.envelope, Role.GRID)
         self._record("received", answer, reply.envelope)
         return answer

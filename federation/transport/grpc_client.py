@@ -76,6 +76,31 @@ def call(what: str, fn: Callable[[], T], *, retry_for: float) -> T:
     raise PeerUnavailable(f"{what}: gave up")  # pragma: no cover
 
 
+def call_logged(what: str, fn: Callable[[], T], log_sent: Callable[[], None], *,
+                retry_for: float) -> T:
+    """:func:`call` for an audited message: ``log_sent()`` before the first attempt and
+    before each retry of an attempt that may have arrived.
+
+    An attempt that failed mid-call may have reached a peer that died before answering; a
+    restarted peer then logs the retry as a second delivery, which needs its own 'sent'
+    entry (the cross-check, ``audit_pairs``, accepts repeats that never arrived). A failed
+    connect delivered nothing and adds no entry.
+    """
+    log_next = True
+
+    def attempt() -> T:
+        nonlocal log_next
+        if log_next:
+            log_sent()
+        try:
+            return fn()
+        except grpc.RpcError as exc:
+            log_next = "failed to connect" not in (exc.details() or "").lower()
+            raise
+
+    return call(what, attempt, retry_for=retry_for)
+
+
 TLS_MARKERS = ("handshake", "ssl", "certificate", "tls", "verification", "socket closed")
 
 
@@ -124,27 +149,16 @@ class GrpcCoordinatorLink:
              method: Callable[..., T], timeout: float, retry_for: float) -> T:
         payload = request.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
 
-        log_attempt = True
+        def send() -> T:
+            return method(request, timeout=timeout)
 
-        def attempt() -> T:
-            # A 'sent' entry before the first attempt and before each retry of an attempt
-            # that may have been delivered: one that failed mid-call may have reached a
-            # coordinator that died before answering, and its restarted successor logs the
-            # retry as a second delivery (repeats that never arrived are accepted by the
-            # cross-check, audit_pairs). A failed connect delivered nothing: no new entry.
-            nonlocal log_attempt
-            if log_attempt:
-                self._audit.record(direction="sent", peer="coordinator", job=job,
-                                   round_=round_, step=step, payload=payload)
-                self.bytes_sent += len(payload)
-            try:
-                return method(request, timeout=timeout)
-            except grpc.RpcError as exc:
-                log_attempt = "failed to connect" not in (exc.details() or "").lower()
-                raise
+        def log_sent() -> None:
+            self._audit.record(direction="sent", peer="coordinator", job=job, round_=round_,
+                               step=step, payload=payload)
+            self.bytes_sent += len(payload)
 
-        reply = call(f"{step} at the coordinator ({self.address})", attempt,
-                     retry_for=retry_for)
+        reply = call_logged(f"{step} at the coordinator ({self.address})", send, log_sent,
+                            retry_for=retry_for)
         self._audit.record(direction="received", peer="coordinator", job=job, round_=round_,
                            step=step,
                            payload=reply.SerializeToString(deterministic=True))  # type: ignore[attr-defined]
