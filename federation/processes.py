@@ -246,9 +246,24 @@ def _root_cause(failed: list[NodeProcess], nodes: list[NodeProcess]) -> NodeProc
         time.sleep(0.05)
     candidates = [n for n in nodes if n.returncode() not in (None, 0)] or failed
     for node in candidates:
-        if not any(marker in node.reason() for marker in SECONDARY):
+        if not _secondary(node, nodes):
             return node
     return candidates[0]
+
+
+def _secondary(node: NodeProcess, nodes: list[NodeProcess]) -> bool:
+    """Whether ``node`` only reports another node's failure.
+
+    Besides the markers: "the coordinator at ... stopped answering" from a party whose
+    coordinator exited with an error of its own (code > 0, not a signal) is secondary: the
+    coordinator failed the job and said why first (e.g. that a frozen party stopped answering).
+    """
+    reason = node.reason()
+    if any(marker in reason for marker in SECONDARY):
+        return True
+    return "stopped answering" in reason and any(
+        other is not node and other.name in reason and (other.returncode() or 0) > 0
+        for other in nodes)
 
 
 @dataclass

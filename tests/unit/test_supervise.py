@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from federation import processes
 from federation.processes import LOWEST_PRIORITY, NodeFailed, past_fit, supervise
 
 
@@ -48,6 +49,37 @@ def test_a_node_frozen_after_the_others_finished_fails_the_job_naming_it() -> No
 def test_nodes_finishing_close_together_are_a_success() -> None:
     nodes = [FakeNode("coordinator", 0.0), FakeNode("grid", 0.2), FakeNode("bank", 0.1)]
     supervise(nodes, 60.0, lambda e: None, nodes[0], linger=5.0)  # type: ignore[arg-type]
+
+
+@dataclass
+class SaysNode(FakeNode):
+    """A node that exited (or froze) with its own last error line."""
+
+    says: str = ""
+
+    def reason(self) -> str:
+        return self.says
+
+
+GRID_GONE = ("coordinator: job j failed: grid failed: stopped answering at 127.0.0.1:9 "
+             "(DEADLINE_EXCEEDED); the node is gone")
+COORDINATOR_GONE = ("bank: the coordinator at 127.0.0.1:8 stopped answering (UNAVAILABLE); "
+                    "it is gone or frozen")
+
+
+@pytest.mark.parametrize("coordinator_code,blamed", [
+    (1, "coordinator failed (exit 1): coordinator: job j failed: grid failed"),  # it said why
+    (-9, "bank failed (exit 143): bank: the coordinator"),  # killed: the bank's word is first
+])
+def test_a_party_that_lost_its_coordinator_is_not_the_root_cause_if_the_coordinator_said_why(
+        monkeypatch: pytest.MonkeyPatch, coordinator_code: int, blamed: str) -> None:
+    monkeypatch.setattr(processes, "SETTLE_SECONDS", 0.2)
+    nodes = [SaysNode("coordinator", 0.0, coordinator_code, says=GRID_GONE),
+             SaysNode("grid", None, says="frozen, no line"),  # SIGSTOPped
+             SaysNode("bank", 0.0, 143, says=COORDINATOR_GONE)]
+    with pytest.raises(NodeFailed) as info:
+        supervise(nodes, 60.0, lambda e: None, nodes[0], linger=5.0)  # type: ignore[arg-type]
+    assert str(info.value).startswith(blamed), info.value
 
 
 @dataclass
