@@ -181,10 +181,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
              "chains intact, sessions bound and closed"]
     if args.certs is not None:
         parts.append(f"{signed} signatures valid (certificates issued by {args.certs / 'ca.pem'})")
-    if args.job is not None:
-        parts.append(f"all of job {args.job}")
     else:
         parts.append("signatures not checked (no --certs)")
+    if args.job is not None:
+        parts.append(f"all of job {args.job}")
     if len(logs) > 1:
         parts.append(f"{_cross_checked(logs)} messages cross-matched")
     print("; ".join(parts), flush=True)

@@ -55,6 +55,7 @@ def test_verify_passes_on_the_three_signed_logs(run: Path) -> None:
                        if json.loads(line)["direction"] == "sent")
     assert out.startswith("OK: 3 log(s)")
     assert f"{total} signatures valid" in out and f"{sent_between} messages cross-matched" in out
+    assert "not checked" not in out  # --certs given: the line must not also say they were not
 
 
 def flip_byte(lines: list[bytes]) -> str:

@@ -135,6 +135,7 @@ def test_the_untouched_pair_verifies_with_job_and_certs(
     assert code == 0, out
     assert f"OK: 2 log(s) (grid {N}, bank {N} entries)" in out
     assert "8 signatures valid" in out and f"all of job {JOB}" in out  # 4 marks per log
+    assert "not checked" not in out  # with --certs the line must not also say they were not
 
 
 @pytest.mark.parametrize("drop", [1, 3, 40])
