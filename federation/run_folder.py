@@ -122,6 +122,18 @@ def _ours(root: Path, marker: dict[str, Any]) -> set[str]:
     return {n for n in listing(root) - before if _matches(n, OWN_LAYOUT)}
 
 
+def _refuse_removing_inputs(root: Path, names: set[str], reads: tuple[Path, ...]) -> None:
+    """A ConfigError when removing ``names`` from ``root`` would touch something in ``reads``."""
+    wanted = [p.resolve() for p in reads]
+    for name in sorted(names):
+        target = (root / name).resolve()
+        for read in wanted:
+            if target == read or read in target.parents or target in read.parents:
+                raise ConfigError(
+                    f"--out {root}: it holds {read}, which this run reads, and clearing the "
+                    "earlier run there would remove it; choose another --out folder")
+
+
 @dataclass
 class RunFolder:
     """One run's folder: opened (checked, cleared of the earlier run), then done or failed."""
@@ -132,15 +144,19 @@ class RunFolder:
     inherited: set[str] = field(default_factory=set)
 
     @classmethod
-    def open(cls, path: Path, command: str, *, force: bool = False,
-             resume: bool = False) -> RunFolder:
+    def open(cls, path: Path, command: str, *, force: bool = False, resume: bool = False,
+             reads: tuple[Path, ...] = ()) -> RunFolder:
         """Check ``path`` and make it ready for a new run (see the module docstring).
+
+        ``reads`` are the files and folders the new run reads (its input data, the run it
+        scores): an earlier run's file among them, or holding or inside one, is never removed.
 
         Raises
         ------
         ConfigError
-            ``path`` is a file, cannot be created, or is a non-empty folder that is not an
-            earlier run folder (and ``force`` is not given).
+            ``path`` is a file, cannot be created, is a non-empty folder that is not an
+            earlier run folder (and ``force`` is not given), or clearing it would remove
+            something in ``reads``.
         """
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {path}: is a file, not a folder")
@@ -153,6 +169,7 @@ class RunFolder:
                     inherited = ours - {FAILED}
                     _remove(path, {FAILED} & ours)
                 else:
+                    _refuse_removing_inputs(path, ours, reads)
                     _remove(path, ours)
             elif any(path.iterdir()) and not force:
                 raise ConfigError(

@@ -233,7 +233,9 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
         from parties.pca import parse_components
 
         parse_components(spec.pca)  # a bad --pca stops here, before any process starts
-    folder = RunFolder.open(spec.out, "simulate", force=spec.force, resume=spec.resume)
+    reads = tuple(p for p in (spec.grid_data, spec.bank_data, spec.select) if p is not None)
+    folder = RunFolder.open(spec.out, "simulate", force=spec.force, resume=spec.resume,
+                            reads=reads)
     return in_run_folder(folder, lambda: _train(spec))
 
 
@@ -364,7 +366,8 @@ def run_scoring(spec: ScoringSpec) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{report_path}: not a finished simulate run ({exc})") from exc
     grid = spec.grid_data or Path(report["data"]["grid"])
-    folder = RunFolder.open(spec.out, "score", force=spec.force)
+    folder = RunFolder.open(spec.out, "score", force=spec.force,
+                            reads=(spec.run, spec.bank_data, grid))
     return in_run_folder(folder, lambda: _score(spec, grid))
 
 

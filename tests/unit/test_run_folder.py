@@ -123,3 +123,27 @@ def test_a_failed_party_removes_only_the_outputs_it_wrote(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.jsonl", "model.json",
                                                           "notes.txt"]
     assert (tmp_path / "model.json").read_text() == "old"
+
+
+def test_a_run_is_never_cleared_of_what_the_new_run_reads(tmp_path: Path) -> None:
+    _a_run(tmp_path).done()
+    before = listing(tmp_path)
+    with pytest.raises(ConfigError, match="which this run reads.*another --out"):
+        RunFolder.open(tmp_path, "score", reads=(tmp_path,))  # scoring a run into itself
+    with pytest.raises(ConfigError, match="which this run reads"):
+        RunFolder.open(tmp_path, "simulate", reads=(tmp_path / "bank" / "predictions.csv",))
+    assert listing(tmp_path) == before
+    RunFolder.open(tmp_path, "simulate", reads=(tmp_path / "notes.txt",))  # not the run's file
+    assert listing(tmp_path) == set()
+
+
+def test_scoring_into_the_scored_run_folder_is_refused_before_anything_starts(
+        tmp_path: Path) -> None:
+    from federation.simulate import ScoringSpec, run_scoring
+
+    _a_run(tmp_path).done()
+    (tmp_path / "report.json").write_text(json.dumps({"data": {"grid": "g.csv"}}))
+    before = {n: (tmp_path / n).read_bytes() for n in listing(tmp_path) if not n.endswith("/")}
+    with pytest.raises(ConfigError, match="which this run reads"):
+        run_scoring(ScoringSpec(run=tmp_path, bank_data=tmp_path / "b.csv", out=tmp_path))
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
