@@ -154,6 +154,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             problems += [cert_problem] if cert_problem else []
         chain = verify_chain(path, key)
         problems += chain
+        if node is None and not chain:  # an emptied log must not pass as a node that said nothing
+            problems.append(Problem(path, 0, "no audit entries: the log is empty"))
         if not chain and node is not None:
             found, said = _session_findings(path, args, ca)
             problems, notes = problems + found, notes + said

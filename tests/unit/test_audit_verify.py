@@ -384,3 +384,13 @@ def test_cli_verify_requires_signatures_with_certs(tmp_path: Path, certs: Path,
     assert "signatures not checked" in capsys.readouterr().out
     assert main(["audit", "verify", str(paths["grid"]), "--certs", str(certs)]) == 1
     assert capsys.readouterr().out.startswith(f"{paths['grid']}:1: no signature")
+
+
+def test_cli_verify_fails_on_an_emptied_log(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    paths = write_job(tmp_path, None)
+    paths["grid"].write_bytes(b"")  # zeroed: the grid's whole record is gone
+    assert main(["audit", "verify", str(paths["grid"])]) == 1
+    assert f"{paths['grid']}: no audit entries" in capsys.readouterr().out
+    assert main(["audit", "verify", *map(str, paths.values())]) == 1
+    assert "no audit entries" in capsys.readouterr().out
