@@ -296,8 +296,11 @@ class CoordinatorServicer(vfl_pb2_grpc.CoordinatorServicer):
              context: grpc.ServicerContext) -> vfl_pb2.FailReply:
         role = self._caller(context, request.role)
         self._log("received", role, "fail", 0, request)
+        reply = vfl_pb2.FailReply()
+        # Logged before the job fails: its end wakes the node, which closes this log.
+        self._log("sent", role, "fail", 0, reply)
         self._c.fail(wire.fail_request_from_proto(request))
-        return vfl_pb2.FailReply()
+        return reply
 
 
 def _refuse_unbindable(listen: str) -> None:

@@ -81,6 +81,10 @@ def test_bad_bank_input_fails_with_one_clear_line_and_no_model(
     assert not (out / "grid" / "model.json").exists()
     assert not (out / "report.json").exists()
     assert not (out / "bank" / "predictions.csv").exists()
+    # A cleanly failed job's logs verify: an auditor tells a failure from tampering.
+    logs = [str(out / node / "audit.jsonl") for node in ("coordinator", "grid", "bank")]
+    verify = run_cli("audit", "verify", *logs, "--certs", str(out / "certs"), timeout=60)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_diverging_training_stops_with_one_line_and_no_model(tmp_path: Path) -> None:
