@@ -101,16 +101,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         log_level=args.log_level or "INFO",
     )
     report = run_simulation(spec)
-    auc = report["validation"]["auc"]
-    central = report["centralized"]["validation"]["auc"]
-    bank_only = report["bank_only"]["validation"]["auc"]
-    lr = report.get("federated_lr")
-    extra = f", federated LR {lr['validation']['auc']:.4f}" if lr else ""
-    print(
-        f"validation AUC {auc:.4f} (centralized {central:.4f}, bank only {bank_only:.4f}"
-        f"{extra}); run folder: {args.out}"
-    )
+    print(f"{auc_line(report)}; run folder: {args.out}")
     return 0
+
+
+def auc_line(report: dict[str, Any]) -> str:
+    """The validation AUCs, or the training rows' when nothing was held out."""
+    split = "validation" if "auc" in report["validation"] else "train"
+
+    def auc(section: dict[str, Any] | None) -> str:
+        value = (section or {}).get(split, {}).get("auc")
+        return "-" if value is None else f"{value:.4f}"
+
+    lr = report.get("federated_lr")
+    extra = f", federated LR {auc(lr)}" if lr else ""
+    line = (f"{split} AUC {auc(report)} (centralized {auc(report['centralized'])}, "
+            f"bank only {auc(report['bank_only'])}{extra})")
+    return line if split == "validation" else f"no validation rows: {line}"
 
 
 def cmd_score(args: argparse.Namespace) -> int:

@@ -328,6 +328,7 @@ def summary_markdown(r: dict[str, Any]) -> str:
         f"aligned by {r['psi_protocol']} PSI: **{r['intersection_size']}** enterprises "
         f"({r['psi_seconds']:.2f} s).", "",
     ]
+    split = "validation" if "auc" in r["validation"] else "train"
     if gbdt:
         lines += _gbdt_lines(r)
     else:
@@ -337,12 +338,13 @@ def summary_markdown(r: dict[str, Any]) -> str:
             f"{c['batch_size']}, {c['optimizer']} at learning rate {c['learning_rate']}, L2 "
             f"{c['l2']}, seed {c['seed']}; federated fit {r['fit_seconds']:.2f} s vs "
             f"centralized {r['centralized']['fit_seconds']:.2f} s.", "",
-            "## Validation", "",
+            "## Validation" if split == "validation" else
+            "## Training rows (no validation rows: `--validation-fraction 0`)", "",
             "| model | AUC | KS | accuracy | precision | recall | log-loss | Brier |",
             "|---|---|---|---|---|---|---|---|",
-            _row("federated (grid + bank)", r["validation"]),
-            _row("bank only", r["bank_only"]["validation"]),
-            _row("centralized (joined data, not deployable)", r["centralized"]["validation"]),
+            _row("federated (grid + bank)", r[split]),
+            _row("bank only", r["bank_only"][split]),
+            _row("centralized (joined data, not deployable)", r["centralized"][split]),
             "",
         ]
     if "lift" in r:

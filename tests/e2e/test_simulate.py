@@ -265,3 +265,20 @@ def test_every_file_of_the_run_folder_has_its_stated_mode(breast_run: Path) -> N
     wrong = {name: oct(mode) for name, mode in found.items()
              if name in MODES and mode != MODES[name]}
     assert not wrong, wrong
+
+
+def test_nothing_held_out_reports_the_training_rows(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_cli("simulate", "--grid-data", str(fate_file("breast_hetero_host.csv")),
+                     "--bank-data", str(fate_file("breast_hetero_guest.csv")), "--out", str(out),
+                     "--batch-size", "128", "--epochs", "3", "--validation-fraction", "0",
+                     "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["validation"]["n"] == 0 and report["train"]["n"] == 569
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"no validation rows: train AUC {report['train']['auc']:.4f}"), line
+    summary = (out / "summary.md").read_text()
+    assert "## Training rows (no validation rows" in summary
+    assert f"| federated (grid + bank) | {report['train']['auc']:.4f} |" in summary
