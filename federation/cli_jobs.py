@@ -144,12 +144,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from federation.evaluate import evaluate_predictions
-    from federation.run_folder import ensure_folder
+    from federation.run_folder import RunFolder
+    from federation.simulate import in_run_folder
 
-    ensure_folder(args.out)
-    result = evaluate_predictions(args.predictions, args.out, args.threshold,
-                                  id_column=args.id_column, label_column=args.label_column,
-                                  labels=args.labels)
+    reads = tuple(p for p in (args.predictions, args.labels) if p is not None)
+    folder = RunFolder.open(args.out, "evaluate", force=args.force, reads=reads)
+    result = in_run_folder(folder, lambda: evaluate_predictions(
+        args.predictions, args.out, args.threshold, id_column=args.id_column,
+        label_column=args.label_column, labels=args.labels))
     val = result.get("validation") or result.get("train") or result["all"]
     print(f"AUC {val['auc']:.4f}, KS {val['ks']:.4f}; written to {args.out}")
     return 0
@@ -303,7 +305,12 @@ def add_commands(sub: Any) -> None:
                     "(e.g. the bank's file that was scored)")
     ev.add_argument("--id-column", default="id", help="ID column " + DEFAULTS_HELP)
     ev.add_argument("--label-column", default="y", help="0/1 label column " + DEFAULTS_HELP)
-    ev.add_argument("--out", type=Path, required=True, help="folder for the outputs")
+    ev.add_argument("--out", type=Path, required=True,
+                    help="folder for the outputs: new, empty, or an earlier evaluate's (whose "
+                    "files are replaced); another folder is refused unless --force")
+    ev.add_argument("--force", action="store_true",
+                    help="write into an existing folder that is not an earlier evaluate's "
+                    "(files of the same names are overwritten, nothing else is deleted)")
     ev.add_argument(
         "--threshold",
         type=float,

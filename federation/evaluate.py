@@ -98,8 +98,8 @@ def read_predictions(path: Path, *, id_column: str = "id", label_column: str = "
     Raises
     ------
     InputDataError
-        A missing column (named), a bad cell (file, row and column), an ID without a label,
-        or no row with a probability.
+        A missing column (named), a bad cell (file, row and column), a duplicate ID, an ID
+        without a label, or no row with a probability.
     """
     header, rows = _rows(path)
     _require(path, header, "probability", "probability")
@@ -113,12 +113,16 @@ def read_predictions(path: Path, *, id_column: str = "id", label_column: str = "
     y: list[float] = []
     p: list[float] = []
     skipped = 0
+    seen: dict[str, int] = {}
     for i, r in enumerate(rows):
         row = i + 2
+        ent = (r[id_column] or "").strip()
+        if seen.setdefault(ent, row) != row:  # counted twice, it would bend every metric
+            raise InputDataError(f"{path}: row {row}, column {id_column!r}: duplicate ID "
+                                 f"{ent!r} (first on row {seen[ent]})")
         if not (r.get("probability") or "").strip():
             skipped += 1  # "no grid record" and other unscored rows
             continue
-        ent = r[id_column].strip()
         if by_id is None:
             y.append(_label(path, row, label_column, r[label_column]))
         elif ent in by_id:

@@ -6,6 +6,8 @@ created (its status: ``running``, ``done`` or ``failed``). Opening a folder for 
 - a missing or empty folder is created and used;
 - a folder with the marker is an earlier run folder: the files the marker lists are removed
   (with ``resume``, kept), everything else in it (a user's ``plots/mychart.png``) stays;
+  never those the new run reads; a run of another command (``score`` into a ``simulate``
+  folder) is refused like a foreign folder;
 - any other non-empty folder is refused, unless ``force``; then nothing in it is deleted
   (files of the same names are overwritten);
 - a path that is a file is refused with one line.
@@ -155,8 +157,8 @@ class RunFolder:
         ------
         ConfigError
             ``path`` is a file, cannot be created, is a non-empty folder that is not an
-            earlier run folder (and ``force`` is not given), or clearing it would remove
-            something in ``reads``.
+            earlier run folder of the same command (and ``force`` is not given), or clearing
+            it would remove something in ``reads``.
         """
         if path.exists() and not path.is_dir():
             raise ConfigError(f"--out {path}: is a file, not a folder")
@@ -165,11 +167,17 @@ class RunFolder:
             marker = _read_marker(path / MARKER)
             if marker is not None:
                 ours = _ours(path, marker)
+                other = str(marker.get("command", command))
                 if resume:
                     inherited = ours - {FAILED}
                     _remove(path, {FAILED} & ours)
-                else:
+                elif other == command or not force:
                     _refuse_removing_inputs(path, ours, reads)
+                    if other != command:  # a score never clears the training run it sits in
+                        raise ConfigError(
+                            f"--out {path}: holds a gridcredit {other} run; choose another "
+                            f"folder for this {command}, or pass --force to write beside it "
+                            "(nothing of it is deleted)")
                     _remove(path, ours)
             elif any(path.iterdir()) and not force:
                 raise ConfigError(

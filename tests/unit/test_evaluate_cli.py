@@ -75,3 +75,35 @@ def test_evaluate_names_the_missing_column(tmp_path: Path, capsys: pytest.Captur
     assert len(err) == 1 and err[0].startswith("error: ") and str(src) in err[0]
     assert f"column {missing}" in err[0], err[0]
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_evaluate_never_overwrites_a_folder_that_is_not_its_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids, y, p = _rows()
+    src = tmp_path / "preds.csv"
+    src.write_text("id,y,probability\n" + "".join(
+        f"{i},{t},{q:.6f}\n" for i, t, q in zip(ids, y, p)))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.md").write_text("my notes")
+    assert main(["evaluate", "--predictions", str(src), "--out", str(mine)]) != 0
+    assert "not a gridcredit run folder" in capsys.readouterr().err
+    assert (mine / "summary.md").read_text() == "my notes"
+    assert main(["evaluate", "--predictions", str(src), "--out", str(mine), "--force"]) == 0
+    assert (mine / "metrics.json").is_file()
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--predictions", str(src), "--out", str(out)]) == 0
+    assert main(["evaluate", "--predictions", str(src), "--out", str(out)]) == 0  # its own
+
+
+def test_evaluate_refuses_a_duplicate_id_naming_both_rows(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids, y, p = _rows()
+    src = tmp_path / "preds.csv"
+    src.write_text("id,y,probability\n" + "".join(
+        f"{i},{t},{q:.6f}\n" for i, t, q in zip(ids, y, p)) + f"{ids[3]},1,0.5\n")
+    assert main(["evaluate", "--predictions", str(src), "--out", str(tmp_path / "e")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {src}: row {len(ids) + 2}, column 'id': duplicate ID "
+                   f"'{ids[3]}' (first on row 5)"], err
+    assert not (tmp_path / "e" / "metrics.json").exists()

@@ -147,3 +147,15 @@ def test_scoring_into_the_scored_run_folder_is_refused_before_anything_starts(
     with pytest.raises(ConfigError, match="which this run reads"):
         run_scoring(ScoringSpec(run=tmp_path, bank_data=tmp_path / "b.csv", out=tmp_path))
     assert {n: (tmp_path / n).read_bytes() for n in before} == before
+
+
+def test_another_commands_run_folder_is_refused_and_kept(tmp_path: Path) -> None:
+    _a_run(tmp_path).done()
+    before = listing(tmp_path)
+    with pytest.raises(ConfigError, match="holds a gridcredit simulate run.*--force"):
+        RunFolder.open(tmp_path, "evaluate")
+    assert listing(tmp_path) == before
+    RunFolder.open(tmp_path, "evaluate", force=True).done()  # beside it, deleting nothing
+    assert listing(tmp_path) == before
+    RunFolder.open(tmp_path, "evaluate")  # an evaluate folder now: its own files (none) go
+    assert listing(tmp_path) == before
