@@ -94,12 +94,61 @@ def _read(path: Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise InputDataError(f"{path}: malformed CSV: {str(exc).strip().splitlines()[-1]}") from exc
     except UnicodeDecodeError as exc:
-        raise InputDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise InputDataError(f"{path}: not UTF-8 text ({_utf8_error(path, exc)})") from exc
     except csv.Error as exc:
         raise InputDataError(f"{path}: malformed CSV: {exc}") from exc
     if frame.empty:
         raise InputDataError(f"{path}: no data rows below the header")
     return frame
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a header that names a column twice (pandas would rename one 'x.1' silently)."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            header = next((row for row in csv.reader(f) if any(c.strip() for c in row)), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # the reader names these problems
+    first: dict[str, int] = {}
+    for i, name in enumerate(c.strip() for c in header):
+        if not name:
+            raise InputDataError(f"{path}: header, column {i + 1}: empty column name")
+        if first.setdefault(name, i) != i:
+            raise InputDataError(f"{path}: header: column {name!r} appears twice (columns "
+                                 f"{first[name] + 1} and {i + 1})")
+
+
+def _locate(path: Path, index: int) -> tuple[int, list[str]]:
+    """(line number a text editor shows, cells) of data row ``index``: pandas skips blank
+    lines, so the row number is counted here, on the error path only."""
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+            seen = 0
+            for number, text in enumerate(f, start=1):
+                if text.strip():
+                    if seen == index + 1:  # non-blank line 0 is the header
+                        return number, next(csv.reader([text]), [])
+                    seen += 1
+    except (OSError, csv.Error):
+        pass
+    return index + 2, []
+
+
+def _line(path: Path, index: int) -> int:
+    return _locate(path, index)[0]
+
+
+def _utf8_error(path: Path, exc: UnicodeDecodeError) -> str:
+    """Where the first bad byte is in the file (pandas reports it within a read chunk)."""
+    try:
+        data = path.read_bytes()
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        line = data.count(b"\n", 0, whole.start) + 1
+        return f"{whole.reason} at byte {whole.start}, line {line}"
+    except OSError:
+        pass
+    return str(exc.reason)
 
 
 def _require(frame: pd.DataFrame, path: Path, column: str, what: str) -> None:
@@ -121,10 +170,14 @@ def _numeric(frame: pd.DataFrame, path: Path, column: str, allow_missing: bool =
     if bad.size:
         row = int(bad[0])
         cell = raw.iloc[row]
+        line, cells = _locate(path, row)
+        if cell == "" and cells and len(cells) < len(frame.columns):
+            raise InputDataError(f"{path}: row {line}: {len(cells)} cells, but the header has "
+                                 f"{len(frame.columns)} columns")
         what = "missing value" if cell == "" else f"non-numeric value {cell!r}"
         hint = ("; fill missing values first (gridcredit features build --impute median does)"
                 if cell == "" else "")
-        raise InputDataError(f"{path}: row {row + 2}, column {column!r}: {what} "
+        raise InputDataError(f"{path}: row {line}, column {column!r}: {what} "
                              f"({bad.size} bad cell(s) in this column){hint}")
     return np.asarray(values, dtype=np.float64)
 
@@ -147,6 +200,7 @@ def load_party_csv(path: str | Path, id_column: str = "id",
     """
     p = Path(path)
     _check_file(p)
+    _check_header(p)
     frame = _read_numeric(p, id_column, allow_missing)
     if frame is None:
         frame = _read(p)
@@ -156,21 +210,22 @@ def load_party_csv(path: str | Path, id_column: str = "id",
     ids = frame[id_column].str.strip()
     empty = np.flatnonzero((ids == "").to_numpy())
     if empty.size:
-        raise InputDataError(f"{p}: row {int(empty[0]) + 2}, column {id_column!r}: empty ID")
+        raise InputDataError(f"{p}: row {_line(p, int(empty[0]))}, column {id_column!r}: "
+                             "empty ID")
     dup = ids.duplicated(keep="first").to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
         first = int(np.flatnonzero((ids == ids.iloc[row]).to_numpy())[0])
-        raise InputDataError(f"{p}: row {row + 2}, column {id_column!r}: duplicate ID "
-                             f"(first seen on row {first + 2})")
+        raise InputDataError(f"{p}: row {_line(p, row)}, column {id_column!r}: duplicate ID "
+                             f"(first seen on row {_line(p, first)})")
     y = None
     if label_column is not None:
         y = _numeric(frame, p, label_column)
         bad = np.flatnonzero((y != 0) & (y != 1))
         if bad.size:
             row = int(bad[0])
-            raise InputDataError(f"{p}: row {row + 2}, column {label_column!r}: label must be "
-                                 f"0 or 1, got {str(frame[label_column].iloc[row])!r}")
+            raise InputDataError(f"{p}: row {_line(p, row)}, column {label_column!r}: label "
+                                 f"must be 0 or 1, got {str(frame[label_column].iloc[row])!r}")
     features = [c for c in frame.columns if c not in (id_column, label_column)]
     if not features:
         raise InputDataError(f"{p}: no feature columns besides {id_column!r}")
