@@ -144,8 +144,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from federation.evaluate import evaluate_predictions
-    from federation.run_folder import RunFolder
-    from federation.simulate import in_run_folder
+    from federation.run_folder import RunFolder, in_run_folder
 
     reads = tuple(p for p in (args.predictions, args.labels) if p is not None)
     folder = RunFolder.open(args.out, "evaluate", force=args.force, reads=reads)

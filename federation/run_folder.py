@@ -26,13 +26,15 @@ import fnmatch
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from federation.protocol.errors import ConfigError
+from federation.protocol.errors import ConfigError, VflError
 from federation.protocol.files import write_atomic
 
+T = TypeVar("T")
 MARKER = ".gridcredit-run.json"
 FAILED = "FAILED"
 NODES = ("coordinator", "grid", "bank")
@@ -215,3 +217,22 @@ class RunFolder:
                           "Each node's log is <node>/node.log, its audit log "
                           "<node>/audit.jsonl; no model, prediction or report was kept.\n")
         self._mark("failed", self.created(), reason)
+
+
+def in_run_folder(folder: RunFolder, job: Callable[[], T]) -> T:
+    """Run ``job``; on any failure or interruption mark ``folder`` failed, then re-raise."""
+    try:
+        result = job()
+    except BaseException as exc:
+        folder.failed(_why(exc))
+        raise
+    folder.done()
+    return result
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, (VflError, KeyboardInterrupt)) and str(exc):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"

@@ -23,8 +23,8 @@ from federation.protocol.errors import ConfigError
 from federation.protocol.files import SHARED
 from federation.protocol.messages import Role, Task, TrainSettings
 from federation.report import bytes_sent
-from federation.run_folder import RunFolder
-from federation.simulate import _Federation, in_run_folder
+from federation.run_folder import RunFolder, in_run_folder
+from federation.simulate import _Federation
 from parties.model import atomic_write_text
 
 OUTPUTS = ("selection.json", "report.json", "summary.md")

@@ -18,17 +18,16 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from federation.processes import NodeProcess, past_fit, supervise
 from federation.progress import Progress
-from federation.protocol.errors import ConfigError, VflError
+from federation.protocol.errors import ConfigError
 from federation.protocol.messages import Model, Role, Task, TrainSettings
-from federation.run_folder import RunFolder
+from federation.run_folder import RunFolder, in_run_folder
 from federation.transport.certs import write_federation
 from parties.model import atomic_write_text
 
-T = TypeVar("T")
 START_TIMEOUT = 60.0
 NODE_LOG_LEVEL = "INFO"
 
@@ -82,14 +81,6 @@ def check_data_flags(grid_data: Path | None, bank_data: Path | None) -> None:
         raise ConfigError("give both --grid-data and --bank-data, or neither for the bundled demo")
 
 
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, (VflError, KeyboardInterrupt)) and str(exc):
-        return str(exc)
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _load_report() -> None:
     from federation import report  # noqa: F401  (pandas, matplotlib)
 
@@ -98,17 +89,6 @@ def _load_reference() -> None:
     from federation.report import load_reference
 
     load_reference()
-
-
-def in_run_folder(folder: RunFolder, job: Callable[[], T]) -> T:
-    """Run ``job``; on any failure or interruption mark ``folder`` failed, then re-raise."""
-    try:
-        result = job()
-    except BaseException as exc:
-        folder.failed(_why(exc))
-        raise
-    folder.done()
-    return result
 
 
 @dataclass
@@ -233,9 +213,9 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
         from parties.pca import parse_components
 
         parse_components(spec.pca)  # a bad --pca stops here, before any process starts
-    reads = tuple(p for p in (spec.grid_data, spec.bank_data, spec.select) if p is not None)
     folder = RunFolder.open(spec.out, "simulate", force=spec.force, resume=spec.resume,
-                            reads=reads)
+                            reads=tuple(filter(None, (spec.grid_data, spec.bank_data,
+                                                      spec.select))))
     return in_run_folder(folder, lambda: _train(spec))
 
 
