@@ -60,8 +60,8 @@ def write_bank_evaluation(
     atomic_write_text(
         out / "bank_only_predictions.csv",
         "\n".join(
-            ["id,split,probability"]
-            + [f"{i},{s},{q:.10g}" for i, s, q in zip(aligned.ids, split, p_bank)]
+            ["id,split,y,probability"]
+            + [f"{i},{s},{int(t)},{q:.10g}" for i, s, t, q in zip(aligned.ids, split, y, p_bank)]
         )
         + "\n",
     )

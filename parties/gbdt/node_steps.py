@@ -108,8 +108,8 @@ def train_bank(job: TreeJob, data: PartyData, schedule: Schedule, grid_width: in
         f"{i},{t},{int(v)},{q:.10g}" for i, t, v, q in zip(data.ids, split, y, p)]
     atomic_write_text(job.out / "predictions.csv", "\n".join(lines) + "\n")
     atomic_write_text(job.out / "bank_only_predictions.csv", "\n".join(
-        ["id,split,probability"] + [f"{i},{t},{q:.10g}" for i, t, q in
-                                    zip(data.ids, split, p_bank)]) + "\n")
+        ["id,split,y,probability"] + [f"{i},{t},{int(v)},{q:.10g}" for i, t, v, q in
+                                      zip(data.ids, split, y, p_bank)]) + "\n")
     report = {"train": metrics(y[train], p[train]), "validation": metrics(y[valid], p[valid]),
               "bank_only": {"train": metrics(y[train], p_bank[train]),
                             "validation": metrics(y[valid], p_bank[valid]),

@@ -147,3 +147,8 @@ def test_serve_matches_batch_scoring_also_after_the_grid_restarts(
         assert np.abs(_scores(stub, ids[:50]) - want[:50]).max() <= 1e-9
     finally:
         again.stop()
+
+
+def test_bank_only_predictions_carry_the_labels_for_evaluate(run: Path) -> None:
+    header = (run / "bank" / "bank_only_predictions.csv").read_text().splitlines()[0]
+    assert header == "id,split,y,probability"

@@ -63,6 +63,10 @@ def test_predictions_cover_every_aligned_row(breast_run: Path) -> None:
     assert len(rows) == 569
     assert {r["split"] for r in rows} == {"train", "validation"}
     assert all(0.0 < float(r["probability"]) < 1.0 for r in rows)
+    with (breast_run / "bank" / "bank_only_predictions.csv").open() as handle:
+        alone = list(csv.DictReader(handle))
+    assert list(alone[0]) == ["id", "split", "y", "probability"]  # gridcredit evaluate takes it
+    assert [(r["id"], r["y"]) for r in alone] == [(r["id"], r["y"]) for r in rows]
 
 
 def test_bank_calibrates_every_probability_with_platt_scaling(breast_run: Path) -> None:
