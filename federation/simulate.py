@@ -79,6 +79,10 @@ def check_data_flags(grid_data: Path | None, bank_data: Path | None) -> None:
     """Both data files or neither (the bundled demo); one alone is a mistake, not the demo."""
     if (grid_data is None) != (bank_data is None):
         raise ConfigError("give both --grid-data and --bank-data, or neither for the bundled demo")
+    for flag, path in (("--grid-data", grid_data), ("--bank-data", bank_data)):
+        if path is not None and not path.is_file():  # before any process starts
+            raise ConfigError(f"{flag} {path}: " + ("is a folder, not a CSV file"
+                                                    if path.is_dir() else "file not found"))
 
 
 def _load_report() -> None:
@@ -209,6 +213,8 @@ def _party_data(spec: SimulationSpec, grid: Path, bank: Path, id_col: str, label
 def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
     """Run one training job as three processes and write the run folder; returns the report."""
     check_data_flags(spec.grid_data, spec.bank_data)
+    if not 0.0 <= spec.threshold <= 1.0:
+        raise ConfigError(f"--threshold {spec.threshold:g}: a probability threshold is in [0, 1]")
     if spec.pca is not None:
         from parties.pca import parse_components
 

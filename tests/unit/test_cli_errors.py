@@ -67,3 +67,21 @@ def test_certs_refuses_to_replace_an_existing_ca(tmp_path: Path,
     assert (tmp_path / "ca.pem").read_bytes() == ca
     assert main(["certs", "--out", str(tmp_path), "--force"]) == 0
     assert (tmp_path / "ca.pem").read_bytes() != ca
+
+
+@pytest.mark.parametrize("flags,expected", [
+    (["--threshold", "2"], "--threshold 2: a probability threshold is in [0, 1]"),
+    (["--grid-data", "{tmp}/nope.csv", "--bank-data", "{tmp}/b.csv"],
+     "--grid-data {tmp}/nope.csv: file not found"),
+    (["--grid-data", "{tmp}", "--bank-data", "{tmp}/b.csv"],
+     "--grid-data {tmp}: is a folder, not a CSV file"),
+])
+def test_simulate_checks_its_flags_before_any_node_starts(
+        tmp_path: Path, flags: list[str], expected: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "b.csv").write_text("id,y,x\na,1,0.5\n")
+    out = tmp_path / "run"
+    argv = ["simulate", "--quiet", "--out", str(out), *(f.format(tmp=tmp_path) for f in flags)]
+    assert main(argv) == 2
+    assert _one_error_line(capsys) == f"error: {expected.format(tmp=tmp_path)}"
+    assert not out.exists()  # refused before the run folder was made
