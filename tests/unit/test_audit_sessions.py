@@ -155,6 +155,7 @@ def test_dropping_the_last_entries_of_both_logs_is_reported_as_truncated(
     assert main([*args, "--allow-open"]) == 0  # a killed node's log: accepted with a note
     out = capsys.readouterr().out
     assert out.count("(accepted: --allow-open)") == 2 and "OK: 2 log(s)" in out
+    assert "sessions bound, 2 left open (--allow-open)" in out and "and closed" not in out
 
 
 def test_a_forged_closing_entry_does_not_verify(tmp_path: Path, certs: Path) -> None:
