@@ -191,13 +191,23 @@ def write_client(directory: Path, name: str, days: int = 30, force: bool = False
             ca_key.public_key().public_bytes(*spki) != ca_cert.public_key().public_bytes(*spki):
         raise ConfigError(f"{directory}: ca.key does not belong to ca.pem")
     present = [p.name for p in (certs.cert, certs.key) if p.exists()]
-    if present and not force:
+    # One from an earlier CA of this folder (simulate makes a new CA per run) serves no client.
+    if present and not force and _issued_by(certs.cert, ca_cert):
         raise ConfigError(f"{directory}: already holds {', '.join(present)}; a client already "
                           "using it would stop working (another --client name, or --force)")
     cert, key = make_client_cert(ca_cert, ca_key, name, days=days)
     _write(certs.cert, cert.public_bytes(serialization.Encoding.PEM))
     _write(certs.key, _pem_key(key), private=True)
     return certs
+
+
+def _issued_by(path: Path, ca: x509.Certificate) -> bool:
+    """Whether the certificate in ``path`` exists and carries ``ca``'s signature."""
+    try:
+        x509.load_pem_x509_certificate(path.read_bytes()).verify_directly_issued_by(ca)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def check_own_certificate(certs: NodeCerts, role: Role) -> None:

@@ -65,6 +65,19 @@ def test_an_existing_client_certificate_is_replaced_only_with_force(
         {k: v for k, v in first.items() if not k.startswith("client-")}
 
 
+def test_a_client_certificate_of_an_earlier_ca_is_replaced_without_force(
+        tmp_path: Path) -> None:
+    write_federation(tmp_path)
+    assert main(["certs", "--out", str(tmp_path), "--client", "desk"]) == 0
+    stale = (tmp_path / "client-desk.pem").read_bytes()
+    write_federation(tmp_path, force=True)  # as a re-run of simulate into the same folder does
+    assert main(["certs", "--out", str(tmp_path), "--client", "desk"]) == 0
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    fresh = (tmp_path / "client-desk.pem").read_bytes()
+    assert fresh != stale
+    x509.load_pem_x509_certificate(fresh).verify_directly_issued_by(ca)
+
+
 def test_a_client_needs_a_ca_in_the_folder(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["certs", "--out", str(tmp_path), "--client", "desk"]) == 2
