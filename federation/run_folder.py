@@ -1,4 +1,5 @@
-"""The folders ``simulate`` and ``score`` write: refuse to clobber, never delete what is not ours.
+"""Run folders (``simulate``, ``score``, ``screen``, ``stages``, ``synth``): refuse to clobber,
+never delete what is not ours.
 
 A run folder carries a marker file, ``.gridcredit-run.json``, listing every file the run
 created (its status: ``running``, ``done`` or ``failed``). Opening a folder for a new run:
@@ -24,9 +25,10 @@ import fnmatch
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from federation.protocol.errors import ConfigError
 from federation.protocol.files import write_atomic
@@ -40,7 +42,10 @@ KEEP_ON_FAILURE = ("*/node.log", "*/audit.jsonl", "coordinator/job.json", "*/che
 # What the program writes, for a run that was killed before it could list its files.
 OWN_LAYOUT = ("report.json", "summary.md", FAILED, "plots/*.png", "configs/*.toml",
               "certs/*.pem", "certs/*.key", "data/*_features.csv", "lr/*",
-              *(f"{node}/*" for node in NODES))
+              *(f"{node}/*" for node in NODES),
+              "stages.json", "pre/*", "in/*", "post/*",  # stages
+              "bank/*", "truth/*", "manifest.json")  # synth
+T = TypeVar("T")
 
 
 def ensure_folder(path: Path, flag: str = "--out") -> Path:
@@ -190,3 +195,16 @@ class RunFolder:
                           "Each node's log is <node>/node.log, its audit log "
                           "<node>/audit.jsonl; no model, prediction or report was kept.\n")
         self._mark("failed", self.created(), reason)
+
+
+def run_in(path: Path, command: str, force: bool, job: Callable[[], T]) -> T:
+    """Open ``path`` for ``command`` (see :meth:`RunFolder.open`), run ``job`` in it, record
+    its files; on any failure or interruption mark the folder failed and re-raise."""
+    folder = RunFolder.open(path, command, force=force)
+    try:
+        result = job()
+    except BaseException as exc:
+        folder.failed(str(exc) or type(exc).__name__)
+        raise
+    folder.done()
+    return result

@@ -54,6 +54,7 @@ class ScreenSpec:
     quiet: bool = False
     timeout: float = 3600.0
     top_plots: int = 6
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def run_screen(spec: ScreenSpec) -> dict[str, Any]:
         load_rules(spec.rules)  # a bad rules file stops here, before any process starts
     _check_inputs(spec)
     raw = _raw(spec)  # a bad folder or month stops here too, before anything is written
-    folder = RunFolder.open(spec.out, "screen")
+    folder = RunFolder.open(spec.out, "screen", force=spec.force)
     return in_run_folder(folder, lambda: _screen(spec, raw))
 
 

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from federation.protocol.errors import ConfigError
 from federation.protocol.files import SHARED, write_atomic
 from federation.protocol.messages import TrainSettings
-from federation.simulate import SimulationSpec, run_simulation
+from federation.run_folder import RunFolder
+from federation.simulate import SimulationSpec, in_run_folder, run_simulation
 from parties.evaluation.goodness_of_fit import chi2_survival
 from parties.model import PartyModel, atomic_write_text
 
@@ -49,6 +50,7 @@ class StagesSpec:
     pca: str | None = "auto"
     settings: TrainSettings = field(default_factory=TrainSettings)
     quiet: bool = False
+    force: bool = False
 
 
 def _coefficients(run: Path) -> dict[str, Any]:
@@ -142,7 +144,9 @@ def run_stages(spec: StagesSpec) -> dict[str, Any]:
     grid_raw, bank_raw = load_raw(spec.raw, "stages")
     check_month(as_of, grid_raw, bank_raw, spec.raw)
     tables = build_stage_tables(grid_raw, bank_raw, as_of, spec.horizon, spec.overdue_days)
-    return _train_stages(spec, tables, format_month(as_of))
+    # Like simulate's: refuse a folder of the user's own files, list what this run wrote.
+    folder = RunFolder.open(spec.out, "stages", force=spec.force)
+    return in_run_folder(folder, lambda: _train_stages(spec, tables, format_month(as_of)))
 
 
 def _train_stages(spec: StagesSpec, tables: dict[LoanStage, StageTables],

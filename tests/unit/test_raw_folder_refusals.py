@@ -1,5 +1,6 @@
-"""``stages`` and ``screen`` on bad ``--raw`` and ``--as-of``: one ``error:`` line naming the
-flag, exit code 2, no password shown, nothing written."""
+"""``stages``, ``screen`` and ``synth`` on bad ``--raw``, ``--as-of`` and ``--out``: one
+``error:`` line naming the flag, exit code 2, no password shown, and a folder of the user's
+own files left byte for byte as it was."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _user_folder(root: Path) -> dict[Path, bytes]:
+    files = {root / "summary.md": b"my own notes\n", root / "manifest.json": b'{"mine": 1}\n',
+             root / "grid" / "bills.csv": b"my,own\n1,2\n"}
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
 def _one_line(result: subprocess.CompletedProcess[str]) -> str:
     err = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(err) == 1, err
@@ -36,6 +46,34 @@ def test_a_database_as_raw_is_refused_without_showing_the_password(
     line = _one_line(result)
     assert "--raw" in line and "rightpw" not in result.stderr + result.stdout
     assert "analyst" not in line and not (tmp_path / "o").exists()
+
+
+def test_stages_refuses_a_folder_of_the_users_files(tmp_path: Path, raw: Path) -> None:
+    files = _user_folder(tmp_path / "mine")
+    line = _one_line(run_cli("stages", "--raw", str(raw), "--out", str(tmp_path / "mine"),
+                             "--epochs", "1", "--quiet"))
+    assert "--out" in line and "--force" in line
+    assert {p: p.read_bytes() for p in files} == files
+    assert sorted(p.name for p in (tmp_path / "mine").rglob("*")) == [
+        "bills.csv", "grid", "manifest.json", "summary.md"]
+
+
+def test_synth_refuses_a_folder_of_the_users_files_and_force_deletes_nothing(
+        tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    files = _user_folder(mine)
+    line = _one_line(run_cli("synth", "--enterprises", "30", "--out", str(mine)))
+    assert "--out" in line and "--force" in line
+    assert {p: p.read_bytes() for p in files} == files
+    (mine / "grid" / "bills.csv").unlink()
+    (mine / "manifest.json").unlink()
+    result = run_cli("synth", "--enterprises", "30", "--out", str(mine), "--force")
+    assert result.returncode == 0, result.stderr
+    assert (mine / "summary.md").read_bytes() == files[mine / "summary.md"]
+    # An earlier synth folder is the program's own: written again without --force.
+    again = run_cli("synth", "--enterprises", "30", "--seed", "2", "--out", str(mine))
+    assert again.returncode == 0, again.stderr
+    assert (mine / "summary.md").read_bytes() == files[mine / "summary.md"]
 
 
 @pytest.mark.parametrize("as_of", ["2025-01", "2020-01"])
