@@ -65,7 +65,8 @@ def _raw_exists(raw: str | pathlib.Path) -> None:
 
 
 def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None:
-    """Refuse an as-of month after the last month of the raw records: nothing to build.
+    """Refuse an as-of month before the first or after the last month of the raw records:
+    nothing to build (a month without records would give counts of 0, not missing values).
 
     Checked on files only (one DuckDB aggregate per table); a database source is checked by
     the engine's own row counts.
@@ -76,7 +77,7 @@ def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None
 
     from parties.labels.duck import csv_relation
 
-    last: int | None = None
+    spans: list[tuple[int, int]] = []
     for table in tables:
         path = source.path(table)
         if not path.exists():
@@ -86,16 +87,19 @@ def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None
                 relation = f"read_parquet({text(str(path))})"
             else:  # the header's columns as text: no sniffing, and read on both threads
                 relation = csv_relation(path, source.header(table))
-            row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {relation}"
-                                 ).fetchone()
-            month = parse_month(str(row[0])[:7]) if row and row[0] else None
+            row = duckdb.execute(f"SELECT min(CAST(month AS VARCHAR)), "
+                                 f"max(CAST(month AS VARCHAR)) FROM {relation}").fetchone()
+            if row and row[0] and row[1]:
+                spans.append((parse_month(str(row[0])[:7]), parse_month(str(row[1])[:7])))
         except (duckdb.Error, InputError):
             return  # a bad file: the build's checks name the table, row and column
-        if month is not None:
-            last = month if last is None else max(last, month)
-    if last is not None and as_of > last:
-        raise InputError(f"--as-of {format_month(as_of)}: after the last month of the data "
-                         f"in {source.root} ({format_month(last)})")
+    if not spans:
+        return
+    first, last = min(a for a, _ in spans), max(b for _, b in spans)
+    if not first <= as_of <= last:
+        where = "before the first" if as_of < first else "after the last"
+        raise InputError(f"--as-of {format_month(as_of)}: {where} month of the data in "
+                         f"{source.root} ({format_month(first)} to {format_month(last)})")
 
 
 def _key(args: argparse.Namespace) -> bytes | None:
@@ -192,7 +196,9 @@ def warn(args: argparse.Namespace) -> int:
     """Rate enterprises by the Table 7 rules (all of them, or those of ``--ids``)."""
     _raw_exists(args.raw)
     as_of = _as_of(args)
-    grid = load_grid_raw(open_source(args.raw, "grid", args.schema))
+    source = open_source(args.raw, "grid", args.schema)
+    _within_data(as_of, source, ("monthly_usage", "bills"))
+    grid = load_grid_raw(source)
     by_name = {ind.name: ind for ind in grid_registry()}
     rules = load_rules(by_name, args.rules)
     panel = build_grid_panel(grid, as_of)

@@ -85,6 +85,13 @@ def test_no_output_holds_an_unmasked_name_or_legal_person_id(
     (["features", "build", "--role", "grid", "--as-of", "2023-13"], "--as-of: expected a month"),
     (["warn", "--hash-ids-key", "short"], "at least 16 bytes"),
     (["synth", "--enterprises", "3"], "--enterprises"),
+    (["features", "build", "--role", "grid", "--as-of", "2020-01"],
+     "--as-of 2020-01: before the first month of the data"),
+    (["features", "build", "--role", "grid", "--as-of", "2030-01"],
+     "--as-of 2030-01: after the last month of the data"),
+    (["features", "build", "--role", "bank", "--as-of", "2020-12"],
+     "--as-of 2020-12: before the first month of the data"),
+    (["warn", "--as-of", "2020-01"], "--as-of 2020-01: before the first month of the data"),
 ])
 def test_bad_input_prints_error_and_exits_2(synth_dir: pathlib.Path, tmp_path: pathlib.Path,
                                             capsys: pytest.CaptureFixture[str],
