@@ -186,9 +186,15 @@ def features_fit_shell(args: argparse.Namespace) -> int:
 def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"--ids {path}: empty file, expected a header with '{column}' and "
+                         "one ID per row") from None
     if column not in frame.columns:
         raise InputError(f"{path}: row 1, column '{column}': missing from the header")
+    if frame.empty:
+        raise InputError(f"--ids {path}: no IDs below the header (column '{column}')")
     return frame[column]
 
 
@@ -204,7 +210,7 @@ def warn(args: argparse.Namespace) -> int:
     panel = build_grid_panel(grid, as_of)
     table = build_table([by_name[r.indicator] for r in rules], panel, panel.ids,
                         model_only=False)
-    ratings = pd.concat([table[["id"]], rate(table, rules)], axis=1)
+    ratings = pd.concat([table[["id"]], rate(table, rules, unrated=True)], axis=1)
     names = grid.enterprises.set_index("ent_id")["name"]
     ratings.insert(1, "name", mask_names(names.reindex(ratings["id"]).fillna("")).to_numpy())
     key = _key(args)
@@ -219,6 +225,6 @@ def warn(args: argparse.Namespace) -> int:
         ratings = ratings.fillna({"name": "", "rating": "", "triggered": "",
                                   "missing": "no grid record"})
     write_csv(args.out, ratings)
-    counts = ratings["rating"].value_counts().to_dict()
+    counts = ratings["rating"].replace("", "not found").value_counts().to_dict()
     print(f"wrote {args.out} ({len(ratings)} enterprises: {counts})")
     return 0
