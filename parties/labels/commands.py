@@ -144,10 +144,14 @@ def features_build(args: argparse.Namespace) -> int:
         raise InputError(f"--as-of {format_month(as_of)}: no enterprise of {args.raw} has data "
                          "to build features from" + (" and a repayment due in the label "
                                                      "window" if args.role == "bank" else ""))
+    missing_rates = {str(c): float(r) for c, r in table.isna().mean().items()}
+    dropped: list[str] = []
     if args.impute is Impute.MEDIAN:
-        table = impute_for_training(table)
+        imputed = impute_for_training(table)
+        dropped = [str(c) for c in table.columns if c not in imputed.columns]
+        table = imputed
     table["id"] = output_ids(table["id"], _key(args))
-    dictionary = data_dictionary(table, build.indicators)
+    dictionary = data_dictionary(table, build.indicators, missing_rates)
     dictionary_path = args.dictionary or args.out.with_name(args.out.stem + ".dictionary.csv")
     write_csv_fast(args.out, table)
     write_csv(dictionary_path, dictionary)
@@ -155,6 +159,9 @@ def features_build(args: argparse.Namespace) -> int:
         "left out" if args.role == "bank" else ""
     print(f"wrote {args.out} ({len(table)} rows, {table.shape[1] - 1} columns) and "
           f"{dictionary_path}{left_out}")
+    if dropped:
+        print(f"--impute median dropped {len(dropped)} columns with no value or a single "
+              f"value at {format_month(as_of)}: {', '.join(dropped)}")
     return 0
 
 

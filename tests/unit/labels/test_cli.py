@@ -190,3 +190,20 @@ def test_warn_summary_names_ids_not_found(synth_dir: pathlib.Path, tmp_path: pat
     assert main(["warn", "--raw", str(synth_dir), "--ids", str(ids), "--out",
                  str(tmp_path / "r.csv")]) == 0
     assert "{'not found': 2}" in capsys.readouterr().out
+
+
+def test_impute_names_dropped_columns_and_keeps_the_missing_rate(
+        synth_dir: pathlib.Path, tmp_path: pathlib.Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["features", "build", "--role", "grid", "--raw", str(synth_dir), "--as-of", "2021-06"]
+    assert main([*base, "--out", str(tmp_path / "raw.csv")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--impute", "median", "--out", str(tmp_path / "imp.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "--impute median dropped" in out and "use_yoy_12m_pct" in out
+    assert "use_yoy_12m_pct" not in _read(tmp_path / "imp.csv").columns
+    before = _read(tmp_path / "raw.dictionary.csv").set_index("name")["missing_rate"]
+    after = _read(tmp_path / "imp.dictionary.csv").set_index("name")["missing_rate"]
+    imputed = [c for c in after.index if f"{c}_missing" in after.index]
+    assert imputed and (after[imputed] > 0).all()
+    assert after[imputed].tolist() == before[imputed].tolist()
