@@ -34,12 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     from federation.audit_cli import add_commands as add_audit_commands
     from federation.cli_jobs import add_commands as add_job_commands
     from federation.monitor_cli import add_commands as add_monitor_commands
+    from federation.run_folder import run_in
     from federation.screen_cli import add_commands as add_screen_commands
     from federation.serve_cli import add_commands as add_serve_commands
     from parties.labels.cli import add_commands as add_label_commands
 
     add_job_commands(sub)
-    add_label_commands(sub)
+    add_label_commands(sub, out_guard=run_in)  # synth --out: a run folder like simulate's
     add_audit_commands(sub)
     add_serve_commands(sub)
     add_screen_commands(sub)

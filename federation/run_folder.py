@@ -1,4 +1,5 @@
-"""The folders ``simulate`` and ``score`` write: refuse to clobber, never delete what is not ours.
+"""Run folders (``simulate``, ``score``, ``screen``, ``stages``, ``synth``): refuse to clobber,
+never delete what is not ours.
 
 A run folder carries a marker file, ``.gridcredit-run.json``, listing every file the run
 created (its status: ``running``, ``done`` or ``failed``). Opening a folder for a new run:
@@ -44,7 +45,9 @@ KEEP_ON_FAILURE = ("*/node.log", "*/audit.jsonl", "coordinator/job.json", "*/che
 # What the program writes, for a run that was killed before it could list its files.
 OWN_LAYOUT = ("report.json", "summary.md", FAILED, "plots/*.png", "configs/*.toml",
               "certs/*.pem", "certs/*.key", "data/*_features.csv", "lr/*",
-              *(f"{node}/*" for node in NODES))
+              *(f"{node}/*" for node in NODES),
+              "stages.json", "pre/*", "in/*", "post/*",  # stages
+              "bank/*", "truth/*", "manifest.json")  # synth
 
 
 def ensure_folder(path: Path, flag: str = "--out") -> Path:
@@ -236,3 +239,8 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     return f"{type(exc).__name__}: {exc}"
+
+
+def run_in(path: Path, command: str, force: bool, job: Callable[[], T]) -> T:
+    """Open ``path`` for ``command`` (see :meth:`RunFolder.open`) and run ``job`` in it."""
+    return in_run_folder(RunFolder.open(path, command, force=force), job)

@@ -17,7 +17,7 @@ import json
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from federation.protocol.errors import ConfigError
 from federation.protocol.files import SHARED
@@ -26,6 +26,9 @@ from federation.report import bytes_sent
 from federation.run_folder import RunFolder, in_run_folder
 from federation.simulate import _Federation
 from parties.model import atomic_write_text
+
+if TYPE_CHECKING:
+    from parties.labels.schema import BankRaw, GridRaw
 
 OUTPUTS = ("selection.json", "report.json", "summary.md")
 
@@ -51,6 +54,7 @@ class ScreenSpec:
     quiet: bool = False
     timeout: float = 3600.0
     top_plots: int = 6
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,45 +67,81 @@ class _Inputs:
     label_column: str
 
 
-def _build(spec: ScreenSpec) -> _Inputs:
-    """Feature tables from a raw folder or the demo (missing values kept)."""
-    from parties.labels.demo_full import tables_at, write_tables
-    from parties.labels.schema import format_month, load_bank, load_grid, parse_month
+@dataclass(frozen=True)
+class _Raw:
+    """Both parties' raw records and the months to build at, checked before the run starts."""
+
+    grid: GridRaw
+    bank: BankRaw
+    as_of: int
+    compare_as_of: int | None
+
+
+def _month(text: str, flag: str) -> int:
+    from parties.labels.schema import InputError, parse_month
+
+    try:
+        return parse_month(text)
+    except InputError as e:
+        raise ConfigError(f"{flag}: {e}") from None
+
+
+def _raw(spec: ScreenSpec) -> _Raw | None:
+    """The raw records (``--raw`` or the demo's) and the months, each month within the data."""
+    if spec.grid_data is not None or spec.bank_data is not None:
+        return None
+    from federation.stages import StagesSpec, _as_of, check_month, load_raw, raw_folder
     from parties.labels.synth import synthesize
 
-    data_dir = spec.out.resolve() / "data"
+    compare = None if spec.compare_as_of is None else _month(spec.compare_as_of,
+                                                             "--compare-as-of")
     if spec.raw is not None:
-        from federation.stages import StagesSpec, _as_of
-        from parties.labels.schema import resolve_raw_dir
-
-        grid_raw = load_grid(resolve_raw_dir(spec.raw, "grid", "enterprises.csv"))
-        bank_raw = load_bank(resolve_raw_dir(spec.raw, "bank", "loans.csv"))
+        raw_folder(spec.raw, "screen")
         as_of = _as_of(StagesSpec(spec.raw, spec.out, spec.as_of))
+        grid_raw, bank_raw = load_raw(spec.raw, "screen")
+        where = spec.raw
     else:
+        given = _month(spec.as_of, "--as-of") if spec.as_of is not None else None
         synth = synthesize(spec.demo_enterprises, 36, 7)
-        grid_raw, bank_raw = synth.grid, synth.bank
-        as_of = parse_month(spec.as_of or str(synth.manifest["as_of"]))
-    grid, bank = write_tables(data_dir, *tables_at(grid_raw, bank_raw, as_of), "indicators")
+        grid_raw, bank_raw, where = synth.grid, synth.bank, Path("the synthetic demo")
+        as_of = _month(str(synth.manifest["as_of"]), "--as-of") if given is None else given
+    check_month(as_of, grid_raw, bank_raw, where)
+    if compare is not None:
+        check_month(compare, grid_raw, bank_raw, where, "--compare-as-of")
+    return _Raw(grid_raw, bank_raw, as_of, compare)
+
+
+def _build(spec: ScreenSpec, raw: _Raw) -> _Inputs:
+    """Feature tables from a raw folder or the demo (missing values kept)."""
+    from parties.labels.demo_full import tables_at, write_tables
+    from parties.labels.schema import format_month
+
+    data_dir = spec.out.resolve() / "data"
+    grid, bank = write_tables(data_dir, *tables_at(raw.grid, raw.bank, raw.as_of), "indicators")
     compare: tuple[Path | None, Path | None] = (None, None)
-    if spec.compare_as_of is not None:
-        month = parse_month(spec.compare_as_of)
-        compare = write_tables(data_dir, *tables_at(grid_raw, bank_raw, month),
-                               f"indicators_{format_month(month)}")
+    if raw.compare_as_of is not None:
+        compare = write_tables(data_dir, *tables_at(raw.grid, raw.bank, raw.compare_as_of),
+                               f"indicators_{format_month(raw.compare_as_of)}")
     return _Inputs(grid, bank, compare[0], compare[1], "id", "y")
 
 
-def _inputs(spec: ScreenSpec) -> _Inputs:
+def _check_inputs(spec: ScreenSpec) -> None:
     if (spec.grid_data is None) != (spec.bank_data is None):
         raise ConfigError("give both --grid-data and --bank-data, or neither")
+    if spec.grid_data is not None and (spec.raw is not None or spec.compare_as_of is not None):
+        raise ConfigError("--raw and --compare-as-of build the tables; they do not go "
+                          "with --grid-data/--bank-data (use --grid-compare/--bank-compare)")
+
+
+def _inputs(spec: ScreenSpec, raw: _Raw | None) -> _Inputs:
     if spec.grid_data is not None and spec.bank_data is not None:
-        if spec.raw is not None or spec.compare_as_of is not None:
-            raise ConfigError("--raw and --compare-as-of build the tables; they do not go "
-                              "with --grid-data/--bank-data (use --grid-compare/--bank-compare)")
         return _Inputs(spec.grid_data.resolve(), spec.bank_data.resolve(),
                        spec.grid_compare.resolve() if spec.grid_compare else None,
                        spec.bank_compare.resolve() if spec.bank_compare else None,
                        spec.id_column, spec.label_column)
-    return _build(spec)
+    if raw is None:
+        raise ConfigError("give both --grid-data and --bank-data, or neither")
+    return _build(spec, raw)
 
 
 def _screen_table(spec: ScreenSpec, compare: Path | None, bank: bool) -> dict[str, object]:
@@ -126,12 +166,14 @@ def run_screen(spec: ScreenSpec) -> dict[str, Any]:
         from parties.evaluation.screening.selection import load_rules
 
         load_rules(spec.rules)  # a bad rules file stops here, before any process starts
-    folder = RunFolder.open(spec.out, "screen")
-    return in_run_folder(folder, lambda: _screen(spec))
+    _check_inputs(spec)
+    raw = _raw(spec)  # a bad folder or month stops here too, before anything is written
+    folder = RunFolder.open(spec.out, "screen", force=spec.force)
+    return in_run_folder(folder, lambda: _screen(spec, raw))
 
 
-def _screen(spec: ScreenSpec) -> dict[str, Any]:
-    inputs = _inputs(spec)
+def _screen(spec: ScreenSpec, raw: _Raw | None) -> dict[str, Any]:
+    inputs = _inputs(spec, raw)
     settings = replace(spec.settings, task=Task.SCREEN)
     fed = _Federation(
         spec.out, f"screen-{secrets.token_hex(4)}", settings,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from federation.cli_jobs import FORCE_HELP
+
 D = "(default: %(default)s)"
 # The stage models are compared on fit statistics (-2LL, pseudo R^2), which need a model
 # closer to convergence than simulate's 5 epochs give.
@@ -24,7 +26,8 @@ def cmd_stages(args: argparse.Namespace) -> int:
     pca = None if args.pca == "none" else args.pca
     training = {"epochs": STAGE_EPOCHS, **training_values(args)}
     result = run_stages(StagesSpec(args.raw, args.out, args.as_of, args.horizon,
-                                   args.overdue_days, pca, settings_from(training), args.quiet))
+                                   args.overdue_days, pca, settings_from(training), args.quiet,
+                                   args.force))
     parts = [f"{s} AUC {result[s]['auc']:.4f} (Nagelkerke {result[s]['nagelkerke_r2']:.3f})"
              for s in ("pre", "in", "post")]
     print("; ".join(parts) + f"; written to {args.out}/stages.json and {args.out}/summary.md")
@@ -42,7 +45,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
         args.out, args.grid_data, args.bank_data, args.id_column, args.label_column,
         args.grid_compare, args.bank_compare, args.raw, args.as_of, args.compare_as_of,
         args.bins, args.rules, args.reveal_to_grid, args.monotone_merge,
-        settings_from(training), args.demo_enterprises, args.quiet))
+        settings_from(training), args.demo_enterprises, args.quiet, force=args.force))
     kept, total = report["kept"], report["indicators"]
     print(f"kept {kept['grid']} of {total['grid']} grid and {kept['bank']} of {total['bank']} "
           f"bank indicators in {report['screen_seconds']:.2f} s (PSI "
@@ -64,6 +67,7 @@ def _screen_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "DIR/report.json, DIR/summary.md with plots, and audit logs.",
     )
     sc.add_argument("--out", type=Path, default=Path("runs/screen"), help="run folder " + D)
+    sc.add_argument("--force", action="store_true", help=FORCE_HELP)
     d = sc.add_argument_group("data (omit all for the synthetic demo with every indicator)")
     d.add_argument("--grid-data", type=Path, help="the grid's CSV (ID + indicators; an empty "
                    "cell is a missing value)")
@@ -118,6 +122,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     st.add_argument("--raw", type=Path, required=True,
                     help="a 'gridcredit synth' folder (grid/ and bank/ raw tables)")
     st.add_argument("--out", type=Path, required=True, help="output folder")
+    st.add_argument("--force", action="store_true", help=FORCE_HELP)
     st.add_argument("--as-of", help="YYYY-MM (default: the manifest's as_of)")
     st.add_argument("--horizon", type=int, default=6, help="label window in months " + D)
     st.add_argument("--overdue-days", type=int, default=30,

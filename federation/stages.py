@@ -15,17 +15,27 @@ validation rows (out of sample) and, as the paper reports them, on the training 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from federation.protocol.errors import ConfigError
 from federation.protocol.files import SHARED, write_atomic
 from federation.protocol.messages import TrainSettings
+from federation.run_folder import RunFolder, in_run_folder
 from federation.simulate import SimulationSpec, run_simulation
 from parties.evaluation.goodness_of_fit import chi2_survival
 from parties.model import PartyModel, atomic_write_text
 
+if TYPE_CHECKING:
+    from parties.labels.schema import BankRaw, GridRaw
+    from parties.labels.stage_tables import StageTables
+    from parties.labels.stages import LoanStage
+
 STAGE_NAMES = {"pre": "Pre-loan", "in": "In-loan", "post": "Post-loan"}
+# A URL scheme, also as argparse's Path leaves it ("postgresql:/user:pw@host/db").
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 FIT_KEYS = ("model_chi2", "hosmer_lemeshow_p", "minus_2_log_likelihood", "cox_snell_r2",
             "nagelkerke_r2", "accuracy", "auc")
 
@@ -40,6 +50,7 @@ class StagesSpec:
     pca: str | None = "auto"
     settings: TrainSettings = field(default_factory=TrainSettings)
     quiet: bool = False
+    force: bool = False
 
 
 def _coefficients(run: Path) -> dict[str, Any]:
@@ -77,19 +88,72 @@ def stage_result(run: Path, report: dict[str, Any], months: dict[str, int]) -> d
     }
 
 
+def raw_folder(raw: Path, command: str) -> Path:
+    """``--raw`` as a local folder of raw tables.
+
+    Raises
+    ------
+    ConfigError
+        ``raw`` is a database DSN or a cluster URL (named without the URL: a DSN may hold a
+        password), or not a folder.
+    """
+    if _URL.match(str(raw)):
+        raise ConfigError(f"--raw: {command} reads a folder of both parties' raw tables (a "
+                          "'gridcredit synth' folder), not a database or URL (not shown); "
+                          "'gridcredit features build --raw postgresql://...' reads a database")
+    if not raw.is_dir():
+        raise ConfigError(f"--raw {raw}: no such folder")
+    return raw
+
+
+def load_raw(raw: Path, command: str) -> tuple[GridRaw, BankRaw]:
+    """Both parties' raw tables from ``--raw`` (a ``synth`` root or a folder with both)."""
+    from parties.labels.schema import load_bank, load_grid, resolve_raw_dir
+
+    raw_folder(raw, command)
+    return (load_grid(resolve_raw_dir(raw, "grid", "enterprises.csv")),
+            load_bank(resolve_raw_dir(raw, "bank", "loans.csv")))
+
+
+def check_month(month: int, grid_raw: GridRaw, bank_raw: BankRaw, raw: Path,
+                flag: str = "--as-of") -> None:
+    """Refuse a month before the first or after the last month of the monthly records."""
+    from parties.labels.schema import format_month
+
+    months = [t["month"] for t in (grid_raw.usage, grid_raw.bills,
+                                   bank_raw.repayments, bank_raw.taxes) if len(t)]
+    if not months:
+        raise ConfigError(f"--raw {raw}: no monthly records (usage, bills, repayments, taxes)")
+    first, last = min(int(m.min()) for m in months), max(int(m.max()) for m in months)
+    if not first <= month <= last:
+        where = "before the first" if month < first else "after the last"
+        raise ConfigError(f"{flag} {format_month(month)}: {where} month of the data in {raw} "
+                          f"({format_month(first)} to {format_month(last)})")
+
+
 def run_stages(spec: StagesSpec) -> dict[str, Any]:
     """Build, train and compare the three stages; returns ``stages.json`` as a dict."""
-    from parties.labels.schema import format_month, load_bank, load_grid, resolve_raw_dir
+    from parties.labels.schema import format_month
     from parties.labels.stage_tables import build_stage_tables
     from parties.pca import parse_components
 
     if spec.pca is not None:
         parse_components(spec.pca)
-    grid_raw = load_grid(resolve_raw_dir(spec.raw, "grid", "enterprises.csv"))
-    bank_raw = load_bank(resolve_raw_dir(spec.raw, "bank", "loans.csv"))
+    raw_folder(spec.raw, "stages")
     as_of = _as_of(spec)
+    grid_raw, bank_raw = load_raw(spec.raw, "stages")
+    check_month(as_of, grid_raw, bank_raw, spec.raw)
     tables = build_stage_tables(grid_raw, bank_raw, as_of, spec.horizon, spec.overdue_days)
-    result: dict[str, Any] = {"as_of": format_month(as_of), "pca": spec.pca,
+    # Like simulate's: refuse a folder of the user's own files, list what this run wrote.
+    folder = RunFolder.open(spec.out, "stages", force=spec.force)
+    return in_run_folder(folder, lambda: _train_stages(spec, tables, format_month(as_of)))
+
+
+def _train_stages(spec: StagesSpec, tables: dict[LoanStage, StageTables],
+                  as_of: str) -> dict[str, Any]:
+    from parties.labels.schema import format_month
+
+    result: dict[str, Any] = {"as_of": as_of, "pca": spec.pca,
                               "settings": spec.settings.as_dict()}
     for stage, t in tables.items():
         data = spec.out / "data" / stage.value
@@ -122,7 +186,10 @@ def _as_of(spec: StagesSpec) -> int:
                 break
         else:
             raise InputError(f"--as-of: not given and no manifest.json in {spec.raw}")
-    return parse_month(text)
+    try:
+        return parse_month(text)
+    except InputError as e:
+        raise InputError(f"--as-of: {e}") from None
 
 
 def _cell(value: Any, digits: int = 3) -> str:

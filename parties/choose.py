@@ -63,9 +63,16 @@ def chosen_columns(path: Path, party: str, id_column: str, label_column: str,
             kept = [k for k in kept if k in columns]
         columns = selected_columns(columns, kept, str(path))
     if not columns:
-        raise ValueError(f"{path}: no {party} column left to train on (stage {stage}, "
-                         f"selection {select})")
+        raise ValueError(f"{path}: {_nothing_left(party, select, stage)}")
     return columns
+
+
+def _nothing_left(party: str, select: Path | None, stage: str | None) -> str:
+    """Why ``party`` has no column to train on, naming only the flags that were given."""
+    given = [f"--stage {stage}" if stage is not None else "",
+             f"--select {select}" if select is not None else ""]
+    by = " with ".join(g for g in given if g)
+    return f"no {party} column left to train on" + (f" after {by}" if by else "")
 
 
 def demo_subset(out_dir: Path, enterprises: int, select: Path | None,
@@ -89,8 +96,7 @@ def demo_subset(out_dir: Path, enterprises: int, select: Path | None,
                                  "demo data (was the screening run on other data?)")
             names = [n for n in names if n in kept]
         if not names:
-            raise ValueError(f"no {party} indicator left to train on (stage {stage}, "
-                             f"selection {select})")
+            raise ValueError(f"the demo data: {_nothing_left(party, select, stage)}")
         chosen[party] = names
     g, b = trainer_tables(grid, bank, chosen["grid"], chosen["bank"])
     return write_tables(out_dir, g, b)

@@ -277,5 +277,7 @@ def require_columns(source: RawSource, table: str, spec: dict[str, Kind],
     """Raise for the first declared column missing from the stored table."""
     for column in spec:
         if column not in present:
+            if source.keyed:  # a database table has columns, not a header line
+                raise InputError(f"table {source.label(table)} has no column '{column}'")
             raise InputError(f"{source.label(table)}: row 1, column '{column}': missing from "
                              "the header")

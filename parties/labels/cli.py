@@ -23,6 +23,29 @@ from parties.labels.sqlkit import Engine
 
 D = "(default: %(default)s)"
 Handler = Callable[[argparse.Namespace], int]
+# Runs a command that writes the folder --out: (out, command, force, job) -> job's result.
+# The project's CLI passes its run-folder guard (a marker file listing what the run wrote);
+# this package cannot import it (CONTRIBUTING.md, "Layers").
+OutGuard = Callable[[pathlib.Path, str, bool, Callable[[], int]], int]
+
+
+def refuse_non_empty(out: pathlib.Path, command: str, force: bool, job: Callable[[], int]) -> int:
+    """The guard when this package's parser runs alone: --out must be new, empty or an earlier
+    ``synth`` output (its manifest names the generator), else it needs --force."""
+    import json
+
+    from parties.labels.schema import InputError
+
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        earlier = isinstance(manifest, dict) and manifest.get("generator") == "parties.labels.synth"
+    except (OSError, ValueError):
+        earlier = False
+    if out.is_dir() and any(out.iterdir()) and not (force or earlier):
+        raise InputError(f"--out {out}: the folder exists and is not empty; choose a new or "
+                         "empty folder, or pass --force to write into it (nothing in it is "
+                         "deleted)")
+    return job()
 
 
 # The handlers import the library (pandas, DuckDB, psycopg) only when a label command runs:
@@ -31,7 +54,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     """Write both parties' synthetic raw tables and the manifest."""
     from parties.labels.commands import synth
 
-    return synth(args)
+    if args.out is None:
+        return synth(args)
+    guard: OutGuard = args.out_guard
+    return guard(args.out, "synth", args.force, lambda: synth(args))
 
 
 def cmd_features_build(args: argparse.Namespace) -> int:
@@ -105,8 +131,12 @@ def _raw_flags(p: argparse.ArgumentParser) -> None:
                    "from a file; at least 16 bytes) (default: IDs as they are)")
 
 
-def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``synth``, ``features`` (``build``, ``fit-shell``) and ``warn`` to ``subparsers``."""
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+                 out_guard: OutGuard = refuse_non_empty) -> None:
+    """Add ``synth``, ``features`` (``build``, ``fit-shell``) and ``warn`` to ``subparsers``.
+
+    ``out_guard`` opens ``synth --out`` (default: :func:`refuse_non_empty`).
+    """
     synth = subparsers.add_parser("synth", help="write synthetic raw records of both parties",
                                   description="Write DIR/grid/, DIR/bank/, DIR/truth/ and "
                                   "DIR/manifest.json (with the as_of month to build at).")
@@ -116,6 +146,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     synth.add_argument("--shell-share", type=float, default=0.05,
                        help="share of shell companies " + D)
     synth.add_argument("--out", type=pathlib.Path, default=None, help="folder to write")
+    synth.add_argument("--force", action="store_true",
+                       help="write into an existing folder that is not an earlier output folder "
+                       "(nothing in it is deleted; files of the same names are replaced)")
     synth.add_argument("--format", choices=["csv", "parquet"], default="csv",
                        help="file format of the tables under --out " + D)
     synth.add_argument("--to", default=None, metavar="DSN",
@@ -123,7 +156,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                        ", one schema per party (tables must not exist yet)")
     synth.add_argument("--grid-schema", default="grid", help="schema of the grid's tables " + D)
     synth.add_argument("--bank-schema", default="bank", help="schema of the bank's tables " + D)
-    synth.set_defaults(handler=cmd_synth)
+    synth.set_defaults(handler=cmd_synth, out_guard=out_guard)
     _features_commands(subparsers)
     warn = subparsers.add_parser("warn", help="post-loan early-warning ratings (Table 7)",
                                  description="Rate enterprises expansion/stable/shrink/alert "

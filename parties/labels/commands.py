@@ -65,7 +65,8 @@ def _raw_exists(raw: str | pathlib.Path) -> None:
 
 
 def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None:
-    """Refuse an as-of month after the last month of the raw records: nothing to build.
+    """Refuse an as-of month before the first or after the last month of the raw records:
+    nothing to build (a month without records would give counts of 0, not missing values).
 
     Checked on files only (one DuckDB aggregate per table); a database source is checked by
     the engine's own row counts.
@@ -76,7 +77,7 @@ def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None
 
     from parties.labels.duck import csv_relation
 
-    last: int | None = None
+    spans: list[tuple[int, int]] = []
     for table in tables:
         path = source.path(table)
         if not path.exists():
@@ -86,16 +87,19 @@ def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None
                 relation = f"read_parquet({text(str(path))})"
             else:  # the header's columns as text: no sniffing, and read on both threads
                 relation = csv_relation(path, source.header(table))
-            row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {relation}"
-                                 ).fetchone()
-            month = parse_month(str(row[0])[:7]) if row and row[0] else None
+            row = duckdb.execute(f"SELECT min(CAST(month AS VARCHAR)), "
+                                 f"max(CAST(month AS VARCHAR)) FROM {relation}").fetchone()
+            if row and row[0] and row[1]:
+                spans.append((parse_month(str(row[0])[:7]), parse_month(str(row[1])[:7])))
         except (duckdb.Error, InputError):
             return  # a bad file: the build's checks name the table, row and column
-        if month is not None:
-            last = month if last is None else max(last, month)
-    if last is not None and as_of > last:
-        raise InputError(f"--as-of {format_month(as_of)}: after the last month of the data "
-                         f"in {source.root} ({format_month(last)})")
+    if not spans:
+        return
+    first, last = min(a for a, _ in spans), max(b for _, b in spans)
+    if not first <= as_of <= last:
+        where = "before the first" if as_of < first else "after the last"
+        raise InputError(f"--as-of {format_month(as_of)}: {where} month of the data in "
+                         f"{source.root} ({format_month(first)} to {format_month(last)})")
 
 
 def _key(args: argparse.Namespace) -> bytes | None:
@@ -140,10 +144,14 @@ def features_build(args: argparse.Namespace) -> int:
         raise InputError(f"--as-of {format_month(as_of)}: no enterprise of {args.raw} has data "
                          "to build features from" + (" and a repayment due in the label "
                                                      "window" if args.role == "bank" else ""))
+    missing_rates = {str(c): float(r) for c, r in table.isna().mean().items()}
+    dropped: list[str] = []
     if args.impute is Impute.MEDIAN:
-        table = impute_for_training(table)
+        imputed = impute_for_training(table)
+        dropped = [str(c) for c in table.columns if c not in imputed.columns]
+        table = imputed
     table["id"] = output_ids(table["id"], _key(args))
-    dictionary = data_dictionary(table, build.indicators)
+    dictionary = data_dictionary(table, build.indicators, missing_rates)
     dictionary_path = args.dictionary or args.out.with_name(args.out.stem + ".dictionary.csv")
     write_csv_fast(args.out, table)
     write_csv(dictionary_path, dictionary)
@@ -151,6 +159,9 @@ def features_build(args: argparse.Namespace) -> int:
         "left out" if args.role == "bank" else ""
     print(f"wrote {args.out} ({len(table)} rows, {table.shape[1] - 1} columns) and "
           f"{dictionary_path}{left_out}")
+    if dropped:
+        print(f"--impute median dropped {len(dropped)} columns with no value or a single "
+              f"value at {format_month(as_of)}: {', '.join(dropped)}")
     return 0
 
 
@@ -182,9 +193,15 @@ def features_fit_shell(args: argparse.Namespace) -> int:
 def _requested_ids(path: pathlib.Path, column: str) -> pd.Series:
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"--ids {path}: empty file, expected a header with '{column}' and "
+                         "one ID per row") from None
     if column not in frame.columns:
         raise InputError(f"{path}: row 1, column '{column}': missing from the header")
+    if frame.empty:
+        raise InputError(f"--ids {path}: no IDs below the header (column '{column}')")
     return frame[column]
 
 
@@ -192,13 +209,15 @@ def warn(args: argparse.Namespace) -> int:
     """Rate enterprises by the Table 7 rules (all of them, or those of ``--ids``)."""
     _raw_exists(args.raw)
     as_of = _as_of(args)
-    grid = load_grid_raw(open_source(args.raw, "grid", args.schema))
+    source = open_source(args.raw, "grid", args.schema)
+    _within_data(as_of, source, ("monthly_usage", "bills"))
+    grid = load_grid_raw(source)
     by_name = {ind.name: ind for ind in grid_registry()}
     rules = load_rules(by_name, args.rules)
     panel = build_grid_panel(grid, as_of)
     table = build_table([by_name[r.indicator] for r in rules], panel, panel.ids,
                         model_only=False)
-    ratings = pd.concat([table[["id"]], rate(table, rules)], axis=1)
+    ratings = pd.concat([table[["id"]], rate(table, rules, unrated=True)], axis=1)
     names = grid.enterprises.set_index("ent_id")["name"]
     ratings.insert(1, "name", mask_names(names.reindex(ratings["id"]).fillna("")).to_numpy())
     key = _key(args)
@@ -213,6 +232,6 @@ def warn(args: argparse.Namespace) -> int:
         ratings = ratings.fillna({"name": "", "rating": "", "triggered": "",
                                   "missing": "no grid record"})
     write_csv(args.out, ratings)
-    counts = ratings["rating"].value_counts().to_dict()
+    counts = ratings["rating"].replace("", "not found").value_counts().to_dict()
     print(f"wrote {args.out} ({len(ratings)} enterprises: {counts})")
     return 0

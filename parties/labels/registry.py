@@ -13,7 +13,7 @@ its place; names are unique snake_case identifiers usable as CSV column names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -93,10 +93,13 @@ def build_table(indicators: Sequence[Indicator[P]], panel: P,
     return pd.DataFrame(columns)
 
 
-def data_dictionary(table: pd.DataFrame, indicators: Sequence[Indicator[P]]) -> pd.DataFrame:
+def data_dictionary(table: pd.DataFrame, indicators: Sequence[Indicator[P]],
+                    missing_rates: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Name, definition, window, source and missing rate of every feature column of ``table``.
 
     Columns that are not indicators (``y``, ``<name>_missing``) are described generically.
+    ``missing_rates`` overrides a column's rate: for an imputed table, the share missing
+    before the median filled it (the table itself has none left).
     """
     by_name = {ind.name: ind for ind in indicators}
     rows = []
@@ -114,6 +117,8 @@ def data_dictionary(table: pd.DataFrame, indicators: Sequence[Indicator[P]]) -> 
         else:
             definition, window, source = "", 0, ""
         missing = float(table[column].isna().mean()) if len(table) else 0.0
+        if missing_rates is not None and column in missing_rates:
+            missing = float(missing_rates[column])
         rows.append({"name": column, "definition": definition, "window_months": window,
                      "source": source, "missing_rate": round(missing, 6)})
     return pd.DataFrame(rows, columns=["name", "definition", "window_months", "source",

@@ -29,7 +29,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from parties.labels.bank_indicators import BANK_INDICATORS, build_bank_panel, overdue_labels
 from parties.labels.features import build_grid_features
 from parties.labels.registry import build_table, impute_for_training
-from parties.labels.schema import BankRaw, GridRaw
+from parties.labels.schema import BankRaw, GridRaw, InputError, format_month
 from parties.labels.stages import LoanStage, StageMap, load_stages, stage_indicators
 
 
@@ -80,6 +80,9 @@ def build_stage_tables(grid_raw: GridRaw, bank_raw: BankRaw, as_of: int, horizon
     panel = build_bank_panel(bank_raw, as_of)
     y = overdue_labels(bank_raw, panel.ids, as_of, horizon, overdue_days)
     labelled = panel.ids[~np.isnan(y)]
+    if len(labelled) == 0:
+        raise InputError(f"--as-of {format_month(as_of)}: no borrower has a repayment due in "
+                         f"the {horizon} months after it, so none has a label")
     labels = pd.Series(y[~np.isnan(y)].astype(np.int64), index=pd.Index(labelled))
     months = stage_months(bank_raw, labelled, as_of)
     needed = {int(m) for s in months.values() for m in s.unique()}
@@ -90,6 +93,9 @@ def build_stage_tables(grid_raw: GridRaw, bank_raw: BankRaw, as_of: int, horizon
     for g, b in raw_tables.values():
         common &= set(g["id"]) & set(b["id"])
     order = sorted(common)
+    if not order:
+        raise InputError(f"--as-of {format_month(as_of)}: no labelled borrower has records of "
+                         "both parties at every stage's month")
     out: dict[LoanStage, StageTables] = {}
     for stage, (g, b) in raw_tables.items():
         g = g.set_index("id").loc[order].reset_index()

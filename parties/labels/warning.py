@@ -4,7 +4,10 @@
 What it does: loads rules from TOML (default: the packaged ``warning_rules.toml``), rates
 each indicator of each enterprise as expansion / stable / shrink / alert by the interval its
 value falls in, and rates the enterprise: alert if any indicator is alert, else shrink if any
-is shrink, else expansion if any is expansion, else stable (paper section 4.3).
+is shrink, else expansion if any is expansion, else stable (paper section 4.3). With
+``unrated`` (``gridcredit warn``), an enterprise with no indicator rated above stable and any
+indicator missing is ``unrated``, never stable: the missing one could have raised it (e.g. the
+first months of the records, before any year-on-year usage exists).
 
 What it assumes: an indicator whose value is missing is skipped and listed, never rated;
 a value in none of an indicator's intervals rates nothing (the table leaves those cells
@@ -29,6 +32,12 @@ from parties.labels.schema import InputError
 
 _NUMBER = r"[-+]?(?:inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
 _INTERVAL = re.compile(rf"^\s*([\[(])\s*({_NUMBER})\s*,\s*({_NUMBER})\s*([\])])\s*$")
+
+
+# The value of ``rating`` when it cannot be computed; not a Rating (it has no precedence).
+UNRATED = "unrated"
+# Every value ``rate`` writes to ``rating``.
+RATING_NAMES = (UNRATED, "stable", "expansion", "shrink", "alert")
 
 
 class Rating(enum.IntEnum):
@@ -159,21 +168,31 @@ def _joined(masks: list[npt.NDArray[np.bool_]], names: list[str]) -> list[str]:
     return [";".join(p for p in column if p) for column in parts.T]
 
 
-def rate(table: pd.DataFrame, rules: tuple[Rule, ...]) -> pd.DataFrame:
+def rate(table: pd.DataFrame, rules: tuple[Rule, ...], *, unrated: bool = False
+         ) -> pd.DataFrame:
     """Rate every row of ``table`` (one column per rule indicator).
+
+    ``unrated=True`` (what ``gridcredit warn`` uses) rates ``unrated`` a row with nothing above
+    stable and some indicator missing; the default keeps the older reading, ``stable``, for
+    callers whose vocabulary is :class:`Rating` only (the monitor's rating codes).
 
     Returns
     -------
     pandas.DataFrame
-        ``rating`` (lower-case name), ``triggered`` (the indicators rated at the enterprise's
-        rating, ``;``-separated) and ``missing`` (indicators skipped), in ``table``'s order.
+        ``rating`` (lower-case name, or ``unrated``: nothing above stable and some indicator
+        missing), ``triggered`` (the indicators rated at the enterprise's rating,
+        ``;``-separated; empty when unrated) and ``missing`` (indicators skipped), in
+        ``table``'s order.
     """
     per = np.column_stack([rate_indicator(r, table[r.indicator].to_numpy(np.float64))
                            for r in rules]) if rules else np.zeros((len(table), 0), np.int64)
     final = np.maximum(per.max(axis=1, initial=-1), int(Rating.STABLE))
+    if unrated:
+        none = (final == int(Rating.STABLE)) & (per == -2).any(axis=1)
+        final = np.where(none, -3, final)  # -3 matches no indicator's rating
     names = [r.indicator for r in rules]
     return pd.DataFrame({
-        "rating": [Rating(int(v)).name.lower() for v in final],
+        "rating": [UNRATED if v < 0 else Rating(int(v)).name.lower() for v in final],
         "triggered": _joined([per[:, j] == final for j in range(len(rules))], names),
         "missing": _joined([per[:, j] == -2 for j in range(len(rules))], names),
     }, index=table.index)

@@ -46,3 +46,17 @@ def test_simulate_refuses_a_bad_pca_and_a_selection_naming_absent_columns(
     code, line = run(capsys, "simulate", "--out", str(tmp_path / "o"), "--grid-data", str(grid),
                      "--bank-data", str(bank), "--select", str(selection))
     assert code == 2 and str(selection) in line
+
+
+def test_simulate_with_an_empty_selection_names_the_flag_not_none(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grid, bank = tmp_path / "g.csv", tmp_path / "b.csv"
+    grid.write_text("id,a\n1,0.5\n2,0.1\n", encoding="utf-8")
+    bank.write_text("id,y,c\n1,0,3\n2,1,4\n", encoding="utf-8")
+    selection = tmp_path / "selection.json"
+    selection.write_text('{"parties": {"grid": {"kept": []}, "bank": {"kept": ["c"]}}}',
+                         encoding="utf-8")
+    code, line = run(capsys, "simulate", "--out", str(tmp_path / "o"), "--grid-data", str(grid),
+                     "--bank-data", str(bank), "--select", str(selection))
+    assert code == 2 and "None" not in line
+    assert line == f"error: {grid}: no grid column left to train on after --select {selection}"

@@ -85,8 +85,35 @@ def test_rules_toml(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown rule 'min_ivv'"):
         load_rules(f)
     f.write_text("[rules]\nmax_psi = \"high\"\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="max_psi must be a non-negative number"):
+    with pytest.raises(ValueError, match="max_psi = 'high': expected a finite number >= 0"):
         load_rules(f)
     f.write_text("[rules\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_rules(f)
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("max_missing = 1.5", "a share in [0, 1]"), ("max_missing = -0.1", "a share in [0, 1]"),
+    ("max_vif = 0.5", ">= 1"), ("max_correlation = 0", "(0, 1]"),
+    ("max_correlation = 1.2", "(0, 1]"), ("min_iv = nan", "finite"),
+    ("min_iv = -1", ">= 0"), ("max_psi = inf", "finite"), ("max_vif = nan", "finite"),
+    ('min_iv = "0.1"', "finite"),
+])
+def test_rules_out_of_range_name_file_key_and_value(tmp_path: Path, line: str,
+                                                    expected: str) -> None:
+    f = tmp_path / "rules.toml"
+    f.write_text(f"[rules]\n{line}\n", encoding="utf-8")
+    key, value = (part.strip() for part in line.split("="))
+    with pytest.raises(ValueError) as info:
+        load_rules(f)
+    message = str(info.value)
+    assert message.startswith(f"{f}: {key} = ") and expected in message
+    assert value.strip('"') in message and "\n" not in message
+
+
+def test_rules_at_the_ends_of_their_ranges_are_accepted(tmp_path: Path) -> None:
+    f = tmp_path / "rules.toml"
+    f.write_text("[rules]\nmin_iv = 0\nmax_missing = 1\nmax_correlation = 1\nmax_vif = 1\n"
+                 "max_psi = 0\n", encoding="utf-8")
+    assert load_rules(f) == Rules(min_iv=0, max_missing=1, max_correlation=1, max_vif=1,
+                                  max_psi=0)

@@ -46,8 +46,26 @@ class Rules:
         return asdict(self)
 
 
+# Each threshold's range: (low, low included, high, high included, what it is).
+RANGES: dict[str, tuple[float, bool, float, bool, str]] = {
+    "min_iv": (0.0, True, np.inf, False, "a finite number >= 0"),
+    "max_missing": (0.0, True, 1.0, True, "a share in [0, 1]"),
+    "max_correlation": (0.0, False, 1.0, True, "an absolute correlation in (0, 1]"),
+    "max_vif": (1.0, True, np.inf, False, "a finite number >= 1 (a VIF is never below 1)"),
+    "max_psi": (0.0, True, np.inf, False, "a finite number >= 0"),
+}
+
+
+def _in_range(key: str, value: float) -> bool:
+    low, low_in, high, high_in, _ = RANGES[key]
+    above = value >= low if low_in else value > low
+    below = value <= high if high_in else value < high
+    return bool(np.isfinite(value)) and above and below
+
+
 def rules_from(table: Mapping[str, Any], where: str = "rules") -> Rules:
-    """Rules from a mapping (unknown keys and wrong types are errors naming ``where``)."""
+    """Rules from a mapping (unknown keys, wrong types and values out of range (NaN and
+    infinity included) are errors naming ``where``, the key and the value)."""
     known = {f.name: f for f in fields(Rules)}
     values: dict[str, Any] = {}
     for key, value in table.items():
@@ -56,8 +74,9 @@ def rules_from(table: Mapping[str, Any], where: str = "rules") -> Rules:
         if key == "require_monotone":
             if not isinstance(value, bool):
                 raise ValueError(f"{where}: {key} must be true or false, got {value!r}")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{where}: {key} must be a non-negative number, got {value!r}")
+        elif (isinstance(value, bool) or not isinstance(value, (int, float))
+              or not _in_range(key, float(value))):
+            raise ValueError(f"{where}: {key} = {value!r}: expected {RANGES[key][4]}")
         values[key] = value if key == "require_monotone" else float(value)
     return Rules(**values)
 

@@ -63,7 +63,7 @@ def test_warn_masks_names_and_reports_unknown_ids(synth_dir: pathlib.Path,
     assert main(["warn", "--raw", str(synth_dir), "--ids", str(ids), "--out", str(out)]) == 0
     ratings = _read(out).fillna("")
     assert len(ratings) == 6 and ratings["found"].tolist() == [1] * 5 + [0]
-    assert set(ratings["rating"][:5]) <= {"alert", "shrink", "expansion", "stable"}
+    assert set(ratings["rating"][:5]) <= {"alert", "shrink", "expansion", "stable", "unrated"}
     assert ratings["missing"].iloc[5] == "no grid record"
     assert ratings["name"][:5].str.fullmatch(".[*][*]").all()
 
@@ -85,6 +85,13 @@ def test_no_output_holds_an_unmasked_name_or_legal_person_id(
     (["features", "build", "--role", "grid", "--as-of", "2023-13"], "--as-of: expected a month"),
     (["warn", "--hash-ids-key", "short"], "at least 16 bytes"),
     (["synth", "--enterprises", "3"], "--enterprises"),
+    (["features", "build", "--role", "grid", "--as-of", "2020-01"],
+     "--as-of 2020-01: before the first month of the data"),
+    (["features", "build", "--role", "grid", "--as-of", "2030-01"],
+     "--as-of 2030-01: after the last month of the data"),
+    (["features", "build", "--role", "bank", "--as-of", "2020-12"],
+     "--as-of 2020-12: before the first month of the data"),
+    (["warn", "--as-of", "2020-01"], "--as-of 2020-01: before the first month of the data"),
 ])
 def test_bad_input_prints_error_and_exits_2(synth_dir: pathlib.Path, tmp_path: pathlib.Path,
                                             capsys: pytest.CaptureFixture[str],
@@ -150,3 +157,53 @@ def test_messages_carry_no_placeholder_row_or_column(tmp_path: pathlib.Path,
     err = capsys.readouterr().err
     assert "enterprises.csv: file not found" in err
     assert "row -" not in err and "column -" not in err
+
+
+def test_warn_in_the_first_month_rates_nobody_stable_without_usage(
+        synth_dir: pathlib.Path, tmp_path: pathlib.Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ratings.csv"
+    assert main(["warn", "--raw", str(synth_dir), "--as-of", "2021-01", "--out", str(out)]) == 0
+    ratings = _read(out).fillna("")
+    no_usage = ratings["missing"].str.contains("use_yoy_12m_pct")
+    assert no_usage.all() and "stable" not in set(ratings["rating"])
+    assert "unrated" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", ["", "id\n"])
+def test_warn_refuses_an_ids_file_without_ids(synth_dir: pathlib.Path, tmp_path: pathlib.Path,
+                                              capsys: pytest.CaptureFixture[str],
+                                              text: str) -> None:
+    ids = tmp_path / "ids.csv"
+    ids.write_text(text, encoding="utf-8")
+    assert main(["warn", "--raw", str(synth_dir), "--ids", str(ids), "--out",
+                 str(tmp_path / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --ids {ids}: ") and err.count("\n") == 1
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_warn_summary_names_ids_not_found(synth_dir: pathlib.Path, tmp_path: pathlib.Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    ids = tmp_path / "ids.csv"
+    ids.write_text("id\nNOT-A-CUSTOMER\nNOR-THIS\n", encoding="utf-8")
+    assert main(["warn", "--raw", str(synth_dir), "--ids", str(ids), "--out",
+                 str(tmp_path / "r.csv")]) == 0
+    assert "{'not found': 2}" in capsys.readouterr().out
+
+
+def test_impute_names_dropped_columns_and_keeps_the_missing_rate(
+        synth_dir: pathlib.Path, tmp_path: pathlib.Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["features", "build", "--role", "grid", "--raw", str(synth_dir), "--as-of", "2021-06"]
+    assert main([*base, "--out", str(tmp_path / "raw.csv")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--impute", "median", "--out", str(tmp_path / "imp.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "--impute median dropped" in out and "use_yoy_12m_pct" in out
+    assert "use_yoy_12m_pct" not in _read(tmp_path / "imp.csv").columns
+    before = _read(tmp_path / "raw.dictionary.csv").set_index("name")["missing_rate"]
+    after = _read(tmp_path / "imp.dictionary.csv").set_index("name")["missing_rate"]
+    imputed = [c for c in after.index if f"{c}_missing" in after.index]
+    assert imputed and (after[imputed] > 0).all()
+    assert after[imputed].tolist() == before[imputed].tolist()

@@ -120,3 +120,17 @@ def test_parquet_months_are_checked_once_per_value(tmp_path: pathlib.Path, old: 
     assert got.replace(str(parquet), "").replace(".parquet", "") == _message(
         lambda: build_grid_features(directory, parse_month(AS_OF))).replace(
         str(directory), "").replace(".csv", "")
+
+
+def test_a_database_table_without_a_column_is_named_as_a_table() -> None:
+    from parties.labels.checks import require_columns
+    from parties.labels.sources import Format, RawSource
+
+    spec = GRID_TABLES["monthly_usage"]
+    db = RawSource(Format.POSTGRES, dsn="postgresql://u:secret@h/db", schema="g4")
+    with pytest.raises(InputError) as info:
+        require_columns(db, "monthly_usage", spec, ["ent_id", "month"])
+    assert str(info.value) == "table g4.monthly_usage has no column 'kwh'"
+    folder = RawSource(Format.CSV, root=pathlib.Path("raw"))
+    with pytest.raises(InputError, match="row 1, column 'kwh': missing from the header"):
+        require_columns(folder, "monthly_usage", spec, ["ent_id", "month"])

@@ -12,7 +12,14 @@ import pytest
 
 from parties.labels.features import grid_registry
 from parties.labels.schema import InputError
-from parties.labels.warning import Rating, load_rules, parse_interval, rate, rate_indicator
+from parties.labels.warning import (
+    RATING_NAMES,
+    Rating,
+    load_rules,
+    parse_interval,
+    rate,
+    rate_indicator,
+)
 
 E, S, K, A = Rating.EXPANSION, Rating.STABLE, Rating.SHRINK, Rating.ALERT
 PCT = [(20, E), (19.999, S), (-10, S), (-10.001, K), (-20, K), (-20.001, A), (500, E)]
@@ -55,7 +62,7 @@ def test_missing_value_is_skipped_not_rated(rules: dict[str, object]) -> None:
     assert got[0] == -2
 
 
-def test_enterprise_rating_order_alert_shrink_expansion_stable(
+def test_enterprise_rating_order_alert_shrink_expansion_stable_unrated(
         rules: dict[str, object]) -> None:
     names = list(CASES)
     base = {n: np.nan for n in names}
@@ -63,17 +70,38 @@ def test_enterprise_rating_order_alert_shrink_expansion_stable(
         {**base, "use_yoy_3m_pct": 25.0, "theft_count_6m": 1.0},  # expansion + alert
         {**base, "use_yoy_3m_pct": 25.0, "late_count_12m": 2.0},  # expansion + shrink
         {**base, "use_yoy_3m_pct": 25.0, "use_yoy_12m_pct": 0.0},  # expansion + stable
-        {**base, "use_yoy_12m_pct": 0.0, "late_count_12m": 0.0},  # stable + no band
-        {**base, "late_count_12m": 0.0},  # no band only
+        {**base, "use_yoy_12m_pct": 0.0, "late_count_12m": 0.0},  # stable + no band + missing
+        {**base, "late_count_12m": 0.0},  # no band only, the rest missing
         base,  # everything missing
     ]
-    out = rate(pd.DataFrame(rows)[names], tuple(rules.values()))  # type: ignore[arg-type]
-    assert out["rating"].tolist() == ["alert", "shrink", "expansion", "stable", "stable",
-                                      "stable"]
+    table = pd.DataFrame(rows)[names]
+    old = rate(table, tuple(rules.values()))  # type: ignore[arg-type]
+    assert old["rating"].tolist()[3:] == ["stable"] * 3  # the Rating-only reading (monitor)
+    out = rate(table, tuple(rules.values()), unrated=True)  # type: ignore[arg-type]
+    # Nothing above stable with some indicator missing cannot be called stable.
+    assert out["rating"].tolist() == ["alert", "shrink", "expansion", "unrated", "unrated",
+                                      "unrated"]
     assert out["triggered"].tolist() == ["theft_count_6m", "late_count_12m", "use_yoy_3m_pct",
-                                         "use_yoy_12m_pct", "", ""]
+                                         "", "", ""]
     assert out.loc[5, "missing"].split(";") == names
     assert "use_yoy_3m_pct" not in out.loc[0, "missing"]
+    assert set(out["rating"]) <= set(RATING_NAMES)
+
+
+def test_stable_needs_every_indicator(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[rules.late_days_12m]\nstable = "[0, 30)"\nalert = "[200, inf)"\n'
+                    '[rules.theft_count_6m]\nstable = "[0, 0]"\nalert = "[1, inf)"\n',
+                    encoding="utf-8")
+    rules = load_rules([ind.name for ind in grid_registry()], path)
+    table = pd.DataFrame({"late_days_12m": [5.0, 5.0, np.nan, 250.0],
+                          "theft_count_6m": [0.0, np.nan, np.nan, np.nan]})
+    out = rate(table, rules, unrated=True)
+    assert out["rating"].tolist() == ["stable", "unrated", "unrated", "alert"]
+    assert out["triggered"].tolist() == ["late_days_12m;theft_count_6m", "", "",
+                                         "late_days_12m"]
+    assert out["missing"].tolist() == ["", "theft_count_6m", "late_days_12m;theft_count_6m",
+                                       "theft_count_6m"]
 
 
 @pytest.mark.parametrize(("text", "lo", "hi", "lo_closed", "hi_closed"), [
