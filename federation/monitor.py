@@ -69,15 +69,18 @@ def post_alerts(url: str, alerts: list[dict[str, str]], retries: int) -> bool:
     return False
 
 
-def run_period(cfg: MonitorConfig, bank: BankPeriod, bank_seconds: float, store: MonitorStore,
-               audit: AuditWriter, baseline: DriftBaseline | None = None) -> dict[str, float]:
-    """One period of the bank, its book ``bank`` at hand: joint scores and ratings, levels,
-    alerts, drift, the folder. A grid without that month's data raises ``PeriodNotReady``
-    (as a ``ProtocolAbort``) before anything is written."""
+def run_period(cfg: MonitorConfig, model: PartyModel, bank: BankPeriod, bank_seconds: float,
+               store: MonitorStore, audit: AuditWriter,
+               baseline: DriftBaseline | None = None) -> dict[str, float]:
+    """One period of the bank, its book ``bank`` at hand: joint scores (calibrated by
+    ``model``, as ``score`` and ``serve``) and ratings, levels, alerts, drift, the folder. A
+    grid without that month's data raises ``PeriodNotReady`` (as a ``ProtocolAbort``)
+    before anything is written."""
     period = format_month(bank.month)
     times: dict[str, float] = {"bank_data": bank_seconds}
     card = Scorecard(cfg.base_score, cfg.base_odds, cfg.pdo)
-    state = PeriodBank(bank.month, bank.ids, bank.u, card, cfg.bands)
+    state = PeriodBank(bank.month, bank.ids, bank.u, card, cfg.bands,
+                       probability=model.probability)
     link = GridLink(cfg.peer, cfg.certs, audit, state, cfg.deadline)
     t = time.perf_counter()
     try:
@@ -192,7 +195,7 @@ def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
         else:
             _announce(cfg.http, dashboard.server_address[1])
         ended = run_periods(cfg, tables, model, store, stop, lambda bank, seconds: run_period(
-            cfg, bank, seconds, store, audit, baseline), loaded)
+            cfg, model, bank, seconds, store, audit, baseline), loaded)
         print(ended, flush=True)
         if dashboard is not None:
             while not stop.wait(0.5):

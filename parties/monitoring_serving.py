@@ -50,6 +50,7 @@ from parties.serving import (
     ROTATE_SECONDS,
     STEP_OPEN,
     STEP_PARTIAL,
+    Float,
     ScoredId,
     UnknownSession,
     epoch_domain,
@@ -186,12 +187,18 @@ class MonitorGrid(GridServing):
 
 
 class PeriodBank(BankServing):
-    """The bank's serving state for one period: its book's u_B; collects the ratings."""
+    """The bank's serving state for one period: its book's u_B; collects the ratings.
+
+    ``probability`` is the bank model's calibration (``PartyModel.probability``), required
+    so that the monitor's probabilities and points are those of ``score`` and ``serve``.
+    """
 
     def __init__(self, period: int, ids: Sequence[str], u: np.ndarray, card: Scorecard,
-                 bands: Sequence[float] | None = None, *, max_ids: int = MAX_IDS,
+                 bands: Sequence[float] | None = None, *,
+                 probability: Callable[[Float], Float], max_ids: int = MAX_IDS,
                  pool: PsiPool | None = None) -> None:
-        super().__init__(ids, u, card, bands, max_ids=max_ids, pool=pool)
+        super().__init__(ids, u, card, bands, max_ids=max_ids, pool=pool,
+                         probability=probability)
         self._period = period
         self.ratings: dict[str, str] = {}
 

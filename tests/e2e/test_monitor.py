@@ -172,14 +172,22 @@ def _check_scores(root: Path, book: pd.DataFrame, period: str) -> None:
     month = parse_month(period)
     g = grid_period(open_source(root / "raw", "grid"), month,
                     PartyModel.load(root / "run/grid/model.json", Role.GRID))
-    b = bank_period(open_source(root / "raw", "bank"), month,
-                    PartyModel.load(root / "run/bank/model.json", Role.BANK))
+    model = PartyModel.load(root / "run/bank/model.json", Role.BANK)
+    b = bank_period(open_source(root / "raw", "bank"), month, model)
     assert sorted(b.ids) == sorted(book["id"])
     u_g = dict(zip(g.ids, g.u, strict=True))
     both = [(i, u + u_g[i]) for i, u in zip(b.ids, b.u, strict=True) if i in u_g]
-    expected = Scorecard(600.0, 50.0, 20.0).points(sigmoid(np.array([u for _, u in both])))
-    got = book.set_index("id")["points"].reindex([i for i, _ in both]).to_numpy(np.float64)
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    u = np.array([u for _, u in both])
+    # calibrated by model.json's Platt scaling, exactly as score and serve (not sigma(u))
+    assert model.calibration is not None
+    slope, intercept = model.calibration["slope"], model.calibration["intercept"]
+    probability = sigmoid(slope * u + intercept)
+    assert not np.allclose(probability, sigmoid(u), atol=1e-4)
+    ids = [i for i, _ in both]
+    got = book.set_index("id").reindex(ids)
+    np.testing.assert_allclose(got["probability"].to_numpy(np.float64), probability, atol=1e-5)
+    expected = Scorecard(600.0, 50.0, 20.0).points(probability)
+    np.testing.assert_allclose(got["points"].to_numpy(np.float64), expected, atol=1e-5)
 
 
 def _chromium() -> str:

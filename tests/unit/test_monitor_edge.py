@@ -15,6 +15,7 @@ import pytest
 
 from federation.monitor import post_alerts
 from federation.monitor_http import render
+from parties.evaluation.platt import Platt
 from parties.evaluation.scorecard import Scorecard
 from parties.monitoring import MonitorStore, WarningRules, compare, summarize
 from parties.monitoring_data import GridPeriod
@@ -32,8 +33,9 @@ def test_a_period_session_carries_u_and_ratings_of_matched_rows_only() -> None:
                           np.array([0, 3, 2, 1], dtype=np.int8))
 
     grid = MonitorGrid(build)
+    platt = Platt(slope=0.7, intercept=-1.2)  # the bank model's calibration
     bank = PeriodBank(24_000, ["b", "c", "x"], np.array([0.5, -0.5, 0.0]),
-                      Scorecard(600.0, 50.0, 20.0))
+                      Scorecard(600.0, 50.0, 20.0), probability=platt.probability)
     opened = bank.open_request()
     assert set(opened.tensors) == {"period"}
     bank.accept_points(grid.open(opened))
@@ -48,8 +50,11 @@ def test_a_period_session_carries_u_and_ratings_of_matched_rows_only() -> None:
     results = bank.results(plan, partial)
     assert [r.status for r in results] == [SCORED, SCORED, NO_GRID_RECORD]
     assert bank.ratings == {"b": "alert", "c": "shrink", "x": NO_GRID_RECORD}
-    expected = 1 / (1 + np.exp(-np.array([0.5 - 0.2, -0.5 + 0.3])))
+    u = np.array([0.5 - 0.2, -0.5 + 0.3])
+    expected = 1 / (1 + np.exp(-(0.7 * u - 1.2)))  # calibrated, as score and serve
     np.testing.assert_allclose([r.probability for r in results[:2]], expected)
+    np.testing.assert_allclose([r.points for r in results[:2]],
+                               Scorecard(600.0, 50.0, 20.0).points(expected))
 
 
 class _Flaky(BaseHTTPRequestHandler):
