@@ -38,6 +38,11 @@ from parties.monitoring_drift import PSI_BINS, baseline_bins, stability
 from parties.outputs import NO_GRID_RECORD
 
 RATINGS = ("stable", "expansion", "shrink", "alert")  # order of parties.labels.warning.Rating
+# Best to worst, for "rating worsened". RATINGS is Table 7's order of *precedence* (which
+# rating an enterprise gets when several indicators fire), not of severity: expansion
+# (growing usage) is the best outlook, then stable, shrink (usage falling), alert (README,
+# "Early warning": overdue rate expansion 4 %, stable 10 %, shrink 9 %, alert 43 %).
+SEVERITY = ("expansion", "stable", "shrink", "alert")
 LEVELS = ("normal", "watch", "alert")
 NEW_ALERT = "new alert"
 RATING_WORSENED = "rating worsened"
@@ -147,6 +152,14 @@ def warning_levels(book: pd.DataFrame, drop: npt.NDArray[np.float64],
     return out
 
 
+def rating_worsened(before: str, after: str) -> bool:
+    """Whether Table 7 rating ``after`` is worse than ``before`` (:data:`SEVERITY`); False
+    when either is not a rating (no grid record, or not rated last period)."""
+    if before not in SEVERITY or after not in SEVERITY:
+        return False
+    return SEVERITY.index(after) > SEVERITY.index(before)
+
+
 def compare(book: pd.DataFrame, previous: pd.DataFrame | None,
             rules: WarningRules) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
     """Levels, the change in points since ``previous`` and this period's alerts.
@@ -170,8 +183,7 @@ def compare(book: pd.DataFrame, previous: pd.DataFrame | None,
         was = book["previous_level"].iat[i]
         if row.level == "alert" and was != "alert":
             alerts.append((row.id, NEW_ALERT, f"{was or 'none'} -> alert"))
-        if old_rating[i] in RATINGS and row.rating in RATINGS and \
-                RATINGS.index(row.rating) > RATINGS.index(old_rating[i]):
+        if rating_worsened(old_rating[i], str(row.rating)):
             alerts.append((row.id, RATING_WORSENED, f"{old_rating[i]} -> {row.rating}"))
         if drop[i] >= rules.score_drop:
             old = before["points"].iat[i]

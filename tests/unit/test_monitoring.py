@@ -22,6 +22,7 @@ from parties.monitoring import (
     load_warning_rules,
     model_matrix,
     population_stability,
+    rating_worsened,
 )
 from parties.outputs import NO_GRID_RECORD
 
@@ -53,6 +54,24 @@ def test_levels_and_alerts_against_the_previous_period() -> None:
         ("d", SCORE_DROP, "480.0 -> 440.0")])
     third, alerts = compare(_book([("a", 590, "alert")]), second, rules)
     assert alerts == []  # still alert: no new alert
+
+
+def test_rating_worsened_follows_severity_not_table7_precedence() -> None:
+    # Table 7's precedence is stable < expansion < shrink < alert; severity is expansion
+    # (growing usage, the best) < stable < shrink < alert.
+    before = _book([("up", 600, "stable"), ("down", 600, "expansion"),
+                    ("same", 600, "shrink"), ("worse", 600, "stable"),
+                    ("better", 600, "alert"), ("gone", 600, "stable")])
+    first, _ = compare(before, None, WarningRules())
+    _, alerts = compare(_book([("up", 600, "expansion"), ("down", 600, "stable"),
+                               ("same", 600, "shrink"), ("worse", 600, "shrink"),
+                               ("better", 600, "stable"), ("gone", 600, NO_GRID_RECORD)]),
+                        first, WarningRules())
+    worsened = sorted((i, w) for i, k, w in alerts if k == RATING_WORSENED)
+    assert worsened == [("down", "expansion -> stable"), ("worse", "stable -> shrink")]
+    assert rating_worsened("stable", "alert") and not rating_worsened("alert", "expansion")
+    assert not rating_worsened("stable", "expansion")
+    assert not rating_worsened(NO_GRID_RECORD, "alert")
 
 
 def test_population_stability() -> None:
