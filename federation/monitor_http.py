@@ -19,9 +19,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from federation.protocol.errors import ConfigError
-from parties.monitoring import LEVELS, MonitorStore
+from parties.monitoring import LEVELS, UNRATED, MonitorStore
 
-COLORS = {"normal": "#4c9a2a", "watch": "#e0a100", "alert": "#c62828"}
+COLORS = {"normal": "#4c9a2a", "watch": "#e0a100", "alert": "#c62828", UNRATED: "#777777"}
 
 
 def _bars(values: list[float], labels: list[str], color: str, w: int = 480,

@@ -43,7 +43,8 @@ RATINGS = ("stable", "expansion", "shrink", "alert")  # order of parties.labels.
 # (growing usage) is the best outlook, then stable, shrink (usage falling), alert (README,
 # "Early warning": overdue rate expansion 4 %, stable 10 %, shrink 9 %, alert 43 %).
 SEVERITY = ("expansion", "stable", "shrink", "alert")
-LEVELS = ("normal", "watch", "alert")
+UNRATED = "unrated"  # no grid record that month: no joint score, so no level to judge
+LEVELS = ("normal", "watch", "alert", UNRATED)
 NEW_ALERT = "new alert"
 RATING_WORSENED = "rating worsened"
 SCORE_DROP = "score drop"
@@ -59,7 +60,8 @@ class WarningRules:
     A borrower is at level alert if its rating is one of ``alert_ratings``, or its points are
     below ``alert_below``, or they dropped by at least ``alert_drop`` since the last period;
     else watch by the same tests with the ``watch_*`` values; else normal. A borrower the
-    grid has no record of is rated ``no grid record`` and judged on its score alone.
+    grid has no record of is rated ``no grid record``, is not scored and gets the level
+    ``unrated`` (never counted as normal).
     ``score_drop`` is the drop (points) that raises a ``score drop`` alert.
     """
 
@@ -138,12 +140,15 @@ def model_matrix(table: pd.DataFrame, model: PartyModel, where: str) -> npt.NDAr
 
 def warning_levels(book: pd.DataFrame, drop: npt.NDArray[np.float64],
                    rules: WarningRules) -> list[str]:
-    """The level of each row of ``book`` (columns rating, points) given its points drop."""
+    """The level of each row of ``book`` (columns rating, points) given its points drop;
+    ``unrated`` for a borrower without a grid record or a score."""
     points = book["points"].to_numpy(np.float64)
     rating = book["rating"].astype(str).to_numpy()
     out = []
     for r, p, d in zip(rating, points, drop, strict=True):
-        if r in rules.alert_ratings or p < rules.alert_below or d >= rules.alert_drop:
+        if r == NO_GRID_RECORD or math.isnan(p):
+            out.append(UNRATED)
+        elif r in rules.alert_ratings or p < rules.alert_below or d >= rules.alert_drop:
             out.append("alert")
         elif r in rules.watch_ratings or p < rules.watch_below or d >= rules.watch_drop:
             out.append("watch")

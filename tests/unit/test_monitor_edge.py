@@ -104,8 +104,9 @@ def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
     for period, points in (("2024-01", [600.0, 550.0]), ("2024-02", [560.0, 550.0])):
-        book = pd.DataFrame({"id": ["a", "b"], "probability": 0.1, "points": points,
-                             "band": "", "rating": ["stable", "alert"]})
+        book = pd.DataFrame({"id": ["a", "b", "n"], "probability": [0.1, 0.1, np.nan],
+                             "points": [*points, np.nan], "band": "",
+                             "rating": ["stable", "alert", NO_GRID_RECORD]})
         previous = store.book(store.done()[-1]) if store.done() else None
         book, alerts = compare(book, previous, WarningRules())
         store.add_alerts(period, alerts)
@@ -115,6 +116,8 @@ def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
     assert 'id="period">2024-02<' in page
     assert 'id="alert-count">1<' in page  # a's score drop of 40 points
     assert 'id="level-alert">1<' in page and "<svg" in page
+    assert 'id="level-normal">1<' in page  # the borrower without grid record is not normal
+    assert 'id="level-unrated">1<' in page
 
 
 @pytest.mark.parametrize(("flags", "says"), [

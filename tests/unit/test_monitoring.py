@@ -16,6 +16,7 @@ from parties.monitoring import (
     NEW_ALERT,
     RATING_WORSENED,
     SCORE_DROP,
+    UNRATED,
     MonitorStore,
     WarningRules,
     compare,
@@ -23,6 +24,7 @@ from parties.monitoring import (
     model_matrix,
     population_stability,
     rating_worsened,
+    summarize,
 )
 from parties.outputs import NO_GRID_RECORD
 
@@ -36,12 +38,12 @@ def _book(rows: list[tuple[str, float, str]]) -> pd.DataFrame:
 def test_levels_and_alerts_against_the_previous_period() -> None:
     rules = WarningRules(alert_below=450.0, watch_below=500.0, alert_drop=40.0, score_drop=25.0)
     first, alerts = compare(_book([("a", 600, "stable"), ("b", 520, "shrink"),
-                                   ("c", 610, "stable"), ("d", 480, NO_GRID_RECORD)]),
+                                   ("c", 610, "stable"), ("d", 480, "stable")]),
                             None, rules)
     assert first["level"].tolist() == ["normal", "watch", "normal", "watch"]
     assert alerts == []
     second, alerts = compare(_book([("a", 590, "alert"), ("b", 470, "shrink"),
-                                    ("c", 565, "stable"), ("d", 440, NO_GRID_RECORD),
+                                    ("c", 565, "stable"), ("d", 440, "stable"),
                                     ("e", 600, "stable")]), first, rules)
     assert second["level"].tolist() == ["alert", "alert", "alert", "alert", "normal"]
     np.testing.assert_allclose(second["change"].to_numpy()[:4], [-10, -50, -45, -40])
@@ -72,6 +74,21 @@ def test_rating_worsened_follows_severity_not_table7_precedence() -> None:
     assert rating_worsened("stable", "alert") and not rating_worsened("alert", "expansion")
     assert not rating_worsened("stable", "expansion")
     assert not rating_worsened(NO_GRID_RECORD, "alert")
+
+
+def test_a_borrower_without_grid_record_is_unrated_and_not_counted_normal() -> None:
+    book = _book([("a", 600, "stable"), ("b", math.nan, NO_GRID_RECORD),
+                  ("c", math.nan, NO_GRID_RECORD)])
+    first, alerts = compare(book, None, WarningRules())
+    assert first["level"].tolist() == ["normal", UNRATED, UNRATED]
+    assert alerts == []
+    summary = summarize("2024-01", first, None, 0)
+    assert summary["levels"] == {"normal": 1, "watch": 0, "alert": 0, UNRATED: 2}
+    assert summary["no_grid_record"] == 2
+    # a borrower rated again later: its previous level says it was unrated
+    second, alerts = compare(_book([("b", 600, "alert")]), first, WarningRules())
+    assert second["previous_level"].tolist() == [UNRATED]
+    assert alerts == [("b", NEW_ALERT, f"{UNRATED} -> alert")]
 
 
 def test_population_stability() -> None:
