@@ -29,7 +29,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from federation.monitor_config import MonitorConfig, months
 from federation.nodes import ExitCode
-from federation.protocol.errors import ConfigError
+from federation.protocol.errors import ConfigError, InputDataError
 from federation.protocol.messages import Role
 from federation.serve import _announce, _stop_event
 from federation.serve_services import GridLink, add_serve_peer
@@ -37,8 +37,10 @@ from federation.transport.audit import AuditLog, AuditWriter
 from federation.transport.certs import check_own_certificate
 from federation.transport.grpc_server import start_server
 from parties.evaluation.scorecard import Scorecard
+from parties.labels.features import grid_registry
 from parties.labels.schema import BANK_TABLES, GRID_TABLES, format_month, parse_month
 from parties.labels.sources import open_source
+from parties.labels.warning import load_rules
 from parties.model import PartyModel
 from parties.monitoring import MonitorStore, compare, load_warning_rules, summarize
 from parties.monitoring_data import BankPeriod, GridPeriod, bank_matrix, grid_period
@@ -46,7 +48,7 @@ from parties.monitoring_drift import DriftBaseline, drift_baseline, drift_table,
 from parties.monitoring_serving import MonitorGrid, PeriodBank
 from parties.monitoring_stage import StagedTables
 from parties.monitoring_tables import BankTables, GridTables
-from parties.monitoring_watch import PeriodNotReady, covers
+from parties.monitoring_watch import PeriodNotReady, covers, last_month
 from parties.psi_pool import PsiPool
 from parties.serving import MAX_IDS
 
@@ -121,6 +123,33 @@ def run_period(cfg: MonitorConfig, model: PartyModel, bank: BankPeriod, bank_sec
     return times
 
 
+def _grid_start(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
+                loaded: GridTables) -> GridPeriod:
+    """Check the grid's rules and data before it listens: ``--table7`` against the
+    indicator library, the source (reachable, its tables present and not empty), and one
+    month computed whole (parsing and checking every table): ``--baseline-month``, else the
+    last month its data hold. That month's period.
+
+    Raises
+    ------
+    ConfigError
+        ``--table7`` unreadable or naming an unknown indicator.
+    InputDataError
+        The source cannot be read, a table is missing, malformed or empty.
+    """
+    try:
+        load_rules({i.name for i in grid_registry()}, cfg.table7)
+    except ValueError as exc:
+        raise ConfigError(f"--table7: {exc}") from exc
+    last = last_month(tables.source, "grid")
+    if last is None:
+        raise InputDataError(f"{tables.source.label('monthly_usage')}, "
+                             f"{tables.source.label('bills')}: no rows (the grid's monthly "
+                             "tables are empty)")
+    month = parse_month(cfg.baseline_month) if cfg.baseline_month else last
+    return grid_period(tables.current(), month, model, cfg.table7, loaded)
+
+
 def _grid_build(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
                 loaded: GridTables) -> tuple[Callable[[int], GridPeriod], list[str]]:
     """Month -> the grid's period; refuses a month its data do not cover, and writes the
@@ -128,11 +157,11 @@ def _grid_build(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
     Also the enterprises of ``--baseline-month`` (none without one), to blind at start."""
     baseline = None
     ids: list[str] = []
+    at_start = _grid_start(cfg, tables, model, loaded)
     if cfg.baseline_month:
         month = parse_month(cfg.baseline_month)
-        at_baseline = grid_period(tables.current(), month, model, cfg.table7, loaded)
-        baseline = drift_baseline(month, model.features, at_baseline.x)
-        ids = at_baseline.ids
+        baseline = drift_baseline(month, model.features, at_start.x)
+        ids = at_start.ids
 
     def build(month: int) -> GridPeriod:
         if not covers(tables.source, "grid", month):
