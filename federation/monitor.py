@@ -28,6 +28,7 @@ from collections.abc import Callable
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from federation.monitor_config import MonitorConfig, months
+from federation.monitor_folder import MonitorFolder, check_monitor_folder
 from federation.nodes import ExitCode
 from federation.protocol.errors import ConfigError, InputDataError
 from federation.protocol.messages import Role
@@ -253,6 +254,7 @@ def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> Exit
             parse_month(cfg.baseline_month)
         except ValueError as exc:
             raise ConfigError(f"--baseline-month: {exc}") from exc
+    check_monitor_folder(cfg.out)  # a user's folder is refused before anything else is read
     check_own_certificate(cfg.certs, cfg.role)
     PartyModel.load(cfg.model, cfg.role)
     if cfg.role is Role.BANK:  # bad flags stop the node before anything is written
@@ -262,14 +264,17 @@ def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> Exit
         load_warning_rules(cfg.rules)
         if cfg.http:
             loopback_address(cfg.http)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    if stop is None:
-        stop = _stop_event()
-    audit = AuditWriter(AuditLog(cfg.audit, cfg.role.value, cfg.certs.key.read_bytes()))
+    folder = MonitorFolder(cfg.out, cfg.role.value)  # marked, locked until the node ends
     try:
-        (_grid if cfg.role is Role.GRID else _bank)(cfg, audit, stop)
+        if stop is None:
+            stop = _stop_event()
+        audit = AuditWriter(AuditLog(cfg.audit, cfg.role.value, cfg.certs.key.read_bytes()))
+        try:
+            (_grid if cfg.role is Role.GRID else _bank)(cfg, audit, stop)
+        finally:
+            audit.close()
     finally:
-        audit.close()
+        folder.close()
     return ExitCode.OK
 
 

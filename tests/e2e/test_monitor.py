@@ -91,7 +91,7 @@ class Node:
 def _grid(root: Path, out: Path, *raw: str) -> Node:
     node = Node(["monitor", "--role", "grid", "--model", str(root / "run/grid/model.json"),
                  "--tls-dir", str(root / "run/certs"), "--out", str(out), *raw],
-                out / "grid.log")
+                out.with_name(f"{out.name}.grid.log"))  # beside the monitor folder
     return node
 
 
@@ -100,7 +100,7 @@ def _bank(root: Path, out: Path, peer: str, *extra: str, env: dict[str, str] | N
     return Node(["monitor", "--role", "bank", "--model", str(root / "run/bank/model.json"),
                  "--tls-dir", str(root / "run/certs"), "--out", str(out), "--peer", peer,
                  "--period-from", PERIODS[0], "--period-to", PERIODS[-1], *extra],
-                out / "bank.log", env)
+                out.with_name(f"{out.name}.bank.log"), env)
 
 
 @pytest.fixture

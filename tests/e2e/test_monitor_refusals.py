@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.test_monitor import PERIODS, TIMEOUT, Node, _grid
+from tests.e2e.test_monitor import PERIODS, TIMEOUT, Node, _grid, grid_node  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -98,6 +98,41 @@ def test_a_grid_failure_later_reaches_the_bank_as_a_generic_reason(trained: Path
         assert grid.proc.poll() is None  # the grid keeps serving
     finally:
         grid.stop()
-    grid_log = (tmp_path / "g" / "grid.log").read_text()
+    grid_log = (tmp_path / "g.grid.log").read_text()
     assert "cannot build the period" in grid_log and "monthly_usage" in grid_log
     assert "Traceback" not in grid_log and "Exception iterating" not in grid_log
+
+
+def _bank_args(root: Path, out: Path, peer: str, *extra: str) -> list[str]:
+    return ["--role", "bank", "--model", str(root / "run/bank/model.json"), "--tls-dir",
+            str(root / "run/certs"), "--out", str(out), "--peer", peer, "--raw",
+            str(root / "raw"), "--period-from", PERIODS[0], "--period-to", PERIODS[0], *extra]
+
+
+def test_bank_refuses_a_users_folder_and_leaves_it_untouched(trained: Path,
+                                                             tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "alerts.jsonl").write_text('{"mine": "yes"}\n')
+    _refused(_run(*_bank_args(trained, mine, "127.0.0.1:1")), str(mine),
+             "not a gridcredit monitor folder")
+    assert sorted(p.name for p in mine.iterdir()) == ["alerts.jsonl"]
+    assert (mine / "alerts.jsonl").read_text() == '{"mine": "yes"}\n'
+
+
+def test_a_second_bank_on_the_same_folder_is_refused(trained: Path, grid_node: str,  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    out = tmp_path / "bank"
+    first = Node(["monitor", *_bank_args(trained, out, grid_node, "--http", "127.0.0.1:0")],
+                 tmp_path / "first.log")
+    try:
+        first.wait_line(r"^REPLAY done")  # it keeps the folder while serving the dashboard
+        audit = (out / "bank_monitor_audit.jsonl").read_bytes()
+        _refused(_run(*_bank_args(trained, out, grid_node)), "another bank monitor")
+        assert (out / "bank_monitor_audit.jsonl").read_bytes() == audit
+    finally:
+        first.stop()
+    verify = subprocess.run([sys.executable, "-m", "federation.cli", "audit", "verify",
+                             str(out / "bank_monitor_audit.jsonl")], capture_output=True,
+                            text=True, cwd=REPO, timeout=TIMEOUT)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
