@@ -10,8 +10,9 @@ and :mod:`parties.monitoring_data` (each party's data at a month, from its raw t
   book, u_B, a session with the grid, the joint score and rating of every borrower, warning
   levels, alerts (``alerts.jsonl``, webhook) and ``periods/<YYYY-MM>/``; completed periods
   are skipped on restart. With ``--http`` it then keeps serving the dashboard until SIGTERM.
-- Both print ``LISTENING host:port`` (the bank: its dashboard's, or ``-`` without one) and
-  audit every party-to-party message (``gridcredit audit verify`` pairs them).
+- Both print ``LISTENING host:port`` (the grid its service's, the bank its dashboard's; a
+  bank without ``--http`` prints none) and audit every party-to-party message
+  (``gridcredit audit verify`` pairs them).
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def run_period(cfg: MonitorConfig, model: PartyModel, bank: BankPeriod, bank_sec
     grid without that month's data raises ``PeriodNotReady`` (as a ``ProtocolAbort``)
     before anything is written."""
     period = format_month(bank.month)
+    if not bank.ids:  # no session for nothing: the grid would learn the month for no result
+        raise InputDataError(f"loans: no loan active at {period} (the bank's loan book is "
+                             "empty that month; nothing to monitor)")
     times: dict[str, float] = {"bank_data": bank_seconds}
     card = Scorecard(cfg.base_score, cfg.base_odds, cfg.pdo)
     state = PeriodBank(bank.month, bank.ids, bank.u, card, cfg.bands,
@@ -181,18 +185,21 @@ def _grid_build(cfg: MonitorConfig, tables: StagedTables, model: PartyModel,
     return build, ids
 
 
-def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None:
+Ready = Callable[[], AuditWriter]  # creates and locks --out, opens the audit log
+
+
+def _grid(cfg: MonitorConfig, ready: Ready, stop: threading.Event) -> None:
     model = PartyModel.load(cfg.model, Role.GRID)
     tables = StagedTables(open_source(cfg.raw, "grid", cfg.schema), list(GRID_TABLES))
     pool = PsiPool(None)
     loaded = GridTables()
     server = None
     try:
-        build, ids = _grid_build(cfg, tables, model, loaded)
+        build, ids = _grid_build(cfg, tables, model, loaded)  # checks before --out exists
         grid = MonitorGrid(build, pool=pool, rotate_seconds=cfg.rotate_seconds)
         if ids:  # the epoch's first table while idle: a period then blinds only new IDs
             grid.points.table(ids)
-        server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, audit))
+        server, port = start_server(cfg.certs, cfg.listen, add_serve_peer(grid, ready()))
         _announce(cfg.listen, port)
         while not stop.wait(0.5):
             pass
@@ -204,25 +211,25 @@ def _grid(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
         tables.close()
 
 
-def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None:
+def _bank(cfg: MonitorConfig, ready: Ready, stop: threading.Event) -> None:
     from federation.monitor_http import start_dashboard
-    from federation.monitor_watch import run_periods
+    from federation.monitor_watch import check_bank_data, run_periods
 
     model = PartyModel.load(cfg.model, Role.BANK)
     tables = StagedTables(open_source(cfg.raw, "bank", cfg.schema), list(BANK_TABLES))
     loaded = BankTables()
     dashboard = None
     try:
+        check_bank_data(cfg, tables.source)
         baseline = None
         if cfg.baseline_month:
             month = parse_month(cfg.baseline_month)
             x = bank_matrix(tables.current(), month, model, loaded)
             baseline = drift_baseline(month, model.features, x)
-        store = MonitorStore(cfg.out)
+        store = MonitorStore(cfg.out)  # creates nothing until a period is written
         dashboard = start_dashboard(cfg.http, store) if cfg.http else None
-        if dashboard is None:
-            print("LISTENING -", flush=True)
-        else:
+        audit = ready()  # data and port checked: only now --out and the audit log
+        if dashboard is not None:
             _announce(cfg.http, dashboard.server_address[1])
         ended = run_periods(cfg, tables, model, store, stop, lambda bank, seconds: run_period(
             cfg, model, bank, seconds, store, audit, baseline), loaded)
@@ -239,7 +246,11 @@ def _bank(cfg: MonitorConfig, audit: AuditWriter, stop: threading.Event) -> None
 
 
 def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> ExitCode:
-    """Run one monitoring node (grid: until SIGTERM; bank: the replay, then the dashboard)."""
+    """Run one monitoring node (grid: until SIGTERM; bank: the replay, then the dashboard).
+
+    Flags, certificate, model, rules, ``--out`` and the node's data (and the bank's
+    dashboard port) are checked before ``--out`` is created or the audit log opened, so a
+    refused start leaves nothing behind."""
     if cfg.role is Role.BANK and not cfg.peer:
         raise ConfigError("bank: --peer HOST:PORT of the grid's monitor node is required")
     if cfg.role is Role.BANK and not (cfg.period_from and (cfg.period_to or cfg.watch)):
@@ -264,17 +275,17 @@ def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> Exit
         load_warning_rules(cfg.rules)
         if cfg.http:
             loopback_address(cfg.http)
-    folder = MonitorFolder(cfg.out, cfg.role.value)  # marked, locked until the node ends
-    try:
-        if stop is None:
-            stop = _stop_event()
+    opened: list[MonitorFolder | AuditWriter] = []
+
+    def ready() -> AuditWriter:
+        opened.append(MonitorFolder(cfg.out, cfg.role.value))  # marked, locked until the end
         audit = AuditWriter(AuditLog(cfg.audit, cfg.role.value, cfg.certs.key.read_bytes()))
-        try:
-            (_grid if cfg.role is Role.GRID else _bank)(cfg, audit, stop)
-        finally:
-            audit.close()
+        opened.append(audit)
+        return audit
+
+    try:
+        (_grid if cfg.role is Role.GRID else _bank)(cfg, ready, stop or _stop_event())
     finally:
-        folder.close()
+        for item in reversed(opened):
+            item.close()
     return ExitCode.OK
-
-

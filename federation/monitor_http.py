@@ -150,6 +150,10 @@ def start_dashboard(address: str, store: MonitorStore) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass
 
-    server = ThreadingHTTPServer((host, number), Handler)
+    try:
+        server = ThreadingHTTPServer((host, number), Handler)
+    except OSError as exc:
+        raise ConfigError(f"--http {address}: cannot listen on port {number} "
+                          f"({exc.strerror or exc})") from None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -209,11 +209,12 @@ class MonitorStore:
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root
         self.periods = root / "periods"
-        self.alerts_path = root / "alerts.jsonl"
-        self.periods.mkdir(parents=True, exist_ok=True)
+        self.alerts_path = root / "alerts.jsonl"  # nothing is created before a write
 
     def done(self) -> list[str]:
         """The completed periods, oldest first."""
+        if not self.periods.is_dir():
+            return []
         return sorted(p.name for p in self.periods.iterdir()
                       if p.is_dir() and (p / "book.csv").is_file())
 
@@ -257,6 +258,7 @@ class MonitorStore:
         """Write ``periods/<period>/`` (book.csv, summary.json, drift.csv if given) at once:
         a temporary folder renamed into place."""
         final = self.periods / period
+        self.periods.mkdir(parents=True, exist_ok=True)
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{period}.", dir=self.periods))
         try:
             book.to_csv(tmp / "book.csv", index=False, float_format="%.6f")

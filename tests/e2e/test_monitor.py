@@ -237,6 +237,7 @@ def test_killed_mid_period_resumes_without_duplicate_alerts(trained: Path, grid_
         again.wait_line(r"^REPLAY done")
     finally:
         again.stop()
+    assert not [line for line in again.seen if line.startswith("LISTENING")]  # no --http
     alerts = _alerts(out / "alerts.jsonl")
     keys = [(a["period"], a["id"], a["kind"]) for a in alerts]
     assert len(keys) == len(set(keys))

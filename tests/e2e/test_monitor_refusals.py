@@ -8,7 +8,9 @@ it runs) reaches the bank as a generic reason, the detail staying in the grid's 
 
 from __future__ import annotations
 
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +138,50 @@ def test_a_second_bank_on_the_same_folder_is_refused(trained: Path, grid_node: s
                              str(out / "bank_monitor_audit.jsonl")], capture_output=True,
                             text=True, cwd=REPO, timeout=TIMEOUT)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_bank_refuses_an_empty_loan_book_before_any_session(trained: Path,
+                                                             tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    shutil.copytree(trained / "raw", raw)
+    for table in ("loans", "repayments"):  # header-only tables
+        path = raw / "bank" / f"{table}.csv"
+        path.write_text(path.read_text().splitlines()[0] + "\n")
+    out = tmp_path / "bank"
+    args = _bank_args(trained, out, "127.0.0.1:1")
+    args[args.index("--raw") + 1] = str(raw)
+    _refused(_run(*args), "loans.csv: no rows")
+    assert not out.exists()
+
+
+def test_bank_refuses_months_after_its_own_data_before_any_session(trained: Path,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "bank"
+    args = _bank_args(trained, out, "127.0.0.1:1")
+    args[args.index("--period-from") + 1] = "2030-01"
+    args[args.index("--period-to") + 1] = "2030-02"
+    line = _refused(_run(*args), "--period-from 2030-01", "end at ")
+    assert re.search(r"end at \d{4}-\d{2}", line)
+    assert not out.exists()
+
+
+def test_bank_names_a_busy_dashboard_port_and_leaves_no_folder(trained: Path,
+                                                               tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = tmp_path / "bank"
+        _refused(_run(*_bank_args(trained, out, "127.0.0.1:1", "--http",
+                                  f"127.0.0.1:{port}")), f"--http 127.0.0.1:{port}",
+                 f"port {port}")
+    assert not out.exists()
+
+
+def test_bank_with_an_unreadable_database_leaves_no_folder(trained: Path, pg_dsn: str,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "bank"
+    args = _bank_args(trained, out, "127.0.0.1:1", "--schema", "no_such_schema")
+    args[args.index("--raw") + 1] = pg_dsn
+    _refused(_run(*args), "no_such_schema")
+    assert not out.exists()

@@ -132,7 +132,7 @@ def test_store_writes_alerts_once_and_periods_whole(tmp_path: Path) -> None:
     assert lines[1] == {"period": "2024-01", "id": "b", "kind": SCORE_DROP, "before": "600.0",
                         "after": "550.0"}
     assert store.done() == []
-    (tmp_path / "periods" / "2024-01").mkdir()  # left half-written by a crash
+    (tmp_path / "periods" / "2024-01").mkdir(parents=True)  # left half-written by a crash
     book, _ = compare(_book([("a", 600, "stable")]), None, WarningRules())
     store.write_period("2024-01", book, {"period": "2024-01"})
     assert store.done() == ["2024-01"]
