@@ -51,6 +51,7 @@ def test_grid_refuses_a_malformed_folder_before_listening(trained: Path,
     shutil.copytree(trained / "raw", raw)
     (raw / "grid" / "monthly_usage.csv").unlink()
     _refused(_run(*_grid_args(trained, tmp_path / "g", "--raw", str(raw))), "monthly_usage")
+    assert not (tmp_path / "g").exists()  # checked before --out is created
 
 
 def test_grid_refuses_table7_with_an_unknown_indicator(trained: Path, tmp_path: Path) -> None:
@@ -58,6 +59,7 @@ def test_grid_refuses_table7_with_an_unknown_indicator(trained: Path, tmp_path: 
     rules.write_text('[rules.no_such_indicator]\nalert = "(0, inf)"\n')
     _refused(_run(*_grid_args(trained, tmp_path / "g", "--raw", str(trained / "raw"),
                               "--table7", str(rules))), "--table7", "no_such_indicator")
+    assert not (tmp_path / "g").exists()
 
 
 @pytest.mark.parametrize("fault", ["schema", "user"])
@@ -72,6 +74,7 @@ def test_grid_refuses_an_unreadable_database_before_listening(trained: Path, pg_
         says = "no_such_user"
     _refused(_run(*_grid_args(trained, tmp_path / "g", "--raw", dsn, "--schema", schema)),
              "postgresql", says)
+    assert not (tmp_path / "g").exists()
 
 
 def test_a_grid_failure_later_reaches_the_bank_as_a_generic_reason(trained: Path,
