@@ -26,6 +26,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from federation.monitor_config import MonitorConfig, months
@@ -73,6 +74,14 @@ def post_alerts(url: str, alerts: list[dict[str, str]], retries: int) -> bool:
     return False
 
 
+def points_range(cfg: MonitorConfig) -> tuple[float, float]:
+    """The points this node's scorecard gives for probabilities 1 - 1e-12 to 1e-12: where a
+    rule's ``below`` can mean anything."""
+    low, high = Scorecard(cfg.base_score, cfg.base_odds, cfg.pdo).points(
+        np.array([1.0 - 1e-12, 1e-12]))
+    return float(low), float(high)
+
+
 def run_period(cfg: MonitorConfig, model: PartyModel, bank: BankPeriod, bank_seconds: float,
                store: MonitorStore, audit: AuditWriter,
                baseline: DriftBaseline | None = None) -> dict[str, float]:
@@ -108,7 +117,7 @@ def run_period(cfg: MonitorConfig, model: PartyModel, bank: BankPeriod, bank_sec
     done = [p for p in store.done() if p < period]
     previous = store.book(done[-1]) if done else None
     first = store.book(done[0]) if done else None
-    rules = load_warning_rules(cfg.rules)
+    rules = load_warning_rules(cfg.rules, points_range(cfg))
     book, alerts = compare(book, previous, rules)
     new = store.add_alerts(period, alerts)
     if new and cfg.alert_url:
@@ -272,7 +281,7 @@ def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> Exit
         from federation.monitor_http import loopback_address
 
         months(cfg)
-        load_warning_rules(cfg.rules)
+        load_warning_rules(cfg.rules, points_range(cfg))
         if cfg.http:
             loopback_address(cfg.http)
     opened: list[MonitorFolder | AuditWriter] = []

@@ -74,14 +74,23 @@ class WarningRules:
     score_drop: float = 30.0
 
 
-def load_warning_rules(path: pathlib.Path | None) -> WarningRules:
+POINTS_RANGE = (-1000.0, 3000.0)  # a 'below' outside it is a typo (600/50:1/20: ~0 to 1200)
+
+
+def load_warning_rules(path: pathlib.Path | None,
+                       points_range: tuple[float, float] = POINTS_RANGE) -> WarningRules:
     """Rules from TOML (``[alert] ratings, below, drop``; ``[watch]`` the same;
     ``[alerts] score_drop``); defaults where absent, and for ``path=None``.
+
+    ``points_range``: the points a borrower can get (the node passes its scorecard's); a
+    ``below`` outside it would rate every borrower or none.
 
     Raises
     ------
     ConfigError
-        Unreadable file, unknown key or rating, or a value of the wrong type.
+        Unreadable file, unknown key or rating, a value of the wrong type, a number that is
+        not finite, a drop that is not positive, a ``below`` outside ``points_range``, or a
+        ``[watch]`` threshold stricter than ``[alert]``'s (watch would never fire first).
     """
     if path is None:
         return WarningRules()
@@ -102,12 +111,36 @@ def load_warning_rules(path: pathlib.Path | None) -> WarningRules:
                     raise ConfigError(f"{path}: [{table}] ratings must be a list of {RATINGS}")
                 values[name] = tuple(value)
             elif isinstance(value, int | float) and not isinstance(value, bool):
-                values[name] = float(value)
+                values[name] = _checked(path, table, key, float(value), points_range)
             else:
                 raise ConfigError(f"{path}: [{table}] {key} must be a number, got {value!r}")
     if doc:
         raise ConfigError(f"{path}: unknown table(s) {sorted(doc)}; expected alert, watch, alerts")
-    return WarningRules(**values)  # type: ignore[arg-type]
+    rules = WarningRules(**values)  # type: ignore[arg-type]
+    for key, watch, alert in (("below", -rules.watch_below, -rules.alert_below),
+                              ("drop", rules.watch_drop, rules.alert_drop)):
+        if "watch_" + key in values and "alert_" + key in values and watch > alert:
+            raise ConfigError(
+                f"{path}: [watch] {key} = {values['watch_' + key]:g} is stricter than [alert] "
+                f"{key} = {values['alert_' + key]:g}; watch must catch a borrower before alert "
+                f"(watch {key} {'>=' if key == 'below' else '<='} alert {key})")
+    return rules
+
+
+def _checked(path: pathlib.Path, table: str, key: str, value: float,
+             points_range: tuple[float, float]) -> float:
+    """``value`` of ``[table] key`` if sensible, else a ConfigError naming file, key, value."""
+    where = f"{path}: [{table}] {key} = {value:g}"
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number")
+    if key != "below" and value <= 0:
+        raise ConfigError(f"{where}: a drop in points must be positive (a drop of {value:g} "
+                          "would fire for borrowers whose points did not fall)")
+    low, high = points_range
+    if key == "below" and not low <= value <= high:
+        raise ConfigError(f"{where}: outside the points a borrower can get ({low:.0f} to "
+                          f"{high:.0f}); it would rate every borrower or none")
+    return value
 
 
 def model_matrix(table: pd.DataFrame, model: PartyModel, where: str) -> npt.NDArray[np.float64]:

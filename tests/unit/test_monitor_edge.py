@@ -127,6 +127,8 @@ def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
      "loopback"),
     (["--period-from", "2024-01", "--period-to", "2024-02", "--rules", "missing.toml"],
      "missing.toml: cannot read"),
+    (["--period-from", "2024-01", "--period-to", "2024-02", "--rules", "negative.toml"],
+     "negative.toml: [alerts] score_drop = -30: a drop in points must be positive"),
 ])
 def test_bad_flags_one_line_nothing_written(tmp_path: Path, flags: list[str],
                                             says: str) -> None:
@@ -138,7 +140,8 @@ def test_bad_flags_one_line_nothing_written(tmp_path: Path, flags: list[str],
     model = tmp_path / "bank.json"
     PartyModel(Role.BANK.value, "j", "shared", ["x"], [0.0], [1.0], [1.0], 0.0).save(model)
     out = tmp_path / "out"
-    flags = [f.replace("missing.toml", str(tmp_path / "missing.toml")) for f in flags]
+    (tmp_path / "negative.toml").write_text("[alerts]\nscore_drop = -30\n")
+    flags = [str(tmp_path / f) if f.endswith(".toml") else f for f in flags]
     result = run_cli("monitor", "--role", "bank", "--model", str(model), "--raw",
                      str(tmp_path), "--tls-dir", str(tmp_path / "certs"), "--peer",
                      "127.0.0.1:1", "--out", str(out), *flags)

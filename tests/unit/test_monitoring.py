@@ -138,3 +138,31 @@ def test_store_writes_alerts_once_and_periods_whole(tmp_path: Path) -> None:
     assert store.done() == ["2024-01"]
     assert store.book("2024-01")["id"].tolist() == ["a"]  # type: ignore[index]
     assert [p.name for p in (tmp_path / "periods").iterdir()] == ["2024-01"]
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("[alerts]\nscore_drop = -30\n", "[alerts] score_drop = -30: a drop in points must be"),
+    ("[alert]\ndrop = 0\n", "[alert] drop = 0: a drop in points must be positive"),
+    ("[alert]\nbelow = nan\n", "[alert] below = nan: must be a finite number"),
+    ("[watch]\ndrop = inf\n", "[watch] drop = inf: must be a finite number"),
+    ("[alert]\nbelow = 1e9\n", "[alert] below = 1e+09: outside the points"),
+    ("[alert]\nbelow = 480\n[watch]\nbelow = 450\n",
+     "[watch] below = 450 is stricter than [alert] below = 480"),
+    ("[alert]\ndrop = 20\n[watch]\ndrop = 40\n",
+     "[watch] drop = 40 is stricter than [alert] drop = 20"),
+])
+def test_rules_refuse_values_that_make_no_sense(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_warning_rules(path, (0.0, 1200.0))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and says in message and "\n" not in message
+
+
+def test_rules_accept_the_readme_example(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text('[alert]\nratings = ["alert"]\nbelow = 480\ndrop = 40\n'
+                    '[watch]\nratings = ["shrink"]\nbelow = 500\n[alerts]\nscore_drop = 30\n')
+    rules = load_warning_rules(path, (0.0, 1200.0))
+    assert (rules.alert_below, rules.watch_below, rules.alert_drop) == (480.0, 500.0, 40.0)
