@@ -82,6 +82,23 @@ def points_range(cfg: MonitorConfig) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def deliver(url: str, retries: int, store: MonitorStore,
+            new: list[dict[str, str]] | None = None) -> bool:
+    """Queue ``new`` alerts in the folder's outbox and POST every pending one; the outbox
+    is emptied only once the webhook took them, so alerts of a failed delivery go with the
+    next period or run (a receiver may get an alert twice, never lose one)."""
+    pending = store.pending() + list(new or [])
+    store.set_pending(pending)
+    if not pending:
+        return True
+    if post_alerts(url, pending, retries):
+        store.set_pending([])
+        return True
+    log.warning("webhook %s: %d alert(s) kept in %s, sent again with the next period or "
+                "run", url, len(store.pending()), store.outbox_path)
+    return False
+
+
 def run_period(cfg: MonitorConfig, model: PartyModel, bank: BankPeriod, bank_seconds: float,
                store: MonitorStore, audit: AuditWriter,
                baseline: DriftBaseline | None = None) -> dict[str, float]:
@@ -120,8 +137,8 @@ def run_period(cfg: MonitorConfig, model: PartyModel, bank: BankPeriod, bank_sec
     rules = load_warning_rules(cfg.rules, points_range(cfg))
     book, alerts = compare(book, previous, rules)
     new = store.add_alerts(period, alerts)
-    if new and cfg.alert_url:
-        post_alerts(cfg.alert_url, new, cfg.alert_retries)
+    if cfg.alert_url:
+        deliver(cfg.alert_url, cfg.alert_retries, store, new)
     if os.environ.get(CRASH_ENV) == period:
         os._exit(137)
     summary = summarize(period, book, first, len(alerts))
@@ -238,6 +255,8 @@ def _bank(cfg: MonitorConfig, ready: Ready, stop: threading.Event) -> None:
         store = MonitorStore(cfg.out)  # creates nothing until a period is written
         dashboard = start_dashboard(cfg.http, store) if cfg.http else None
         audit = ready()  # data and port checked: only now --out and the audit log
+        if cfg.alert_url and store.pending():  # left by an earlier run's failed delivery
+            deliver(cfg.alert_url, cfg.alert_retries, store)
         if dashboard is not None:
             _announce(cfg.http, dashboard.server_address[1])
         ended = run_periods(cfg, tables, model, store, stop, lambda bank, seconds: run_period(

@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from federation.protocol.errors import ConfigError, InputDataError
-from federation.protocol.files import open_log
+from federation.protocol.files import open_log, write_atomic
 from parties.model import PartyModel
 from parties.monitoring_drift import PSI_BINS, baseline_bins, stability
 from parties.outputs import NO_GRID_RECORD
@@ -243,6 +243,7 @@ class MonitorStore:
         self.root = root
         self.periods = root / "periods"
         self.alerts_path = root / "alerts.jsonl"  # nothing is created before a write
+        self.outbox_path = root / "outbox.jsonl"  # alerts the webhook has not taken yet
 
     def done(self) -> list[str]:
         """The completed periods, oldest first."""
@@ -285,6 +286,23 @@ class MonitorStore:
                 f.flush()
                 os.fsync(f.fileno())
         return new
+
+    def pending(self) -> list[dict[str, str]]:
+        """The alerts waiting for the webhook, oldest first."""
+        if not self.outbox_path.is_file():
+            return []
+        lines = self.outbox_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def set_pending(self, alerts: Sequence[dict[str, str]]) -> None:
+        """Replace the outbox by ``alerts`` (deduplicated by period, id, kind; atomic; none:
+        the outbox file, which only this class creates, is removed)."""
+        unique = list({(a["period"], a["id"], a["kind"]): a for a in alerts}.values())
+        if not unique:
+            self.outbox_path.unlink(missing_ok=True)
+            return
+        write_atomic(self.outbox_path, "".join(json.dumps(a, ensure_ascii=False) + "\n"
+                                               for a in unique))
 
     def write_period(self, period: str, book: pd.DataFrame, summary: dict[str, object],
                      drift: pd.DataFrame | None = None) -> None:

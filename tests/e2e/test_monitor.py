@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -290,3 +291,47 @@ def test_replay_from_postgresql_equals_files(trained: Path, pg_dsn: str,
     assert (out / "alerts.jsonl").read_text() == (files / "alerts.jsonl").read_text()
     for period in PERIODS:
         pd.testing.assert_frame_equal(_book(out, period), _book(files, period))
+
+
+class _Hook(BaseHTTPRequestHandler):
+    bodies: list[dict[str, list[dict[str, str]]]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_alerts_the_webhook_missed_are_sent_on_the_next_run(trained: Path, grid_node: str,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "bank"
+    raw = ("--raw", str(trained / "raw"))
+    down = _bank(trained, out, grid_node, *raw, "--alert-url", "http://127.0.0.1:1/alerts",
+                 "--alert-retries", "0")
+    try:
+        down.wait_line(r"^REPLAY done")
+        assert down.proc.wait(TIMEOUT) == 0
+    finally:
+        down.stop()
+    written = _alerts(out / "alerts.jsonl")
+    assert written and _alerts(out / "outbox.jsonl") == written
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Hook.bodies = []
+    try:
+        up = _bank(trained, out, grid_node, *raw, "--alert-url",
+                   f"http://127.0.0.1:{server.server_address[1]}/alerts")
+        try:
+            up.wait_line(r"^REPLAY done")
+            assert up.proc.wait(TIMEOUT) == 0
+        finally:
+            up.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [a for body in _Hook.bodies for a in body["alerts"]] == written
+    assert not (out / "outbox.jsonl").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from federation.monitor import post_alerts
+from federation.monitor import deliver, post_alerts
 from federation.monitor_http import render
 from parties.evaluation.platt import Platt
 from parties.evaluation.scorecard import Scorecard
@@ -96,6 +96,23 @@ def test_webhook_is_retried_and_bounded(hook: str) -> None:
     started = time.monotonic()
     assert not post_alerts(hook, alerts, retries=2)
     assert time.monotonic() - started < 10
+
+
+def test_undelivered_alerts_wait_in_the_outbox_for_the_next_run(hook: str,
+                                                                  tmp_path: Path) -> None:
+    store = MonitorStore(tmp_path)
+    first = [{"period": "2024-01", "id": "a", "kind": "new alert", "before": "none",
+              "after": "alert"}]
+    _Flaky.bodies, _Flaky.failures = [], 100  # the receiver is down
+    assert not deliver(hook, 0, store, first)
+    assert store.pending() == first and _Flaky.bodies == []
+    second = [{**first[0], "period": "2024-02"}]
+    assert not deliver(hook, 0, store, second)
+    assert store.pending() == first + second
+    _Flaky.failures = 0  # back up: the next run (no new alert) delivers both, once
+    assert deliver(hook, 0, store)
+    assert [json.loads(b) for b in _Flaky.bodies] == [{"alerts": first + second}]
+    assert store.pending() == [] and not store.outbox_path.exists()
 
 
 def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
