@@ -137,6 +137,27 @@ def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
     assert 'id="level-unrated">1<' in page
 
 
+def test_dashboard_lists_a_borrower_once_and_labels_the_histogram(tmp_path: Path) -> None:
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+    store = MonitorStore(tmp_path)
+    for period, points, rating in (("2024-01", [600.0, 640.0, 650.0], "stable"),
+                                   ("2024-02", [600.0, 640.0, 600.0], "alert")):
+        book = pd.DataFrame({"id": ["a", "b", "c"], "probability": 0.1, "points": points,
+                             "band": "", "rating": ["stable", "stable", rating]})
+        previous = store.book(store.done()[-1]) if store.done() else None
+        book, alerts = compare(book, previous, WarningRules())
+        store.add_alerts(period, alerts)
+        store.write_period(period, book, summarize(period, book, None, len(alerts)))
+    page = render(store)
+    table = page[page.index('id="alerts"'):]
+    assert table.count("<td>c</td>") == 1  # new alert, rating worsened and score drop: one row
+    assert "new alert, rating worsened, score drop" in table
+    assert 'id="alert-count">3<' in page and 'id="alert-borrowers">1<' in page
+    hist = page[page.index("Score distribution"):page.index("Drift:")]
+    assert 'class="bar-value"' in hist and 'text-anchor="end">2<' in hist  # counts, y axis
+
+
 @pytest.mark.parametrize(("flags", "says"), [
     (["--period-from", "2024-13", "--period-to", "2024-02"], "expected a month YYYY-MM"),
     (["--period-from", "2024-03", "--period-to", "2024-02"], "--period-to must be"),
