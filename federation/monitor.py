@@ -38,6 +38,7 @@ from federation.serve import _announce, _stop_event
 from federation.serve_services import GridLink, add_serve_peer
 from federation.transport.audit import AuditLog, AuditWriter
 from federation.transport.certs import check_own_certificate
+from federation.transport.grpc_server import _refuse_unbindable as check_listen
 from federation.transport.grpc_server import start_server
 from parties.evaluation.scorecard import Scorecard
 from parties.labels.features import grid_registry
@@ -296,6 +297,8 @@ def run_monitor(cfg: MonitorConfig, stop: threading.Event | None = None) -> Exit
     check_monitor_folder(cfg.out)  # a user's folder is refused before anything else is read
     check_own_certificate(cfg.certs, cfg.role)
     PartyModel.load(cfg.model, cfg.role)
+    if cfg.role is Role.GRID:  # a busy --listen port is refused before --out is created
+        check_listen(cfg.listen)
     if cfg.role is Role.BANK:  # bad flags stop the node before anything is written
         from federation.monitor_http import loopback_address
 

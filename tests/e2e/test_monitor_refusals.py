@@ -188,3 +188,14 @@ def test_bank_with_an_unreadable_database_leaves_no_folder(trained: Path, pg_dsn
     args[args.index("--raw") + 1] = pg_dsn
     _refused(_run(*args), "no_such_schema")
     assert not out.exists()
+
+
+def test_grid_refuses_a_busy_listen_port_and_leaves_no_folder(trained: Path,
+                                                              tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        _refused(_run(*_grid_args(trained, tmp_path / "g", "--raw", str(trained / "raw"),
+                                  "--listen", f"127.0.0.1:{port}")), f"127.0.0.1:{port}")
+    assert not (tmp_path / "g").exists()
