@@ -7,7 +7,9 @@ nothing in it is ever cleared. Opening it:
 - a missing or empty folder is created and marked with the run folder's marker file
   (``.gridcredit-run.json``, ``"command": "monitor"``), which the grid and the bank share
   when they are given the same ``--out``;
-- a folder with that marker is an earlier monitor folder and is used as it is;
+- a folder with that marker is an earlier monitor folder and is used as it is; so is (and
+  gets the marker) a folder written before the marker existed: only the monitor's own
+  names in it (:data:`LAYOUT`) and a ``periods/`` or ``grid_periods/`` folder;
 - any other non-empty folder (a user's own ``alerts.jsonl``, a ``simulate`` run folder) is
   refused with one line, and nothing in it is touched;
 - each node then holds an exclusive lock (``fcntl.flock`` on ``.<role>_monitor.lock``) for
@@ -31,6 +33,17 @@ from federation.protocol.files import write_atomic
 from federation.run_folder import MARKER, ensure_folder
 
 COMMAND = "monitor"
+# What a monitor writes in --out (a folder of only these, with periods/ or grid_periods/,
+# is an earlier monitor's from before the marker).
+LAYOUT = frozenset({"periods", "grid_periods", "alerts.jsonl", "outbox.jsonl",
+                    "bank_monitor_audit.jsonl", "grid_monitor_audit.jsonl",
+                    ".bank_monitor.lock", ".grid_monitor.lock"})
+
+
+def _unmarked_monitor_folder(path: Path) -> bool:
+    names = {p.name for p in path.iterdir()}
+    return names <= LAYOUT and bool(names & {"periods", "grid_periods"}) and \
+        all((path / n).is_dir() for n in names & {"periods", "grid_periods"})
 
 
 def is_monitor_folder(path: Path) -> bool:
@@ -54,7 +67,8 @@ def check_monitor_folder(path: Path) -> None:
     """
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: is a file, not a folder")
-    if path.is_dir() and not is_monitor_folder(path) and any(path.iterdir()):
+    if path.is_dir() and not is_monitor_folder(path) and any(path.iterdir()) and \
+            not _unmarked_monitor_folder(path):
         raise ConfigError(f"--out {path}: the folder exists, is not empty and is not a "
                           "gridcredit monitor folder; choose a new or empty folder (nothing "
                           "in it was changed)")

@@ -62,3 +62,19 @@ def test_one_node_per_role_holds_the_folder(tmp_path: Path) -> None:
     finally:
         first.close()
     MonitorFolder(tmp_path / "m", "bank").close()  # released with its holder
+
+
+def test_a_monitor_folder_from_before_the_marker_is_resumed_and_marked(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    (old / "periods" / "2022-07").mkdir(parents=True)
+    (old / "alerts.jsonl").write_text("{}\n")
+    (old / "bank_monitor_audit.jsonl").write_text("")
+    MonitorFolder(old, "bank").close()
+    assert is_monitor_folder(old) and (old / "alerts.jsonl").read_text() == "{}\n"
+    mixed = tmp_path / "mixed"  # the monitor's names and the user's own file: refused
+    (mixed / "periods").mkdir(parents=True)
+    (mixed / "alerts.jsonl").write_text("{}\n")
+    (mixed / "notes.txt").write_text("mine\n")
+    with pytest.raises(ConfigError, match="not a gridcredit monitor folder"):
+        MonitorFolder(mixed, "bank")
+    assert sorted(p.name for p in mixed.iterdir()) == ["alerts.jsonl", "notes.txt", "periods"]
