@@ -48,7 +48,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "only. The bank node replays --period-from..--period-to over its raw tables: per "
         "month the active loan book, joint scores and ratings, warning levels, alerts and "
         "OUT/periods/<YYYY-MM>/book.csv; with --watch it waits for each month's data. "
-        "Prints 'LISTENING host:port' once ready.")
+        "Prints 'LISTENING host:port' once ready (a bank only with --http).")
     p.add_argument("--role", required=True, choices=["grid", "bank"], help="this node's role")
     p.add_argument("--model", type=Path, required=True, help="this party's model.json of a run")
     p.add_argument("--raw", required=True,

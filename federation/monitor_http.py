@@ -19,27 +19,54 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from federation.protocol.errors import ConfigError
-from parties.monitoring import LEVELS, MonitorStore
+from parties.monitoring import LEVELS, UNRATED, MonitorStore
 
-COLORS = {"normal": "#4c9a2a", "watch": "#e0a100", "alert": "#c62828"}
+COLORS = {"normal": "#4c9a2a", "watch": "#e0a100", "alert": "#c62828", UNRATED: "#777777"}
 
 
 def _bars(values: list[float], labels: list[str], color: str, w: int = 480,
           h: int = 160) -> str:
+    """Bars with a y axis (0 and the largest value), each bar's value above it and the
+    first and last labels under the axis."""
     top = max(values, default=0.0) or 1.0
     n = max(len(values), 1)
-    bw = w / n
-    parts = [f'<svg width="{w}" height="{h + 20}" role="img">']
+    axis = 44  # room for the y axis' labels
+    bw = (w - axis) / n
+    y0 = 14  # room for the value over the tallest bar
+    parts = [f'<svg width="{w}" height="{h + y0 + 20}" role="img">',
+             f'<line x1="{axis - 2}" y1="{y0}" x2="{axis - 2}" y2="{y0 + h}" stroke="#444"/>',
+             f'<line x1="{axis - 2}" y1="{y0 + h}" x2="{w}" y2="{y0 + h}" stroke="#444"/>',
+             f'<text x="{axis - 6}" y="{y0 + 4}" font-size="10" '
+             f'text-anchor="end">{top:.3g}</text>',
+             f'<text x="{axis - 6}" y="{y0 + h}" font-size="10" text-anchor="end">0</text>']
     for i, (v, label) in enumerate(zip(values, labels, strict=True)):
         bh = h * v / top
-        parts.append(f'<rect x="{i * bw + 1:.1f}" y="{h - bh:.1f}" width="{bw - 2:.1f}" '
+        x = axis + i * bw
+        parts.append(f'<rect x="{x + 1:.1f}" y="{y0 + h - bh:.1f}" width="{bw - 2:.1f}" '
                      f'height="{bh:.1f}" fill="{color}"><title>{html.escape(label)}: '
                      f'{v:g}</title></rect>')
+        if v:
+            parts.append(f'<text class="bar-value" x="{x + bw / 2:.1f}" '
+                         f'y="{y0 + h - bh - 2:.1f}" font-size="9" '
+                         f'text-anchor="middle">{v:.3g}</text>')
     if labels:
-        parts.append(f'<text x="0" y="{h + 15}" font-size="11">{html.escape(labels[0])}</text>')
-        parts.append(f'<text x="{w}" y="{h + 15}" font-size="11" text-anchor="end">'
+        parts.append(f'<text x="{axis}" y="{y0 + h + 15}" font-size="11">'
+                     f'{html.escape(labels[0])}</text>')
+        parts.append(f'<text x="{w}" y="{y0 + h + 15}" font-size="11" text-anchor="end">'
                      f'{html.escape(labels[-1])}</text>')
     return "".join(parts) + "</svg>"
+
+
+def _alert_rows(alerts: list[dict[str, str]]) -> str:
+    """One table row per borrower: its alerts' kinds and changes together."""
+    by_id: dict[str, list[dict[str, str]]] = {}
+    for a in alerts:
+        by_id.setdefault(a["id"], []).append(a)
+    return "".join(
+        f"<tr><td>{html.escape(ident)}</td>"
+        f"<td>{html.escape(', '.join(a['kind'] for a in items))}</td>"
+        f"<td>{html.escape('; '.join(a['before'] + ' -> ' + a['after'] for a in items))}</td>"
+        "</tr>" for ident, items in by_id.items())
 
 
 def render(store: MonitorStore) -> str:
@@ -53,9 +80,8 @@ def render(store: MonitorStore) -> str:
     levels = last["levels"]
     assert isinstance(levels, dict)
     alerts = [a for a in store.alerts() if a["period"] == period]
-    rows = "".join(f"<tr><td>{html.escape(a['id'])}</td><td>{html.escape(a['kind'])}</td>"
-                   f"<td>{html.escape(a['before'])}</td><td>{html.escape(a['after'])}</td></tr>"
-                   for a in alerts)
+    rows = _alert_rows(alerts)
+    borrowers = len({a["id"] for a in alerts})
     level_rows = "".join(f'<tr><td style="color:{COLORS[k]}">{k}</td>'
                          f'<td class="count" id="level-{k}">{levels.get(k, 0)}</td></tr>'
                          for k in LEVELS)
@@ -70,14 +96,16 @@ def render(store: MonitorStore) -> str:
     body = (
         f'<h2>Period <span id="period">{html.escape(period)}</span></h2>'
         f'<p>{last["borrowers"]} borrowers in the active book, {last["no_grid_record"]} with '
-        f'no grid record. Alerts this period: <b id="alert-count">{len(alerts)}</b>.</p>'
+        f'no grid record. Alerts this period: <b id="alert-count">{len(alerts)}</b>, for '
+        f'<b id="alert-borrowers">{borrowers}</b> borrowers.</p>'
         f"<h3>Warning levels</h3><table>{level_rows}</table>"
-        f"<h3>Score distribution (points)</h3>{_bars(hist, labels, '#2a6f9a')}"
+        f"<h3>Score distribution (borrowers per points bin)</h3>"
+        f"{_bars(hist, labels, '#2a6f9a')}"
         f"<h3>Drift: PSI of the points against {html.escape(str(summaries[0]['period']))}</h3>"
         f"{drift_chart}"
         f"{_indicator_drift(last)}"
         f'<h3>Alerts of {html.escape(period)}</h3><table id="alerts"><tr><th>id</th>'
-        f"<th>kind</th><th>before</th><th>after</th></tr>{rows}</table>")
+        f"<th>alerts</th><th>before -> after</th></tr>{rows}</table>")
     return _page(period, body)
 
 
@@ -150,6 +178,10 @@ def start_dashboard(address: str, store: MonitorStore) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass
 
-    server = ThreadingHTTPServer((host, number), Handler)
+    try:
+        server = ThreadingHTTPServer((host, number), Handler)
+    except OSError as exc:
+        raise ConfigError(f"--http {address}: cannot listen on port {number} "
+                          f"({exc.strerror or exc})") from None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -21,17 +21,47 @@ import time
 from collections.abc import Callable
 
 from federation.monitor_config import MonitorConfig, months
-from federation.protocol.errors import ProtocolAbort
+from federation.protocol.errors import ConfigError, InputDataError, ProtocolAbort
 from parties.labels.schema import format_month
+from parties.labels.sources import RawSource
 from parties.model import PartyModel
 from parties.monitoring import MonitorStore
 from parties.monitoring_data import BankPeriod, bank_period
 from parties.monitoring_stage import StagedTables
 from parties.monitoring_tables import BankTables
-from parties.monitoring_watch import covers, is_not_ready
+from parties.monitoring_watch import covers, has_rows, is_not_ready, last_month
 
 log = logging.getLogger(__name__)
 RunPeriod = Callable[[BankPeriod, float], dict[str, float]]
+
+
+def check_bank_data(cfg: MonitorConfig, source: RawSource) -> None:
+    """Refuse, before a grid session, a bank whose data cannot give a period: an empty
+    ``loans`` or ``repayments`` table, monthly tables without rows, or (a replay) a
+    ``--period-to`` after the last month the bank's monthly tables reach.
+
+    Raises
+    ------
+    InputDataError
+        A table is missing, unreadable or empty.
+    ConfigError
+        A replayed month after the bank's data.
+    """
+    for table in ("loans", "repayments"):
+        if not has_rows(source, table):
+            raise InputDataError(f"{source.label(table)}: no rows (the bank's loan book is "
+                                 "empty; nothing to monitor)")
+    last = last_month(source, "bank")
+    if last is None:
+        raise InputDataError(f"{source.label('taxes')}: no rows (the bank's monthly tables "
+                             "must reach the months to monitor)")
+    wanted = months(cfg)
+    if not cfg.watch and wanted[-1] > last:
+        flag = "--period-from" if wanted[0] > last else "--period-to"
+        asked = format_month(wanted[0] if wanted[0] > last else wanted[-1])
+        raise ConfigError(f"{flag} {asked}: after the bank's own data, which end at "
+                          f"{format_month(last)} (repayments, taxes); replay up to "
+                          f"{format_month(last)} or use --watch to wait for later months")
 
 
 def _book(tables: StagedTables, month: int, model: PartyModel,

@@ -32,13 +32,19 @@ import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from federation.protocol.errors import ConfigError, InputDataError
-from federation.protocol.files import open_log
+from federation.protocol.files import open_log, write_atomic
 from parties.model import PartyModel
 from parties.monitoring_drift import PSI_BINS, baseline_bins, stability
 from parties.outputs import NO_GRID_RECORD
 
 RATINGS = ("stable", "expansion", "shrink", "alert")  # order of parties.labels.warning.Rating
-LEVELS = ("normal", "watch", "alert")
+# Best to worst, for "rating worsened". RATINGS is Table 7's order of *precedence* (which
+# rating an enterprise gets when several indicators fire), not of severity: expansion
+# (growing usage) is the best outlook, then stable, shrink (usage falling), alert (README,
+# "Early warning": overdue rate expansion 4 %, stable 10 %, shrink 9 %, alert 43 %).
+SEVERITY = ("expansion", "stable", "shrink", "alert")
+UNRATED = "unrated"  # no grid record that month: no joint score, so no level to judge
+LEVELS = ("normal", "watch", "alert", UNRATED)
 NEW_ALERT = "new alert"
 RATING_WORSENED = "rating worsened"
 SCORE_DROP = "score drop"
@@ -54,7 +60,8 @@ class WarningRules:
     A borrower is at level alert if its rating is one of ``alert_ratings``, or its points are
     below ``alert_below``, or they dropped by at least ``alert_drop`` since the last period;
     else watch by the same tests with the ``watch_*`` values; else normal. A borrower the
-    grid has no record of is rated ``no grid record`` and judged on its score alone.
+    grid has no record of is rated ``no grid record``, is not scored and gets the level
+    ``unrated`` (never counted as normal).
     ``score_drop`` is the drop (points) that raises a ``score drop`` alert.
     """
 
@@ -67,14 +74,23 @@ class WarningRules:
     score_drop: float = 30.0
 
 
-def load_warning_rules(path: pathlib.Path | None) -> WarningRules:
+POINTS_RANGE = (-1000.0, 3000.0)  # a 'below' outside it is a typo (600/50:1/20: ~0 to 1200)
+
+
+def load_warning_rules(path: pathlib.Path | None,
+                       points_range: tuple[float, float] = POINTS_RANGE) -> WarningRules:
     """Rules from TOML (``[alert] ratings, below, drop``; ``[watch]`` the same;
     ``[alerts] score_drop``); defaults where absent, and for ``path=None``.
+
+    ``points_range``: the points a borrower can get (the node passes its scorecard's); a
+    ``below`` outside it would rate every borrower or none.
 
     Raises
     ------
     ConfigError
-        Unreadable file, unknown key or rating, or a value of the wrong type.
+        Unreadable file, unknown key or rating, a value of the wrong type, a number that is
+        not finite, a drop that is not positive, a ``below`` outside ``points_range``, or a
+        ``[watch]`` threshold stricter than ``[alert]``'s (watch would never fire first).
     """
     if path is None:
         return WarningRules()
@@ -95,12 +111,36 @@ def load_warning_rules(path: pathlib.Path | None) -> WarningRules:
                     raise ConfigError(f"{path}: [{table}] ratings must be a list of {RATINGS}")
                 values[name] = tuple(value)
             elif isinstance(value, int | float) and not isinstance(value, bool):
-                values[name] = float(value)
+                values[name] = _checked(path, table, key, float(value), points_range)
             else:
                 raise ConfigError(f"{path}: [{table}] {key} must be a number, got {value!r}")
     if doc:
         raise ConfigError(f"{path}: unknown table(s) {sorted(doc)}; expected alert, watch, alerts")
-    return WarningRules(**values)  # type: ignore[arg-type]
+    rules = WarningRules(**values)  # type: ignore[arg-type]
+    for key, watch, alert in (("below", -rules.watch_below, -rules.alert_below),
+                              ("drop", rules.watch_drop, rules.alert_drop)):
+        if "watch_" + key in values and "alert_" + key in values and watch > alert:
+            raise ConfigError(
+                f"{path}: [watch] {key} = {values['watch_' + key]:g} is stricter than [alert] "
+                f"{key} = {values['alert_' + key]:g}; watch must catch a borrower before alert "
+                f"(watch {key} {'>=' if key == 'below' else '<='} alert {key})")
+    return rules
+
+
+def _checked(path: pathlib.Path, table: str, key: str, value: float,
+             points_range: tuple[float, float]) -> float:
+    """``value`` of ``[table] key`` if sensible, else a ConfigError naming file, key, value."""
+    where = f"{path}: [{table}] {key} = {value:g}"
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number")
+    if key != "below" and value <= 0:
+        raise ConfigError(f"{where}: a drop in points must be positive (a drop of {value:g} "
+                          "would fire for borrowers whose points did not fall)")
+    low, high = points_range
+    if key == "below" and not low <= value <= high:
+        raise ConfigError(f"{where}: outside the points a borrower can get ({low:.0f} to "
+                          f"{high:.0f}); it would rate every borrower or none")
+    return value
 
 
 def model_matrix(table: pd.DataFrame, model: PartyModel, where: str) -> npt.NDArray[np.float64]:
@@ -133,18 +173,29 @@ def model_matrix(table: pd.DataFrame, model: PartyModel, where: str) -> npt.NDAr
 
 def warning_levels(book: pd.DataFrame, drop: npt.NDArray[np.float64],
                    rules: WarningRules) -> list[str]:
-    """The level of each row of ``book`` (columns rating, points) given its points drop."""
+    """The level of each row of ``book`` (columns rating, points) given its points drop;
+    ``unrated`` for a borrower without a grid record or a score."""
     points = book["points"].to_numpy(np.float64)
     rating = book["rating"].astype(str).to_numpy()
     out = []
     for r, p, d in zip(rating, points, drop, strict=True):
-        if r in rules.alert_ratings or p < rules.alert_below or d >= rules.alert_drop:
+        if r == NO_GRID_RECORD or math.isnan(p):
+            out.append(UNRATED)
+        elif r in rules.alert_ratings or p < rules.alert_below or d >= rules.alert_drop:
             out.append("alert")
         elif r in rules.watch_ratings or p < rules.watch_below or d >= rules.watch_drop:
             out.append("watch")
         else:
             out.append("normal")
     return out
+
+
+def rating_worsened(before: str, after: str) -> bool:
+    """Whether Table 7 rating ``after`` is worse than ``before`` (:data:`SEVERITY`); False
+    when either is not a rating (no grid record, or not rated last period)."""
+    if before not in SEVERITY or after not in SEVERITY:
+        return False
+    return SEVERITY.index(after) > SEVERITY.index(before)
 
 
 def compare(book: pd.DataFrame, previous: pd.DataFrame | None,
@@ -170,8 +221,7 @@ def compare(book: pd.DataFrame, previous: pd.DataFrame | None,
         was = book["previous_level"].iat[i]
         if row.level == "alert" and was != "alert":
             alerts.append((row.id, NEW_ALERT, f"{was or 'none'} -> alert"))
-        if old_rating[i] in RATINGS and row.rating in RATINGS and \
-                RATINGS.index(row.rating) > RATINGS.index(old_rating[i]):
+        if rating_worsened(old_rating[i], str(row.rating)):
             alerts.append((row.id, RATING_WORSENED, f"{old_rating[i]} -> {row.rating}"))
         if drop[i] >= rules.score_drop:
             old = before["points"].iat[i]
@@ -192,11 +242,13 @@ class MonitorStore:
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root
         self.periods = root / "periods"
-        self.alerts_path = root / "alerts.jsonl"
-        self.periods.mkdir(parents=True, exist_ok=True)
+        self.alerts_path = root / "alerts.jsonl"  # nothing is created before a write
+        self.outbox_path = root / "outbox.jsonl"  # alerts the webhook has not taken yet
 
     def done(self) -> list[str]:
         """The completed periods, oldest first."""
+        if not self.periods.is_dir():
+            return []
         return sorted(p.name for p in self.periods.iterdir()
                       if p.is_dir() and (p / "book.csv").is_file())
 
@@ -235,11 +287,29 @@ class MonitorStore:
                 os.fsync(f.fileno())
         return new
 
+    def pending(self) -> list[dict[str, str]]:
+        """The alerts waiting for the webhook, oldest first."""
+        if not self.outbox_path.is_file():
+            return []
+        lines = self.outbox_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def set_pending(self, alerts: Sequence[dict[str, str]]) -> None:
+        """Replace the outbox by ``alerts`` (deduplicated by period, id, kind; atomic; none:
+        the outbox file, which only this class creates, is removed)."""
+        unique = list({(a["period"], a["id"], a["kind"]): a for a in alerts}.values())
+        if not unique:
+            self.outbox_path.unlink(missing_ok=True)
+            return
+        write_atomic(self.outbox_path, "".join(json.dumps(a, ensure_ascii=False) + "\n"
+                                               for a in unique))
+
     def write_period(self, period: str, book: pd.DataFrame, summary: dict[str, object],
                      drift: pd.DataFrame | None = None) -> None:
         """Write ``periods/<period>/`` (book.csv, summary.json, drift.csv if given) at once:
         a temporary folder renamed into place."""
         final = self.periods / period
+        self.periods.mkdir(parents=True, exist_ok=True)
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{period}.", dir=self.periods))
         try:
             book.to_csv(tmp / "book.csv", index=False, float_format="%.6f")

@@ -40,8 +40,10 @@ from crypto.psi import oprf
 from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
 from parties.evaluation.scorecard import Scorecard
+from parties.labels.schema import format_month
 from parties.monitoring import RATINGS
 from parties.monitoring_data import GridPeriod
+from parties.monitoring_watch import PeriodNotReady
 from parties.outputs import NO_GRID_RECORD
 from parties.psi_pool import PsiPool, hash_points_parallel, multiply_parallel
 from parties.serving import (
@@ -50,6 +52,7 @@ from parties.serving import (
     ROTATE_SECONDS,
     STEP_OPEN,
     STEP_PARTIAL,
+    Float,
     ScoredId,
     UnknownSession,
     epoch_domain,
@@ -166,8 +169,8 @@ class MonitorGrid(GridServing):
         period = tensor_of(env, "period", np.int64, 1)
         if len(period) != 1 or not 0 < int(period[0]) < 12 * 10_000:
             raise ProtocolAbort("serve/open: 'period' must hold one month ordinal")
-        state = PeriodGrid(self._build(int(period[0])), max_ids=self._max, pool=self._psi_pool,
-                           points=self.points)
+        state = PeriodGrid(self._built(int(period[0])), max_ids=self._max,
+                           pool=self._psi_pool, points=self.points)
         reply = state.open(Envelope(env.job_id, env.tag, env.sender, {}), caller)
         with self._guard:
             self._by_session[env.job_id] = state
@@ -176,6 +179,21 @@ class MonitorGrid(GridServing):
         log.info("monitoring: session %s for month %d, %d enterprises", env.job_id,
                  int(period[0]), len(state._ids))
         return reply
+
+    def _built(self, month: int) -> GridPeriod:
+        """The grid's period at ``month``; any failure but "not ready" is logged here in one
+        line and reaches the bank as a generic reason: the grid's error text (file paths,
+        database user, row contents) stays on the grid's side of the trust boundary."""
+        try:
+            return self._build(month)
+        except PeriodNotReady:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- refused, not carried on (see docstring)
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            log.error("monitoring: month %s: cannot build the period: %s: %s",
+                      format_month(month), type(exc).__name__, detail[:2000])
+            raise ProtocolAbort(f"the grid could not read its data for period "
+                                f"{format_month(month)}; see the grid's log") from None
 
     def step(self, env: Envelope) -> Envelope:
         with self._guard:
@@ -186,12 +204,18 @@ class MonitorGrid(GridServing):
 
 
 class PeriodBank(BankServing):
-    """The bank's serving state for one period: its book's u_B; collects the ratings."""
+    """The bank's serving state for one period: its book's u_B; collects the ratings.
+
+    ``probability`` is the bank model's calibration (``PartyModel.probability``), required
+    so that the monitor's probabilities and points are those of ``score`` and ``serve``.
+    """
 
     def __init__(self, period: int, ids: Sequence[str], u: np.ndarray, card: Scorecard,
-                 bands: Sequence[float] | None = None, *, max_ids: int = MAX_IDS,
+                 bands: Sequence[float] | None = None, *,
+                 probability: Callable[[Float], Float], max_ids: int = MAX_IDS,
                  pool: PsiPool | None = None) -> None:
-        super().__init__(ids, u, card, bands, max_ids=max_ids, pool=pool)
+        super().__init__(ids, u, card, bands, max_ids=max_ids, pool=pool,
+                         probability=probability)
         self._period = period
         self.ratings: dict[str, str] = {}
 

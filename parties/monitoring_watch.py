@@ -37,6 +37,7 @@ def is_not_ready(exc: BaseException) -> bool:
 
 
 def _max_postgres(source: RawSource, tables: tuple[str, ...]) -> list[str | None]:
+    table = tables[0]
     try:
         with psycopg.connect(str(source.dsn), connect_timeout=10) as conn:
             out = []
@@ -48,7 +49,7 @@ def _max_postgres(source: RawSource, tables: tuple[str, ...]) -> list[str | None
                 out.append(None if row is None or row[0] is None else str(row[0]))
             return out
     except psycopg.errors.UndefinedTable as e:
-        raise InputDataError(f"{source.label(tables[0])}..: table not found") from e
+        raise InputDataError(f"postgresql table {source.label(table)}: not found") from e
     except psycopg.Error as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputDataError(f"postgresql schema {source.schema}: cannot read ({first})") from e
@@ -64,8 +65,13 @@ def _max_files(source: RawSource, tables: tuple[str, ...]) -> list[str | None]:
             raise InputDataError(f"{source.label(table)}: file not found")
         reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
         target = f"{path}/*.parquet" if path.is_dir() else str(path)
-        row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {reader}(?)",
-                             [target]).fetchone()
+        try:
+            row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {reader}(?)",
+                                 [target]).fetchone()
+        except duckdb.Error as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputDataError(f"{source.label(table)}: cannot read column 'month' "
+                                 f"({first})") from e
         out.append(None if row is None or row[0] is None else str(row[0]))
     return out
 
@@ -90,3 +96,38 @@ def covers(source: RawSource, role: str, month: int) -> bool:
     """Whether ``role``'s raw tables hold ``month`` (see the module docstring)."""
     last = last_month(source, role)
     return last is not None and last >= month
+
+
+def has_rows(source: RawSource, table: str) -> bool:
+    """Whether ``table`` of ``source`` holds at least one row (a header-only file: no).
+
+    Raises
+    ------
+    InputDataError
+        The table is missing or cannot be read.
+    """
+    if source.format is Format.POSTGRES:
+        try:
+            with psycopg.connect(str(source.dsn), connect_timeout=10) as conn:
+                query = sql.SQL("SELECT 1 FROM {}.{} LIMIT 1").format(
+                    sql.Identifier(source.schema), sql.Identifier(table))
+                return conn.execute(query).fetchone() is not None
+        except psycopg.errors.UndefinedTable as e:
+            raise InputDataError(f"postgresql table {source.label(table)}: not found") from e
+        except psycopg.Error as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputDataError(f"postgresql schema {source.schema}: cannot read "
+                                 f"({first})") from e
+    import duckdb
+
+    path = source.path(table)
+    if not path.exists():
+        raise InputDataError(f"{source.label(table)}: file not found")
+    reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
+    target = f"{path}/*.parquet" if path.is_dir() else str(path)
+    try:
+        row = duckdb.execute(f"SELECT 1 FROM {reader}(?) LIMIT 1", [target]).fetchone()
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputDataError(f"{source.label(table)}: cannot read ({first})") from e
+    return row is not None

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ class Node:
 def _grid(root: Path, out: Path, *raw: str) -> Node:
     node = Node(["monitor", "--role", "grid", "--model", str(root / "run/grid/model.json"),
                  "--tls-dir", str(root / "run/certs"), "--out", str(out), *raw],
-                out / "grid.log")
+                out.with_name(f"{out.name}.grid.log"))  # beside the monitor folder
     return node
 
 
@@ -100,7 +101,7 @@ def _bank(root: Path, out: Path, peer: str, *extra: str, env: dict[str, str] | N
     return Node(["monitor", "--role", "bank", "--model", str(root / "run/bank/model.json"),
                  "--tls-dir", str(root / "run/certs"), "--out", str(out), "--peer", peer,
                  "--period-from", PERIODS[0], "--period-to", PERIODS[-1], *extra],
-                out / "bank.log", env)
+                out.with_name(f"{out.name}.bank.log"), env)
 
 
 @pytest.fixture
@@ -172,14 +173,22 @@ def _check_scores(root: Path, book: pd.DataFrame, period: str) -> None:
     month = parse_month(period)
     g = grid_period(open_source(root / "raw", "grid"), month,
                     PartyModel.load(root / "run/grid/model.json", Role.GRID))
-    b = bank_period(open_source(root / "raw", "bank"), month,
-                    PartyModel.load(root / "run/bank/model.json", Role.BANK))
+    model = PartyModel.load(root / "run/bank/model.json", Role.BANK)
+    b = bank_period(open_source(root / "raw", "bank"), month, model)
     assert sorted(b.ids) == sorted(book["id"])
     u_g = dict(zip(g.ids, g.u, strict=True))
     both = [(i, u + u_g[i]) for i, u in zip(b.ids, b.u, strict=True) if i in u_g]
-    expected = Scorecard(600.0, 50.0, 20.0).points(sigmoid(np.array([u for _, u in both])))
-    got = book.set_index("id")["points"].reindex([i for i, _ in both]).to_numpy(np.float64)
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    u = np.array([u for _, u in both])
+    # calibrated by model.json's Platt scaling, exactly as score and serve (not sigma(u))
+    assert model.calibration is not None
+    slope, intercept = model.calibration["slope"], model.calibration["intercept"]
+    probability = sigmoid(slope * u + intercept)
+    assert not np.allclose(probability, sigmoid(u), atol=1e-4)
+    ids = [i for i, _ in both]
+    got = book.set_index("id").reindex(ids)
+    np.testing.assert_allclose(got["probability"].to_numpy(np.float64), probability, atol=1e-5)
+    expected = Scorecard(600.0, 50.0, 20.0).points(probability)
+    np.testing.assert_allclose(got["points"].to_numpy(np.float64), expected, atol=1e-5)
 
 
 def _chromium() -> str:
@@ -229,6 +238,7 @@ def test_killed_mid_period_resumes_without_duplicate_alerts(trained: Path, grid_
         again.wait_line(r"^REPLAY done")
     finally:
         again.stop()
+    assert not [line for line in again.seen if line.startswith("LISTENING")]  # no --http
     alerts = _alerts(out / "alerts.jsonl")
     keys = [(a["period"], a["id"], a["kind"]) for a in alerts]
     assert len(keys) == len(set(keys))
@@ -281,3 +291,47 @@ def test_replay_from_postgresql_equals_files(trained: Path, pg_dsn: str,
     assert (out / "alerts.jsonl").read_text() == (files / "alerts.jsonl").read_text()
     for period in PERIODS:
         pd.testing.assert_frame_equal(_book(out, period), _book(files, period))
+
+
+class _Hook(BaseHTTPRequestHandler):
+    bodies: list[dict[str, list[dict[str, str]]]] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_alerts_the_webhook_missed_are_sent_on_the_next_run(trained: Path, grid_node: str,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "bank"
+    raw = ("--raw", str(trained / "raw"))
+    down = _bank(trained, out, grid_node, *raw, "--alert-url", "http://127.0.0.1:1/alerts",
+                 "--alert-retries", "0")
+    try:
+        down.wait_line(r"^REPLAY done")
+        assert down.proc.wait(TIMEOUT) == 0
+    finally:
+        down.stop()
+    written = _alerts(out / "alerts.jsonl")
+    assert written and _alerts(out / "outbox.jsonl") == written
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Hook.bodies = []
+    try:
+        up = _bank(trained, out, grid_node, *raw, "--alert-url",
+                   f"http://127.0.0.1:{server.server_address[1]}/alerts")
+        try:
+            up.wait_line(r"^REPLAY done")
+            assert up.proc.wait(TIMEOUT) == 0
+        finally:
+            up.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [a for body in _Hook.bodies for a in body["alerts"]] == written
+    assert not (out / "outbox.jsonl").exists()

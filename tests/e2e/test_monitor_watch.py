@@ -72,14 +72,14 @@ def test_watch_runs_a_month_once_both_parties_hold_it(trained: Path, pg_dsn: str
     certs, base = str(trained / "run/certs"), ("--baseline-month", "2022-06")
     grid = Node(["monitor", "--role", "grid", "--model", str(trained / "run/grid/model.json"),
                  "--tls-dir", certs, "--out", str(g), "--raw", pg_dsn, "--schema", grid_schema,
-                 *base], g / "grid.log")
+                 *base], tmp_path / "grid.log")
     try:
         peer = grid.wait_line(r"^LISTENING ").split()[1]
         bank_args = ["monitor", "--role", "bank", "--model", str(trained / "run/bank/model.json"),
                      "--tls-dir", certs, "--out", str(out), "--peer", peer, "--raw", pg_dsn,
                      "--schema", bank_schema, "--watch", "--poll-seconds", "0.3",
                      "--period-from", FIRST, *base]
-        bank = Node([*bank_args, "--max-periods", "2"], out / "bank.log")
+        bank = Node([*bank_args, "--max-periods", "2"], tmp_path / "bank.log")
         try:
             bank.wait_line(rf"^PERIOD {FIRST} done ")
             bank.wait_line(rf"^WAITING {NEXT} for bank data$")
@@ -93,7 +93,7 @@ def test_watch_runs_a_month_once_both_parties_hold_it(trained: Path, pg_dsn: str
         finally:
             bank.stop()
         _check_period(trained, out, g, tmp_path)
-        again = Node(bank_args, out / "bank2.log")
+        again = Node(bank_args, tmp_path / "bank2.log")
         try:
             again.wait_line(rf"^PERIOD {NEXT} done \(earlier run\)$")
             again.wait_line(rf"^WAITING {LATER} for bank data$")
@@ -102,7 +102,7 @@ def test_watch_runs_a_month_once_both_parties_hold_it(trained: Path, pg_dsn: str
             assert again.proc.wait(20) == 0
         finally:
             again.stop()
-        assert "Traceback" not in (out / "bank2.log").read_text()
+        assert "Traceback" not in (tmp_path / "bank2.log").read_text()
     finally:
         grid.stop()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from crypto.sigmoid import sigmoid
 from federation.protocol.messages import Envelope, Role
 from parties.evaluation.scorecard import Scorecard
 from parties.labels.engine import build_grid_features
@@ -57,7 +58,8 @@ def _session(raw: Path, plant: float | None = None) -> list[Envelope]:
 
     grid = MonitorGrid(build)
     ids = grid_period(source, parse_month(MONTH), model).ids[:40] + ["not-a-grid-id"]
-    bank = PeriodBank(parse_month(MONTH), ids, np.zeros(len(ids)), Scorecard(600, 50, 20))
+    bank = PeriodBank(parse_month(MONTH), ids, np.zeros(len(ids)), Scorecard(600, 50, 20),
+                      probability=sigmoid)
     sent: list[Envelope] = []
     opened = bank.open_request()
     sent.append(opened)

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from federation.monitor import post_alerts
+from federation.monitor import deliver, post_alerts
 from federation.monitor_http import render
+from parties.evaluation.platt import Platt
 from parties.evaluation.scorecard import Scorecard
 from parties.monitoring import MonitorStore, WarningRules, compare, summarize
 from parties.monitoring_data import GridPeriod
@@ -32,8 +33,9 @@ def test_a_period_session_carries_u_and_ratings_of_matched_rows_only() -> None:
                           np.array([0, 3, 2, 1], dtype=np.int8))
 
     grid = MonitorGrid(build)
+    platt = Platt(slope=0.7, intercept=-1.2)  # the bank model's calibration
     bank = PeriodBank(24_000, ["b", "c", "x"], np.array([0.5, -0.5, 0.0]),
-                      Scorecard(600.0, 50.0, 20.0))
+                      Scorecard(600.0, 50.0, 20.0), probability=platt.probability)
     opened = bank.open_request()
     assert set(opened.tensors) == {"period"}
     bank.accept_points(grid.open(opened))
@@ -48,8 +50,11 @@ def test_a_period_session_carries_u_and_ratings_of_matched_rows_only() -> None:
     results = bank.results(plan, partial)
     assert [r.status for r in results] == [SCORED, SCORED, NO_GRID_RECORD]
     assert bank.ratings == {"b": "alert", "c": "shrink", "x": NO_GRID_RECORD}
-    expected = 1 / (1 + np.exp(-np.array([0.5 - 0.2, -0.5 + 0.3])))
+    u = np.array([0.5 - 0.2, -0.5 + 0.3])
+    expected = 1 / (1 + np.exp(-(0.7 * u - 1.2)))  # calibrated, as score and serve
     np.testing.assert_allclose([r.probability for r in results[:2]], expected)
+    np.testing.assert_allclose([r.points for r in results[:2]],
+                               Scorecard(600.0, 50.0, 20.0).points(expected))
 
 
 class _Flaky(BaseHTTPRequestHandler):
@@ -93,14 +98,32 @@ def test_webhook_is_retried_and_bounded(hook: str) -> None:
     assert time.monotonic() - started < 10
 
 
+def test_undelivered_alerts_wait_in_the_outbox_for_the_next_run(hook: str,
+                                                                  tmp_path: Path) -> None:
+    store = MonitorStore(tmp_path)
+    first = [{"period": "2024-01", "id": "a", "kind": "new alert", "before": "none",
+              "after": "alert"}]
+    _Flaky.bodies, _Flaky.failures = [], 100  # the receiver is down
+    assert not deliver(hook, 0, store, first)
+    assert store.pending() == first and _Flaky.bodies == []
+    second = [{**first[0], "period": "2024-02"}]
+    assert not deliver(hook, 0, store, second)
+    assert store.pending() == first + second
+    _Flaky.failures = 0  # back up: the next run (no new alert) delivers both, once
+    assert deliver(hook, 0, store)
+    assert [json.loads(b) for b in _Flaky.bodies] == [{"alerts": first + second}]
+    assert store.pending() == [] and not store.outbox_path.exists()
+
+
 def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
     store = MonitorStore(tmp_path)
     assert "No period completed yet" in render(store)
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
     for period, points in (("2024-01", [600.0, 550.0]), ("2024-02", [560.0, 550.0])):
-        book = pd.DataFrame({"id": ["a", "b"], "probability": 0.1, "points": points,
-                             "band": "", "rating": ["stable", "alert"]})
+        book = pd.DataFrame({"id": ["a", "b", "n"], "probability": [0.1, 0.1, np.nan],
+                             "points": [*points, np.nan], "band": "",
+                             "rating": ["stable", "alert", NO_GRID_RECORD]})
         previous = store.book(store.done()[-1]) if store.done() else None
         book, alerts = compare(book, previous, WarningRules())
         store.add_alerts(period, alerts)
@@ -110,6 +133,29 @@ def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
     assert 'id="period">2024-02<' in page
     assert 'id="alert-count">1<' in page  # a's score drop of 40 points
     assert 'id="level-alert">1<' in page and "<svg" in page
+    assert 'id="level-normal">1<' in page  # the borrower without grid record is not normal
+    assert 'id="level-unrated">1<' in page
+
+
+def test_dashboard_lists_a_borrower_once_and_labels_the_histogram(tmp_path: Path) -> None:
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+    store = MonitorStore(tmp_path)
+    for period, points, rating in (("2024-01", [600.0, 640.0, 650.0], "stable"),
+                                   ("2024-02", [600.0, 640.0, 600.0], "alert")):
+        book = pd.DataFrame({"id": ["a", "b", "c"], "probability": 0.1, "points": points,
+                             "band": "", "rating": ["stable", "stable", rating]})
+        previous = store.book(store.done()[-1]) if store.done() else None
+        book, alerts = compare(book, previous, WarningRules())
+        store.add_alerts(period, alerts)
+        store.write_period(period, book, summarize(period, book, None, len(alerts)))
+    page = render(store)
+    table = page[page.index('id="alerts"'):]
+    assert table.count("<td>c</td>") == 1  # new alert, rating worsened and score drop: one row
+    assert "new alert, rating worsened, score drop" in table
+    assert 'id="alert-count">3<' in page and 'id="alert-borrowers">1<' in page
+    hist = page[page.index("Score distribution"):page.index("Drift:")]
+    assert 'class="bar-value"' in hist and 'text-anchor="end">2<' in hist  # counts, y axis
 
 
 @pytest.mark.parametrize(("flags", "says"), [
@@ -119,6 +165,8 @@ def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
      "loopback"),
     (["--period-from", "2024-01", "--period-to", "2024-02", "--rules", "missing.toml"],
      "missing.toml: cannot read"),
+    (["--period-from", "2024-01", "--period-to", "2024-02", "--rules", "negative.toml"],
+     "negative.toml: [alerts] score_drop = -30: a drop in points must be positive"),
 ])
 def test_bad_flags_one_line_nothing_written(tmp_path: Path, flags: list[str],
                                             says: str) -> None:
@@ -130,7 +178,8 @@ def test_bad_flags_one_line_nothing_written(tmp_path: Path, flags: list[str],
     model = tmp_path / "bank.json"
     PartyModel(Role.BANK.value, "j", "shared", ["x"], [0.0], [1.0], [1.0], 0.0).save(model)
     out = tmp_path / "out"
-    flags = [f.replace("missing.toml", str(tmp_path / "missing.toml")) for f in flags]
+    (tmp_path / "negative.toml").write_text("[alerts]\nscore_drop = -30\n")
+    flags = [str(tmp_path / f) if f.endswith(".toml") else f for f in flags]
     result = run_cli("monitor", "--role", "bank", "--model", str(model), "--raw",
                      str(tmp_path), "--tls-dir", str(tmp_path / "certs"), "--peer",
                      "127.0.0.1:1", "--out", str(out), *flags)
