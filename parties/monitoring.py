@@ -38,6 +38,9 @@ from parties.monitoring_drift import PSI_BINS, baseline_bins, stability
 from parties.outputs import NO_GRID_RECORD
 
 RATINGS = ("stable", "expansion", "shrink", "alert")  # order of parties.labels.warning.Rating
+# The grid's rating codes on the wire: a Rating, or one past them for 'unrated' (nothing above
+# stable and an indicator missing, as gridcredit warn says; no Table 7 rating to act on).
+WIRE_RATINGS = (*RATINGS, "unrated")
 # Best to worst, for "rating worsened". RATINGS is Table 7's order of *precedence* (which
 # rating an enterprise gets when several indicators fire), not of severity: expansion
 # (growing usage) is the best outlook, then stable, shrink (usage falling), alert (README,

@@ -24,9 +24,9 @@ from parties.labels.options import DEFAULT_RULES
 from parties.labels.schema import BANK_TABLES
 from parties.labels.shell import load_shell_model
 from parties.labels.sources import RawSource, staged
-from parties.labels.warning import Rating, load_rules, rate
+from parties.labels.warning import load_rules, rate
 from parties.model import PartyModel
-from parties.monitoring import model_matrix
+from parties.monitoring import WIRE_RATINGS, model_matrix
 from parties.monitoring_tables import BankTables, GridTables
 
 
@@ -51,8 +51,8 @@ def grid_period(source: RawSource, month: int, model: PartyModel,
         table = build_grid_features(source, month, model_only=False).table
     else:
         table = tables.frame(source, month, load_shell_model(), [i.name for i in registry])
-    ratings = rate(table, rules)["rating"].str.upper()
-    codes = np.array([int(Rating[r]) for r in ratings], dtype=np.int8)
+    ratings = rate(table, rules, unrated=True)["rating"]  # the same ratings as gridcredit warn
+    codes = np.array([WIRE_RATINGS.index(r) for r in ratings], dtype=np.int8)
     x = model_matrix(table, model, f"grid indicators at month {month}")
     ids = table["id"].astype(str).tolist()
     return GridPeriod(ids, np.asarray(model.partial_logit(x), np.float64), codes, x)

@@ -41,7 +41,7 @@ from federation.protocol.errors import ProtocolAbort
 from federation.protocol.messages import Envelope, Role, Tag
 from parties.evaluation.scorecard import Scorecard
 from parties.labels.schema import format_month
-from parties.monitoring import RATINGS
+from parties.monitoring import WIRE_RATINGS
 from parties.monitoring_data import GridPeriod
 from parties.monitoring_watch import PeriodNotReady
 from parties.outputs import NO_GRID_RECORD
@@ -229,10 +229,10 @@ class PeriodBank(BankServing):
         if env is not None:
             codes = np.asarray(tensor_of(env, "rating", np.int8, 1), dtype=np.int64)
             if len(codes) != len(set(plan.matched.values())) or \
-                    bool(np.any((codes < 0) | (codes >= len(RATINGS)))):
+                    bool(np.any((codes < 0) | (codes >= len(WIRE_RATINGS)))):
                 raise ProtocolAbort(f"{STEP_PARTIAL}: bad 'rating' tensor from the grid")
             for x, j in plan.matched.items():
-                self.ratings[x] = RATINGS[int(codes[j])]
+                self.ratings[x] = WIRE_RATINGS[int(codes[j])]
         for r in out:
             self.ratings.setdefault(r.id, NO_GRID_RECORD)
         return out
