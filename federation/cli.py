@@ -13,7 +13,13 @@ import sys
 import threading
 from collections.abc import Callable
 
-from federation.lifeline import EXIT_TERMINATED, Terminated, terminate_as_interrupt
+from federation.lifeline import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    stopping,
+    terminate_as_interrupt,
+)
 from federation.protocol.errors import VflError
 
 
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     handler: Callable[[argparse.Namespace], int] = args.handler
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
     if in_main:
         terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: children stopped, no half files
     try:
@@ -79,10 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
-        if in_main and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if not stopping():  # after a stop signal, a late one must not interrupt the exit
+            for signum, handler_before in previous.items():
+                if handler_before is not None:
+                    signal.signal(signum, handler_before)
 
 
 if __name__ == "__main__":
