@@ -22,6 +22,8 @@ from federation.lifeline import (
 )
 from federation.protocol.errors import VflError
 
+OWN_PACKAGES = ("federation", "parties", "crypto", "bench", "examples", "__main__")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -32,8 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging verbosity on stderr (default: WARNING); simulate and score pass it to "
-        "their nodes, whose logs are <out>/<node>/node.log (default there: INFO)",
+        help="logging verbosity of gridcredit's own loggers on stderr (default: WARNING); "
+        "simulate and score pass it to their nodes, whose logs are <out>/<node>/node.log "
+        "(default there: INFO; DEBUG adds each party's stage timings)",
+    )
+    parser.add_argument(
+        "--log-libraries",
+        action="store_true",
+        help="apply --log-level to third-party libraries too (matplotlib, PIL, urllib3, py4j, "
+        "...); without it they log warnings and errors only",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -53,14 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def configure_logging(level: str, *, libraries: bool = False) -> None:
+    """Log to stderr: our packages at ``level``; third-party libraries at WARNING unless
+    ``libraries`` (matplotlib alone logs ~200 font lines at DEBUG)."""
+    quiet = max(logging.getLevelNamesMapping()[level], logging.WARNING)
     logging.basicConfig(
-        level=args.log_level or "WARNING",
+        level=level if libraries else quiet,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for package in OWN_PACKAGES:  # a record propagates to the root handler whatever its level
+        logging.getLogger(package).setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level or "WARNING", libraries=args.log_libraries)
     handler: Callable[[argparse.Namespace], int] = args.handler
     in_main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
