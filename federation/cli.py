@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -21,6 +22,7 @@ from federation.lifeline import (
     terminate_as_interrupt,
 )
 from federation.protocol.errors import VflError
+from federation.protocol.files import mask_shared_writes
 
 OWN_PACKAGES = ("federation", "parties", "crypto", "bench", "examples", "__main__")
 
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level or "WARNING", libraries=args.log_libraries)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    umask = mask_shared_writes()  # plots 0644, folders 0755 even under umask 000
     in_main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
     if in_main:
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     finally:
+        os.umask(umask)
         if not stopping():  # after a stop signal, a late one must not interrupt the exit
             for signum, handler_before in previous.items():
                 if handler_before is not None:
