@@ -78,6 +78,9 @@ def configure_logging(level: str, *, libraries: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before gRPC is imported: its C core otherwise logs e.g. "Handshake failed" lines ahead
+    # of our one error line. A user's own setting stands (and reaches the nodes we start).
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level or "WARNING", libraries=args.log_libraries)
