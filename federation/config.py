@@ -165,7 +165,8 @@ def check_tables(raw: dict[str, Any], where: str) -> None:
 
 
 def check_training(table: dict[str, Any], where: str) -> None:
-    """The keys and value types of a [training] table (ranges are checked after the flags)."""
+    """The keys, value types and ranges of a [training] table on its own (a flag may still
+    change a value; the combination is checked again then)."""
     known = {f.name for f in fields(TrainSettings)}
     for key, value in table.items():
         if key not in known:
@@ -175,6 +176,10 @@ def check_training(table: dict[str, Any], where: str) -> None:
             _convert(key, value)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
+    try:
+        settings_from(table)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: [training]: {exc}") from exc
 
 
 def tls_from(section: dict[str, Any], role: Role) -> NodeCerts:

@@ -230,6 +230,8 @@ def test_wrongly_typed_value_in_any_section_names_file_section_and_key(
 @pytest.mark.parametrize(("text", "expected"), [
     ("[training]\nepocs = 3\n", "[training]: unknown key 'epocs'"),
     ("[training]\nepochs = 'three'\n", "[training] epochs = 'three': expected an integer"),
+    ("[training]\nepochs = 0\n", "[training]: epochs must be >= 1, got 0"),
+    ("[training]\nmode = 'shared'\noptimizer = 'adam'\n", "[training]: mode 'shared' supports"),
     ("[node]\nlistn = '127.0.0.1:0'\n", "[node]: unknown key(s) ['listn']"),
     ("[tls]\nca = 'ca.pem'\n", "[tls] needs dir, or ca, cert and key"),
     ("[node\n", "invalid TOML"),
