@@ -52,6 +52,6 @@ class PartyState:
             raise StageError(f"{self.role}: expected one of {sorted(ALLOWED[self.stage])} after "
                              f"{self.stage}, got {to!r} (round {self.round})")
         now = time.monotonic()
-        log.debug("%s: stage %s -> %s after %.3f s in %s", self.role, self.stage, to,
-                  now - self.since, self.stage)
+        log.debug("%s: stage %s took %.3f s; now %s", self.role, self.stage, now - self.since,
+                  to)
         self.stage, self.since = to, now

@@ -32,13 +32,13 @@ def _stderr(level: str, libraries: bool) -> str:
 
 def test_debug_shows_our_stage_timings_and_no_library_debug() -> None:
     err = _stderr("DEBUG", False)
-    assert "DEBUG parties.state: grid: stage idle -> joined after " in err, err
+    assert "DEBUG parties.state: grid: stage idle took " in err and "s; now joined" in err, err
     assert "library debug" not in err and "library warning" in err, err
 
 
 def test_log_libraries_lets_library_debug_through() -> None:  # the positive control
     err = _stderr("DEBUG", True)
-    assert "library debug" in err and "stage idle -> joined" in err, err
+    assert "library debug" in err and "stage idle took" in err, err
 
 
 def test_error_level_silences_library_warnings_too() -> None:
