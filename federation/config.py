@@ -76,7 +76,8 @@ TYPES: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
              "out": _PATH},
     "tls": {"dir": _PATH, "ca": _PATH, "cert": _PATH, "key": _PATH},
     "data": {"path": _PATH, "id_column": (_text, "a column name (a non-empty string)"),
-             "label_column": (_text, "a column name (a non-empty string)"), "model": _PATH,
+             "label_column": (lambda v: isinstance(v, str), "a column name (a string; empty "
+                              "for none)"), "model": _PATH,
              "psi_workers": (_integer(1, 4096), "a number of threads >= 1"),
              "psi": (_one_of("server-aided", "ecdh"), "'server-aided' or 'ecdh'"),
              "features": (_names, "a list of column names"),

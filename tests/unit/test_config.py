@@ -248,3 +248,8 @@ def test_the_example_configs_pass_the_type_checks() -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
     for name in ("coordinator.toml", "coordinator_gbdt.toml", "grid.toml", "bank.toml"):
         load_toml(examples / name)
+
+
+def test_an_empty_label_column_is_accepted_for_a_scoring_bank(tmp_path: Path) -> None:
+    path = write(tmp_path, '[data]\npath = "b.csv"\nid_column = "id"\nlabel_column = ""\n')
+    assert load_toml(path)["data"]["label_column"] == ""  # score writes it: no label
