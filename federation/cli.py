@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 
-from federation.lifeline import EXIT_TERMINATED, Terminated, terminate_as_interrupt
+from federation.lifeline import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    stopping,
+    terminate_as_interrupt,
+)
 from federation.protocol.errors import VflError
+from federation.protocol.files import mask_shared_writes
+
+OWN_PACKAGES = ("federation", "parties", "crypto", "bench", "examples", "__main__")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="logging verbosity on stderr (default: WARNING); simulate and score pass it to "
-        "their nodes, whose logs are <out>/<node>/node.log (default there: INFO)",
+        help="logging verbosity of gridcredit's own loggers on stderr (default: WARNING); "
+        "simulate and score pass it to their nodes, whose logs are <out>/<node>/node.log "
+        "(default there: INFO; DEBUG adds each party's stage timings)",
+    )
+    parser.add_argument(
+        "--log-libraries",
+        action="store_true",
+        help="apply --log-level to third-party libraries too (matplotlib, PIL, urllib3, py4j, "
+        "...); without it they log warnings and errors only",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -48,17 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def configure_logging(level: str, *, libraries: bool = False) -> None:
+    """Log to stderr: our packages at ``level``; third-party libraries at WARNING unless
+    ``libraries`` (matplotlib alone logs ~200 font lines at DEBUG)."""
+    quiet = max(logging.getLevelNamesMapping()[level], logging.WARNING)
     logging.basicConfig(
-        level=args.log_level or "WARNING",
+        level=level if libraries else quiet,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for package in OWN_PACKAGES:  # a record propagates to the root handler whatever its level
+        logging.getLogger(package).setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Before gRPC is imported: its C core otherwise logs e.g. "Handshake failed" lines ahead
+    # of our one error line. A user's own setting stands (and reaches the nodes we start).
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level or "WARNING", libraries=args.log_libraries)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    umask = mask_shared_writes()  # plots 0644, folders 0755 even under umask 000
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
     if in_main:
         terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: children stopped, no half files
     try:
@@ -80,10 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
-        if in_main and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        os.umask(umask)
+        if not stopping():  # after a stop signal, a late one must not interrupt the exit
+            for signum, handler_before in previous.items():
+                if handler_before is not None:
+                    signal.signal(signum, handler_before)
 
 
 if __name__ == "__main__":

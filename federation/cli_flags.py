@@ -7,12 +7,24 @@ matching function turns the parsed flags (and the node's TOML file) into plain v
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 from federation.protocol.errors import ConfigError
 
 DEFAULTS_HELP = "(default: %(default)s)"
+
+
+def seconds(text: str) -> float:
+    """A flag's number of seconds: finite and > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
 
 
 def training_flags(parser: argparse.ArgumentParser) -> None:
@@ -180,6 +192,16 @@ def network_flags(parser: argparse.ArgumentParser, party: bool) -> None:
         help="folder with ca.pem and <role>.pem/.key (as written by 'gridcredit certs')",
     )
     g.add_argument("--out", type=Path, help="folder for this node's outputs and audit log")
+    j = parser.add_argument_group("job (override the [job] table)")
+    if party:
+        j.add_argument("--deadline", type=seconds, metavar="SECONDS", help="seconds to wait "
+                       "for any peer message before failing the job (default: 30)")
+    j.add_argument("--barrier-timeout", type=seconds, metavar="SECONDS", help=(
+        "seconds to wait for the coordinator's answer at a barrier (default: 600)" if party
+        else "seconds to wait for both parties at a barrier (default: 120)"))
+    if not party:
+        j.add_argument("--job-timeout", type=seconds, metavar="SECONDS",
+                       help="seconds the whole job may take (default: 3600)")
     if party:
         g.add_argument("--coordinator", help="HOST:PORT of the coordinator")
         g.add_argument(
@@ -217,6 +239,9 @@ def network(args: argparse.Namespace, role: Any) -> tuple[Any, dict[str, Any], d
         tls = {"dir": str(args.tls_dir)}
     if "role" in node and node["role"] != role.value:
         raise ConfigError(f"config {args.config} is for role {node['role']!r}, not {role.value!r}")
+    for key in ("deadline", "barrier_timeout", "job_timeout"):
+        if getattr(args, key, None) is not None:
+            raw.setdefault("job", {})[key] = getattr(args, key)
     for key in ("job_id", "listen", "out", "coordinator", "advertise"):
         if getattr(args, key, None) is not None:
             node[key] = str(getattr(args, key))

@@ -4,12 +4,16 @@ A TOML file has the sections ``[node]`` (role, job_id, listen, advertise, data_p
 coordinator, out), ``[tls]`` (dir, or ca/cert/key), ``[data]`` (path, id_column, label_column,
 model) and, for the coordinator, ``[training]`` (the ``TrainSettings`` fields) and
 ``[job]`` (barrier_timeout, job_timeout). Paths in a file are relative to the file.
-Unknown keys are errors, so a typo never silently falls back to a default.
+Unknown keys are errors, so a typo never silently falls back to a default; every value's type
+is checked when the file is loaded, before anything is written (``TYPES``), and each error
+names the file, the [section] and the key.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -27,16 +31,65 @@ from federation.protocol.messages import (
 from federation.transport.certs import NodeCerts
 
 SECTIONS = {"node", "tls", "data", "training", "job", "screen"}
-# Keys each table may hold ([training] is checked against TrainSettings).
-KEYS: dict[str, frozenset[str]] = {
-    "node": frozenset({"role", "job_id", "listen", "advertise", "data_port", "coordinator",
-                       "out"}),
-    "tls": frozenset({"dir", "ca", "cert", "key"}),
-    "data": frozenset({"path", "id_column", "label_column", "model", "psi_workers", "psi",
-                       "features", "pca"}),
-    "job": frozenset({"barrier_timeout", "job_timeout", "deadline"}),
-    "screen": frozenset({"bins", "rules", "reveal_to_grid", "monotone_merge", "compare"}),
+
+
+def _text(v: object) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def _address(v: object) -> bool:
+    host, colon, port = v.rpartition(":") if isinstance(v, str) else ("", "", "")
+    return bool(colon) and port.isdigit() and int(port) < 65536
+
+
+def _integer(low: int, high: int) -> Callable[[object], bool]:
+    return lambda v: type(v) is int and low <= v <= high
+
+
+def _seconds(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
+
+
+def _one_of(*choices: str) -> Callable[[object], bool]:
+    return lambda v: v in choices
+
+
+def _names(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _components(v: object) -> bool:
+    return (type(v) is int and v >= 1) or v == "auto" or (isinstance(v, str) and v.isdigit())
+
+
+_PATH = (_text, "a path (a non-empty string)")
+_ADDRESS = (_address, 'a string "host:port"')
+_SECONDS = (_seconds, "a number of seconds > 0")
+# What each key of each table must hold, checked when the file is loaded (before anything
+# is written): a test of the TOML value and what the error says was expected. [training] is
+# checked against TrainSettings by _convert.
+TYPES: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
+    "node": {"role": (_one_of("coordinator", "grid", "bank"), "'coordinator', 'grid' or 'bank'"),
+             "job_id": (_text, "a non-empty string"), "listen": _ADDRESS,
+             "advertise": _ADDRESS, "coordinator": _ADDRESS,
+             "data_port": (_integer(0, 65535), "a port 0-65535 (0 picks a free one)"),
+             "out": _PATH},
+    "tls": {"dir": _PATH, "ca": _PATH, "cert": _PATH, "key": _PATH},
+    "data": {"path": _PATH, "id_column": (_text, "a column name (a non-empty string)"),
+             "label_column": (lambda v: isinstance(v, str), "a column name (a string; empty "
+                              "for none)"), "model": _PATH,
+             "psi_workers": (_integer(1, 4096), "a number of threads >= 1"),
+             "psi": (_one_of("server-aided", "ecdh"), "'server-aided' or 'ecdh'"),
+             "features": (_names, "a list of column names"),
+             "pca": (_components, "a positive number of components or 'auto'")},
+    "job": {"barrier_timeout": _SECONDS, "job_timeout": _SECONDS, "deadline": _SECONDS},
+    "screen": {"bins": (_integer(2, 256), "an integer in [2, 256]"), "rules": _PATH,
+               "reveal_to_grid": (_one_of("none", "summary"), "'none' or 'summary'"),
+               "monotone_merge": (lambda v: isinstance(v, bool), "true or false"),
+               "compare": _PATH},
 }
+# Keys each table may hold ([training] is checked against TrainSettings).
+KEYS: dict[str, frozenset[str]] = {section: frozenset(keys) for section, keys in TYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -63,35 +116,14 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"config {path}: {exc.strerror}") from exc
+        raise ConfigError(f"{path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config {path}: not UTF-8 text (byte {exc.start})") from exc
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path}: invalid TOML: {exc}") from exc
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     except RecursionError as exc:
-        raise ConfigError(f"config {path}: values nested too deeply") from exc
-    unknown = set(raw) - SECTIONS
-    if unknown:
-        raise ConfigError(
-            f"config {path}: unknown section(s) {sorted(unknown)}; expected {sorted(SECTIONS)}"
-        )
-    for section, table in raw.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"config {path}: [{section}] must be a table, got {table!r}")
-        unknown_keys = set(table) - KEYS.get(section, set(table))
-        if unknown_keys:
-            raise ConfigError(
-                f"config {path}: unknown key(s) {sorted(unknown_keys)} in "
-                f"[{section}]; expected {sorted(KEYS[section])}"
-            )
-    for section, table in raw.items():
-        for key, value in table.items():
-            if (section, key) == ("data", "features") and isinstance(value, list) \
-                    and all(isinstance(v, str) for v in value):
-                continue
-            if section != "training" and not isinstance(value, (str, int, float, bool)):
-                raise ConfigError(f"config {path}: [{section}] {key} = {value!r}: expected a "
-                                  "string or a number")
+        raise ConfigError(f"{path}: values nested too deeply") from exc
+    check_tables(raw, str(path))
     base = path.parent
     for section in ("tls", "data", "node", "screen"):
         for key in ("dir", "ca", "cert", "key", "path", "model", "out", "rules", "compare"):
@@ -99,6 +131,56 @@ def load_toml(path: Path) -> dict[str, dict[str, Any]]:
             if isinstance(value, str) and value and not Path(value).is_absolute():
                 raw[section][key] = str(base / value)
     return raw
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_tables(raw: dict[str, Any], where: str) -> None:
+    """Every section, key and value type of a loaded config; errors name ``where``."""
+    unknown = set(raw) - SECTIONS
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; expected "
+                          f"{sorted(SECTIONS)}")
+    for section, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table, got {_shown(table)}")
+        if section == "training":
+            check_training(table, where)
+            continue
+        unknown_keys = set(table) - KEYS[section]
+        if unknown_keys:
+            raise ConfigError(f"{where}: [{section}]: unknown key(s) {sorted(unknown_keys)}; "
+                              f"expected {sorted(KEYS[section])}")
+        for key, value in table.items():
+            valid, expected = TYPES[section][key]
+            if not valid(value):
+                raise ConfigError(f"{where}: [{section}] {key}: expected {expected}, got "
+                                  f"{_shown(value)}")
+    tls = raw.get("tls", {})
+    if tls and "dir" not in tls and not {"ca", "cert", "key"} <= set(tls):
+        missing = sorted({"ca", "cert", "key"} - set(tls))
+        raise ConfigError(f"{where}: [tls] needs dir, or ca, cert and key (missing {missing})")
+
+
+def check_training(table: dict[str, Any], where: str) -> None:
+    """The keys, value types and ranges of a [training] table on its own (a flag may still
+    change a value; the combination is checked again then)."""
+    known = {f.name for f in fields(TrainSettings)}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{where}: [training]: unknown key {key!r}; known: "
+                              f"{sorted(known)}")
+        try:
+            _convert(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    try:
+        settings_from(table)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: [training]: {exc}") from exc
 
 
 def tls_from(section: dict[str, Any], role: Role) -> NodeCerts:

@@ -4,6 +4,9 @@
   ``KeyboardInterrupt``) in the main thread, so every ``finally`` runs: ``simulate`` stops its
   child nodes and marks its run folder failed; a node tells its peer and removes what it
   wrote. Exit code 143 (128 + SIGTERM), as a shell reports a process killed by SIGTERM.
+  Only the first SIGINT or SIGTERM raises: the cleanup it starts is not interrupted by a
+  second one (a quick double Ctrl-C used to leave a run folder ``running`` with half its
+  outputs). A third Ctrl-C is the user insisting: the process exits at once, without cleanup.
 - :func:`watch_parent` stops a node whose parent process (``simulate``, which sets
   ``GRIDCREDIT_PARENT_PID``) is gone: a node is never left orphaned.
 - :func:`stop_self` is how a watcher thread stops its node: it records why and sends the
@@ -27,21 +30,41 @@ log = logging.getLogger(__name__)
 PARENT_ENV = "GRIDCREDIT_PARENT_PID"
 EXIT_TERMINATED = 128 + signal.SIGTERM
 HARD_STOP_SECONDS = 10.0
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+FORCE_AFTER = 3  # the third Ctrl-C ends the process without cleanup
 _why: list[str] = []
+_seen: list[int] = []  # the stop signals received since terminate_as_interrupt
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived (or a watcher stopped this node); the message says why."""
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one exception; cleanup is not interrupted
-    raise Terminated(_why[-1] if _why else "stopped by SIGTERM")
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
+    """The first SIGINT or SIGTERM raises; later ones do not interrupt the cleanup."""
+    _seen.append(signum)
+    if len(_seen) == 1:
+        if signum == signal.SIGTERM:
+            raise Terminated(_why[-1] if _why else "stopped by SIGTERM")
+        raise KeyboardInterrupt
+    if signum == signal.SIGINT and _seen.count(signal.SIGINT) >= FORCE_AFTER:
+        print("error: interrupted again; stopped without cleanup", file=sys.stderr, flush=True)
+        os._exit(EXIT_INTERRUPTED)
+    log.info("still cleaning up after %s; %s ignored", signal.Signals(_seen[0]).name,
+                signal.Signals(signum).name)
 
 
 def terminate_as_interrupt() -> None:
-    """From now on SIGTERM raises :class:`Terminated` in the main thread."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    """From now on the first SIGTERM raises :class:`Terminated` and the first SIGINT
+    ``KeyboardInterrupt`` in the main thread; a second does not interrupt the cleanup."""
+    _seen.clear()
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
+
+
+def stopping() -> bool:
+    """Whether a stop signal arrived since :func:`terminate_as_interrupt` (cleanup is on)."""
+    return bool(_seen)
 
 
 def stop_self(reason: str, code: int = EXIT_TERMINATED) -> None:

@@ -115,16 +115,14 @@ class _Federation:
         write_federation(certs, force=True)  # the run folder is ours: a fresh CA per run
         configs = out / "configs"
         nodes: dict[Role, NodeProcess] = {}
-        coord_cfg = _write_toml(
-            configs / "coordinator.toml",
-            {
-                "node": {"role": "coordinator", "job_id": self.job_id, "listen": "127.0.0.1:0",
-                         "out": str(out / "coordinator")},
-                "tls": {"dir": str(certs)},
-                "training": self.settings.as_dict(),
-                "job": {"barrier_timeout": max(120.0, 4 * self.settings.deadline_seconds)},
-            },
-        )
+        coord_tables: dict[str, dict[str, object]] = {
+            "node": {"role": "coordinator", "job_id": self.job_id, "listen": "127.0.0.1:0",
+                     "out": str(out / "coordinator")},
+            "tls": {"dir": str(certs)},
+            "training": self.settings.as_dict(),
+            "job": {"barrier_timeout": max(120.0, 4 * self.settings.deadline_seconds)},
+        }
+        coord_cfg = _write_toml(configs / "coordinator.toml", coord_tables)
         nodes[Role.COORDINATOR] = NodeProcess(
             "coordinator", ["coordinator", "--config", str(coord_cfg)], out / "coordinator",
             log_level=self.log_level)
@@ -137,6 +135,8 @@ class _Federation:
             if self.while_starting is not None:
                 self.while_starting()
             address = nodes[Role.COORDINATOR].wait_listening(START_TIMEOUT)
+            coord_tables["node"]["listen"] = address  # the three configs agree: reusable
+            _write_toml(coord_cfg, coord_tables)
             for role in (Role.GRID, Role.BANK):
                 cfg = _write_toml(
                     configs / f"{role.value}.toml",

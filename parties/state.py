@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import dataclass, field
 from enum import StrEnum, auto
 
 from federation.protocol.errors import StageError
 from federation.protocol.messages import Role
+
+log = logging.getLogger(__name__)
 
 
 class Stage(StrEnum):
@@ -41,9 +45,13 @@ class PartyState:
     role: Role
     stage: Stage = Stage.IDLE
     round: int = 0
+    since: float = field(default_factory=time.monotonic, compare=False, repr=False)
 
     def advance(self, to: Stage) -> None:
         if to not in ALLOWED[self.stage]:
             raise StageError(f"{self.role}: expected one of {sorted(ALLOWED[self.stage])} after "
                              f"{self.stage}, got {to!r} (round {self.round})")
-        self.stage = to
+        now = time.monotonic()
+        log.debug("%s: stage %s took %.3f s; now %s", self.role, self.stage, now - self.since,
+                  to)
+        self.stage, self.since = to, now

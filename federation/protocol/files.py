@@ -9,8 +9,11 @@ folder. **For colleagues** (``SHARED``, 0644): reports (``report.json``, ``metri
 of ``evaluate``), summaries (``summary.md``), plots, screening selections, stage summaries,
 data dictionaries and certificates (public keys). When in doubt a writer uses
 ``CONFIDENTIAL``. The README's run-folder section states the split too. Plots are written
-by matplotlib (0666 narrowed by the umask, so 0644 under the usual 022); the indicator
-library (``parties.labels``, which may not import this) keeps its own atomic writer.
+by matplotlib (0666 narrowed by the umask); the indicator library (``parties.labels``, which
+may not import this) keeps its own atomic writer. So that neither they nor a folder (0777
+narrowed by the umask) depend on the user's umask, the command line masks group and other
+write for its run (:func:`mask_shared_writes`): under ``umask 000`` plots are still 0644 and
+folders 0755, never writable by others.
 
 How: the bytes go to a fresh temporary file in the same folder, created by
 ``os.open(O_CREAT | O_EXCL | O_NOFOLLOW)`` with its final mode (never readable by others
@@ -32,6 +35,14 @@ CONFIDENTIAL = 0o600
 SHARED = 0o644
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 _TRIES = 100
+
+
+def mask_shared_writes() -> int:
+    """Add group and other write to the process umask (it only ever narrows modes); returns
+    the previous umask for the caller to restore."""
+    previous = os.umask(0o022)
+    os.umask(previous | 0o022)
+    return previous
 
 
 def _temporary(path: Path, mode: int) -> tuple[int, Path]:

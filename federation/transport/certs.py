@@ -115,6 +115,16 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
     write_atomic(path, data, CONFIDENTIAL if private else SHARED)
 
 
+MAX_DAYS = 36_500  # the CA is valid twice as long; datetime stops at the year 9999
+
+
+def check_days(days: int) -> None:
+    """A validity the CLI accepts: 1 to ``MAX_DAYS`` days (0 would write expired ones)."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise ConfigError(f"--days {days}: certificates must be valid for 1 to {MAX_DAYS} "
+                          "days")
+
+
 def write_federation(directory: Path, roles: tuple[Role, ...] = ROLES, days: int = 30,
                      force: bool = False) -> None:
     """Write ca.pem, ca.key and <role>.pem / <role>.key for each role into ``directory``.
@@ -122,6 +132,7 @@ def write_federation(directory: Path, roles: tuple[Role, ...] = ROLES, days: int
     An existing CA or node certificate there is never replaced silently (the copies on other
     hosts would stop matching): it is a ConfigError unless ``force``.
     """
+    check_days(days)
     names = ["ca.pem", "ca.key"] + [f"{r.value}.{ext}" for r in roles for ext in ("pem", "key")]
     present = [n for n in names if (directory / n).exists()]
     if present and not force:
@@ -129,7 +140,7 @@ def write_federation(directory: Path, roles: tuple[Role, ...] = ROLES, days: int
                           "breaks the certificates already issued (use a new folder, or "
                           "--force to replace them)")
     directory.mkdir(parents=True, exist_ok=True)
-    ca_cert, ca_key = make_ca(days=max(days, 1) * 2)
+    ca_cert, ca_key = make_ca(days=days * 2)
     _write(directory / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
     _write(directory / "ca.key", _pem_key(ca_key), private=True)
     for role in roles:
@@ -173,6 +184,7 @@ def write_client(directory: Path, name: str, days: int = 30, force: bool = False
         A bad name, no CA (or a CA key that does not match it) in ``directory``, or the
         client's files already there.
     """
+    check_days(days)
     if not CLIENT_NAME.fullmatch(name):
         raise ConfigError(f"--client {name!r}: a name is 1-63 letters, digits, '.', '_' or "
                           "'-', starting with a letter or digit")

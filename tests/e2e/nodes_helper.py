@@ -108,7 +108,7 @@ def write_party_csvs(directory: Path, n: int = 3000, k_grid: int = 5, k_bank: in
 
 
 def job_toml(path: Path, deadline: float) -> Path:
-    """A party config file holding only ``[job] deadline`` (the CLI has no flag for it)."""
+    """A party config file holding only ``[job] deadline`` (as --deadline would set it)."""
     path.write_text(f"[job]\ndeadline = {deadline!r}\n")
     return path
 

@@ -10,6 +10,7 @@ tests call the gRPC layer from this process to show the peer refuses it regardle
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -298,3 +299,25 @@ def test_party_node_refuses_a_scoring_client_certificate(
                                         "service accepts bank")
     finally:
         nh.stop_all(nodes)
+
+
+@pytest.mark.parametrize("verbosity", [None, "INFO"])
+def test_a_wrong_ca_handshake_is_our_one_line_without_grpc_log_lines(
+        material: Material, tmp_path: Path, verbosity: str | None) -> None:
+    """gRPC's C core logged two ``I... Handshake failed`` lines before our error; a node now
+    sets GRPC_VERBOSITY=ERROR unless the user set it (then their choice stands)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GRPC_VERBOSITY", "GRPC_TRACE")}
+    if verbosity is not None:
+        env["GRPC_VERBOSITY"] = verbosity
+    with _fake_coordinator(material.another_ca, "coordinator", tmp_path) as (_, address):
+        result = subprocess.run(
+            [sys.executable, "-m", "federation.cli", "party", "--role", "grid", "--config",
+             str(material.config), "--job-id", JOB, "--coordinator", address, "--out",
+             str(tmp_path / "grid"), "--tls-dir", str(material.fed), "--data",
+             str(material.data)], capture_output=True, text=True, timeout=60, cwd=REPO, env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and lines[-1].startswith("error: join at the coordinator")
+    if verbosity is None:
+        assert lines == lines[-1:], result.stderr
+    else:  # the user's own setting is kept: gRPC's handshake lines are theirs to see
+        assert any("Handshake failed" in line for line in lines[:-1]), result.stderr

@@ -190,3 +190,66 @@ def test_party_psi_requirement_is_read_from_the_data_table_and_checked(tmp_path:
     assert party_config(net, {"path": "b.csv", "psi": "ecdh"}, 5.0).psi is PsiProtocol.ECDH
     with pytest.raises(ConfigError, match=r"bank: \[data\] psi = 'fast'"):
         party_config(net, {"path": "b.csv", "psi": "fast"}, 5.0)
+
+
+@pytest.mark.parametrize(("section", "line", "expected"), [
+    ("node", "listen = 50052", 'expected a string "host:port", got 50052'),
+    ("node", 'listen = "no-port"', 'expected a string "host:port"'),
+    ("node", "coordinator = 50051", 'expected a string "host:port"'),
+    ("node", "job_id = 7", "expected a non-empty string, got 7"),
+    ("node", "out = 3", "expected a path"),
+    ("node", 'role = "lender"', "expected 'coordinator', 'grid' or 'bank'"),
+    ("node", "data_port = 70000", "expected a port"),
+    ("node", 'data_port = "50062"', "expected a port"),
+    ("data", "path = 5", "expected a path (a non-empty string), got 5"),
+    ("data", "id_column = 1", "expected a column name"),
+    ("data", 'psi_workers = "4"', "expected a number of threads"),
+    ("data", 'psi = "fast"', "expected 'server-aided' or 'ecdh'"),
+    ("data", "features = [1, 2]", "expected a list of column names"),
+    ("data", "pca = 0", "expected a positive number of components or 'auto'"),
+    ("job", 'deadline = "thirty"', "expected a number of seconds > 0, got 'thirty'"),
+    ("job", "barrier_timeout = true", "expected a number of seconds > 0, got True"),
+    ("job", "job_timeout = -1", "expected a number of seconds > 0"),
+    ("job", "deadline = nan", "expected a number of seconds > 0"),
+    ("tls", "dir = 1", "expected a path"),
+    ("screen", "bins = 1", "expected an integer in [2, 256]"),
+    ("screen", 'monotone_merge = "yes"', "expected true or false"),
+    ("screen", 'reveal_to_grid = "all"', "expected 'none' or 'summary'"),
+])
+def test_wrongly_typed_value_in_any_section_names_file_section_and_key(
+        tmp_path: Path, section: str, line: str, expected: str) -> None:
+    path = write(tmp_path, f"[{section}]\n{line}\n", name="grid.toml")
+    key = line.split(" = ")[0]
+    with pytest.raises(ConfigError) as caught:
+        load_toml(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: [{section}] {key}: "), message
+    assert expected in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[training]\nepocs = 3\n", "[training]: unknown key 'epocs'"),
+    ("[training]\nepochs = 'three'\n", "[training] epochs = 'three': expected an integer"),
+    ("[training]\nepochs = 0\n", "[training]: epochs must be >= 1, got 0"),
+    ("[training]\nmode = 'shared'\noptimizer = 'adam'\n", "[training]: mode 'shared' supports"),
+    ("[node]\nlistn = '127.0.0.1:0'\n", "[node]: unknown key(s) ['listn']"),
+    ("[tls]\nca = 'ca.pem'\n", "[tls] needs dir, or ca, cert and key"),
+    ("[node\n", "invalid TOML"),
+])
+def test_every_config_error_names_the_file(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text, name="coordinator.toml")
+    with pytest.raises(ConfigError) as caught:
+        load_toml(path)
+    assert str(caught.value).startswith(f"{path}: "), caught.value
+    assert expected in str(caught.value)
+
+
+def test_the_example_configs_pass_the_type_checks() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    for name in ("coordinator.toml", "coordinator_gbdt.toml", "grid.toml", "bank.toml"):
+        load_toml(examples / name)
+
+
+def test_an_empty_label_column_is_accepted_for_a_scoring_bank(tmp_path: Path) -> None:
+    path = write(tmp_path, '[data]\npath = "b.csv"\nid_column = "id"\nlabel_column = ""\n')
+    assert load_toml(path)["data"]["label_column"] == ""  # score writes it: no label

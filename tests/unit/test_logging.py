@@ -1,0 +1,60 @@
+"""``--log-level``: gridcredit's own loggers at the level asked; third-party libraries at
+WARNING unless ``--log-libraries`` (the trial's ``--log-level DEBUG simulate`` printed ~220
+``DEBUG matplotlib.font_manager`` lines and added nothing to node.log)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import REPO, run_cli
+
+SCRIPT = """
+import logging, sys
+from federation.cli import configure_logging
+from federation.protocol.messages import Role
+from parties.state import PartyState, Stage
+
+configure_logging(sys.argv[1], libraries=sys.argv[2] == "yes")
+logging.getLogger("matplotlib.font_manager").debug("library debug")
+logging.getLogger("urllib3").warning("library warning")
+PartyState(Role.GRID).advance(Stage.JOINED)
+"""
+
+
+def _stderr(level: str, libraries: bool) -> str:
+    return subprocess.run([sys.executable, "-c", SCRIPT, level, "yes" if libraries else "no"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO).stderr
+
+
+def test_debug_shows_our_stage_timings_and_no_library_debug() -> None:
+    err = _stderr("DEBUG", False)
+    assert "DEBUG parties.state: grid: stage idle took " in err and "s; now joined" in err, err
+    assert "library debug" not in err and "library warning" in err, err
+
+
+def test_log_libraries_lets_library_debug_through() -> None:  # the positive control
+    err = _stderr("DEBUG", True)
+    assert "library debug" in err and "stage idle took" in err, err
+
+
+def test_error_level_silences_library_warnings_too() -> None:
+    err = _stderr("ERROR", False)
+    assert err == "", err
+
+
+def test_debug_evaluate_prints_no_matplotlib_lines(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.02, 0.9, 200)
+    y = (rng.random(200) < p).astype(int)
+    src = tmp_path / "predictions.csv"
+    src.write_text("id,y,probability\n" + "".join(
+        f"e{i},{t},{q:.6f}\n" for i, (t, q) in enumerate(zip(y, p))))
+    result = run_cli("--log-level", "DEBUG", "evaluate", "--predictions", str(src), "--out",
+                     str(tmp_path / "eval"), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "matplotlib" not in result.stderr and "PIL" not in result.stderr, \
+        result.stderr[:2000]
