@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import NoReturn
 
 from federation.lifeline import (
     EXIT_INTERRUPTED,
@@ -24,11 +25,19 @@ from federation.lifeline import (
 from federation.protocol.errors import VflError
 from federation.protocol.files import mask_shared_writes
 
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a program stopped by SIGPIPE
 OWN_PACKAGES = ("federation", "parties", "crypto", "bench", "examples", "__main__")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one ``error:`` line naming the command, not a page of usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gridcredit",
         description="Vertical federated credit-risk logistic regression between a power-grid "
         "company and a bank: PSI alignment, secret-shared training, joint scoring.",
@@ -101,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # input errors of the label library subclass ValueError
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except BrokenPipeError:  # 'gridcredit audit summary ... | head': the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return EXIT_BROKEN_PIPE
     except OSError as exc:  # a file or folder the checks above did not foresee
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr, flush=True)

@@ -85,3 +85,31 @@ def test_simulate_checks_its_flags_before_any_node_starts(
     assert main(argv) == 2
     assert _one_error_line(capsys) == f"error: {expected.format(tmp=tmp_path)}"
     assert not out.exists()  # refused before the run folder was made
+
+
+def test_a_bad_flag_value_is_one_line_naming_the_command(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["simulate", "--epochs", "abc"])
+    assert stopped.value.code == 2
+    assert _one_error_line(capsys) == ("error: gridcredit simulate: argument --epochs: invalid "
+                                       "int value: 'abc' (see gridcredit simulate --help)")
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    data = tmp_path / "p.csv"
+    data.write_text("id,y,probability\n" + "".join(
+        f"e{i},{i % 2},{0.2 + 0.6 * (i % 2) - 0.001 * i}\n" for i in range(60)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "federation.cli", "evaluate", "--predictions", str(data),
+         "--out", str(tmp_path / "e")], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as 'head' does after its first line: no one reads what it prints
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err
