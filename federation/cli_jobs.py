@@ -66,8 +66,9 @@ def cmd_party(args: argparse.Namespace) -> int:
 
 def cmd_certs(args: argparse.Namespace) -> int:
     from federation.run_folder import ensure_folder
-    from federation.transport.certs import write_client, write_federation
+    from federation.transport.certs import check_days, write_client, write_federation
 
+    check_days(args.days)  # before a folder is made
     if args.client is not None:
         certs = write_client(args.out, args.client, days=args.days, force=args.force)
         print(f"wrote scoring client certificate {certs.cert} and key {certs.key} (signed by "

@@ -28,6 +28,7 @@ def test_days_out_of_range_is_one_line_and_writes_no_certificate(
     assert err == [f"error: --days {days}: certificates must be valid for 1 to 36500 days"], err
     after = sorted(p.name for p in out.glob("*")) if out.exists() else []
     assert after == before
+    assert out.exists() == client  # no empty folder left behind either
 
 
 def test_one_day_is_valid_from_now(tmp_path: Path) -> None:
