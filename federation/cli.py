@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from federation.lifeline import (
     EXIT_INTERRUPTED,
@@ -25,6 +25,7 @@ from federation.lifeline import (
 from federation.protocol.errors import VflError
 from federation.protocol.files import mask_shared_writes
 
+LOG_LIBRARIES = "GRIDCREDIT_LOG_LIBRARIES"
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a program stopped by SIGPIPE
 OWN_PACKAGES = ("federation", "parties", "crypto", "bench", "examples", "__main__")
 
@@ -53,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-libraries",
         action="store_true",
         help="apply --log-level to third-party libraries too (matplotlib, PIL, urllib3, py4j, "
-        "...); without it they log warnings and errors only",
+        "...), here and in the nodes simulate and score start; without it they log warnings "
+        "and errors only",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub: Any = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from federation.audit_cli import add_commands as add_audit_commands
     from federation.cli_jobs import add_commands as add_job_commands
@@ -93,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level or "WARNING", libraries=args.log_libraries)
+    set_here = args.log_libraries and LOG_LIBRARIES not in os.environ
+    if set_here:  # the nodes simulate and score start inherit it
+        os.environ[LOG_LIBRARIES] = "1"
+    configure_logging(args.log_level or "WARNING",
+                      libraries=os.environ.get(LOG_LIBRARIES) == "1")
     handler: Callable[[argparse.Namespace], int] = args.handler
     umask = mask_shared_writes()  # plots 0644, folders 0755 even under umask 000
     in_main = threading.current_thread() is threading.main_thread()
@@ -125,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         os.umask(umask)
+        if set_here:
+            del os.environ[LOG_LIBRARIES]
         if not stopping():  # after a stop signal, a late one must not interrupt the exit
             for signum, handler_before in previous.items():
                 if handler_before is not None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO, run_cli
 
@@ -58,3 +59,18 @@ def test_debug_evaluate_prints_no_matplotlib_lines(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "matplotlib" not in result.stderr and "PIL" not in result.stderr, \
         result.stderr[:2000]
+
+
+def test_log_libraries_is_passed_on_while_the_command_runs_and_not_left_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import federation.cli_jobs as jobs
+    from federation.cli import LOG_LIBRARIES, main
+
+    seen: list[str | None] = []
+    monkeypatch.setattr(jobs, "cmd_evaluate",
+                        lambda args: seen.append(os.environ.get(LOG_LIBRARIES)) or 0)
+    assert main(["--log-libraries", "evaluate", "--predictions", "p.csv", "--out", "e"]) == 0
+    assert seen == ["1"]  # what the nodes a command starts inherit
+    assert LOG_LIBRARIES not in os.environ  # and not left behind
