@@ -33,7 +33,7 @@ from parties.labels.shell import (
     save_shell_model,
     score_matrix,
 )
-from parties.labels.sources import Format, RawSource, is_dsn, open_source
+from parties.labels.sources import Format, RawSource, is_dsn, month_bounds, open_source
 from parties.labels.sqlkit import Engine, text
 from parties.labels.synth import load_synth_postgres, synthesize, write_synth
 from parties.labels.warning import load_rules, rate
@@ -68,16 +68,37 @@ def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None
     """Refuse an as-of month before the first or after the last month of the raw records:
     nothing to build (a month without records would give counts of 0, not missing values).
 
-    Checked on files only (one DuckDB aggregate per table); a database source is checked by
-    the engine's own row counts.
+    Files: one DuckDB aggregate per table; a database: one min/max query per table.
     """
-    if source.root is None or source.url is not None:
+    if source.url is not None:
         return
+    if source.format is Format.POSTGRES:
+        bounds = month_bounds(source, tables)
+        where = f"schema {source.schema}"
+    elif source.root is not None:
+        bounds = _file_bounds(source, tables)
+        where = str(source.root)
+    else:
+        return
+    try:
+        spans = [(parse_month(a[:7]), parse_month(b[:7])) for a, b in bounds]
+    except InputError:
+        return  # a bad month: the build's checks name the table, row and column
+    if not spans:
+        return
+    first, last = min(a for a, _ in spans), max(b for _, b in spans)
+    if not first <= as_of <= last:
+        side = "before the first" if as_of < first else "after the last"
+        raise InputError(f"--as-of {format_month(as_of)}: {side} month of the data in "
+                         f"{where} ({format_month(first)} to {format_month(last)})")
+
+
+def _file_bounds(source: RawSource, tables: tuple[str, ...]) -> list[tuple[str, str]]:
     import duckdb
 
     from parties.labels.duck import csv_relation
 
-    spans: list[tuple[int, int]] = []
+    bounds: list[tuple[str, str]] = []
     for table in tables:
         path = source.path(table)
         if not path.exists():
@@ -89,17 +110,11 @@ def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None
                 relation = csv_relation(path, source.header(table))
             row = duckdb.execute(f"SELECT min(CAST(month AS VARCHAR)), "
                                  f"max(CAST(month AS VARCHAR)) FROM {relation}").fetchone()
-            if row and row[0] and row[1]:
-                spans.append((parse_month(str(row[0])[:7]), parse_month(str(row[1])[:7])))
         except (duckdb.Error, InputError):
-            return  # a bad file: the build's checks name the table, row and column
-    if not spans:
-        return
-    first, last = min(a for a, _ in spans), max(b for _, b in spans)
-    if not first <= as_of <= last:
-        where = "before the first" if as_of < first else "after the last"
-        raise InputError(f"--as-of {format_month(as_of)}: {where} month of the data in "
-                         f"{source.root} ({format_month(first)} to {format_month(last)})")
+            return []  # a bad file: the build's checks name the table, row and column
+        if row and row[0] and row[1]:
+            bounds.append((str(row[0]), str(row[1])))
+    return bounds
 
 
 def _key(args: argparse.Namespace) -> bytes | None:

@@ -217,7 +217,13 @@ def _runner(engine: Engine, spark_master: str | None) -> Iterator[Any]:
         from parties.labels.spark import SparkRunner
 
         with SparkRunner(spark_master or "local[2]") as spark:
-            yield spark
+            try:
+                yield spark
+            except Exception as e:  # Spark's failures become one line; anything else is ours
+                error = spark.input_error(e)
+                if error is None:
+                    raise
+                raise error from None
     else:
         from parties.labels.duck import DuckRunner
 

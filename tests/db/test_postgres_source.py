@@ -108,3 +108,20 @@ def test_synth_never_overwrites_tables(pg_dsn: str, pg_schemas: tuple[str, str],
     assert "table exists already" in capsys.readouterr().err
     month = parse_month(AS_OF)
     assert len(build_grid_features(open_source(pg_dsn, "grid", grid), month).table) > 300
+
+
+@pytest.mark.parametrize(("role", "as_of", "side"), [("grid", "2020-01", "before the first"),
+                                                     ("grid", "2030-01", "after the last"),
+                                                     ("bank", "2020-06", "before the first")])
+def test_as_of_outside_the_tables_is_refused(pg_dsn: str, pg_schemas: tuple[str, str],
+                                             loaded: pathlib.Path, tmp_path: pathlib.Path,
+                                             capsys: pytest.CaptureFixture[str], role: str,
+                                             as_of: str, side: str) -> None:
+    schema = pg_schemas[0] if role == "grid" else pg_schemas[1]
+    out = tmp_path / "f.csv"
+    assert main(["features", "build", "--role", role, "--raw", pg_dsn, "--schema", schema,
+                 "--as-of", as_of, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --as-of {as_of}: {side} month of the data in schema {schema} "
+                   "(2021-01 to 2023-12)\n")
+    assert not out.exists()

@@ -71,3 +71,48 @@ def test_spark_names_the_bad_row_like_the_files(spark: SparkRunner,
         build_grid_features(directory, parse_month(AS_OF), Engine.SPARK, spark_master=MASTER)
     assert str(info.value) == (f"{directory}/monthly_usage.csv: row 4, column 'kwh': "
                                "expected a number >= 0, got 'abc'")
+
+
+@pytest.mark.parametrize(("old", "new", "why"), [
+    ("A,2022-03,100", "A,2022-03,100,extra", "expected 3 cells, found 4"),
+    ("A,2022-03,100", 'A,"2022-03,100', "a quote is opened and never closed"),
+])
+def test_spark_names_a_malformed_row_in_one_line(spark: SparkRunner, tmp_path: pathlib.Path,
+                                                 old: str, new: str, why: str) -> None:
+    directory = write_tables(tmp_path, _corrupt("monthly_usage", old, new, grid_csvs()))
+    with pytest.raises(InputError) as info:
+        build_grid_features(directory, parse_month(AS_OF), Engine.SPARK, spark_master=MASTER)
+    assert str(info.value) == (f"{directory}/monthly_usage.csv: row 4: malformed CSV row "
+                               f"({why})")
+
+
+def test_py4j_stack_traces_stay_off_the_terminal(spark: SparkRunner) -> None:
+    """py4j logs a Ctrl-C during a call with its stack through the root logger."""
+    import logging
+
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        for path in ("/x/py4j/java_gateway.py", "/x/gridcredit/mine.py"):
+            root.handle(logging.LogRecord("root", logging.ERROR, path, 1,
+                                          "KeyboardInterrupt while sending command.", None, None))
+    finally:
+        root.removeHandler(handler)
+    assert [r.pathname for r in seen] == ["/x/gridcredit/mine.py"]
+
+
+def test_spark_cli_error_is_one_line_without_java_output(tmp_path: pathlib.Path) -> None:
+    from tests.conftest import run_cli
+
+    directory = write_tables(tmp_path / "raw", _corrupt("monthly_usage", "A,2022-03,100",
+                                                        "A,2022-03,100,extra", grid_csvs()))
+    result = run_cli("features", "build", "--role", "grid", "--raw", str(directory), "--as-of",
+                     AS_OF, "--engine", "spark", "--out", str(tmp_path / "g.csv"), timeout=600)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {directory}/monthly_usage.csv: row 4: malformed CSV row "
+        "(expected 3 cells, found 4)"]
+    assert not (tmp_path / "g.csv").exists()
