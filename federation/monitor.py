@@ -38,7 +38,7 @@ from federation.serve import _announce, _stop_event
 from federation.serve_services import GridLink, add_serve_peer
 from federation.transport.audit import AuditLog, AuditWriter
 from federation.transport.certs import check_own_certificate
-from federation.transport.grpc_server import _refuse_unbindable as check_listen
+from federation.transport.grpc_server import refuse_unbindable as check_listen
 from federation.transport.grpc_server import start_server
 from parties.evaluation.scorecard import Scorecard
 from parties.labels.features import grid_registry

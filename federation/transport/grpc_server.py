@@ -303,7 +303,7 @@ class CoordinatorServicer(vfl_pb2_grpc.CoordinatorServicer):
         return reply
 
 
-def _refuse_unbindable(listen: str) -> None:
+def refuse_unbindable(listen: str) -> None:
     """Fail with one line before gRPC tries (and logs its own multi-line complaint)."""
     host, _, port_text = listen.rpartition(":")
     host = host.strip("[]")
@@ -331,7 +331,7 @@ def start_server(certs: NodeCerts, listen: str,
 
     Raises ``ConfigError`` naming the address when it cannot be bound (port in use).
     """
-    _refuse_unbindable(listen)
+    refuse_unbindable(listen)
     ca, cert, key = certs.read()
     creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
                                         require_client_auth=True)
