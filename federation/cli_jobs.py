@@ -309,8 +309,9 @@ def add_commands(sub: Any) -> None:
                     help="folder for the outputs: new, empty, or an earlier evaluate's (whose "
                     "files are replaced); another folder is refused unless --force")
     ev.add_argument("--force", action="store_true",
-                    help="write into an existing folder that is not an earlier evaluate's "
-                    "(files of the same names are overwritten, nothing else is deleted)")
+                    help="write into an existing folder of your own files (files of the same "
+                    "names are overwritten, nothing else is touched; never another command's "
+                    "run folder)")
     ev.add_argument(
         "--threshold",
         type=float,

@@ -8,7 +8,7 @@ created (its status: ``running``, ``done`` or ``failed``). Opening a folder for 
 - a folder with the marker is an earlier run folder: the files the marker lists are removed
   (with ``resume``, kept), everything else in it (a user's ``plots/mychart.png``) stays;
   never those the new run reads; a run of another command (``score`` into a ``simulate``
-  folder) is refused like a foreign folder;
+  folder) is refused, even with ``force`` (its CA, logs and report would be written over);
 - any other non-empty folder is refused, unless ``force``; then nothing in it is deleted
   (files of the same names are overwritten);
 - a path that is a file is refused with one line.
@@ -176,13 +176,12 @@ class RunFolder:
                 if resume:
                     inherited = ours - {FAILED}
                     _remove(path, {FAILED} & ours)
-                elif other == command or not force:
+                else:
                     _refuse_removing_inputs(path, ours, reads)
-                    if other != command:  # a score never clears the training run it sits in
-                        raise ConfigError(
+                    if other != command:  # never cleared nor written over, --force or not:
+                        raise ConfigError(  # a score would replace the run's CA and logs
                             f"--out {path}: holds a gridcredit {other} run; choose another "
-                            f"folder for this {command}, or pass --force to write beside it "
-                            "(nothing of it is deleted)")
+                            f"folder for this {command}")
                     _remove(path, ours)
             elif any(path.iterdir()) and not force:
                 raise ConfigError(
@@ -216,9 +215,10 @@ class RunFolder:
         created = self.created()
         outputs = {n for n in created if not _matches(n, KEEP_ON_FAILURE)}
         _remove(self.path, outputs)
-        write_atomic(self.path / FAILED, f"{self.command} failed: {reason}\n"
-                          "Each node's log is <node>/node.log, its audit log "
-                          "<node>/audit.jsonl; no model, prediction or report was kept.\n")
+        nodes = any(_matches(n, ("*/node.log",)) for n in created)
+        write_atomic(self.path / FAILED, f"{self.command} failed: {reason}\n" + (
+            "Each node's log is <node>/node.log, its audit log <node>/audit.jsonl; no model, "
+            "prediction or report was kept.\n" if nodes else "None of its outputs was kept.\n"))
         self._mark("failed", self.created(), reason)
 
 
@@ -226,10 +226,10 @@ def in_run_folder(folder: RunFolder, job: Callable[[], T]) -> T:
     """Run ``job``; on any failure or interruption mark ``folder`` failed, then re-raise."""
     try:
         result = job()
-    except BaseException as exc:
+        folder.done()  # inside: an interrupt while marking done fails the run, never leaves
+    except BaseException as exc:  # it 'running' with its outputs
         folder.failed(_why(exc))
         raise
-    folder.done()
     return result
 
 

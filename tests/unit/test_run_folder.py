@@ -152,10 +152,32 @@ def test_scoring_into_the_scored_run_folder_is_refused_before_anything_starts(
 def test_another_commands_run_folder_is_refused_and_kept(tmp_path: Path) -> None:
     _a_run(tmp_path).done()
     before = listing(tmp_path)
-    with pytest.raises(ConfigError, match="holds a gridcredit simulate run.*--force"):
-        RunFolder.open(tmp_path, "evaluate")
-    assert listing(tmp_path) == before
-    RunFolder.open(tmp_path, "evaluate", force=True).done()  # beside it, deleting nothing
-    assert listing(tmp_path) == before
-    RunFolder.open(tmp_path, "evaluate")  # an evaluate folder now: its own files (none) go
-    assert listing(tmp_path) == before
+    for force in (False, True):  # --force is for a user's folder, not for another run
+        with pytest.raises(ConfigError, match="holds a gridcredit simulate run; choose another"):
+            RunFolder.open(tmp_path, "evaluate", force=force)
+        assert listing(tmp_path) == before
+
+
+def test_an_interrupt_while_marking_done_fails_the_run(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from federation.run_folder import in_run_folder
+
+    folder = RunFolder.open(tmp_path, "simulate")
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(folder, "done", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        in_run_folder(folder, lambda: _write(tmp_path, OUTPUTS + LOGS))
+    assert json.loads((tmp_path / MARKER).read_text())["status"] == "failed"
+    assert not (tmp_path / "bank" / "model.json").exists()
+    assert "node.log" in (tmp_path / FAILED).read_text()  # a run with nodes points at their logs
+
+
+def test_a_failed_run_without_nodes_does_not_speak_of_node_logs(tmp_path: Path) -> None:
+    folder = RunFolder.open(tmp_path, "evaluate")
+    _write(tmp_path, ("metrics.json", "plots/roc.png"))
+    folder.failed("bad input")
+    assert (tmp_path / FAILED).read_text() == ("evaluate failed: bad input\n"
+                                               "None of its outputs was kept.\n")
