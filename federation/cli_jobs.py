@@ -144,14 +144,16 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from federation.evaluate import evaluate_predictions
+    from federation.evaluate import evaluate_predictions, read_predictions
     from federation.run_folder import RunFolder, in_run_folder
 
+    pred = read_predictions(args.predictions, id_column=args.id_column,  # bad input: no folder
+                            label_column=args.label_column, labels=args.labels)
     reads = tuple(p for p in (args.predictions, args.labels) if p is not None)
     folder = RunFolder.open(args.out, "evaluate", force=args.force, reads=reads)
     result = in_run_folder(folder, lambda: evaluate_predictions(
         args.predictions, args.out, args.threshold, id_column=args.id_column,
-        label_column=args.label_column, labels=args.labels))
+        label_column=args.label_column, labels=args.labels, pred=pred))
     val = result.get("validation") or result.get("train") or result["all"]
     print(f"AUC {val['auc']:.4f}, KS {val['ks']:.4f}; written to {args.out}")
     return 0

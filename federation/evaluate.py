@@ -87,8 +87,15 @@ def _labels_by_id(path: Path, id_column: str, label_column: str) -> dict[str, fl
     header, rows = _rows(path)
     _require(path, header, id_column, "ID")
     _require(path, header, label_column, "label")
-    return {r[id_column].strip(): _label(path, i + 2, label_column, r[label_column])
-            for i, r in enumerate(rows)}
+    labels: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        ent = (r[id_column] or "").strip()
+        if first.setdefault(ent, i + 2) != i + 2:  # which of two labels holds? neither is safe
+            raise InputDataError(f"{path}: row {i + 2}, column {id_column!r}: duplicate ID "
+                                 f"{ent!r} (first on row {first[ent]})")
+        labels[ent] = _label(path, i + 2, label_column, r[label_column])
+    return labels
 
 
 def read_predictions(path: Path, *, id_column: str = "id", label_column: str = "y",
@@ -147,16 +154,18 @@ def _groups(pred: Predictions) -> dict[str, npt.NDArray[np.bool_]]:
 
 def evaluate_predictions(path: Path, out: Path, threshold: float = 0.5,
                          card: Scorecard | None = None, *, id_column: str = "id",
-                         label_column: str = "y", labels: Path | None = None) -> dict[str, Any]:
+                         label_column: str = "y", labels: Path | None = None,
+                         pred: Predictions | None = None) -> dict[str, Any]:
     """Metrics per split, the validation (or only) group's score bands and plots.
 
     Writes ``out/metrics.json``, ``out/summary.md`` and ``out/plots/*.png``; returns the
-    metrics as a dict.
+    metrics as a dict. ``pred``: ``path`` already read by :func:`read_predictions`.
     """
     from federation.report import scorecard_section
 
-    pred = read_predictions(path, id_column=id_column, label_column=label_column,
-                            labels=labels)
+    if pred is None:
+        pred = read_predictions(path, id_column=id_column, label_column=label_column,
+                                labels=labels)
     card = card or Scorecard()
     groups = _groups(pred)
     result: dict[str, Any] = {"file": str(path), "rows": len(pred.p),

@@ -106,4 +106,14 @@ def test_evaluate_refuses_a_duplicate_id_naming_both_rows(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {src}: row {len(ids) + 2}, column 'id': duplicate ID "
                    f"'{ids[3]}' (first on row 5)"], err
-    assert not (tmp_path / "e" / "metrics.json").exists()
+    assert not (tmp_path / "e").exists()  # refused before any folder was made
+    scores = tmp_path / "scores.csv"
+    scores.write_text("id,status,probability\n" + "".join(
+        f"{i},scored,{q:.6f}\n" for i, q in zip(ids, p)))
+    labels = tmp_path / "labels.csv"  # one ID labelled twice, differently
+    labels.write_text("id,y\n" + "".join(f"{i},{t}\n" for i, t in zip(ids, y))
+                      + f"{ids[7]},{1 - y[7]}\n")
+    assert main(["evaluate", "--predictions", str(scores), "--labels", str(labels), "--out",
+                 str(tmp_path / "e")]) != 0
+    assert f"{labels}: row {len(ids) + 2}, column 'id': duplicate ID '{ids[7]}' (first on " \
+        "row 9)" in capsys.readouterr().err
