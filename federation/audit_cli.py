@@ -138,6 +138,9 @@ def _cross_checked(logs: dict[str, Path]) -> int:
     return total
 
 
+SHOWN = 20  # problems listed without --all
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check chains, signatures (with ``--certs``) and cross-matches; 0 if all hold."""
     ca, ca_problem = _ca_of(args.certs)
@@ -176,8 +179,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, flush=True)
     if problems:
-        for problem in problems:
+        shown = problems if args.all else problems[:SHOWN]
+        for problem in shown:
             print(problem, flush=True)
+        more = (f" (the first {len(shown)} above; --all lists every one)"
+                if len(shown) < len(problems) else "")
+        print(f"FAILED: {len(problems)} problem(s) in {len(args.logs)} log(s){more}", flush=True)
         return 1
     closed = (f"sessions bound, {len(notes)} left open (--allow-open)" if notes
               else "sessions bound and closed")
@@ -313,6 +320,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     verify.add_argument("--job", metavar="ID", help="require every log to be bound to job ID "
                         "(default: any job, but the logs must share one)")
+    verify.add_argument("--all", action="store_true",
+                        help=f"list every problem (default: the first {SHOWN}; one truncated "
+                        "log leaves every later message of its peers unmatched)")
     verify.add_argument("--allow-open", action="store_true",
                         help="accept a log without its closing entry (a node that is still "
                         "running or was killed) with a note (default: reported as truncated)")

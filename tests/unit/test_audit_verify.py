@@ -394,3 +394,24 @@ def test_cli_verify_fails_on_an_emptied_log(tmp_path: Path,
     assert f"{paths['grid']}: no audit entries" in capsys.readouterr().out
     assert main(["audit", "verify", *map(str, paths.values())]) == 1
     assert "no audit entries" in capsys.readouterr().out
+
+
+def test_cli_verify_lists_the_first_problems_and_counts_them_all(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import federation.audit_cli as audit_cli
+
+    monkeypatch.setattr(audit_cli, "SHOWN", 5)  # this small job has a dozen problems
+    paths = write_job(tmp_path, None)
+    lines = paths["grid"].read_bytes().splitlines(keepends=True)
+    paths["grid"].write_bytes(b"".join(lines[:2]))  # truncated: most of its peers' go unmatched
+    logs = [str(p) for p in paths.values()]
+    assert main(["audit", "verify", *logs]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    total = int(out[-1].split()[1])
+    assert total > 6 and len(out) == 6, out[-1]
+    assert out[-1] == (f"FAILED: {total} problem(s) in {len(logs)} log(s) (the first 5 above; "
+                       "--all lists every one)")
+    assert main(["audit", "verify", "--all", *logs]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == total + 1 and out[-1] == f"FAILED: {total} problem(s) in {len(logs)} log(s)"
