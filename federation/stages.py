@@ -99,8 +99,9 @@ def raw_folder(raw: Path, command: str) -> Path:
     """
     if _URL.match(str(raw)):
         raise ConfigError(f"--raw: {command} reads a folder of both parties' raw tables (a "
-                          "'gridcredit synth' folder), not a database or URL (not shown); "
-                          "'gridcredit features build --raw postgresql://...' reads a database")
+                          "'gridcredit synth' folder), and the address given is a database or "
+                          "URL (left out here: it may hold a password); 'gridcredit features "
+                          "build --raw postgresql://...' reads a database")
     if not raw.is_dir():
         raise ConfigError(f"--raw {raw}: no such folder")
     return raw
