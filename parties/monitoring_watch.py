@@ -55,16 +55,21 @@ def _max_postgres(source: RawSource, tables: tuple[str, ...]) -> list[str | None
         raise InputDataError(f"postgresql schema {source.schema}: cannot read ({first})") from e
 
 
+def _file_reader(source: RawSource, table: str) -> tuple[str, str]:
+    """(DuckDB reader function, its argument) for a table kept as a file or a folder."""
+    path = source.path(table)
+    if not path.exists():
+        raise InputDataError(f"{source.label(table)}: file not found")
+    reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
+    return reader, f"{path}/*.parquet" if path.is_dir() else str(path)
+
+
 def _max_files(source: RawSource, tables: tuple[str, ...]) -> list[str | None]:
     import duckdb
 
     out: list[str | None] = []
     for table in tables:
-        path = source.path(table)
-        if not path.exists():
-            raise InputDataError(f"{source.label(table)}: file not found")
-        reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
-        target = f"{path}/*.parquet" if path.is_dir() else str(path)
+        reader, target = _file_reader(source, table)
         try:
             row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {reader}(?)",
                                  [target]).fetchone()
@@ -120,11 +125,7 @@ def has_rows(source: RawSource, table: str) -> bool:
                                  f"({first})") from e
     import duckdb
 
-    path = source.path(table)
-    if not path.exists():
-        raise InputDataError(f"{source.label(table)}: file not found")
-    reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
-    target = f"{path}/*.parquet" if path.is_dir() else str(path)
+    reader, target = _file_reader(source, table)
     try:
         row = duckdb.execute(f"SELECT 1 FROM {reader}(?) LIMIT 1", [target]).fetchone()
     except duckdb.Error as e:
