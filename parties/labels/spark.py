@@ -21,6 +21,7 @@ say which); the row's content is never shown.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import csv
 import logging
@@ -94,6 +95,15 @@ def malformed_row(path: pathlib.Path) -> tuple[int, str] | None:
         return None
 
 
+_KEPT_LOGS: set[pathlib.Path] = set()  # Spark logs an error line points the user to
+
+
+def _drop_log(log: pathlib.Path) -> None:
+    """At exit: the JVM's output is of no use unless an error line named the file."""
+    if log not in _KEPT_LOGS:
+        log.unlink(missing_ok=True)
+
+
 def _not_py4j(record: logging.LogRecord) -> bool:
     """py4j logs its own stack traces through the root logger (a Ctrl-C during a call, a
     closed gateway); the CLI says what happened in one line instead."""
@@ -136,6 +146,7 @@ class SparkRunner:
                     builder = builder.config(key, value)
             with _stderr_to(self.log):
                 self.spark = builder.getOrCreate()
+            atexit.register(_drop_log, self.log)  # registered after py4j's: it runs first
         if not remote:
             self.spark.sparkContext.setLogLevel("ERROR")
         self.spark.conf.set("spark.sql.session.timeZone", "UTC")
@@ -243,4 +254,5 @@ class SparkRunner:
         kind = re.search(r"\[([A-Z_.]+)\]", text)
         what = kind.group(1) if kind else type(error).__name__
         where = f"{label}: " if label else ""
+        _KEPT_LOGS.add(self.log)
         return InputError(f"{where}the Spark engine failed ({what}); Spark's log: {self.log}")

@@ -105,14 +105,24 @@ def test_py4j_stack_traces_stay_off_the_terminal(spark: SparkRunner) -> None:
 
 
 def test_spark_cli_error_is_one_line_without_java_output(tmp_path: pathlib.Path) -> None:
-    from tests.conftest import run_cli
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
 
     directory = write_tables(tmp_path / "raw", _corrupt("monthly_usage", "A,2022-03,100",
                                                         "A,2022-03,100,extra", grid_csvs()))
-    result = run_cli("features", "build", "--role", "grid", "--raw", str(directory), "--as-of",
-                     AS_OF, "--engine", "spark", "--out", str(tmp_path / "g.csv"), timeout=600)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "federation.cli", "features", "build", "--role", "grid",
+         "--raw", str(directory), "--as-of", AS_OF, "--engine", "spark", "--out",
+         str(tmp_path / "g.csv")], capture_output=True, text=True, timeout=600, cwd=REPO,
+        env={**os.environ, "TMPDIR": str(temp)})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {directory}/monthly_usage.csv: row 4: malformed CSV row "
         "(expected 3 cells, found 4)"]
     assert not (tmp_path / "g.csv").exists()
+    assert not list(temp.glob("gridcredit-spark-*.log"))  # the JVM's output went, unneeded
