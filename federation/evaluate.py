@@ -90,12 +90,19 @@ def _labels_by_id(path: Path, id_column: str, label_column: str) -> dict[str, fl
     labels: dict[str, float] = {}
     first: dict[str, int] = {}
     for i, r in enumerate(rows):
-        ent = (r[id_column] or "").strip()
-        if first.setdefault(ent, i + 2) != i + 2:  # which of two labels holds? neither is safe
-            raise InputDataError(f"{path}: row {i + 2}, column {id_column!r}: duplicate ID "
-                                 f"{ent!r} (first on row {first[ent]})")
+        ent = _unique_id(path, id_column, r, i + 2, first)  # two labels: neither is safe
         labels[ent] = _label(path, i + 2, label_column, r[label_column])
     return labels
+
+
+def _unique_id(path: Path, id_column: str, r: dict[str, str], row: int,
+               first: dict[str, int]) -> str:
+    """The row's ID, recorded in ``first``; an ID seen on an earlier row is an error."""
+    ent = (r[id_column] or "").strip()
+    if first.setdefault(ent, row) != row:
+        raise InputDataError(f"{path}: row {row}, column {id_column!r}: duplicate ID {ent!r} "
+                             f"(first on row {first[ent]})")
+    return ent
 
 
 def read_predictions(path: Path, *, id_column: str = "id", label_column: str = "y",
@@ -123,10 +130,7 @@ def read_predictions(path: Path, *, id_column: str = "id", label_column: str = "
     seen: dict[str, int] = {}
     for i, r in enumerate(rows):
         row = i + 2
-        ent = (r[id_column] or "").strip()
-        if seen.setdefault(ent, row) != row:  # counted twice, it would bend every metric
-            raise InputDataError(f"{path}: row {row}, column {id_column!r}: duplicate ID "
-                                 f"{ent!r} (first on row {seen[ent]})")
+        ent = _unique_id(path, id_column, r, row, seen)  # counted twice, it bends every metric
         if not (r.get("probability") or "").strip():
             skipped += 1  # "no grid record" and other unscored rows
             continue

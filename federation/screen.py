@@ -98,7 +98,7 @@ def _raw(spec: ScreenSpec) -> _Raw | None:
     if spec.raw is not None:
         raw_folder(spec.raw, "screen")
         as_of = _as_of(StagesSpec(spec.raw, spec.out, spec.as_of))
-        grid_raw, bank_raw = load_raw(spec.raw, "screen")
+        grid_raw, bank_raw = load_raw(spec.raw)
         where = spec.raw
     else:
         given = _month(spec.as_of, "--as-of") if spec.as_of is not None else None

@@ -107,11 +107,11 @@ def raw_folder(raw: Path, command: str) -> Path:
     return raw
 
 
-def load_raw(raw: Path, command: str) -> tuple[GridRaw, BankRaw]:
-    """Both parties' raw tables from ``--raw`` (a ``synth`` root or a folder with both)."""
+def load_raw(raw: Path) -> tuple[GridRaw, BankRaw]:
+    """Both parties' raw tables from ``--raw`` (a ``synth`` root or a folder with both),
+    once :func:`raw_folder` has accepted it."""
     from parties.labels.schema import load_bank, load_grid, resolve_raw_dir
 
-    raw_folder(raw, command)
     return (load_grid(resolve_raw_dir(raw, "grid", "enterprises.csv")),
             load_bank(resolve_raw_dir(raw, "bank", "loans.csv")))
 
@@ -142,7 +142,7 @@ def run_stages(spec: StagesSpec) -> dict[str, Any]:
         parse_components(spec.pca)
     raw_folder(spec.raw, "stages")
     as_of = _as_of(spec)
-    grid_raw, bank_raw = load_raw(spec.raw, "stages")
+    grid_raw, bank_raw = load_raw(spec.raw)
     check_month(as_of, grid_raw, bank_raw, spec.raw)
     tables = build_stage_tables(grid_raw, bank_raw, as_of, spec.horizon, spec.overdue_days)
     # Like simulate's: refuse a folder of the user's own files, list what this run wrote.
