@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from federation.lifeline import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
+    PARENT_ENV,
     Terminated,
     stopping,
     terminate_as_interrupt,
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # 'gridcredit audit summary ... | head': the reader has gone
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        if PARENT_ENV in os.environ:  # a node whose simulate stopped reading: say so in its log
+            print("error: standard output closed: the parent process stopped reading it",
+                  file=sys.stderr, flush=True)
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # a file or folder the checks above did not foresee
         where = f"{exc.filename}: " if exc.filename else ""
