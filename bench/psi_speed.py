@@ -306,6 +306,20 @@ TARGETS = {("server-aided", 100_000): "<= 0.3", ("server-aided", 1_000_000): "<=
            ("server-aided", 10_000_000): "<= 40, 2 GB", ("ecdh", 100_000): "<= 5"}
 
 
+def x25519_per_call(n: int = 4000, repeats: int = 3) -> dict[str, float]:
+    """Microseconds per X25519 of the backend ``multiply`` uses and of libsodium, best of
+    ``repeats`` alternating runs on one thread (ECDH is two such calls per ID and party)."""
+    pts = np.random.default_rng(0).integers(0, 256, (n, 32), dtype=np.uint8)
+    key = psi.new_key()
+    best = {"used": float("inf"), "libsodium": float("inf")}
+    for _ in range(repeats):
+        for name in best:
+            t = time.perf_counter()
+            psi.x25519.multiply(key, pts, libsodium=name == "libsodium")
+            best[name] = min(best[name], (time.perf_counter() - t) / n * 1e6)
+    return best
+
+
 def format_table(runs: list[Run]) -> str:
     head = (f"{'protocol':<13} {'n/side':>11} {'ours s':>8} {'pandas s':>9} {'ratio':>7} "
             f"{'CPU s g/b/c':>16} {'MB sent':>8} {'RSS MB g/b/c':>16} {'target s':>12}")
@@ -361,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         print("--sizes must be >= 2 and --overlap within [0, 1]")
         return 2
     runs: list[Run] = []
+    meta: dict[str, Any] = {"x25519_backend": psi.x25519.BACKEND}
+    if "ecdh" in protocols:
+        meta["x25519_us"] = x25519_per_call()
     scratch = Path(tempfile.mkdtemp(prefix="psi_speed-"))
     for n in sizes:
         for protocol in protocols:
@@ -372,14 +389,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{protocol} n={n:,}: {run.ours_s:.3f} s, pandas {run.pandas_s:.3f} s "
                   f"(load avg {run.load_average_1m:.2f})", file=sys.stderr, flush=True)
             if args.json is not None:
-                write_json(args.json, [asdict(r) for r in runs],
-                           {"x25519_backend": psi.x25519.BACKEND})
+                write_json(args.json, [asdict(r) for r in runs], meta)
     shutil.rmtree(scratch, ignore_errors=True)
     where = ("a whole 'gridcredit simulate' job (mutual TLS, audit)" if args.transport == "grpc"
              else "three processes over pipes")
     print(f"PSI in {where}, {os.cpu_count()} cores, overlap "
           f"{args.overlap:.0%}, load avg {runs[0].load_average_1m:.2f}; ratio = ours / pandas")
     print(format_table(runs))
+    if "x25519_us" in meta:
+        us = meta["x25519_us"]
+        print(f"X25519 per call, one thread, same run: {us['used']:.1f} us with "
+              f"{psi.x25519.BACKEND}, {us['libsodium']:.1f} us with libsodium "
+              f"({us['libsodium'] / us['used']:.2f}x)")
     return 0
 
 

@@ -1,21 +1,29 @@
-"""X25519 (RFC 7748) of one key with many points, through libsodium, without the GIL.
+"""X25519 (RFC 7748) of one key with many points, without the GIL.
 
-Every PSI exponentiation is one call of libsodium's ``crypto_scalarmult`` per point.
-cffi releases the GIL around each call, so threads of one process keep both cores busy
-(the ``cryptography`` package holds the GIL during X25519, which forced worker processes).
-Which libsodium: the system's (``libsodium.so.23``, Debian's build dispatches to the AVX2
-"sandy2x" ladder, 43-47 us per call on this machine's 2.4 GHz EPYC) if it loads, else the
-one bundled with PyNaCl (portable C, ~79 us). Both compute the same function; the tests
-compare them with OpenSSL's X25519.
+Two implementations compute the same function; the tests compare both with OpenSSL's:
+
+* ``crypto/psi/_x25519x4.c``, built at install when a C compiler is present, and used when
+  the CPU has AVX2: four Montgomery ladders at once, one 64-bit lane of each AVX2
+  register per point. It takes ~0.7x libsodium's time per point on this project's EPYC
+  machines (``bench/psi_speed.py`` prints both; bench/RESULTS.md has the figures).
+* libsodium's ``crypto_scalarmult``, one call per point through cffi: the system's
+  (``libsodium.so.23``, Debian's build dispatches to its AVX "sandy2x" ladder) if it loads,
+  else the one bundled with PyNaCl (portable C, ~2x slower).
+
+Both release the GIL while they run, so threads of one process keep both cores busy (the
+``cryptography`` package holds the GIL during X25519, which forced worker processes).
+Setting ``GRIDCREDIT_X25519=libsodium`` keeps libsodium even where the kernel loads (for
+comparing the two, and as a way out should the kernel ever be in doubt).
 
 Assumes: keys are 32 secret bytes (clamped by X25519 itself: cofactor 8, bit 254);
 points are 32-byte u-coordinates. A point of small order gives the all-zero result,
-which libsodium refuses (return -1): reported as ``PsiError`` with the row index.
+which both refuse: reported as ``PsiError`` with the row index.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import numpy as np
@@ -53,7 +61,22 @@ def _load() -> tuple[Any, Any, str]:
     return sodium.ffi, sodium.lib, "PyNaCl's bundled libsodium"
 
 
-_ffi, _lib, BACKEND = _load()
+def _load_kernel() -> Any | None:
+    """The four-way AVX2 kernel, or None (not built, no AVX2, or libsodium asked for)."""
+    if os.environ.get("GRIDCREDIT_X25519", "").strip().lower() == "libsodium":
+        return None
+    try:
+        kernel = importlib.import_module("crypto.psi._x25519x4")
+    except ImportError:
+        return None
+    return kernel if kernel.available() else None
+
+
+_ffi, _lib, _SODIUM = _load()
+_KERNEL = _load_kernel()
+BACKEND = ("four-way AVX2 kernel (crypto/psi/_x25519x4.c)" if _KERNEL is not None
+           else _SODIUM)
+"""Which implementation ``multiply`` and ``multiply_each`` use (shown by the benchmarks)."""
 
 
 def as_points(points: npt.ArrayLike) -> Points:
@@ -70,7 +93,8 @@ def as_points(points: npt.ArrayLike) -> Points:
     return np.ascontiguousarray(a)
 
 
-def multiply(key: bytes, points: npt.ArrayLike, *, what: str = "invalid point") -> Points:
+def multiply(key: bytes, points: npt.ArrayLike, *, what: str = "invalid point",
+             libsodium: bool = False) -> Points:
     """``X25519(key, u)`` for every row ``u``, in order.
 
     Parameters
@@ -78,9 +102,11 @@ def multiply(key: bytes, points: npt.ArrayLike, *, what: str = "invalid point") 
     key : bytes
         32 secret bytes.
     points : array_like
-        (n, 32) ``uint8`` u-coordinates (libsodium ignores the top bit).
+        (n, 32) ``uint8`` u-coordinates (the top bit is ignored, RFC 7748).
     what : str
         How a small-order row is named in the error.
+    libsodium : bool
+        Use libsodium even where the kernel loads (the benchmarks compare the two).
 
     Returns
     -------
@@ -93,17 +119,7 @@ def multiply(key: bytes, points: npt.ArrayLike, *, what: str = "invalid point") 
         Bad key or shape, or a row of small order (``"<what> (small order) at index i"``).
     """
     check_key(key)
-    src = as_points(points)
-    out = np.empty_like(src)
-    if not len(src):
-        return out
-    f = _lib.crypto_scalarmult
-    s = _ffi.from_buffer("unsigned char[]", src)
-    d = _ffi.from_buffer("unsigned char[]", out, require_writable=True)
-    for j in range(0, POINT_BYTES * len(src), POINT_BYTES):
-        if f(d + j, key, s + j) != 0:
-            raise PsiError(f"{what} (small order)", j // POINT_BYTES)
-    return out
+    return _run(key, False, as_points(points), what, libsodium)
 
 
 def multiply_each(keys: npt.ArrayLike, points: npt.ArrayLike, *,
@@ -128,14 +144,25 @@ def multiply_each(keys: npt.ArrayLike, points: npt.ArrayLike, *,
     src = as_points(points)
     if len(k) != len(src):
         raise PsiError(f"{len(k)} keys for {len(src)} points")
+    return _run(k, True, src, what, False)
+
+
+def _run(keys: bytes | Points, per_row: bool, src: Points, what: str,
+         libsodium: bool) -> Points:
+    """X25519 of every row of ``src``: one key, or one key per row; small order refused."""
     out = np.empty_like(src)
     if not len(src):
         return out
+    if _KERNEL is not None and not libsodium:
+        bad = _KERNEL.multiply(keys, src, out, per_row)
+        if bad >= 0:
+            raise PsiError(f"{what} (small order)", bad)
+        return out
     f = _lib.crypto_scalarmult
-    kb = _ffi.from_buffer("unsigned char[]", k)
+    kb = _ffi.from_buffer("unsigned char[]", keys)
     s = _ffi.from_buffer("unsigned char[]", src)
     d = _ffi.from_buffer("unsigned char[]", out, require_writable=True)
     for j in range(0, POINT_BYTES * len(src), POINT_BYTES):
-        if f(d + j, kb + j, s + j) != 0:
+        if f(d + j, kb + (j if per_row else 0), s + j) != 0:
             raise PsiError(f"{what} (small order)", j // POINT_BYTES)
     return out
