@@ -21,24 +21,27 @@ point must be a canonical u-coordinate; points on the twist are accepted: honest
 occur (``hash_to_u`` lands there half the time), and twist security means answering one
 leaks nothing about the key.
 
-Why SHA-256 straight to u, and libsodium in threads. Per-ID CPU on this 2-core EPYC VM
-(PyNaCl 1.6.2, Debian's libsodium 1.0.18, cryptography 50; the machine is shared, so
-each figure is the best of several alternating runs):
+Why SHA-256 straight to u, and the four-way kernel in threads. Per-ID CPU on this 2-core
+EPYC VM (the machine is shared and its speed drifts by up to 1.5x within a day, so each
+figure is the best of several alternating runs in one session):
 
 =================================================  =========  ==============================
 operation                                          us / call  used?
 =================================================  =========  ==============================
 SHA-256 of the domain-tagged ID (``hash_to_u``)          1.1  yes, once per own ID
 ``hash_to_points`` (2 x Elligator 2, add, to u)           86  no (was: once per own ID)
-X25519, system libsodium via cffi, GIL released        43-47  yes, per own ID and per peer
+X25519, four-way AVX2 kernel, GIL released             17-22  yes, per own ID and per peer
                                                                 point, in threads
+X25519, system libsodium via cffi, GIL released        35-47  where the kernel is not built
+                                                                or the CPU has no AVX2
 X25519, ``cryptography`` (OpenSSL), GIL held           47-57  no: needs worker processes
 X25519, PyNaCl's bundled libsodium                        79  only if no system libsodium
 =================================================  =========  ==============================
 
-One party thus spends ~95 us of CPU per ID (two X25519 calls and a hash) instead of ~180
-(hash-to-curve, then two X25519 calls): the curve is now >= 97 % of the work, and the only
-way to go faster is a multi-buffer X25519 kernel (AVX-512 IFMA), which this CPU lacks.
+One party thus spends ~40 us of CPU per ID (two X25519 calls and a hash) instead of ~180
+(hash-to-curve, then two X25519 calls in OpenSSL): the curve is still >= 95 % of the work.
+The kernel (``x25519``, ``_x25519x4.c``) runs four Montgomery ladders at once, one per
+64-bit lane of the AVX2 registers; it gives libsodium's bytes on every tested input.
 What SHA-256-to-u costs in privacy is one public bit per blinded point (curve or twist),
 see ``curve``; the README's "What each party learns" states it for ``--psi ecdh``.
 

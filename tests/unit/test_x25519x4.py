@@ -138,6 +138,19 @@ def test_small_order_points_give_zero_and_the_first_such_row(position: int) -> N
         x25519.multiply(psi.new_key(), np.frombuffer(b"".join(rows), np.uint8).reshape(-1, 32))
 
 
+@pytest.mark.parametrize(("n", "position"), [(300, 150), (300, 299), (200, 64)])
+def test_a_small_order_point_deep_in_a_long_call_is_named_and_the_rest_are_right(
+        n: int, position: int) -> None:
+    # Blocks share one inversion per group of 64 rows; a zero there must not spill over.
+    rng = np.random.default_rng(n + position)
+    rows = [bytes(r) for r in rng.integers(0, 256, (n, 32), dtype=np.uint8)]
+    rows[position] = le(0)
+    key = psi.new_key()
+    out, bad = kernel(key, rows)
+    assert bad == position
+    assert out == [sodium(key, u) for u in rows]
+
+
 @settings(max_examples=200, deadline=None)
 @given(key=st.binary(min_size=32, max_size=32), u=st.binary(min_size=32, max_size=32))
 def test_property_any_key_and_point_equal_libsodium(key: bytes, u: bytes) -> None:
