@@ -11,8 +11,10 @@ import datetime
 import json
 import os
 import platform
+import secrets
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Self
 
@@ -231,3 +233,19 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 100:
         raise argparse.ArgumentTypeError(f"each size must be >= 100: {text!r}")
     return values
+
+
+def x25519_per_call(n: int = 4000, repeats: int = 3) -> dict[str, float]:
+    """Microseconds per X25519 of the backend ``multiply`` uses and of libsodium, best of
+    ``repeats`` alternating runs on one thread (ECDH is two such calls per ID and party)."""
+    from crypto.psi import x25519  # after REPO is on sys.path (above)
+
+    pts = np.random.default_rng(0).integers(0, 256, (n, 32), dtype=np.uint8)
+    key = secrets.token_bytes(32)
+    best = {"used": float("inf"), "libsodium": float("inf")}
+    for _ in range(repeats):
+        for name in best:
+            t = time.perf_counter()
+            x25519.multiply(key, pts, libsodium=name == "libsodium")
+            best[name] = min(best[name], (time.perf_counter() - t) / n * 1e6)
+    return best

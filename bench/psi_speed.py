@@ -19,7 +19,8 @@ report.json) and the coordinator's match time.
 
 In the same run it times the non-private limit, a pandas inner join of the same IDs, and
 prints both times and the ratio, each step's time, bytes sent and each process's peak RSS
-(``VmHWM``). Every run checks that both parties' rows equal the join's set, in one order.
+(``VmHWM``), and with ``ecdh`` one X25519's time in the backend used and in libsodium.
+Every run checks that both parties' rows equal the join's set, in one order.
 
 Usage (from the repository root)::
 
@@ -48,7 +49,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import write_json
+from bench.common import write_json, x25519_per_call
 from crypto import psi
 from crypto.psi import server_aided as sa
 from crypto.psi import tag_match
@@ -304,20 +305,6 @@ def run_grpc(protocol: str, n: int, overlap: float, seed: int, folder: Path) -> 
 # The project's targets on a 2-core machine (issue 10): seconds, and for 10M the peak RSS.
 TARGETS = {("server-aided", 100_000): "<= 0.3", ("server-aided", 1_000_000): "<= 3",
            ("server-aided", 10_000_000): "<= 40, 2 GB", ("ecdh", 100_000): "<= 5"}
-
-
-def x25519_per_call(n: int = 4000, repeats: int = 3) -> dict[str, float]:
-    """Microseconds per X25519 of the backend ``multiply`` uses and of libsodium, best of
-    ``repeats`` alternating runs on one thread (ECDH is two such calls per ID and party)."""
-    pts = np.random.default_rng(0).integers(0, 256, (n, 32), dtype=np.uint8)
-    key = psi.new_key()
-    best = {"used": float("inf"), "libsodium": float("inf")}
-    for _ in range(repeats):
-        for name in best:
-            t = time.perf_counter()
-            psi.x25519.multiply(key, pts, libsodium=name == "libsodium")
-            best[name] = min(best[name], (time.perf_counter() - t) / n * 1e6)
-    return best
 
 
 def format_table(runs: list[Run]) -> str:

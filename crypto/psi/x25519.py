@@ -153,7 +153,9 @@ def _run(keys: bytes | Points, per_row: bool, src: Points, what: str,
     out = np.empty_like(src)
     if not len(src):
         return out
-    if _KERNEL is not None and not libsodium:
+    # Fewer than four rows would leave kernel lanes idle: one libsodium call each is quicker
+    # (a single-ID score request, say).
+    if _KERNEL is not None and not libsodium and len(src) >= 4:
         bad = _KERNEL.multiply(keys, src, out, per_row)
         if bad >= 0:
             raise PsiError(f"{what} (small order)", bad)
