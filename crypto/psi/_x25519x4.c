@@ -234,8 +234,8 @@ static void fe_store1(uint8_t out[32], const uint64_t limb[10]) {
     }
 }
 
-/* Four ladders: X25519(key[k], u[k]) = x / z in lane k, left projective. */
-static TARGET void ladder4(fe4 *x, fe4 *z, const uint8_t *key[4], const uint8_t *u[4]) {
+/* Four ladders: out[k] = X25519(key[k], u[k]). */
+static TARGET void ladder4(uint8_t *out[4], const uint8_t *key[4], const uint8_t *u[4]) {
     uint8_t k[4][32];
     for (int j = 0; j < 4; j++) {
         memcpy(k[j], key[j], 32);
@@ -276,22 +276,16 @@ static TARGET void ladder4(fe4 *x, fe4 *z, const uint8_t *key[4], const uint8_t 
     }
     fe_cswap(&x2, &x3, swap);
     fe_cswap(&z2, &z3, swap);
-    *x = x2;
-    *z = z2;
-    explicit_bzero(k, sizeof k);            /* the clamped key copies */
-}
-
-/* x / z of four lanes (z already inverted: x * zinv) to their 32-byte encodings. */
-static TARGET void store4(uint8_t *out[4], const fe4 *x, const fe4 *zinv) {
-    fe4 r;
-    fe_mul(&r, x, zinv);
+    fe_invert(&z2, &z2);
+    fe_mul(&x2, &x2, &z2);
     uint64_t lanes[10][4];
-    for (int i = 0; i < 10; i++) _mm256_storeu_si256((v4 *)lanes[i], r.l[i]);
+    for (int i = 0; i < 10; i++) _mm256_storeu_si256((v4 *)lanes[i], x2.l[i]);
     for (int j = 0; j < 4; j++) {
         uint64_t limb[10];
         for (int i = 0; i < 10; i++) limb[i] = lanes[i][j];
         fe_store1(out[j], limb);
     }
+    explicit_bzero(k, sizeof k);            /* the clamped key copies */
 }
 
 static int is_zero32(const uint8_t *p) {
@@ -300,61 +294,27 @@ static int is_zero32(const uint8_t *p) {
     return acc == 0;
 }
 
-/* Blocks of four ladders whose final inversions share one (Montgomery's trick: one field
- * inversion and three multiplications per block instead of an inversion each, ~9 % of the
- * work). A point of small order leaves z = 0, which would zero its lane in the whole group,
- * so a group with an all-zero result is redone one inversion per block: only then is the
- * first such row exact. Results are refused in that case anyway. */
-#define GROUP 16
-
-static TARGET int group(const uint8_t *keys, int per_row, const uint8_t *src, uint8_t *dst,
-                        Py_ssize_t start, Py_ssize_t n) {
-    static const uint8_t pad_in[32] = {9};
-    uint8_t pad_out[3][32];
-    fe4 x[GROUP], z[GROUP], prefix[GROUP], inv, zinv;
-    uint8_t *outs[GROUP][4];
-    int blocks = 0;
-    for (Py_ssize_t i = start; i < n && blocks < GROUP; i += 4, blocks++) {
+/* dst[i] = X25519(keys[per_row ? i : 0], src[i]) for i < n; -1 or the first all-zero row. */
+static Py_ssize_t run(const uint8_t *keys, int per_row, const uint8_t *src, uint8_t *dst,
+                      Py_ssize_t n) {
+    uint8_t pad_in[32] = {9}, pad_out[3][32];
+    for (Py_ssize_t i = 0; i < n; i += 4) {
         const uint8_t *key[4], *u[4];
+        uint8_t *out[4];
         for (int j = 0; j < 4; j++) {
             Py_ssize_t r = i + j;
             if (r < n) {
                 key[j] = keys + (per_row ? 32 * r : 0);
                 u[j] = src + 32 * r;
-                outs[blocks][j] = dst + 32 * r;
+                out[j] = dst + 32 * r;
             } else {              /* a short last block: the base point, thrown away */
                 key[j] = keys + (per_row ? 32 * i : 0);
                 u[j] = pad_in;
-                outs[blocks][j] = pad_out[j - 1];
+                out[j] = pad_out[j - 1];
             }
         }
-        ladder4(&x[blocks], &z[blocks], key, u);
+        ladder4(out, key, u);
     }
-    if (blocks == 0) return 0;
-    prefix[0] = z[0];
-    for (int b = 1; b < blocks; b++) fe_mul(&prefix[b], &prefix[b - 1], &z[b]);
-    fe_invert(&inv, &prefix[blocks - 1]);
-    for (int b = blocks - 1; b > 0; b--) {
-        fe_mul(&zinv, &inv, &prefix[b - 1]);   /* 1 / z[b] */
-        fe_mul(&inv, &inv, &z[b]);             /* 1 / (z[0] ... z[b-1]) */
-        store4(outs[b], &x[b], &zinv);
-    }
-    store4(outs[0], &x[0], &inv);
-    int zero = 0;
-    for (int b = 0; b < blocks; b++)
-        for (int j = 0; j < 4; j++) zero |= is_zero32(outs[b][j]);
-    if (zero)
-        for (int b = 0; b < blocks; b++) {
-            fe_invert(&zinv, &z[b]);
-            store4(outs[b], &x[b], &zinv);
-        }
-    return blocks;
-}
-
-/* dst[i] = X25519(keys[per_row ? i : 0], src[i]) for i < n; -1 or the first all-zero row. */
-static Py_ssize_t run(const uint8_t *keys, int per_row, const uint8_t *src, uint8_t *dst,
-                      Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i += 4 * GROUP) group(keys, per_row, src, dst, i, n);
     for (Py_ssize_t i = 0; i < n; i++)
         if (is_zero32(dst + 32 * i)) return i;
     return -1;
