@@ -4,7 +4,7 @@ Two implementations compute the same function; the tests compare both with OpenS
 
 * ``crypto/psi/_x25519x4.c``, built at install when a C compiler is present, and used when
   the CPU has AVX2: four Montgomery ladders at once, one 64-bit lane of each AVX2
-  register per point. It takes ~0.7x libsodium's time per point on this project's EPYC
+  register per point. It takes about half libsodium's time per point on this project's EPYC
   machines (``bench/psi_speed.py`` prints both; bench/RESULTS.md has the figures).
 * libsodium's ``crypto_scalarmult``, one call per point through cffi: the system's
   (``libsodium.so.23``, Debian's build dispatches to its AVX "sandy2x" ladder) if it loads,
