@@ -137,9 +137,9 @@ def run_period(cfg: MonitorConfig, model: PartyModel, bank: BankPeriod, bank_sec
     first = store.book(done[0]) if done else None
     rules = load_warning_rules(cfg.rules, points_range(cfg))
     book, alerts = compare(book, previous, rules)
-    new = store.add_alerts(period, alerts)
+    store.add_alerts(period, alerts, queue=bool(cfg.alert_url))  # queued before logged
     if cfg.alert_url:
-        deliver(cfg.alert_url, cfg.alert_retries, store, new)
+        deliver(cfg.alert_url, cfg.alert_retries, store)
     if os.environ.get(CRASH_ENV) == period:
         os._exit(137)
     summary = summarize(period, book, first, len(alerts))

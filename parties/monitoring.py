@@ -271,9 +271,14 @@ class MonitorStore:
         lines = self.alerts_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip().endswith("}")]
 
-    def add_alerts(self, period: str,
-                   alerts: Sequence[tuple[str, str, str]]) -> list[dict[str, str]]:
-        """Append the alerts not already written (keyed by period, id, kind); the new ones."""
+    def add_alerts(self, period: str, alerts: Sequence[tuple[str, str, str]], *,
+                   queue: bool = False) -> list[dict[str, str]]:
+        """Append the alerts not already written (keyed by period, id, kind); the new ones.
+
+        With ``queue`` (a webhook is configured) the new ones go into the outbox first: a
+        process killed between the two writes then finds them again on its rerun of the
+        period (they are not in ``alerts.jsonl`` yet), and the outbox drops the repeat. The
+        other order lost them: written, never queued, and no longer new on the rerun."""
         seen = {(a["period"], a["id"], a["kind"]) for a in self.alerts()}
         new = []
         for ident, kind, what in alerts:
@@ -283,6 +288,8 @@ class MonitorStore:
             before, _, after = what.partition(" -> ")
             new.append({"period": period, "id": ident, "kind": kind, "before": before,
                         "after": after})
+        if new and queue:
+            self.set_pending(self.pending() + new)
         if new:
             with open_log(self.alerts_path, append=True) as f:  # private: IDs and ratings
                 f.write("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in new))

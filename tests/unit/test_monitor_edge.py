@@ -115,6 +115,30 @@ def test_undelivered_alerts_wait_in_the_outbox_for_the_next_run(hook: str,
     assert store.pending() == [] and not store.outbox_path.exists()
 
 
+def test_an_alert_is_queued_before_it_is_logged_so_a_kill_between_loses_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    alerts = [("a", "new alert", "none -> alert"), ("b", "score drop", "640 -> 600")]
+    store = MonitorStore(tmp_path)
+    new = store.add_alerts("2024-02", alerts, queue=True)
+    # Killed right after the alert log was written: the outbox already holds both.
+    assert store.pending() == new and len(new) == 2
+
+    other = MonitorStore(tmp_path / "killed")
+    import parties.monitoring as monitoring
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # the process dies while appending to alerts.jsonl
+
+    monkeypatch.setattr(monitoring, "open_log", killed)
+    with pytest.raises(KeyboardInterrupt):
+        other.add_alerts("2024-02", alerts, queue=True)
+    monkeypatch.undo()
+    assert not other.alerts_path.exists() and len(other.pending()) == 2
+    # The rerun of the period finds them new again, logs them, and the outbox keeps one copy.
+    assert len(other.add_alerts("2024-02", alerts, queue=True)) == 2
+    assert other.pending() == other.alerts() and len(other.alerts()) == 2
+
+
 def test_dashboard_shows_the_last_period(tmp_path: Path) -> None:
     store = MonitorStore(tmp_path)
     assert "No period completed yet" in render(store)
