@@ -8,7 +8,7 @@ session with :class:`PeriodNotReady`, whose message carries :data:`NOT_READY` an
 else, so the bank learns one bit per attempt ("not yet") and nothing of the grid's data.
 
 Assumes: months are loaded in order (a month once present is complete); one aggregate per
-table (``max(month)``) is cheap next to a period.
+table (``parties.labels.months``) is cheap next to a period.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import psycopg
 from psycopg import sql
 
 from federation.protocol.errors import InputDataError, ProtocolAbort
-from parties.labels.schema import format_month, parse_month
+from parties.labels.months import month_spans
+from parties.labels.schema import InputError, format_month, parse_month
 from parties.labels.sources import Format, RawSource
 
 MONTHLY_TABLES = {"grid": ("monthly_usage", "bills"), "bank": ("repayments", "taxes")}
@@ -36,25 +37,6 @@ def is_not_ready(exc: BaseException) -> bool:
     return isinstance(exc, ProtocolAbort) and NOT_READY in str(exc)
 
 
-def _max_postgres(source: RawSource, tables: tuple[str, ...]) -> list[str | None]:
-    table = tables[0]
-    try:
-        with psycopg.connect(str(source.dsn), connect_timeout=10) as conn:
-            out = []
-            for table in tables:
-                query = sql.SQL("SELECT max({}) FROM {}.{}").format(
-                    sql.Identifier("month"), sql.Identifier(source.schema),
-                    sql.Identifier(table))
-                row = conn.execute(query).fetchone()
-                out.append(None if row is None or row[0] is None else str(row[0]))
-            return out
-    except psycopg.errors.UndefinedTable as e:
-        raise InputDataError(f"postgresql table {source.label(table)}: not found") from e
-    except psycopg.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputDataError(f"postgresql schema {source.schema}: cannot read ({first})") from e
-
-
 def _file_reader(source: RawSource, table: str) -> tuple[str, str]:
     """(DuckDB reader function, its argument) for a table kept as a file or a folder."""
     path = source.path(table)
@@ -62,23 +44,6 @@ def _file_reader(source: RawSource, table: str) -> tuple[str, str]:
         raise InputDataError(f"{source.label(table)}: file not found")
     reader = "read_parquet" if source.format is Format.PARQUET else "read_csv"
     return reader, f"{path}/*.parquet" if path.is_dir() else str(path)
-
-
-def _max_files(source: RawSource, tables: tuple[str, ...]) -> list[str | None]:
-    import duckdb
-
-    out: list[str | None] = []
-    for table in tables:
-        reader, target = _file_reader(source, table)
-        try:
-            row = duckdb.execute(f"SELECT max(CAST(month AS VARCHAR)) FROM {reader}(?)",
-                                 [target]).fetchone()
-        except duckdb.Error as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputDataError(f"{source.label(table)}: cannot read column 'month' "
-                                 f"({first})") from e
-        out.append(None if row is None or row[0] is None else str(row[0]))
-    return out
 
 
 def last_month(source: RawSource, role: str) -> int | None:
@@ -89,12 +54,13 @@ def last_month(source: RawSource, role: str) -> int | None:
     InputDataError
         A table is missing or the database cannot be read.
     """
-    tables = MONTHLY_TABLES[role]
-    found = (_max_postgres(source, tables) if source.format is Format.POSTGRES
-             else _max_files(source, tables))
-    if any(m is None for m in found):
+    try:
+        spans = month_spans(source, MONTHLY_TABLES[role])
+    except InputError as e:
+        raise InputDataError(str(e)) from e
+    if any(span is None for span in spans):
         return None
-    return min(parse_month(str(m)[:7]) for m in found)
+    return min(parse_month(span[1][:7]) for span in spans if span is not None)
 
 
 def covers(source: RawSource, role: str, month: int) -> bool:

@@ -21,6 +21,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 from parties.labels.engine import build_bank_features, build_grid_features
 from parties.labels.features import grid_registry
 from parties.labels.mask import mask_names, output_ids, read_key
+from parties.labels.months import month_spans
 from parties.labels.options import Impute
 from parties.labels.output import write_csv
 from parties.labels.panel import build_grid_panel
@@ -33,8 +34,8 @@ from parties.labels.shell import (
     save_shell_model,
     score_matrix,
 )
-from parties.labels.sources import Format, RawSource, is_dsn, month_bounds, open_source
-from parties.labels.sqlkit import Engine, text
+from parties.labels.sources import Format, RawSource, is_dsn, open_source
+from parties.labels.sqlkit import Engine
 from parties.labels.synth import load_synth_postgres, synthesize, write_synth
 from parties.labels.warning import load_rules, rate
 from parties.labels.writers import write_csv_fast
@@ -68,53 +69,25 @@ def _within_data(as_of: int, source: RawSource, tables: tuple[str, ...]) -> None
     """Refuse an as-of month before the first or after the last month of the raw records:
     nothing to build (a month without records would give counts of 0, not missing values).
 
-    Files: one DuckDB aggregate per table; a database: one min/max query per table.
+    One aggregate per table (``parties.labels.months``); a table that cannot be read is
+    left to the build, whose checks name the table, row and column.
     """
-    if source.url is not None:
-        return
-    if source.format is Format.POSTGRES:
-        bounds = month_bounds(source, tables)
-        where = f"schema {source.schema}"
-    elif source.root is not None:
-        bounds = _file_bounds(source, tables)
-        where = str(source.root)
-    else:
+    database = source.format is Format.POSTGRES and source.root is None
+    if source.url is not None or not (database or source.root is not None):
         return
     try:
-        spans = [(parse_month(a[:7]), parse_month(b[:7])) for a, b in bounds]
+        spans = [(parse_month(s[0][:7]), parse_month(s[1][:7]))
+                 for s in month_spans(source, tables) if s is not None]
     except InputError:
-        return  # a bad month: the build's checks name the table, row and column
+        return
     if not spans:
         return
     first, last = min(a for a, _ in spans), max(b for _, b in spans)
     if not first <= as_of <= last:
         side = "before the first" if as_of < first else "after the last"
+        where = f"schema {source.schema}" if database else str(source.root)
         raise InputError(f"--as-of {format_month(as_of)}: {side} month of the data in "
                          f"{where} ({format_month(first)} to {format_month(last)})")
-
-
-def _file_bounds(source: RawSource, tables: tuple[str, ...]) -> list[tuple[str, str]]:
-    import duckdb
-
-    from parties.labels.duck import csv_relation
-
-    bounds: list[tuple[str, str]] = []
-    for table in tables:
-        path = source.path(table)
-        if not path.exists():
-            continue
-        try:
-            if source.format is Format.PARQUET:
-                relation = f"read_parquet({text(str(path))})"
-            else:  # the header's columns as text: no sniffing, and read on both threads
-                relation = csv_relation(path, source.header(table))
-            row = duckdb.execute(f"SELECT min(CAST(month AS VARCHAR)), "
-                                 f"max(CAST(month AS VARCHAR)) FROM {relation}").fetchone()
-        except (duckdb.Error, InputError):
-            return []  # a bad file: the build's checks name the table, row and column
-        if row and row[0] and row[1]:
-            bounds.append((str(row[0]), str(row[1])))
-    return bounds
 
 
 def _key(args: argparse.Namespace) -> bytes | None:

@@ -204,22 +204,3 @@ def staged(source: RawSource, tables: Sequence[str]) -> Iterator[RawSource]:
             yield copy
     else:
         yield source
-
-
-def month_bounds(source: RawSource, tables: Sequence[str]) -> list[tuple[str, str]]:
-    """First and last ``month`` (as text) of each of ``tables`` of a PostgreSQL source that
-    has rows; [] when the server cannot answer (the build then names the problem)."""
-    if source.format is not Format.POSTGRES or source.dsn is None:
-        raise ValueError("month_bounds needs a PostgreSQL source")
-    found: list[tuple[str, str]] = []
-    try:
-        with psycopg.connect(source.dsn, connect_timeout=10) as conn:
-            for table in tables:
-                query = sql.SQL("SELECT min(month)::text, max(month)::text FROM {}.{}").format(
-                    sql.Identifier(source.schema), sql.Identifier(table))
-                row = conn.execute(query).fetchone()
-                if row is not None and row[0] is not None and row[1] is not None:
-                    found.append((str(row[0]), str(row[1])))
-    except psycopg.Error:
-        return []
-    return found
