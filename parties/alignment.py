@@ -110,7 +110,8 @@ def align_ecdh(ids: list[str], channel: Channel, role: Role, job_id: str, deadli
     channel.send(Envelope(job_id, tag, role, {"points": peer_double}))
     back = _points(channel.recv(tag, wait + SECONDS_PER_ID * len(peer_points)), peer, len(ids))
     own_index, _ = psi.intersect(psi.unshuffle(back, perm), peer_double)
-    log.info("PSI (ecdh): %d own IDs, %d peer IDs, %d common", len(ids), len(peer_points),
+    log.info("PSI (ecdh, X25519 in %s): %d own IDs, %d peer IDs, %d common",
+             psi.x25519.BACKEND, len(ids), len(peer_points),
              len(own_index))
     return own_index
 

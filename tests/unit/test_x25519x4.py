@@ -141,7 +141,6 @@ def test_small_order_points_give_zero_and_the_first_such_row(position: int) -> N
 @pytest.mark.parametrize(("n", "position"), [(300, 150), (300, 299), (200, 64)])
 def test_a_small_order_point_deep_in_a_long_call_is_named_and_the_rest_are_right(
         n: int, position: int) -> None:
-    # Blocks share one inversion per group of 64 rows; a zero there must not spill over.
     rng = np.random.default_rng(n + position)
     rows = [bytes(r) for r in rng.integers(0, 256, (n, 32), dtype=np.uint8)]
     rows[position] = le(0)
@@ -149,6 +148,27 @@ def test_a_small_order_point_deep_in_a_long_call_is_named_and_the_rest_are_right
     out, bad = kernel(key, rows)
     assert bad == position
     assert out == [sodium(key, u) for u in rows]
+
+
+LIMB_BIT = (0, 26, 51, 77, 102, 128, 153, 179, 204, 230)
+# The largest limbs the ladder's carry leaves (limbs 1 and 5 may exceed 2^25 a little).
+LIMB_MAX = (2**26 - 1, 0x2000474, 2**26 - 1, 2**25 - 1, 2**26 - 1, 0x20002C4, 2**26 - 1,
+            2**25 - 1, 2**26 - 1, 2**25 - 1)
+
+
+def test_encoding_reduces_every_carried_value_including_those_at_or_above_2_255() -> None:
+    # Values >= 2^255 occur only for outputs near 0 mod p, which random points never give:
+    # encode() reaches the fold of bit 255 directly.
+    rng = np.random.default_rng(11)
+    cases = [list(LIMB_MAX), [0] * 10, [2**26 - 19] + [2**25 - 1 if i % 2 else 2**26 - 1
+                                                       for i in range(1, 10)]]
+    cases += [[int(rng.integers(0, m + 1)) for m in LIMB_MAX] for _ in range(3000)]
+    cases += [[m - int(rng.integers(0, 4)) for m in LIMB_MAX] for _ in range(200)]
+    for limbs in cases:
+        value = sum(v << b for v, b in zip(limbs, LIMB_BIT, strict=True))
+        got = KERNEL.encode(np.array(limbs, dtype="<u8").tobytes())
+        assert got == le(value % P), limbs
+    assert sum(v << b for v, b in zip(LIMB_MAX, LIMB_BIT, strict=True)) >= 2**255
 
 
 @settings(max_examples=200, deadline=None)
