@@ -152,7 +152,8 @@ class DuckRunner:
         return {str(r[0]): str(r[1]) for r in self.rows(f"DESCRIBE SELECT * FROM {relation}")}
 
 
-def _parquet_files(path: pathlib.Path) -> str:
+def parquet_files(path: pathlib.Path) -> str:
+    """The quoted argument of ``read_parquet`` for a Parquet file or a folder of them."""
     return text(str(path / "*.parquet") if path.is_dir() else str(path))
 
 
@@ -180,7 +181,7 @@ def attach(runner: DuckRunner, source: RawSource,
         if source.format is Format.PARQUET:
             if not path.exists():
                 raise InputError(f"{source.label(table)}: file not found")
-            relation = f"read_parquet({_parquet_files(path)})"
+            relation = f"read_parquet({parquet_files(path)})"
             stored = runner.columns(relation)
         else:
             header = source.header(table)

@@ -15,7 +15,7 @@ import duckdb
 import psycopg
 from psycopg import sql
 
-from parties.labels.duck import _parquet_files, csv_relation
+from parties.labels.duck import csv_relation, parquet_files
 from parties.labels.schema import InputError
 from parties.labels.sources import Format, RawSource
 
@@ -51,7 +51,7 @@ def _file(source: RawSource, table: str) -> Span:
     path = source.path(table)
     if not path.exists():
         raise InputError(f"{source.label(table)}: file not found")
-    relation = (f"read_parquet({_parquet_files(path)})" if source.format is Format.PARQUET
+    relation = (f"read_parquet({parquet_files(path)})" if source.format is Format.PARQUET
                 else csv_relation(path, source.header(table)))
     try:
         row = duckdb.execute(f"SELECT min(CAST(month AS VARCHAR)), "
