@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from federation.protocol.errors import InputDataError
+from parties.labels.schema import first_line
 from parties.labels.sources import Format, RawSource, stage_postgres
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def fingerprint(source: RawSource, tables: Sequence[str]) -> Fingerprint:
         raise InputDataError(f"postgresql schema {source.schema}: a table of "
                              f"{', '.join(tables)} not found") from e
     except psycopg.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise InputDataError(f"postgresql schema {source.schema}: cannot read ({first})") from e
     return tuple(out)
 

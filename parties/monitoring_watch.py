@@ -18,7 +18,7 @@ from psycopg import sql
 
 from federation.protocol.errors import InputDataError, ProtocolAbort
 from parties.labels.months import month_spans
-from parties.labels.schema import InputError, format_month, parse_month
+from parties.labels.schema import InputError, first_line, format_month, parse_month
 from parties.labels.sources import Format, RawSource
 
 MONTHLY_TABLES = {"grid": ("monthly_usage", "bills"), "bank": ("repayments", "taxes")}
@@ -86,7 +86,7 @@ def has_rows(source: RawSource, table: str) -> bool:
         except psycopg.errors.UndefinedTable as e:
             raise InputDataError(f"postgresql table {source.label(table)}: not found") from e
         except psycopg.Error as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise InputDataError(f"postgresql schema {source.schema}: cannot read "
                                  f"({first})") from e
     import duckdb
@@ -95,6 +95,6 @@ def has_rows(source: RawSource, table: str) -> bool:
     try:
         row = duckdb.execute(f"SELECT 1 FROM {reader}(?) LIMIT 1", [target]).fetchone()
     except duckdb.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise InputDataError(f"{source.label(table)}: cannot read ({first})") from e
     return row is not None

@@ -16,15 +16,11 @@ import psycopg
 from psycopg import sql
 
 from parties.labels.duck import csv_relation, parquet_files
-from parties.labels.schema import InputError
+from parties.labels.schema import InputError, first_line
 from parties.labels.sources import Format, RawSource
 
 Span = tuple[str, str] | None
 """(first, last) ``month`` of one table as text (``YYYY-MM...``), None if it has no rows."""
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _postgres(source: RawSource, tables: Sequence[str]) -> list[Span]:
@@ -44,7 +40,7 @@ def _postgres(source: RawSource, tables: Sequence[str]) -> list[Span]:
         raise InputError(f"postgresql table {source.label(table)}: not found") from e
     except psycopg.Error as e:
         raise InputError(f"postgresql schema {source.schema}: cannot read "
-                         f"({_first_line(e)})") from e
+                         f"({first_line(e)})") from e
 
 
 def _file(source: RawSource, table: str) -> Span:
@@ -58,7 +54,7 @@ def _file(source: RawSource, table: str) -> Span:
                              f"max(CAST(month AS VARCHAR)) FROM {relation}").fetchone()
     except duckdb.Error as e:
         raise InputError(f"{source.label(table)}: cannot read column 'month' "
-                         f"({_first_line(e)})") from e
+                         f"({first_line(e)})") from e
     return None if row is None or row[0] is None or row[1] is None else (str(row[0]),
                                                                            str(row[1]))
 

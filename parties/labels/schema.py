@@ -33,6 +33,12 @@ class InputError(ValueError):
     """Malformed or missing input; the message is one line naming file, row and column."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a library's error message (or its type name), for a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class Kind(enum.Enum):
     """What a raw column must hold."""
 

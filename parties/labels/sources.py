@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import psycopg
 from psycopg import sql
 
-from parties.labels.schema import UNIQUE_KEYS, InputError
+from parties.labels.schema import UNIQUE_KEYS, InputError, first_line
 
 # Columns naming a row of a database table in messages (its unique key, or what identifies it).
 ROW_KEYS: dict[str, tuple[str, ...]] = {**UNIQUE_KEYS, "events": ("ent_id", "date", "type")}
@@ -186,7 +186,7 @@ def stage_postgres(source: RawSource, tables: Sequence[str]) -> Iterator[RawSour
         try:
             conn = psycopg.connect(source.dsn, connect_timeout=10)
         except psycopg.Error as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise InputError(f"postgresql: cannot connect ({first})") from e
         with conn:
             conn.execute("SET DateStyle TO ISO, YMD")

@@ -26,6 +26,7 @@ from parties.labels.schema import (
     BankRaw,
     GridRaw,
     InputError,
+    first_line,
     format_month,
 )
 from parties.labels.synth_tables import bank_tables, grid_tables
@@ -174,7 +175,7 @@ def load_synth_postgres(data: SynthData, dsn: str, schemas: dict[str, str]) -> N
     try:
         conn = psycopg.connect(dsn, connect_timeout=10)
     except psycopg.Error as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise InputError(f"--to: cannot connect to postgresql ({first})") from e
     with conn, conn.transaction():
         for side, frames in raw_frames(data).items():
