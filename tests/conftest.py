@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import settings
 
@@ -31,6 +32,16 @@ def fate_file(name: str) -> Path:
     path = FATE / name
     if not path.is_file():
         pytest.skip(f"FATE fixture {path} not present")
+    return path
+
+
+def write_predictions(path: Path, n: int = 200) -> Path:
+    """A fixed, well-calibrated ``id,y,probability`` file of ``n`` rows for ``evaluate``."""
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.02, 0.9, n)
+    y = (rng.random(n) < p).astype(int)
+    path.write_text("id,y,probability\n" + "".join(
+        f"e{i},{t},{q:.6f}\n" for i, (t, q) in enumerate(zip(y, p, strict=True))))
     return path
 
 

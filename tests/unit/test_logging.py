@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, write_predictions
 
 SCRIPT = """
 import logging, sys
@@ -48,12 +47,7 @@ def test_error_level_silences_library_warnings_too() -> None:
 
 
 def test_debug_evaluate_prints_no_matplotlib_lines(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    p = rng.uniform(0.02, 0.9, 200)
-    y = (rng.random(200) < p).astype(int)
-    src = tmp_path / "predictions.csv"
-    src.write_text("id,y,probability\n" + "".join(
-        f"e{i},{t},{q:.6f}\n" for i, (t, q) in enumerate(zip(y, p))))
+    src = write_predictions(tmp_path / "predictions.csv")
     result = run_cli("--log-level", "DEBUG", "evaluate", "--predictions", str(src), "--out",
                      str(tmp_path / "eval"), timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -11,10 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from federation.protocol.files import mask_shared_writes
-from tests.conftest import REPO
+from tests.conftest import REPO, write_predictions
 
 
 def _mode(path: Path) -> int:
@@ -27,12 +25,7 @@ def _run_under_umask_000(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_evaluate_under_umask_000_writes_0644_plots_in_0755_folders(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    p = rng.uniform(0.02, 0.9, 200)
-    y = (rng.random(200) < p).astype(int)
-    src = tmp_path / "predictions.csv"
-    src.write_text("id,y,probability\n" + "".join(
-        f"e{i},{t},{q:.6f}\n" for i, (t, q) in enumerate(zip(y, p))))
+    src = write_predictions(tmp_path / "predictions.csv")
     out = tmp_path / "eval"
     result = _run_under_umask_000("evaluate", "--predictions", str(src), "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
